@@ -1,0 +1,291 @@
+"""ROS 2 node ``torque_controller``: joint PD + feedforward on ``/joint_states`` (demo controller).
+
+Each valid ``/joint_states`` message is one control step at its stamp ``t``:
+
+1. the reference for the *next* step, ``t + reference_preview_s``, is published on
+   ``/invdyn_node/reference`` (trajectory_msgs/JointTrajectoryPoint with positions, velocities,
+   accelerations, ``time_from_start`` = trajectory time). Why ahead: the learned feedforward comes
+   back asynchronously; the answer to this step's reference arrives after this step's command is
+   out, so it is requested one period early and is on hand when the next step needs it;
+2. the feedforward by ``mode``: ``pd`` none; ``learned`` the newest ``/invdyn_node/feedforward``
+   (Float64MultiArray) if it is valid and younger than ``feedforward_timeout_s`` (wall clock;
+   stale -> none, counted); ``ideal`` the simulator's own inverse dynamics on the reference
+   (``SimulatedArm.rnea`` with the same friction and payload parameters: the demo's ceiling);
+3. ``tau = clip(kp (q_d - q) + kd (qd_d - qd) + ff)`` is published on
+   ``/effort_controller/commands``.
+
+The trajectory (``FourierTrajectory``) starts at the first measured pose, at rest, and its clock
+is ``t - t_first``. ``mode`` can be changed at runtime (parameter or std_msgs/String on ``~/mode``);
+``use_feedforward=false`` forces PD whatever ``mode`` says. Payload changes published on the
+simulator's ``~/payload_kg`` topic are mirrored into the ideal model (``payload_topic``).
+Also publishes ``~/tracking_error`` (Float64MultiArray, q_d - q measured, per joint).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import numpy as np
+from rclpy.node import Node
+
+from invdyn_ros.errors import ConfigError
+from invdyn_ros.sim.arm import UR_HOME, SimulatedArm
+from invdyn_ros.sim.controller import PDController, critically_damped_kd, ur5_default_gains
+from invdyn_ros.sim.sim_arm_node import (ARM_PARAMETERS, arm_config_from_parameters,
+                                         build_arg_parser, declare_parameters,
+                                         float_array_is_valid, param_bool, param_float,
+                                         param_floats, param_int, param_str, run_node)
+from invdyn_ros.sim.trajectory import FourierTrajectory
+
+MODES = ('pd', 'learned', 'ideal')
+
+CONTROLLER_PARAMETERS: dict[str, tuple[Any, str]] = {
+    'mode': ('learned', "feedforward source: 'pd' (none), 'learned' (invdyn_node), 'ideal' (true "
+                        'model); changeable at runtime'),
+    'use_feedforward': (True, 'false forces PD only whatever mode says; changeable at runtime'),
+    'joint_states_topic': ('/joint_states', 'measured joint states'),
+    'command_topic': ('/effort_controller/commands', 'effort command output'),
+    'reference_topic': ('/invdyn_node/reference', 'reference output (JointTrajectoryPoint)'),
+    'feedforward_topic': ('/invdyn_node/feedforward', 'learned feedforward input'),
+    'payload_topic': ('/sim_arm/payload_kg', 'payload changes to mirror into the ideal model'),
+    'feedforward_timeout_s': (0.05, 'learned feedforward older than this (wall s) is ignored'),
+    'reference_preview_s': (None, 'the published reference is this far ahead (s); unset = one '
+                                  'period, 1 / rate_hz'),
+    'kp': (None, 'proportional gains (N m/rad); unset = UR5 defaults'),
+    'kd': (None, 'damping gains (N m s/rad); unset = critically damped for the UR5'),
+    'torque_limits': (None, 'command clamp (N m); unset = the model effort limits'),
+    'trajectory_seed': (0, 'seed of the Fourier coefficients'),
+    'base_freq_hz': (0.1, 'Fourier base frequency (Hz)'),
+    'harmonics': (5, 'number of harmonics'),
+    'center': (None, 'trajectory centre pose (rad); unset = UR home'),
+    'max_amplitude': (1.0, 'largest excursion from the centre (rad)'),
+    'max_velocity': (1.5, 'velocity bound (rad/s)'),
+    'max_acceleration': (4.0, 'acceleration bound (rad/s^2)'),
+    'margin': (0.2, 'distance kept from the joint limits (rad)'),
+    'ramp_s': (2.0, 'minimum ramp-in duration from the start pose (s)'),
+}
+
+
+class TorqueControllerNode(Node):
+    """The ``torque_controller`` node (see the module docstring)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__('torque_controller', **kwargs)
+        from sensor_msgs.msg import JointState
+        from std_msgs.msg import Float64, Float64MultiArray, String
+        from trajectory_msgs.msg import JointTrajectoryPoint
+
+        declare_parameters(self, ARM_PARAMETERS)
+        declare_parameters(self, CONTROLLER_PARAMETERS)
+        # The ideal model: the simulator's physics without sensor noise.
+        self.model_arm = SimulatedArm(arm_config_from_parameters(self, with_noise=False))
+        self.n = n = self.model_arm.n
+        self.joint_names = self.model_arm.joint_names
+
+        kp_param, kd_param = param_floats(self, 'kp'), param_floats(self, 'kd')
+        if kp_param is None and kd_param is None and n == 6:
+            kp, kd = ur5_default_gains()
+        else:
+            if kp_param is None:
+                raise ConfigError('kp: required for a robot other than the UR5 (or when kd is set)')
+            kp = np.asarray(kp_param)
+            inertia = np.diag(self.model_arm.mass_matrix(self.model_arm.true_state()[0]))
+            kd = np.asarray(kd_param) if kd_param is not None else critically_damped_kd(kp, inertia)
+        limits = param_floats(self, 'torque_limits')
+        limits = np.asarray(limits) if limits is not None else self.model_arm.effort_limits
+        for name, value in (('kp', kp), ('kd', kd), ('torque_limits', limits)):
+            if np.size(value) != n:
+                raise ConfigError(f'{name}: expected {n} values, got {np.size(value)}')
+        self.controller = PDController(kp, kd, limits)
+
+        self.mode = self._checked_mode(param_str(self, 'mode'))
+        self.use_feedforward = param_bool(self, 'use_feedforward')
+        self.feedforward_timeout_s = param_float(self, 'feedforward_timeout_s')
+        if self.get_parameter('reference_preview_s').value is None:
+            self.preview_s = self.model_arm.config.dt
+        else:
+            self.preview_s = param_float(self, 'reference_preview_s')
+            if self.preview_s < 0.0:
+                raise ConfigError(f'reference_preview_s: must be >= 0, got {self.preview_s}')
+        if not (np.isfinite(self.feedforward_timeout_s) and self.feedforward_timeout_s > 0.0):
+            raise ConfigError('feedforward_timeout_s: must be > 0')
+        center = param_floats(self, 'center')
+        self._trajectory_args = dict(
+            seed=param_int(self, 'trajectory_seed'), base_freq_hz=param_float(self, 'base_freq_hz'),
+            harmonics=param_int(self, 'harmonics'),
+            center=np.asarray(center) if center is not None else np.array(UR_HOME[:n]),
+            lower=self.model_arm.lower_limits, upper=self.model_arm.upper_limits,
+            margin=param_float(self, 'margin'), max_amplitude=param_float(self, 'max_amplitude'),
+            max_velocity=param_float(self, 'max_velocity'),
+            max_acceleration=param_float(self, 'max_acceleration'),
+            ramp_s=param_float(self, 'ramp_s'))
+        # Validate the trajectory parameters now (a bad value must fail at start, not at run time).
+        FourierTrajectory(n, **self._trajectory_args)
+        self.trajectory: FourierTrajectory | None = None
+        self._t0: float | None = None
+
+        self._feedforward: np.ndarray | None = None
+        self._feedforward_wall = -np.inf
+        self.counters = {'steps': 0, 'rejected_states': 0, 'rejected_feedforward': 0,
+                         'stale_feedforward': 0, 'rejected_mode': 0, 'rejected_payload': 0}
+        self.last_error = np.zeros(n)
+
+        self._Float64MultiArray = Float64MultiArray
+        self._JointTrajectoryPoint = JointTrajectoryPoint
+        self.command_pub = self.create_publisher(Float64MultiArray,
+                                                 param_str(self, 'command_topic'), 10)
+        self.reference_pub = self.create_publisher(JointTrajectoryPoint,
+                                                   param_str(self, 'reference_topic'), 10)
+        self.error_pub = self.create_publisher(Float64MultiArray, '~/tracking_error', 10)
+        self.create_subscription(JointState, param_str(self, 'joint_states_topic'),
+                                 self._on_joint_states, 10)
+        self.create_subscription(Float64MultiArray, param_str(self, 'feedforward_topic'),
+                                 self._on_feedforward, 10)
+        self.create_subscription(String, '~/mode', self._on_mode_topic, 10)
+        self.create_subscription(Float64, param_str(self, 'payload_topic'), self._on_payload, 10)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.get_logger().info(f'torque_controller: mode {self.mode}, '
+                               f'kp {np.round(kp, 2).tolist()}, kd {np.round(kd, 2).tolist()}')
+
+    # -------------------------------------------------------------- mode handling
+    @staticmethod
+    def _checked_mode(mode: str) -> str:
+        if mode not in MODES:
+            raise ConfigError(f'mode: must be one of {MODES}, got {mode!r}')
+        return mode
+
+    @property
+    def effective_mode(self) -> str:
+        return self.mode if self.use_feedforward else 'pd'
+
+    def _on_mode_topic(self, msg) -> None:
+        from rclpy.parameter import Parameter
+
+        result = self.set_parameters([Parameter('mode', value=msg.data.strip())])[0]
+        if not result.successful:
+            self.get_logger().warning(f'ignored mode request: {result.reason}',
+                                      throttle_duration_sec=1.0)
+
+    def _on_set_parameters(self, params):
+        from rcl_interfaces.msg import SetParametersResult
+
+        for p in params:
+            if p.name == 'mode':
+                if p.value not in MODES:
+                    self.counters['rejected_mode'] += 1
+                    return SetParametersResult(successful=False,
+                                               reason=f'mode: must be one of {MODES}')
+            elif p.name == 'use_feedforward':
+                if not isinstance(p.value, bool):
+                    return SetParametersResult(successful=False,
+                                               reason='use_feedforward: must be true or false')
+            elif p.name == 'payload_kg':
+                try:
+                    self.model_arm.set_payload(float(p.value))
+                except (ConfigError, TypeError, ValueError) as exc:
+                    return SetParametersResult(successful=False, reason=str(exc))
+            else:
+                return SetParametersResult(
+                    successful=False, reason=f'{p.name}: read-only at runtime (restart the node)')
+        for p in params:
+            if p.name == 'mode' and p.value != self.mode:
+                self.mode = p.value
+                self.get_logger().info(f'mode -> {self.mode}')
+            elif p.name == 'use_feedforward':
+                self.use_feedforward = p.value
+        return SetParametersResult(successful=True)
+
+    def _on_payload(self, msg) -> None:
+        try:
+            self.model_arm.set_payload(msg.data)
+        except ConfigError as exc:
+            self.counters['rejected_payload'] += 1
+            self.get_logger().warning(f'ignored payload: {exc}', throttle_duration_sec=1.0)
+
+    # -------------------------------------------------------------- data path
+    def _on_feedforward(self, msg) -> None:
+        ok, reason = float_array_is_valid(msg.data, self.n)
+        if not ok:
+            self.counters['rejected_feedforward'] += 1
+            self.get_logger().warning(f'rejected feedforward ({reason})', throttle_duration_sec=1.0)
+            return
+        self._feedforward = np.array(msg.data, dtype=float)
+        self._feedforward_wall = time.monotonic()
+
+    def _ordered(self, msg) -> tuple[np.ndarray, np.ndarray] | None:
+        """(q, qd) in joint_names order, or None if the message is unusable."""
+        names = list(msg.name)
+        if len(msg.position) != len(names) or len(msg.velocity) != len(names):
+            return None
+        try:
+            idx = [names.index(j) for j in self.joint_names]
+        except ValueError:
+            return None
+        q = np.asarray(msg.position, dtype=float)[idx]
+        qd = np.asarray(msg.velocity, dtype=float)[idx]
+        if not (np.all(np.isfinite(q)) and np.all(np.isfinite(qd))):
+            return None
+        return q, qd
+
+    def _on_joint_states(self, msg) -> None:
+        state = self._ordered(msg)
+        stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+        if state is None or (self._t0 is not None and stamp < self._t0):
+            self.counters['rejected_states'] += 1
+            self.get_logger().warning('ignored joint state (missing joints, wrong lengths, NaN/Inf '
+                                      'or time going backwards)', throttle_duration_sec=1.0)
+            return
+        q, qd = state
+        if self.trajectory is None:
+            self._t0 = stamp
+            self.trajectory = FourierTrajectory(self.n, start=q, **self._trajectory_args)
+            self.get_logger().info(f'trajectory starts at t={stamp:.3f} s from the measured pose '
+                                   f'(ramp-in {self.trajectory.ramp_duration:g} s)')
+        t = stamp - self._t0
+
+        # 1. the reference one step ahead, for the asynchronous learned feedforward.
+        t_next = t + self.preview_s
+        q_n, qd_n, qdd_n = self.trajectory.sample(t_next)
+        point = self._JointTrajectoryPoint()
+        point.positions, point.velocities = q_n.tolist(), qd_n.tolist()
+        point.accelerations = qdd_n.tolist()
+        ns = int(round(t_next * 1e9))
+        point.time_from_start.sec, point.time_from_start.nanosec = divmod(ns, 1_000_000_000)
+        self.reference_pub.publish(point)
+
+        # 2. feedforward for this step.
+        q_d, qd_d, qdd_d = self.trajectory.sample(t)
+        mode = self.effective_mode
+        ff = None
+        if mode == 'ideal':
+            ff = self.model_arm.rnea(q_d, qd_d, qdd_d)
+        elif mode == 'learned':
+            if self._feedforward is not None and \
+                    time.monotonic() - self._feedforward_wall < self.feedforward_timeout_s:
+                ff = self._feedforward
+            else:
+                self.counters['stale_feedforward'] += 1
+
+        # 3. command.
+        tau = self.controller.compute(q_d, qd_d, q, qd, ff)
+        self.command_pub.publish(self._Float64MultiArray(data=tau.tolist()))
+        self.last_error = q_d - q
+        self.error_pub.publish(self._Float64MultiArray(data=self.last_error.tolist()))
+        self.counters['steps'] += 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv if argv is None else argv)
+    from rclpy.utilities import remove_ros_args
+
+    parser = build_arg_parser(
+        'torque_controller', 'Joint PD + feedforward (none, learned from invdyn_node, or the '
+        'simulator\'s ideal inverse dynamics) tracking a Fourier reference.',
+        {**CONTROLLER_PARAMETERS, **ARM_PARAMETERS})
+    parser.parse_args(remove_ros_args(argv)[1:])
+    return run_node(TorqueControllerNode, argv)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

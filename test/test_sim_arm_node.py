@@ -1,0 +1,305 @@
+"""sim_arm and torque_controller nodes with real rclpy (DDS on loopback, see conftest.py).
+
+The nodes run in-process in one executor spinning in a background thread; a probe node plays the
+other side (subscriber / publisher). Topics are per-test so nothing leaks between tests.
+"""
+import threading
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip('rclpy')
+pytest.importorskip('pinocchio')
+
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
+from std_msgs.msg import Float64, Float64MultiArray, String  # noqa: E402
+from trajectory_msgs.msg import JointTrajectoryPoint  # noqa: E402
+
+from invdyn_ros.sim.arm import UR_HOME, ArmConfig, SimulatedArm  # noqa: E402
+from invdyn_ros.sim.controller_node import TorqueControllerNode  # noqa: E402
+from invdyn_ros.sim.sim_arm_node import SimArmNode  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+UR5_NAMES = ['shoulder_pan_joint', 'shoulder_lift_joint', 'elbow_joint',
+             'wrist_1_joint', 'wrist_2_joint', 'wrist_3_joint']
+
+
+class Ros:
+    """One context + executor spinning in a thread; nodes are added with ``add``."""
+
+    def __init__(self):
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.nodes = []
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self):
+        try:
+            self.executor.spin()
+        except Exception:  # noqa: BLE001 - shutdown races end the thread quietly
+            pass
+
+    def add(self, node):
+        self.nodes.append(node)
+        self.executor.add_node(node)
+        return node
+
+    def wait_for(self, condition, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            time.sleep(0.01)
+        return condition()
+
+    def close(self):
+        self.executor.shutdown(timeout_sec=2.0)
+        for node in self.nodes:
+            node.destroy_node()
+        rclpy.shutdown(context=self.context)
+        self.thread.join(timeout=2.0)
+
+
+@pytest.fixture
+def ros():
+    r = Ros()
+    yield r
+    r.close()
+
+
+class Probe:
+    """Collects joint states and publishes commands / payloads."""
+
+    def __init__(self, ros, prefix):
+        self.node = ros.add(rclpy.create_node('probe', context=ros.context))
+        self.states = []
+        self.lock = threading.Lock()
+        self.node.create_subscription(JointState, f'{prefix}/joint_states', self._on_state, 100)
+        self.command = self.node.create_publisher(Float64MultiArray, f'{prefix}/commands', 10)
+        self.payload = self.node.create_publisher(Float64, '/sim_arm/payload_kg', 10)
+
+    def _on_state(self, msg):
+        with self.lock:
+            self.states.append(msg)
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.states)
+
+    def send(self, values):
+        self.command.publish(Float64MultiArray(data=[float(v) for v in values]))
+
+    def wait_connected(self, ros, sim):
+        assert ros.wait_for(lambda: self.command.get_subscription_count() > 0 and
+                            len(self.snapshot()) > 0)
+
+
+def sim_node(ros, prefix, **params):
+    overrides = dict(joint_states_topic=f'{prefix}/joint_states',
+                     command_topic=f'{prefix}/commands',
+                     position_noise_std=0.0, velocity_noise_std=0.0, effort_noise_std=0.0)
+    overrides.update(params)
+    return ros.add(SimArmNode(context=ros.context, parameter_overrides=[
+        Parameter(k, value=v) for k, v in overrides.items()]))
+
+
+def stamp_ns(msg):
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+def test_publishes_joint_states_with_names_and_rate(ros):
+    sim = sim_node(ros, '/t1')
+    probe = Probe(ros, '/t1')
+    assert ros.wait_for(lambda: len(probe.snapshot()) >= 150)
+    states = probe.snapshot()
+    assert all(list(m.name) == UR5_NAMES for m in states)
+    # Stamps are simulated time at exactly 500 Hz: consecutive messages are 2 ms apart.
+    steps = np.diff([stamp_ns(m) for m in states])
+    assert np.all(steps == 2_000_000), np.unique(steps)
+    assert sim.rate_hz == 500.0
+    # Before any command the brakes hold the arm at home; effort is the holding (gravity) torque.
+    last = states[-1]
+    np.testing.assert_allclose(last.position, UR_HOME, atol=1e-12)
+    np.testing.assert_allclose(last.velocity, 0.0, atol=1e-12)
+    gravity = SimulatedArm(ArmConfig()).gravity(np.array(UR_HOME))
+    np.testing.assert_allclose(last.effort, gravity, atol=1e-9)
+    assert abs(gravity[1]) > 10.0
+
+
+def test_bad_commands_are_rejected_and_states_stay_finite(ros):
+    sim = sim_node(ros, '/t2', command_timeout_s=100.0)
+    probe = Probe(ros, '/t2')
+    probe.wait_connected(ros, sim)
+    good = np.array([1.0, -2.0, 3.0, 0.5, -0.5, 0.25])
+    probe.send(good)
+    assert ros.wait_for(lambda: sim.counters['commands_accepted'] == 1)
+    probe.send(good[:5])                                   # wrong length
+    probe.send([0.0, 0.0, float('nan'), 0.0, 0.0, 0.0])    # NaN
+    probe.send([float('inf')] * 6)                          # Inf
+    assert ros.wait_for(lambda: sim.counters['rejected_length'] == 1 and
+                        sim.counters['rejected_nonfinite'] == 2)
+    n_before = len(probe.snapshot())
+    assert ros.wait_for(lambda: len(probe.snapshot()) > n_before + 50)
+    later = probe.snapshot()[n_before:]
+    for msg in later:
+        assert np.all(np.isfinite(msg.position)) and np.all(np.isfinite(msg.velocity))
+        np.testing.assert_allclose(msg.effort, good)        # the last valid command is held
+    assert sim.counters['commands_accepted'] == 1
+
+
+def test_command_timeout_zeroes_the_torque(ros):
+    sim = sim_node(ros, '/t3', command_timeout_s=0.1)
+    probe = Probe(ros, '/t3')
+    probe.wait_connected(ros, sim)
+    probe.send(np.full(6, 0.5))
+    assert ros.wait_for(lambda: sim.counters['timeouts'] == 1)
+    n_before = len(probe.snapshot())
+    assert ros.wait_for(lambda: len(probe.snapshot()) > n_before + 10)
+    for msg in probe.snapshot()[n_before + 1:]:
+        np.testing.assert_array_equal(msg.effort, 0.0)
+        assert np.all(np.isfinite(msg.position))
+    # The arm is now falling under gravity (no brakes with on_timeout='zero').
+    assert ros.wait_for(lambda: abs(probe.snapshot()[-1].velocity[1]) > 0.05)
+
+
+def test_payload_topic_changes_the_arm_at_runtime(ros):
+    sim = sim_node(ros, '/t4')
+    probe = Probe(ros, '/t4')
+    probe.wait_connected(ros, sim)
+    assert ros.wait_for(lambda: probe.payload.get_subscription_count() > 0)
+    probe.payload.publish(Float64(data=2.5))
+    assert ros.wait_for(lambda: sim.arm.payload_kg == 2.5)
+    probe.payload.publish(Float64(data=-1.0))
+    probe.payload.publish(Float64(data=float('nan')))
+    assert ros.wait_for(lambda: sim.counters['rejected_payload'] == 2)
+    assert sim.arm.payload_kg == 2.5
+    result = sim.set_parameters([Parameter('payload_kg', value=1.0)])[0]
+    assert result.successful and sim.arm.payload_kg == 1.0
+    assert not sim.set_parameters([Parameter('payload_kg', value=-3.0)])[0].successful
+    assert not sim.set_parameters([Parameter('rate_hz', value=100.0)])[0].successful
+
+
+# --------------------------------------------------------------------------------------------
+class FakeInvdyn:
+    """Stands in for invdyn_node: answers each reference with a feedforward (the true model's
+    inverse dynamics -- a perfectly learned network -- or NaN when told to misbehave)."""
+
+    def __init__(self, ros):
+        self.node = ros.add(rclpy.create_node('fake_invdyn', context=ros.context))
+        self.model = SimulatedArm(ArmConfig())
+        self.nan = False
+        self.references = []
+        self.pub = self.node.create_publisher(Float64MultiArray, '/invdyn_node/feedforward', 10)
+        self.node.create_subscription(JointTrajectoryPoint, '/invdyn_node/reference',
+                                      self._on_reference, 10)
+
+    def _on_reference(self, msg):
+        self.references.append(msg)
+        if self.nan:
+            tau = [float('nan')] * 6
+        else:
+            tau = self.model.rnea(msg.positions, msg.velocities, msg.accelerations).tolist()
+        self.pub.publish(Float64MultiArray(data=tau))
+
+
+def closed_loop(ros, mode):
+    sim = sim_node(ros, '/t5', position_noise_std=1e-4, velocity_noise_std=2e-3)
+    ctrl = ros.add(TorqueControllerNode(context=ros.context, parameter_overrides=[
+        Parameter('joint_states_topic', value='/t5/joint_states'),
+        Parameter('command_topic', value='/t5/commands'),
+        Parameter('mode', value=mode)]))
+    return sim, ctrl
+
+
+def rms_error_over(ros, ctrl, steps, settle=0):
+    """RMS tracking error sampled while the controller runs ``steps`` control steps, after
+    ``settle`` steps. Counted in control steps (simulated time), not wall time, so a loaded
+    machine that runs the simulation slower than real time measures the same thing."""
+    start = ctrl.counters['steps']
+    assert ros.wait_for(lambda: ctrl.counters['steps'] >= start + settle, timeout=60.0)
+    start = ctrl.counters['steps']
+    errors = []
+    deadline = time.monotonic() + 60.0
+    while ctrl.counters['steps'] < start + steps and time.monotonic() < deadline:
+        errors.append(np.abs(ctrl.last_error))
+        time.sleep(0.005)
+    assert ctrl.counters['steps'] >= start + steps
+    return np.sqrt(np.mean(np.square(errors), axis=0))
+
+
+def test_closed_loop_learned_feedforward_tracks_like_ideal(ros):
+    fake = FakeInvdyn(ros)
+    sim, ctrl = closed_loop(ros, 'learned')
+    learned = rms_error_over(ros, ctrl, 500, settle=300)
+    # References: one step ahead, full (q, qd, qdd), finite.
+    ref = fake.references[-1]
+    assert len(ref.positions) == len(ref.velocities) == len(ref.accelerations) == 6
+    assert np.all(np.isfinite(ref.positions))
+    # With a perfect (true-model) feedforward the error is tiny; PD alone lags visibly.
+    mode_pub = fake.node.create_publisher(String, '/torque_controller/mode', 10)
+    assert ros.wait_for(lambda: mode_pub.get_subscription_count() > 0)
+    mode_pub.publish(String(data='pd'))
+    assert ros.wait_for(lambda: ctrl.mode == 'pd')
+    pd = rms_error_over(ros, ctrl, 500, settle=500)
+    assert np.max(learned) < 0.01, learned
+    assert np.max(pd) > 3 * np.max(learned), (pd, learned)
+    mode_pub.publish(String(data='bogus'))
+    assert ros.wait_for(lambda: ctrl.counters['rejected_mode'] == 1)
+    assert ctrl.mode == 'pd'
+
+
+def test_closed_loop_ideal_mode_and_nan_feedforward_is_ignored(ros):
+    fake = FakeInvdyn(ros)
+    fake.nan = True
+    sim, ctrl = closed_loop(ros, 'learned')
+    assert ros.wait_for(lambda: ctrl.counters['rejected_feedforward'] > 20)
+    # NaN feedforward never reaches the arm: it runs on PD and all commands are finite.
+    assert sim.counters['rejected_nonfinite'] == 0
+    assert sim.counters['commands_accepted'] > 20
+    result = ctrl.set_parameters([Parameter('mode', value='ideal')])[0]
+    assert result.successful and ctrl.effective_mode == 'ideal'
+    ideal = rms_error_over(ros, ctrl, 500, settle=1000)  # 2 s (sim) for the PD transient
+    assert np.max(ideal) < 0.01, ideal
+    q, qd = sim.arm.true_state()
+    assert np.all(np.isfinite(q)) and np.all(np.isfinite(qd))
+
+
+def test_brake_on_timeout_holds_the_arm(ros):
+    sim = sim_node(ros, '/t6', command_timeout_s=0.05, on_timeout='brake')
+    probe = Probe(ros, '/t6')
+    probe.wait_connected(ros, sim)
+    probe.send(np.zeros(6))  # releases the brakes; zero torque -> the arm starts to fall
+    assert ros.wait_for(lambda: sim.counters['timeouts'] == 1)
+    held = sim.arm.true_state()[0]
+    n_before = len(probe.snapshot())
+    assert ros.wait_for(lambda: len(probe.snapshot()) > n_before + 20)
+    np.testing.assert_allclose(sim.arm.true_state()[0], held)
+    np.testing.assert_array_equal(probe.snapshot()[-1].velocity, 0.0)
+
+
+def test_controller_ignores_unusable_joint_states(ros):
+    ctrl = ros.add(TorqueControllerNode(context=ros.context, parameter_overrides=[
+        Parameter('joint_states_topic', value='/t7/joint_states'),
+        Parameter('command_topic', value='/t7/commands'), Parameter('mode', value='pd')]))
+    good = JointState(name=list(reversed(UR5_NAMES)), position=list(reversed(UR_HOME)),
+                      velocity=[0.0] * 6)
+    good.header.stamp.sec = 1
+    ctrl._on_joint_states(good)  # reordered by name: starts at home, no error
+    assert ctrl.counters['steps'] == 1
+    np.testing.assert_allclose(ctrl.last_error, 0.0, atol=1e-12)
+    missing = JointState(name=UR5_NAMES[:5], position=[0.0] * 5, velocity=[0.0] * 5)
+    nan = JointState(name=UR5_NAMES, position=[float('nan')] + [0.0] * 5, velocity=[0.0] * 6)
+    no_velocity = JointState(name=UR5_NAMES, position=[0.0] * 6)
+    for msg in (missing, nan, no_velocity):
+        msg.header.stamp.sec = 2
+        ctrl._on_joint_states(msg)
+    assert ctrl.counters['rejected_states'] == 3 and ctrl.counters['steps'] == 1
+    assert not ctrl.set_parameters([Parameter('mode', value='turbo')])[0].successful
+    assert ctrl.set_parameters([Parameter('use_feedforward', value=False)])[0].successful
+    assert ctrl.effective_mode == 'pd'
