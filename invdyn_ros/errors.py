@@ -19,3 +19,7 @@ class DatasetError(InvdynError):
 
 class BagError(InvdynError):
     """A rosbag2 bag that cannot be opened or does not contain the requested topic."""
+
+
+class TrainerError(InvdynError, RuntimeError):
+    """The training worker died, failed or did not answer in time."""

@@ -1,0 +1,500 @@
+"""Who runs the learners: in-process (deterministic) or in a background worker process.
+
+Both trainers own one :class:`~invdyn_ros.learner.OnlineLearner` per network name (e.g. ``{'lstm':
+..., 'gru': ...}`` for the dual identifier), give every submitted sample to every learner and share
+one interface: ``submit(window, tau)``, ``poll() -> {name: weights} | None``, ``stats() -> {name:
+stats}``, ``save(path_prefix) -> {name: path}``, ``close()``; both are context managers.
+
+- :class:`InlineTrainer` learns synchronously inside ``submit`` (reproducible to the bit; used by the
+  offline evaluator and tests).
+- :class:`ProcessTrainer` runs the learners in a ``multiprocessing`` *spawn* worker so training never
+  stalls the control loop: ``submit`` only appends to a local list and ships chunks with
+  ``put_nowait`` on a bounded queue (a full queue drops the chunk and counts it: the caller never
+  blocks); the worker learns every sample (prequential, ``updates_per_sample`` steps each, as inline)
+  and spends its spare time on extra Adam steps up to ``max_updates_per_sample``; every
+  ``publish_period_s`` it sends the exported weights back, which ``poll`` picks up without blocking.
+  Weights and samples cross the process boundary as numpy arrays (plain pickles; torch's
+  shared-memory tensor passing needs file descriptors and the sender alive, both fragile here) and
+  are turned back into CPU tensors on arrival.
+
+Checkpoints: ``save(prefix)`` writes one atomic file per network, ``checkpoint_path(prefix, name)``
+(``<prefix>.<name>.pt``); both trainers resume from such files (``checkpoint=prefix`` or a
+``{name: path}`` mapping).
+"""
+from __future__ import annotations
+
+import itertools
+import multiprocessing as mp
+import os
+import queue
+import time
+import traceback
+import weakref
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .errors import CheckpointError, ConfigError, TrainerError  # noqa: F401 (TrainerError re-exported)
+from .learner import LearnerConfig, OnlineLearner
+
+__all__ = ['InlineTrainer', 'ProcessTrainer', 'TrainerError', 'checkpoint_path']
+
+
+def checkpoint_path(path_prefix: str | os.PathLike, name: str) -> str:
+    """The checkpoint file of network ``name`` for a ``save(path_prefix)`` call."""
+    return f'{os.fspath(path_prefix)}.{name}.pt'
+
+
+def _resolve_checkpoints(checkpoint: str | os.PathLike | Mapping[str, Any] | None,
+                         names: Iterable[str]) -> dict[str, str]:
+    if checkpoint is None:
+        return {}
+    if isinstance(checkpoint, Mapping):
+        unknown = sorted(set(checkpoint) - set(names))
+        if unknown:
+            raise ConfigError(f'checkpoint given for unknown network(s) {unknown}')
+        return {k: os.fspath(v) for k, v in checkpoint.items()}
+    return {name: checkpoint_path(checkpoint, name) for name in names}
+
+
+def _check_networks(networks: Sequence[tuple[str, LearnerConfig]]) -> list[tuple[str, LearnerConfig]]:
+    nets = list(networks)
+    if not nets:
+        raise ConfigError('networks must name at least one (name, LearnerConfig)')
+    names = [n for n, _ in nets]
+    if len(set(names)) != len(names) or not all(isinstance(n, str) and n for n in names):
+        raise ConfigError(f'network names must be distinct non-empty strings, got {names}')
+    for name, cfg in nets:
+        if not isinstance(cfg, LearnerConfig):
+            raise ConfigError(f'network {name!r}: expected a LearnerConfig, got {type(cfg).__name__}')
+        cfg.validate()
+    windows = {cfg.window for _, cfg in nets}
+    if len(windows) != 1:
+        raise ConfigError(f'all networks must use the same window length, got {sorted(windows)}')
+    return nets
+
+
+def _build_learners(n_joints: int, nets: list[tuple[str, LearnerConfig]],
+                    checkpoints: Mapping[str, str]) -> dict[str, OnlineLearner]:
+    learners = {}
+    for name, cfg in nets:
+        if name in checkpoints:
+            learners[name] = OnlineLearner.load(checkpoints[name], config=cfg, n_joints=n_joints)
+        else:
+            learners[name] = OnlineLearner(n_joints, cfg)
+    return learners
+
+
+# ============================================================================ inline
+class InlineTrainer:
+    """Learners in the caller's process; ``submit`` learns synchronously (deterministic)."""
+
+    def __init__(self, n_joints: int, networks: Sequence[tuple[str, LearnerConfig]],
+                 checkpoint: str | os.PathLike | Mapping[str, Any] | None = None) -> None:
+        nets = _check_networks(networks)
+        self.n_joints = int(n_joints)
+        self.names = tuple(n for n, _ in nets)
+        self.learners = _build_learners(self.n_joints, nets,
+                                        _resolve_checkpoints(checkpoint, self.names))
+        self._published_steps = {name: -1 for name in self.names}
+        self.counters = {'submitted': 0, 'dropped': 0}
+        self._closed = False
+
+    def submit(self, window: Any, tau: Any) -> None:
+        """Learn the sample in every learner (bad samples are rejected and counted by each)."""
+        if self._closed:
+            return
+        self.counters['submitted'] += 1
+        for learner in self.learners.values():
+            learner.learn_one(window, tau)
+
+    def poll(self) -> dict[str, dict] | None:
+        """Exported weights of every learner if any of them took a step since the last poll (the
+        first poll returns the initial weights, as ProcessTrainer's does)."""
+        if self._closed:
+            return None
+        steps = {name: lr.steps for name, lr in self.learners.items()}
+        if steps == self._published_steps:
+            return None
+        self._published_steps = steps
+        return {name: lr.export_weights() for name, lr in self.learners.items()}
+
+    def stats(self) -> dict[str, dict]:
+        return {name: lr.stats() for name, lr in self.learners.items()}
+
+    def save(self, path_prefix: str | os.PathLike) -> dict[str, str]:
+        paths = {}
+        for name, learner in self.learners.items():
+            paths[name] = checkpoint_path(path_prefix, name)
+            learner.save(paths[name])
+        return paths
+
+    def close(self) -> None:
+        self._closed = True
+
+    def __enter__(self) -> 'InlineTrainer':
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+# ============================================================================ process
+def _to_numpy_tree(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().numpy()
+    if isinstance(obj, dict):
+        return {k: _to_numpy_tree(v) for k, v in obj.items()}
+    return obj
+
+
+def _to_torch_tree(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(obj)
+    if isinstance(obj, dict):
+        return {k: _to_torch_tree(v) for k, v in obj.items()}
+    return obj
+
+
+def _worker_main(n_joints: int, nets: list[tuple[str, dict]], checkpoints: dict[str, str],
+                 samples_q: Any, control_q: Any, results_q: Any, replies_q: Any,
+                 publish_period_s: float, max_updates_per_sample: float) -> None:
+    """The training process. Talks to the parent only through the four queues."""
+    torch.set_num_threads(1)
+    parent = mp.parent_process()
+    try:
+        learners = _build_learners(n_joints, [(n, LearnerConfig.from_dict(d)) for n, d in nets],
+                                   checkpoints)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        replies_q.put(('init_error', type(exc).__name__, str(exc)))
+        return
+    export = lambda: {n: _to_numpy_tree(lr.export_weights()) for n, lr in learners.items()}  # noqa: E731
+    stats = lambda: {n: lr.stats() for n, lr in learners.items()}  # noqa: E731
+    replies_q.put(('ready', export(), stats()))
+    published = {n: lr.steps for n, lr in learners.items()}
+    last_publish = time.monotonic()
+    extra = {'received_chunks': 0, 'extra_steps': 0, 'dropped_publishes': 0}
+    try:
+        while True:
+            # 1. commands first (stop / save)
+            try:
+                while True:
+                    cmd = control_q.get_nowait()
+                    if cmd[0] == 'stop':
+                        return
+                    if cmd[0] == 'save':
+                        _, prefix, req = cmd
+                        try:   # learn what was submitted before the request, then write
+                            while True:
+                                windows, taus = samples_q.get_nowait()
+                                extra['received_chunks'] += 1
+                                for learner in learners.values():
+                                    learner.learn_many(windows, taus)
+                        except queue.Empty:
+                            pass
+                        try:
+                            paths = {}
+                            for name, learner in learners.items():
+                                paths[name] = checkpoint_path(prefix, name)
+                                learner.save(paths[name])
+                            replies_q.put(('saved', req, paths))
+                        except Exception as exc:  # noqa: BLE001 - e.g. disk full: the parent raises
+                            replies_q.put(('save_error', req, f'{type(exc).__name__}: {exc}'))
+            except queue.Empty:
+                pass
+            # 2. one waiting chunk (then back to the commands, so stop/save stay responsive);
+            #    learning the stream has priority over extra steps
+            got = False
+            try:
+                windows, taus = samples_q.get_nowait()
+                got = True
+                extra['received_chunks'] += 1
+                for learner in learners.values():
+                    learner.learn_many(windows, taus)
+            except queue.Empty:
+                pass
+            # 3. spare time: an extra step for the learner furthest below the steps/sample cap
+            stepped = False
+            if not got:
+                best, best_ratio = None, max_updates_per_sample
+                for learner in learners.values():
+                    if learner.samples > 0:
+                        ratio = learner.steps / learner.samples
+                        if ratio < best_ratio:
+                            best, best_ratio = learner, ratio
+                if best is not None and best.step() is not None:
+                    stepped = True
+                    extra['extra_steps'] += 1
+            # 4. publish
+            now = time.monotonic()
+            if now - last_publish >= publish_period_s:
+                last_publish = now
+                steps = {n: lr.steps for n, lr in learners.items()}
+                weights = export() if steps != published else None
+                try:
+                    results_q.put_nowait(('weights', weights, stats(), dict(extra)))
+                    if weights is not None:
+                        published = steps
+                except queue.Full:
+                    extra['dropped_publishes'] += 1
+            if parent is not None and not parent.is_alive():
+                return
+            if not got and not stepped:
+                time.sleep(0.005)  # idle: nothing to learn and the step cap is reached
+    except Exception:  # noqa: BLE001 - a bug: tell the parent, then die
+        replies_q.put(('error', traceback.format_exc()))
+        raise
+
+
+class ProcessTrainer:
+    """Learners in a spawned worker process; ``submit`` costs microseconds and never blocks.
+
+    ``chunk_size`` samples are shipped together (or fewer, after ``max_pending_s``); the sample queue
+    holds ``queue_chunks`` chunks, beyond which chunks are dropped and counted in
+    ``counters['dropped']``. ``max_updates_per_sample`` caps the worker's Adam steps per learned
+    sample (each learner's own ``updates_per_sample`` steps always happen; spare CPU time adds steps up
+    to the cap, so a small buffer is not overfitted). ``start_timeout_s`` bounds the wait for the
+    worker to import torch and build (or load) its learners; a checkpoint that fails to load raises
+    :class:`CheckpointError` here, a worker that does not come up :class:`TrainerError`.
+    """
+
+    def __init__(self, n_joints: int, networks: Sequence[tuple[str, LearnerConfig]],
+                 checkpoint: str | os.PathLike | Mapping[str, Any] | None = None,
+                 publish_period_s: float = 1.0, chunk_size: int = 32, queue_chunks: int = 64,
+                 max_updates_per_sample: float = 1.0, max_pending_s: float = 0.5,
+                 start_timeout_s: float = 120.0, main_threads: int | None = 1) -> None:
+        nets = _check_networks(networks)
+        if not (publish_period_s > 0 and chunk_size >= 1 and queue_chunks >= 1
+                and max_updates_per_sample >= 0 and max_pending_s > 0):
+            raise ConfigError('publish_period_s, chunk_size, queue_chunks, max_pending_s must be '
+                              'positive and max_updates_per_sample >= 0')
+        if main_threads is not None:
+            torch.set_num_threads(main_threads)
+        self.n_joints = int(n_joints)
+        self.names = tuple(n for n, _ in nets)
+        self.window = nets[0][1].window
+        self.chunk_size = int(chunk_size)
+        self.max_pending_s = float(max_pending_s)
+        checkpoints = _resolve_checkpoints(checkpoint, self.names)
+        for name, path in checkpoints.items():   # a clear error now rather than from the worker
+            if not os.path.isfile(path):
+                raise CheckpointError(f'checkpoint {path} for network {name!r} does not exist')
+        ctx = mp.get_context('spawn')
+        self._samples_q = ctx.Queue(maxsize=int(queue_chunks))
+        self._control_q = ctx.Queue()
+        self._results_q = ctx.Queue(maxsize=4)
+        self._replies_q = ctx.Queue()
+        self._proc = ctx.Process(
+            target=_worker_main, name='invdyn-trainer', daemon=True,
+            args=(self.n_joints, [(n, c.to_dict()) for n, c in nets], checkpoints,
+                  self._samples_q, self._control_q, self._results_q, self._replies_q,
+                  float(publish_period_s), float(max_updates_per_sample)))
+        self._pending_w: list[np.ndarray] = []
+        self._pending_t: list[np.ndarray] = []
+        self._pending_since = 0.0
+        self._closed = False
+        self._error: str | None = None
+        self._weights: dict[str, dict] | None = None
+        self._weights_new = False
+        self._stats: dict[str, dict] = {}
+        self._req = itertools.count(1)
+        self._replies: dict[int, tuple] = {}
+        self.counters = {'submitted': 0, 'rejected': 0, 'sent': 0, 'dropped': 0,
+                         'weights_received': 0, 'worker_alive': False, 'worker_exitcode': None}
+        self.worker_counters: dict[str, int] = {}
+        self._proc.start()
+        self._finalizer = weakref.finalize(self, ProcessTrainer._shutdown, self._proc,
+                                           self._control_q, self._samples_q, 5.0)
+        self._wait_ready(start_timeout_s)
+
+    # ------------------------------------------------------------------ lifecycle
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                msg = self._replies_q.get(timeout=0.1)
+            except queue.Empty:
+                if not self._proc.is_alive():
+                    self.close()
+                    raise TrainerError(f'training worker exited during start-up (exit code '
+                                       f'{self._proc.exitcode})') from None
+                if time.monotonic() > deadline:
+                    self.close()
+                    raise TrainerError(f'training worker did not start within {timeout} s') from None
+                continue
+            if msg[0] == 'ready':
+                self._weights = {n: _to_torch_tree(w) for n, w in msg[1].items()}
+                self._weights_new = True
+                self._stats = msg[2]
+                return
+            if msg[0] == 'init_error':
+                self.close()
+                cls = CheckpointError if msg[1] == 'CheckpointError' else TrainerError
+                raise cls(f'training worker could not start: {msg[1]}: {msg[2]}')
+            if msg[0] == 'error':
+                self.close()
+                raise TrainerError(f'training worker failed during start-up:\n{msg[1]}')
+
+    @staticmethod
+    def _shutdown(proc: Any, control_q: Any, samples_q: Any, timeout: float) -> None:
+        """Stop the worker: sentinel, join, terminate, kill (each only if still needed)."""
+        if proc.is_alive():
+            try:
+                control_q.put(('stop',))
+            except (ValueError, OSError):
+                pass
+            proc.join(timeout)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(2.0)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(2.0)
+        for q in (samples_q, control_q):
+            q.cancel_join_thread()   # never block interpreter exit on data for a dead reader
+            q.close()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the worker and release the queues (idempotent). Unsent pending samples are dropped."""
+        if self._closed:
+            return
+        self._closed = True
+        self._finalizer.detach()
+        ProcessTrainer._shutdown(self._proc, self._control_q, self._samples_q, timeout)
+        self.counters['worker_alive'] = False
+        self.counters['worker_exitcode'] = self._proc.exitcode
+        for q in (self._results_q, self._replies_q):
+            q.cancel_join_thread()
+            q.close()
+
+    def __enter__(self) -> 'ProcessTrainer':
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def alive(self) -> bool:
+        return not self._closed and self._proc.is_alive()
+
+    # ------------------------------------------------------------------ samples
+    def submit(self, window: Any, tau: Any) -> None:
+        """Queue one sample for the worker: never blocks, never raises on bad data."""
+        if self._closed:
+            return
+        self.counters['submitted'] += 1
+        try:
+            w = np.asarray(window, dtype=np.float32)
+            t = np.asarray(tau, dtype=np.float32).reshape(-1)
+        except (TypeError, ValueError):
+            self.counters['rejected'] += 1
+            return
+        if w.shape != (self.window, 3 * self.n_joints) or t.shape != (self.n_joints,) \
+                or not (np.isfinite(w).all() and np.isfinite(t).all()):
+            self.counters['rejected'] += 1
+            return
+        if not self._pending_w:
+            self._pending_since = time.monotonic()
+        self._pending_w.append(w)
+        self._pending_t.append(t)
+        if len(self._pending_w) >= self.chunk_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending_w:
+            return
+        chunk = (np.stack(self._pending_w), np.stack(self._pending_t))
+        k = len(self._pending_w)
+        self._pending_w, self._pending_t = [], []
+        try:
+            self._samples_q.put_nowait(chunk)
+            self.counters['sent'] += k
+        except (queue.Full, ValueError, OSError):
+            self.counters['dropped'] += k
+
+    # ------------------------------------------------------------------ results
+    def _drain(self) -> None:
+        while True:
+            try:
+                msg = self._results_q.get_nowait()
+            except (queue.Empty, ValueError, OSError, EOFError):
+                break
+            _, weights, stats, worker_counters = msg
+            if weights is not None:
+                self._weights = {n: _to_torch_tree(w) for n, w in weights.items()}
+                self._weights_new = True
+                self.counters['weights_received'] += 1
+            self._stats = stats
+            self.worker_counters = worker_counters
+        while True:
+            try:
+                msg = self._replies_q.get_nowait()
+            except (queue.Empty, ValueError, OSError, EOFError):
+                break
+            if msg[0] == 'error':
+                self._error = msg[1]
+            elif msg[0] in ('saved', 'save_error'):
+                self._replies[msg[1]] = msg
+
+    def _check_worker(self) -> None:
+        alive = self._proc.is_alive()
+        self.counters['worker_alive'] = alive
+        if not alive:
+            self.counters['worker_exitcode'] = self._proc.exitcode
+            detail = f':\n{self._error}' if self._error else ''
+            raise TrainerError(f'training worker died (exit code {self._proc.exitcode}){detail}')
+
+    def poll(self) -> dict[str, dict] | None:
+        """The newest weights ``{name: export_weights()}`` received since the last poll, or None.
+
+        Never blocks. Raises :class:`TrainerError` if the worker has died (every call, until closed).
+        """
+        if self._closed:
+            return None
+        if self._pending_w and time.monotonic() - self._pending_since > self.max_pending_s:
+            self._flush()
+        self._drain()
+        self._check_worker()
+        if not self._weights_new:
+            return None
+        self._weights_new = False
+        return self._weights
+
+    def stats(self) -> dict[str, dict]:
+        """Latest learner stats from the worker (``{name: OnlineLearner.stats()}``); never raises.
+
+        Trainer-level counts (submitted, dropped, worker_alive, ...) are in ``self.counters`` and the
+        worker's own counts in ``self.worker_counters``.
+        """
+        if not self._closed:
+            self._drain()
+            self.counters['worker_alive'] = self._proc.is_alive()
+            if not self.counters['worker_alive']:
+                self.counters['worker_exitcode'] = self._proc.exitcode
+        return {name: dict(s) for name, s in self._stats.items()}
+
+    def save(self, path_prefix: str | os.PathLike, timeout: float = 60.0) -> dict[str, str]:
+        """Ask the worker to checkpoint every learner (atomic files) and wait for it (≤ ``timeout``).
+
+        Pending samples are shipped first so they are part of the checkpoint when the queue has room.
+        Raises :class:`TrainerError` if the worker is dead, fails to write, or does not answer in time.
+        """
+        if self._closed:
+            raise TrainerError('trainer is closed')
+        self._flush()
+        self._check_worker()
+        req = next(self._req)
+        self._control_q.put(('save', os.fspath(path_prefix), req))
+        deadline = time.monotonic() + timeout
+        while req not in self._replies:
+            if time.monotonic() > deadline:
+                raise TrainerError(f'training worker did not save within {timeout} s')
+            self._drain()
+            self._check_worker()
+            if req not in self._replies:
+                time.sleep(0.01)
+        msg = self._replies.pop(req)
+        if msg[0] == 'save_error':
+            raise TrainerError(f'training worker could not save {path_prefix}: {msg[2]}')
+        return dict(msg[2])

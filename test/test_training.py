@@ -1,0 +1,158 @@
+"""InlineTrainer and ProcessTrainer: same interface, known answers, no hangs, clean shutdown."""
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from invdyn_ros.errors import CheckpointError, ConfigError
+from invdyn_ros.learner import LearnerConfig, OnlineLearner
+from invdyn_ros.predictor import Predictor
+from invdyn_ros.training import (InlineTrainer, ProcessTrainer, TrainerError, checkpoint_path)
+from test_learner import smooth_windows
+
+torch.set_num_threads(1)
+
+#: a guard against hangs only; nothing asserts how fast anything is
+DEADLINE_S = 180.0
+
+
+def networks(**kw):
+    base = dict(window=10, batch_size=32, buffer_capacity=2000, recent_capacity=500,
+                min_samples=32, updates_per_sample=0.25, learning_rate=3e-3, seed=0)
+    base.update(kw)
+    return [('lstm', LearnerConfig(model='lstm', model_options={'hidden_size': 16, 'num_layers': 1},
+                                   **base)),
+            ('gru', LearnerConfig(model='gru', model_options={'hidden_size': 16, 'num_layers': 1},
+                                  **base))]
+
+
+def _mse(weights, name, W, T):
+    cfg = dict(networks())[name]
+    pred = Predictor(cfg.model, 3, cfg.model_options, cfg.window)
+    pred.load_weights(weights)
+    return float(np.mean((pred.predict_many(W) - T) ** 2))
+
+
+def test_inline_trainer_feeds_every_learner(tmp_path):
+    W, T = smooth_windows(400, seed=1)
+    with InlineTrainer(3, networks()) as tr:
+        assert tr.names == ('lstm', 'gru')
+        first = tr.poll()   # the initial weights, like ProcessTrainer's first poll
+        assert set(first) == {'lstm', 'gru'}
+        assert tr.poll() is None
+        for w, t in zip(W, T):
+            tr.submit(w, t)
+        tr.submit(np.full((10, 9), np.nan), T[0])        # rejected by both, counted
+        stats = tr.stats()
+        assert set(stats) == {'lstm', 'gru'}
+        for s in stats.values():
+            assert s['samples'] == 400 and s['steps'] > 0 and s['rejected_nonfinite'] == 1
+        weights = tr.poll()
+        assert set(weights) == {'lstm', 'gru'}
+        assert tr.poll() is None                          # nothing new since
+        paths = tr.save(tmp_path / 'run')
+        assert paths == {n: checkpoint_path(tmp_path / 'run', n) for n in ('lstm', 'gru')}
+    resumed = InlineTrainer(3, networks(), checkpoint=tmp_path / 'run')
+    for name in ('lstm', 'gru'):
+        np.testing.assert_array_equal(resumed.learners[name].predict_many(W[:20]),
+                                      tr.learners[name].predict_many(W[:20]))
+        assert resumed.stats()[name]['steps'] == stats[name]['steps']
+    with pytest.raises(CheckpointError):
+        InlineTrainer(3, networks(), checkpoint=tmp_path / 'nothing_here')
+
+
+def test_trainer_config_errors():
+    with pytest.raises(ConfigError):
+        InlineTrainer(3, [])
+    with pytest.raises(ConfigError):
+        InlineTrainer(3, [('a', LearnerConfig()), ('a', LearnerConfig())])
+    with pytest.raises(ConfigError):
+        InlineTrainer(3, [('a', LearnerConfig(window=5)), ('b', LearnerConfig(window=10))])
+
+
+def _wait(tr, predicate):
+    deadline = time.monotonic() + DEADLINE_S
+    latest = None
+    while time.monotonic() < deadline:
+        w = tr.poll()
+        if w is not None:
+            latest = w
+        if predicate(tr.stats(), latest):
+            return latest
+        time.sleep(0.05)
+    raise AssertionError(f'worker did not get there: {tr.stats()} {tr.counters}')
+
+
+def test_process_trainer_end_to_end(tmp_path):
+    W, T = smooth_windows(2000, seed=2)
+    W_test, T_test = smooth_windows(300, seed=3)
+    with ProcessTrainer(3, networks(), publish_period_s=0.2, chunk_size=32, queue_chunks=256,
+                        max_updates_per_sample=1.0) as tr:
+        initial = tr.poll()                       # the worker's initial weights come at once
+        assert set(initial) == {'lstm', 'gru'}
+        before = {n: _mse(initial[n], n, W_test, T_test) for n in initial}
+        for w, t in zip(W, T):
+            tr.submit(w, t)
+        tr.submit(np.full((10, 9), np.inf), T[0])
+        assert tr.counters['rejected'] == 1
+        assert tr.counters['sent'] + tr.counters['dropped'] + len(tr._pending_w) == 2000
+
+        def done(stats, latest):
+            return latest is not None and all(
+                s['samples'] == tr.counters['sent'] and s['steps'] >= 600 for s in stats.values())
+
+        latest = _wait(tr, done)
+        for name in ('lstm', 'gru'):
+            after = _mse(latest[name], name, W_test, T_test)
+            assert after < 0.5 * before[name], (name, before[name], after)
+        paths = tr.save(tmp_path / 'proc')
+        for name, path in paths.items():
+            learner = OnlineLearner.load(path, config=dict(networks())[name], n_joints=3)
+            assert learner.samples == 2000 - tr.counters['dropped']   # pending shipped by save
+            assert learner.steps >= 600
+        proc = tr._proc
+    assert not proc.is_alive() and proc.exitcode == 0   # joined cleanly by the sentinel
+    tr.close()                                          # idempotent
+    assert tr.poll() is None
+
+
+def test_process_trainer_never_blocks_resumes_and_reports_crash(tmp_path):
+    W, T = smooth_windows(200, seed=4)
+    inline = InlineTrainer(3, networks())
+    for w, t in zip(W, T):
+        inline.submit(w, t)
+    inline.save(tmp_path / 'ck')
+    expected = inline.poll()
+    tr = ProcessTrainer(3, networks(), checkpoint=tmp_path / 'ck', queue_chunks=1, chunk_size=4,
+                        publish_period_s=0.1)
+    try:
+        initial = tr.poll()
+        for name in ('lstm', 'gru'):                       # resumed from the checkpoint files
+            for k, v in expected[name]['model'].items():
+                torch.testing.assert_close(initial[name]['model'][k], v)
+        big_w, big_t = np.repeat(W, 20, axis=0), np.repeat(T, 20, axis=0)
+        for w, t in zip(big_w, big_t):                     # 4000 samples into a 1-chunk queue
+            tr.submit(w, t)
+        assert tr.counters['dropped'] > 0                  # full queue: dropped, not blocked
+        assert tr.counters['sent'] + tr.counters['dropped'] == len(big_w)
+        tr._proc.kill()                                    # simulate a crash of the worker
+        tr._proc.join(30)
+        with pytest.raises(TrainerError, match='died'):
+            tr.poll()
+        with pytest.raises(TrainerError):
+            tr.save(tmp_path / 'after_crash')
+        stats = tr.stats()                                 # never raises
+        assert tr.counters['worker_alive'] is False and set(stats) == {'lstm', 'gru'}
+    finally:
+        tr.close()
+    assert not tr.alive
+
+
+def test_process_trainer_refuses_bad_checkpoint(tmp_path):
+    (tmp_path / 'bad.lstm.pt').write_bytes(b'garbage' * 100)
+    (tmp_path / 'bad.gru.pt').write_bytes(b'garbage' * 100)
+    with pytest.raises(CheckpointError):
+        ProcessTrainer(3, networks(), checkpoint=tmp_path / 'bad')
+    with pytest.raises(CheckpointError, match='does not exist'):
+        ProcessTrainer(3, networks(), checkpoint=tmp_path / 'missing')
