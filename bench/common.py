@@ -1,0 +1,166 @@
+"""Helpers shared by the benchmark scripts: what machine a number was measured on, where the data is.
+
+Benchmarks are scripts, not tests: their numbers are only comparable with the machine beside them,
+so every script prints :func:`machine_info` first. The machine the project develops on is shared
+(2 cores, other jobs running), hence the load average: a training time measured under load 5 is not
+the time of an idle machine.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+#: The repository root (bench/ lives directly below it).
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:   # the checkout's invdyn_ros, not a stale installed copy
+    sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from invdyn_ros.datasets import find_datasets_dir  # noqa: E402
+
+__all__ = ['REPO', 'cpu_model', 'machine_info', 'format_machine', 'require_datasets_dir',
+           'format_table', 'results_dir', 'jsonable', 'save_results', 'Recorder']
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else whatever :mod:`platform` knows."""
+    try:
+        with open('/proc/cpuinfo', encoding='utf-8') as f:
+            for line in f:
+                if line.lower().startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or 'unknown'
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, logical / usable cores, load average, torch / numpy / Python versions, threads."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count() or 0
+    try:
+        load = [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        load = None
+    return {
+        'cpu': cpu_model(),
+        'logical_cores': os.cpu_count(),
+        'usable_cores': usable,
+        'load_average_1_5_15min': load,
+        'torch': torch.__version__,
+        'torch_threads': torch.get_num_threads(),
+        'cuda': torch.cuda.is_available(),
+        'numpy': np.__version__,
+        'python': platform.python_version(),
+        'platform': platform.platform(),
+    }
+
+
+def format_machine(info: dict[str, Any]) -> str:
+    """Two human-readable lines of :func:`machine_info`."""
+    return (f"machine: {info['cpu']}, {info['usable_cores']}/{info['logical_cores']} cores usable, "
+            f"load average {info['load_average_1_5_15min']}, CUDA {'yes' if info['cuda'] else 'no'}\n"
+            f"software: torch {info['torch']} ({info['torch_threads']} threads), "
+            f"numpy {info['numpy']}, Python {info['python']}, {info['platform']}")
+
+
+def require_datasets_dir(path: str | None = None) -> Path:
+    """The shared datasets folder (``path``, ``$INVDYN_DATASETS`` or ``<repo>/../shared/datasets``).
+
+    Exits with a message (status 2) when it is missing: a benchmark without its data has nothing
+    to say, and a traceback would hide the reason.
+    """
+    found = Path(path).expanduser() if path else find_datasets_dir()
+    if found is None or not found.is_dir():
+        sys.exit('datasets not found: pass --datasets DIR, set INVDYN_DATASETS, or check out '
+                 'shared/datasets beside the repository')
+    return found
+
+
+def format_table(header: list[str], rows: list[list[Any]], floatfmt: str = '.4f') -> str:
+    """A plain fixed-width text table (first column left-aligned, the rest right-aligned)."""
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return format(v, floatfmt)
+        return '-' if v is None else str(v)
+
+    body = [[cell(v) for v in row] for row in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in body)) if body else len(str(h))
+              for i, h in enumerate(header)]
+    lines = ['  '.join(str(h).ljust(w) if i == 0 else str(h).rjust(w)
+                       for i, (h, w) in enumerate(zip(header, widths)))]
+    lines.append('  '.join('-' * w for w in widths))
+    for r in body:
+        lines.append('  '.join(v.ljust(w) if i == 0 else v.rjust(w)
+                               for i, (v, w) in enumerate(zip(r, widths))))
+    return '\n'.join(lines)
+
+
+def results_dir() -> Path:
+    """bench/results/ (created): where every script saves the evidence behind its numbers."""
+    path = REPO / 'bench' / 'results'
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def jsonable(obj: Any) -> Any:
+    """Plain JSON types (numpy scalars/arrays, tuples, Paths); non-finite floats become None, so a
+    results file never holds NaN/Inf (which strict JSON readers reject)."""
+    import math
+
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if obj is None or isinstance(obj, str):
+        return obj
+    return str(obj)
+
+
+def save_results(stem: str, text: str, data: Any = None, directory: Path | None = None
+                 ) -> list[Path]:
+    """Write ``<stem>.txt`` (the printed report) and, with ``data``, ``<stem>.json`` into
+    ``directory`` (default :func:`results_dir`); returns the paths written."""
+    import json
+
+    out = Path(directory) if directory is not None else results_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f'{stem}.txt']
+    paths[0].write_text(text if text.endswith('\n') else text + '\n', encoding='utf-8')
+    if data is not None:
+        paths.append(out / f'{stem}.json')
+        paths[1].write_text(json.dumps(jsonable(data), indent=1, allow_nan=False) + '\n',
+                            encoding='utf-8')
+    return paths
+
+
+class Recorder:
+    """``print`` that also keeps the lines, so the saved .txt is exactly what was printed."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, *parts: Any, sep: str = ' ') -> None:
+        line = sep.join(str(p) for p in parts)
+        print(line, flush=True)
+        self.lines.append(line)
+
+    @property
+    def text(self) -> str:
+        return '\n'.join(self.lines) + '\n'
