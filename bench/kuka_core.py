@@ -21,8 +21,13 @@ paths, nothing hand-rolled:
    test torques (the number comparable with Table 4; the filter removes sensor noise from the
    labels but the test target is what the robot measured) and, as a second column, against the
    filtered torques (the pipeline's own label, which excludes the sensor-noise floor).
-6. The dual identifier: ``identifier.DualIdentifier`` over the test stream with the trained LSTM and
-   GRU, prequentially as the live node runs it: for each sample the published torque is selected
+6. Seed ensembles (``--members K``): the LSTM and the GRU are each trained K times, member k with
+   seed ``seed + k`` (member 0 is the single network of the ``lstm``/``gru`` rows), and the rows
+   ``lstm_ens``/``gru_ens`` average the K members' predictions. Averaging independently initialised
+   networks cancels part of each one's seed-dependent error (H's seed-to-seed spread was +-0.005 on
+   the validation trajectory, comparable with the differences between hyper-parameters).
+7. The dual identifier: ``identifier.DualIdentifier`` over the test stream with the trained LSTM and
+   GRU (the K-member ensembles when ``--members`` > 1), prequentially as the live node runs it: for each sample the published torque is selected
    with the statistics of the *previous* samples, then the identifier is updated with this sample's
    measured (filtered) torque.
 
@@ -64,8 +69,9 @@ from invdyn_ros.windows import make_windows  # noqa: E402
 HUANG_TABLE4 = {'lstm': 0.1283, 'gru': 0.0613, 'rnn': 0.1810, 'mlp': 0.1281, 'transformer': 0.1035,
                 'va_sta_reslstm': 0.0489}
 NETWORKS = ('lstm', 'gru', 'mlp', 'va_sta_reslstm')
-#: Rows computed from other rows: the dual identifier (lstm + gru) and their plain average.
-COMBINED = ('dual', 'ensemble')
+#: Rows computed from other rows: the seed ensembles (K members each), the dual identifier over
+#: lstm(_ens) + gru(_ens), and the plain average of every LSTM and GRU member.
+COMBINED = ('lstm_ens', 'gru_ens', 'dual', 'ensemble')
 ALL_ROWS = NETWORKS + COMBINED
 
 
@@ -96,6 +102,8 @@ PLATEAU_PATIENCE = 200
 #: Dual identifier settings: the pipeline's defaults.
 DUAL_WINDOW = 200
 DUAL_HYSTERESIS = 0.1
+#: Seed-ensemble size for the LSTM and the GRU (chosen on the validation split, see kuka_core.txt).
+MEMBERS = 3
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -196,6 +204,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--cutoff', type=float, default=CUTOFF_HZ,
                    help=f'Butterworth cutoff [Hz] of the estimator (default {CUTOFF_HZ})')
     p.add_argument('--lr', type=float, default=None, help='learning rate for every network')
+    p.add_argument('--members', type=int, default=MEMBERS,
+                   help=f'seed-ensemble size K of the LSTM and the GRU: member k uses seed + k '
+                        f'(default {MEMBERS}; 1 = single networks, no *_ens rows)')
     p.add_argument('--validate', action='store_true',
                    help='tuning mode: train on trajectories 1-6 and 8, evaluate on 7 (never on 9-10)')
     args = p.parse_args(argv)
@@ -206,8 +217,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.rows = rows
     if args.epochs is not None and args.epochs < 1:
         p.error('--epochs must be >= 1')
-    if args.threads < 1 or args.window < 1:
-        p.error('--threads and --window must be >= 1')
+    if args.threads < 1 or args.window < 1 or args.members < 1:
+        p.error('--threads, --window and --members must be >= 1')
+    if args.members == 1:   # the *_ens rows would repeat the single-network rows
+        args.rows = [r for r in rows if r not in ('lstm_ens', 'gru_ens')]
     return args
 
 
@@ -232,32 +245,52 @@ def main(argv: list[str] | None = None) -> int:
     split_name = 'validation (train 1-6,8 / validate 7)' if args.validate else 'test (train 1-8 / test 9-10)'
     print(f'split: {split_name}: {len(train.windows)} training windows, {len(test.windows)} '
           f'evaluation windows; window {args.window} samples, Butterworth order {FILTER_ORDER} '
-          f'{args.cutoff:g} Hz zero-phase per trajectory, batch {BATCH_SIZE}, seed {args.seed}')
+          f'{args.cutoff:g} Hz zero-phase per trajectory, batch {BATCH_SIZE}, seed {args.seed}, '
+          f'{args.members} seed member(s) per lstm/gru ensemble')
 
     needed = [m for m in NETWORKS if m in args.rows]
     if any(r in args.rows for r in COMBINED):
         needed += [m for m in ('lstm', 'gru') if m not in needed]
+    combined = [r for r in COMBINED if r in args.rows]
+    k_members = args.members if combined else 1   # extra members only feed the combined rows
     preds: dict[str, np.ndarray] = {}
     results: dict[str, dict[str, Any]] = {}
+    members: dict[str, list[np.ndarray]] = {}
+    member_seconds: dict[str, float] = {}
     for kind in needed:
         base = BENCH_CONFIGS[kind]
         cfg = BenchConfig(base.model_options, args.lr if args.lr is not None else base.learning_rate,
                           args.epochs if args.epochs is not None else base.epochs, base.weight_decay)
-        learner, seconds, tinfo = train_network(kind, cfg, train, args.window, args.seed, cfg.epochs)
-        preds[kind] = learner.predict_many(test.windows)
-        results[kind] = {'train_seconds': round(seconds, 1), 'epochs': cfg.epochs,
-                         'learning_rate': cfg.learning_rate, 'model_options': cfg.model_options,
-                         **tinfo}
-        print(f'  trained {kind:15s} {seconds:7.1f} s  ({tinfo["steps"]} steps, '
-              f'{tinfo["parameters"]} parameters, final lr {tinfo["final_lr"]:.2g}, '
-              f'rollbacks {tinfo["rollbacks"]})', flush=True)
-    if 'dual' in args.rows:
-        preds['dual'], results['dual'] = run_dual(preds['lstm'], preds['gru'], test.tau_filtered)
-        results['dual']['train_seconds'] = results['lstm']['train_seconds'] + results['gru']['train_seconds']
-    if 'ensemble' in args.rows:
-        preds['ensemble'] = 0.5 * (preds['lstm'] + preds['gru'])
-        results['ensemble'] = {'train_seconds': results['lstm']['train_seconds']
-                               + results['gru']['train_seconds']}
+        n_members = k_members if kind in ('lstm', 'gru') else 1
+        members[kind], member_seconds[kind] = [], 0.0
+        for k in range(n_members):
+            learner, seconds, tinfo = train_network(kind, cfg, train, args.window, args.seed + k,
+                                                    cfg.epochs)
+            members[kind].append(learner.predict_many(test.windows))
+            member_seconds[kind] += seconds
+            label = kind if n_members == 1 else f'{kind}[seed {args.seed + k}]'
+            print(f'  trained {label:22s} {seconds:7.1f} s  ({tinfo["steps"]} steps, '
+                  f'{tinfo["parameters"]} parameters, final lr {tinfo["final_lr"]:.2g}, '
+                  f'rollbacks {tinfo["rollbacks"]})', flush=True)
+            if k == 0:   # member 0 is the single-network row (seed = --seed, as without --members)
+                preds[kind] = members[kind][0]
+                results[kind] = {'train_seconds': round(seconds, 1), 'epochs': cfg.epochs,
+                                 'learning_rate': cfg.learning_rate,
+                                 'model_options': cfg.model_options, **tinfo}
+    for kind in ('lstm', 'gru'):
+        if f'{kind}_ens' in args.rows:
+            preds[f'{kind}_ens'] = np.mean(members[kind], axis=0)
+            results[f'{kind}_ens'] = {'members': len(members[kind]),
+                                      'seeds': [args.seed + k for k in range(len(members[kind]))],
+                                      'train_seconds': round(member_seconds[kind], 1)}
+    both_seconds = round(member_seconds.get('lstm', 0.0) + member_seconds.get('gru', 0.0), 1)
+    if 'dual' in args.rows:   # over the ensembles when there are several members
+        a, b = (np.mean(members[k], axis=0) for k in ('lstm', 'gru'))
+        preds['dual'], results['dual'] = run_dual(a, b, test.tau_filtered)
+        results['dual'].update(train_seconds=both_seconds, members=k_members)
+    if 'ensemble' in args.rows:   # every LSTM and GRU member, equally weighted
+        preds['ensemble'] = np.mean(members['lstm'] + members['gru'], axis=0)
+        results['ensemble'] = {'train_seconds': both_seconds, 'members': 2 * k_members}
 
     rows = [r for r in ALL_ROWS if r in args.rows]
     n = test.tau_raw.shape[1]
