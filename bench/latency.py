@@ -1,0 +1,361 @@
+#!/usr/bin/env python3
+"""End-to-end latency of invdyn_node over real DDS on loopback, with training running.
+
+What it does, per variant (``--trainer`` x ``--executor``):
+
+1. starts ``python -m invdyn_ros.node --ros-args --params-file CONFIG`` as a subprocess in its own
+   ROS domain (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``), with ``-p trainer:=...``,
+   ``-p executor:=...`` and no checkpoint;
+2. publishes sensor_msgs/JointState on ``/joint_states`` at ``--rate`` Hz (sensor-data QoS, the
+   driver's) for ``--warmup`` + ``--duration`` seconds: a smooth 7-joint trajectory with a known
+   torque function, so the learner has something to learn and the trainer works all the time;
+   every message has a unique ``header.stamp``;
+3. subscribes ``~/predicted_effort`` and matches each output to its input by the stamp (the node
+   copies it): **end-to-end latency** = receive time - publish time (``time.perf_counter``, one
+   process, so one clock). This includes two DDS hops and the bench's own executor, so it is an
+   upper bound of the node's share;
+4. reads the node's **callback latency** (arrival in the callback -> ``~/predicted_effort``
+   published, measured inside the node) from its ``/diagnostics`` (p50 / p99 per period);
+5. samples the CPU time of the node process and of its trainer worker from ``/proc``.
+
+The latency budget of the issue (p99 <= 0.5 ms, median <= 0.2 ms, 7 joints at 1 kHz, training
+running) is about the node: from a message's arrival to the publication of its prediction, i.e. the
+*callback latency*. The end-to-end numbers are printed beside it.
+
+Lost = inputs of the measured window without a matching output (dropped by DDS queues, by the
+node's rejection of bad input -- there is none here -- or not published).
+
+Usage::
+
+    .venv/bin/python bench/latency.py --duration 10                     # process trainer, events
+    .venv/bin/python bench/latency.py --compare --duration 10   # process/thread, events/single
+    .venv/bin/python bench/latency.py --config config/kuka_lwr.yaml --rate 1000
+
+The machine matters more than anything: every report starts with the CPU model, core count, load
+average and software versions (bench/common.py). On the shared 2-core development machine other
+jobs compete for the same cores.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (REPO, Recorder, format_machine, format_table, machine_info,  # noqa: E402
+                    save_results)
+
+import numpy as np  # noqa: E402
+
+KUKA_JOINTS = [f'lbr_A{i}' for i in range(1, 8)]
+
+#: Bench defaults: the KUKA config's joints and limits with a small, fast-starting learner setup.
+DEFAULT_PARAMS = {
+    'joint_names': KUKA_JOINTS,
+    'torque_limits': [176.0, 176.0, 110.0, 110.0, 110.0, 40.0, 40.0],
+    'window': 10,
+    'hidden_size': 64,
+    'num_layers': 2,
+    'updates_per_sample': 0.02,
+    'max_updates_per_sample': 0.2,
+    'min_samples': 500,
+    'ready_min_samples': 2000,
+    'ready_window': 1000,
+    'dual_window': 500,
+    'publish_period_s': 1.0,
+    'diagnostics_period_s': 1.0,
+    'checkpoint_path': '',
+}
+
+
+def write_params(path: Path, params: dict[str, Any]) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump({'invdyn_node': {'ros__parameters': params}}))
+    return path
+
+
+def trajectory(i: np.ndarray | int, rate: float, n: int = 7) -> tuple[np.ndarray, ...]:
+    """q, qd, tau of sample i: sums of sines with a smooth, known torque function (N m)."""
+    t = np.asarray(i, dtype=np.float64) / rate
+    k = np.arange(1, n + 1)
+    w = 2 * np.pi * 0.15 * (1 + 0.3 * k)
+    q = 0.8 * np.sin(np.multiply.outer(t, w) + k) + 0.2 * np.sin(np.multiply.outer(t, 2.3 * w))
+    qd = 0.8 * w * np.cos(np.multiply.outer(t, w) + k) \
+        + 0.46 * w * np.cos(np.multiply.outer(t, 2.3 * w))
+    qdd = -0.8 * w ** 2 * np.sin(np.multiply.outer(t, w) + k) \
+        - 1.058 * w ** 2 * np.sin(np.multiply.outer(t, 2.3 * w))
+    tau = 20 * np.sin(q) / k + 2.0 * qd + 0.5 * qdd
+    return q, qd, tau
+
+
+def proc_cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process (s) from /proc/<pid>/stat."""
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for tid in os.listdir(f'/proc/{pid}/task'):
+            with open(f'/proc/{pid}/task/{tid}/children') as f:
+                out += [int(c) for c in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+def trainer_pids(node_pid: int) -> list[int]:
+    """The node's multiprocessing worker(s) (not the resource tracker)."""
+    pids = []
+    for c in children(node_pid):
+        try:
+            with open(f'/proc/{c}/cmdline', 'rb') as f:
+                cmd = f.read().replace(b'\0', b' ')
+        except OSError:
+            continue
+        if b'spawn_main' in cmd:
+            pids.append(c)
+    return pids
+
+
+def run_variant(args: argparse.Namespace, trainer: str, executor: str, out: Recorder) -> dict:
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from sensor_msgs.msg import JointState
+
+    domain = str(args.domain if args.domain is not None else 100 + os.getpid() % 100)
+    env = dict(os.environ, ROS_DOMAIN_ID=domain, ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST',
+               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    env.setdefault('ROS_LOG_DIR', tempfile.mkdtemp(prefix='invdyn_bench_log_'))
+    os.environ.update(ROS_DOMAIN_ID=domain, ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
+    tmp = Path(tempfile.mkdtemp(prefix='invdyn_bench_'))
+    if args.config:
+        params_file = Path(args.config)
+        extra = ['-p', "checkpoint_path:=''"]
+    else:
+        params_file = write_params(tmp / 'bench.yaml', DEFAULT_PARAMS)
+        extra = []
+    for override in args.param or []:
+        extra += ['-p', override]
+    cmd = [sys.executable, '-m', 'invdyn_ros.node', '--ros-args', '--params-file', str(params_file),
+           '-p', f'trainer:={trainer}', '-p', f'executor:={executor}', *extra]
+    log_path = tmp / 'node.log'
+    log = open(log_path, 'w')
+    node_proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO))
+
+    # Publisher and subscriber live in separate contexts: the subscriber's executor spins in a
+    # thread, the publisher is called from the main thread at the stream rate.
+    pub_ctx, sub_ctx = Context(), Context()
+    rclpy.init(context=pub_ctx)
+    rclpy.init(context=sub_ctx)
+    pub_node = rclpy.create_node('latency_bench_pub', context=pub_ctx)
+    sub_node = rclpy.create_node('latency_bench_sub', context=sub_ctx)
+    pub = pub_node.create_publisher(JointState, '/joint_states', qos_profile_sensor_data)
+    received: dict[int, float] = {}
+    diags: list[dict[str, str]] = []
+
+    def on_output(msg: JointState) -> None:
+        received[msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec] = \
+            time.perf_counter()
+
+    def on_diag(msg: DiagnosticArray) -> None:
+        for st in msg.status:
+            if 'inverse dynamics' in st.name:
+                diags.append({kv.key: kv.value for kv in st.values} | {'_t': time.perf_counter()})
+
+    sub_node.create_subscription(JointState, '/invdyn_node/predicted_effort', on_output,
+                                 QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
+    sub_node.create_subscription(DiagnosticArray, '/diagnostics', on_diag, 10)
+    try:   # less overhead per received message than SingleThreadedExecutor
+        from rclpy.experimental import EventsExecutor
+        ex = EventsExecutor(context=sub_ctx)
+    except ImportError:
+        ex = SingleThreadedExecutor(context=sub_ctx)
+    ex.add_node(sub_node)
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            ex.spin_once(timeout_sec=0.05)
+
+    spinner = threading.Thread(target=spin, daemon=True)
+    spinner.start()
+    result: dict[str, Any] = {'trainer': trainer, 'executor': executor}
+    try:
+        t0 = time.monotonic()
+        while sub_node.count_publishers('/invdyn_node/predicted_effort') == 0 or \
+                pub_node.count_subscribers('/joint_states') == 0:
+            if node_proc.poll() is not None or time.monotonic() - t0 > 120:
+                raise RuntimeError(f'node did not come up:\n{log_path.read_text()[-3000:]}')
+            time.sleep(0.1)
+        time.sleep(1.0)                                  # discovery settles
+        rate = float(args.rate)
+        n_total = int((args.warmup + args.duration) * rate)
+        n_warm = int(args.warmup * rate)
+        q, qd, tau = trajectory(np.arange(n_total), rate)
+        msg = JointState()
+        msg.name = list(KUKA_JOINTS)
+        sent = np.zeros(n_total)
+        keys = np.zeros(n_total, dtype=np.int64)
+        base_ns = 1_000_000_000_000
+        period = 1.0 / rate
+        cpu0 = cpu_tr0 = None
+        start = time.perf_counter()
+        for i in range(n_total):
+            if i == n_warm:
+                cpu0 = proc_cpu_seconds(node_proc.pid)
+                tpids = trainer_pids(node_proc.pid)
+                cpu_tr0 = sum(proc_cpu_seconds(p) or 0.0 for p in tpids)
+                t_meas = time.perf_counter()
+                diag_start = len(diags)
+            target = start + i * period
+            delay = target - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            ns = base_ns + int(round(i * period * 1e9))
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(ns, 1_000_000_000)
+            msg.position = q[i].tolist()
+            msg.velocity = qd[i].tolist()
+            msg.effort = tau[i].tolist()
+            keys[i] = ns
+            sent[i] = time.perf_counter()
+            pub.publish(msg)
+        t_end = time.perf_counter()
+        cpu1 = proc_cpu_seconds(node_proc.pid)
+        cpu_tr1 = sum(proc_cpu_seconds(p) or 0.0 for p in tpids)
+        time.sleep(max(1.5, 1.2 * float(DEFAULT_PARAMS['diagnostics_period_s'])))
+        wall = t_end - t_meas
+        lat = np.array([received[k] - s for k, s in zip(keys[n_warm:], sent[n_warm:])
+                        if k in received]) * 1e6
+        n_meas = n_total - n_warm
+        result.update(
+            sent=n_meas, matched=int(lat.size), lost=int(n_meas - lat.size),
+            send_rate_hz=n_meas / wall,
+            e2e_p50_us=float(np.percentile(lat, 50)) if lat.size else math.nan,
+            e2e_p99_us=float(np.percentile(lat, 99)) if lat.size else math.nan,
+            e2e_max_us=float(lat.max()) if lat.size else math.nan,
+            node_cpu_pct=100 * (cpu1 - cpu0) / wall if cpu0 is not None and cpu1 is not None
+            else math.nan,
+            trainer_cpu_pct=100 * (cpu_tr1 - cpu_tr0) / wall if tpids else math.nan)
+        periods = [d for d in diags[diag_start:] if d['_t'] <= t_end + 1.0
+                   and d.get('latency_samples', '0') not in ('0', '')]
+
+        def col(key: str) -> np.ndarray:
+            vals = []
+            for d in periods:
+                try:
+                    vals.append(float(d[key]))
+                except (KeyError, ValueError):
+                    pass
+            return np.array(vals)
+
+        p50s, p99s, maxs = col('callback_latency_p50_us'), col('callback_latency_p99_us'), \
+            col('callback_latency_max_us')
+        c50s, c99s = col('callback_cpu_p50_us'), col('callback_cpu_p99_us')
+        weights = col('latency_samples')
+        if p50s.size and p50s.size == weights.size:
+            # per-period percentiles, averaged weighted by the period's sample count
+            result.update(cb_p50_us=float(np.average(p50s, weights=weights)),
+                          cb_p99_us=float(np.average(p99s, weights=weights)),
+                          cb_p99_worst_period_us=float(p99s.max()),
+                          cb_max_us=float(maxs.max()),
+                          cb_cpu_p50_us=float(np.average(c50s, weights=weights)),
+                          cb_cpu_p99_us=float(np.average(c99s, weights=weights)))
+        last = diags[-1] if diags else {}
+        result.update(ready=last.get('ready'), recent_nmse=last.get('recent_nmse'),
+                      trainer_dropped=last.get('dropped_by_trainer_queue'),
+                      lost_by_dds=last.get('lost_by_dds'),
+                      steps={k.split('.')[0]: last.get(k) for k in last if k.endswith('.steps')})
+    finally:
+        stop.set()
+        spinner.join(2.0)
+        node_proc.send_signal(signal.SIGINT)
+        try:
+            node_proc.wait(60)
+        except subprocess.TimeoutExpired:
+            node_proc.kill()
+            node_proc.wait()
+        log.close()
+        ex.shutdown()
+        for node, ctx in ((pub_node, pub_ctx), (sub_node, sub_ctx)):
+            node.destroy_node()
+            rclpy.shutdown(context=ctx)
+    result['node_exit_code'] = node_proc.returncode
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--duration', type=float, default=10.0, help='measured seconds')
+    ap.add_argument('--warmup', type=float, default=3.0,
+                    help='seconds streamed before measuring (filter warm-up, first weights)')
+    ap.add_argument('--rate', type=float, default=1000.0, help='joint_states rate (Hz)')
+    ap.add_argument('--trainer', default='process', choices=('process', 'thread'))
+    ap.add_argument('--executor', default='events', choices=('events', 'single'))
+    ap.add_argument('--compare', action='store_true',
+                    help='run process+events, thread+events and process+single')
+    ap.add_argument('--config', default=None,
+                    help='node params file (default: KUKA joints with a bench learner setup)')
+    ap.add_argument('-p', '--param', action='append', metavar='NAME:=VALUE',
+                    help='extra node parameter, e.g. -p dual_enabled:=false -p hidden_size:=32')
+    ap.add_argument('--domain', type=int, default=None, help='ROS_DOMAIN_ID (default: from pid)')
+    ap.add_argument('--save', default=None, help='save the report as bench/results/<SAVE>.txt/json')
+    args = ap.parse_args(argv)
+
+    out = Recorder()
+    info = machine_info()
+    out(format_machine(info))
+    import rclpy  # noqa: F401 - fail early without ROS
+    out(f'stream: 7 joints at {args.rate:g} Hz, warm-up {args.warmup:g} s, measured '
+        f'{args.duration:g} s; config '
+        f'{args.config or "bench defaults (hidden 64 x 2, window 10, dual LSTM+GRU)"}'
+        + (f'; overrides {args.param}' if args.param else ''))
+    variants = [('process', 'events'), ('thread', 'events'), ('process', 'single')] \
+        if args.compare else [(args.trainer, args.executor)]
+    results = []
+    for trainer, executor in variants:
+        out(f'-- trainer={trainer} executor={executor} ...')
+        r = run_variant(args, trainer, executor, out)
+        results.append(r)
+        out('   ' + ', '.join(f'{k}={v:.1f}' if isinstance(v, float) else f'{k}={v}'
+                              for k, v in r.items()))
+    header = ['variant', 'cb p50 us', 'cb p99 us', 'cb max us', 'cb cpu p50', 'cb cpu p99',
+              'e2e p50 us', 'e2e p99 us', 'e2e max us', 'lost', 'sent', 'node CPU %',
+              'trainer CPU %']
+    rows = [[f"{r['trainer']}+{r['executor']}", r.get('cb_p50_us'), r.get('cb_p99_us'),
+             r.get('cb_max_us'), r.get('cb_cpu_p50_us'), r.get('cb_cpu_p99_us'), r['e2e_p50_us'],
+             r['e2e_p99_us'], r['e2e_max_us'], r['lost'], r['sent'], r['node_cpu_pct'],
+             r['trainer_cpu_pct']] for r in results]
+    out(format_table(header, rows, floatfmt='.0f'))
+    out('cb = callback latency inside the node, wall clock (arrival -> ~/predicted_effort '
+        'published; the budget: p50 <= 200 us, p99 <= 500 us); cb cpu = the same interval in the '
+        "callback thread's CPU time (the code's cost without waiting for a core); e2e = bench "
+        'publish -> bench receive (two DDS hops and the bench executor included). '
+        'CPU % of one core, over the measured window.')
+    if args.save:
+        for p in save_results(args.save, out.text, {'machine': info, 'args': vars(args),
+                                                     'results': results}):
+            out(f'saved {p}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

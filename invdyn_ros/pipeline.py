@@ -1,0 +1,987 @@
+"""The one chain the node, the offline evaluator and the demo all use: joint samples -> torques.
+
+Per measured sample (``Pipeline.process``)::
+
+    (stamp, q, qd, tau * effort_scale)
+        -> estimation.StreamingEstimator      filtered State(q, qd, qdd, tau), equally delayed
+        -> feature row [q, qd, qdd]
+        -> one streaming Predictor per network  predicts BEFORE training on the sample
+        -> WindowBuffer -> trainer.submit(window, tau)   learning happens elsewhere (trainer)
+        -> DualIdentifier.update(pred_a, pred_b, tau)    per-joint network choice, error spreads
+        -> DualIdentifier.select -> clamp to torque_limits -> Output
+
+Why the pieces sit where they do:
+
+* **Units.** ``effort_scale`` multiplies the driver's effort *before* the estimator, so everything
+  downstream (labels, scalers, limits, outputs) is in joint torque units (N m). A UR driver reports
+  motor current unless configured otherwise; a KUKA reports torque (scale 1).
+* **Alignment / delay.** The estimator delays q, qd, qdd and tau equally (``filter_delay_s``), so
+  the label ``tau_k`` and the features of stamp ``k`` describe the same instant. The published
+  torque is the model's answer for the *filtered* state, i.e. for the robot ``filter_delay_s``
+  before the stamp; :meth:`predict_reference` answers for a desired (unfiltered) state instead.
+* **Prequential honesty.** Every prediction is made before its sample reaches the trainer, so
+  ``recent_nmse`` (of the selected, clamped output against the measured torque) is the error of
+  what would have been published, and ``ready`` is derived from it, not from training losses.
+* **Never NaN.** Rows come out of the estimator finite; a predictor's non-finite output is
+  replaced per joint by the other network's, and a torque that is still non-finite drops the
+  sample (counted). Every torque leaving the pipeline is finite and clamped.
+* **Hot-swapped weights.** ``trainer.poll()`` runs at most every ``poll_every`` samples; new
+  weights are loaded into one predictor per sample (a load replays the last L-1 rows, ~0.3 ms
+  for an LSTM; staggering keeps any single sample's cost bounded).
+* **Checkpoints without stalls.** :meth:`start_checkpoint` saves from a background thread. While it
+  runs, ``process`` does not touch the trainer (neither trainer is thread-safe); samples for the
+  trainer wait in a bounded backlog and are handed over a few per sample afterwards.
+
+The core never imports rclpy; the node is a thin translator around this class.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .errors import CheckpointError, ConfigError, InvdynError
+from .estimation import FilterConfig, StreamingEstimator
+from .identifier import DualIdentifier
+from .learner import LearnerConfig, OnlineLearner
+from .models import MODEL_KINDS, make_config
+from .predictor import Predictor
+from .training import InlineTrainer, ProcessTrainer, TrainerError, checkpoint_path
+from .windows import WindowBuffer
+
+__all__ = ['PipelineConfig', 'Pipeline', 'Output', 'ThreadTrainer', 'make_trainer',
+           'PIPELINE_PARAMETERS', 'NODE_ONLY_PARAMETERS', 'TRAINER_KINDS', 'checkpoint_files']
+
+TRAINER_KINDS = ('inline', 'process', 'thread')
+
+#: Flat parameter names that ``PipelineConfig.from_params`` turns into the config, with defaults.
+#: ``rate_hz = 0`` means: measure the rate from the first stamps. Empty lists mean: not set.
+PIPELINE_PARAMETERS: dict[str, Any] = {
+    'joint_names': [],
+    'model': 'lstm',
+    'second_model': 'gru',
+    'hidden_size': 64,
+    'num_layers': 2,
+    'window': 10,
+    'batch_size': 128,
+    'buffer_capacity': 20000,
+    'recent_capacity': 2000,
+    'learning_rate': 1e-3,
+    'updates_per_sample': 0.1,
+    'min_samples': 256,
+    'seed': 0,
+    'filter_order': 2,
+    'filter_cutoff_hz': 30.0,
+    'rate_hz': 0.0,
+    'max_gap_s': 0.1,
+    'max_abs_position': 100.0,
+    'max_abs_velocity': 100.0,
+    'max_abs_effort': 1e4,
+    'dual_enabled': True,
+    'dual_window': 200,
+    'dual_hysteresis': 0.1,
+    'ready_nmse': 0.1,
+    'ready_window': 500,
+    'ready_min_samples': 1000,
+    'torque_limits': [],
+    'effort_scale': [],
+    'poll_every': 100,
+}
+
+#: Parameters of the node (and the trainer it builds) that the pipeline config does not hold;
+#: ``from_params`` accepts and ignores them so one YAML file serves node and evaluator alike.
+NODE_ONLY_PARAMETERS: dict[str, Any] = {
+    'trainer': 'process',
+    'publish_period_s': 1.0,
+    'max_updates_per_sample': 1.0,
+    'checkpoint_path': '',
+    'checkpoint_period_s': 300.0,
+    'stale_timeout_s': 0.1,
+    'diagnostics_period_s': 1.0,
+    'aux_decimation': 10,
+    'executor': 'events',
+    'trainer_nice': 10,
+    'use_sim_time': False,
+}
+
+
+# ======================================================================================= config
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
+def _float_tuple(name: str, value: Any) -> tuple[float, ...] | None:
+    """A tuple of finite floats, None for None / empty; ConfigError naming ``name`` otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not hasattr(value, '__len__'):
+        raise ConfigError(f'{name}: expected a list of numbers, got {value!r}')
+    if len(value) == 0:
+        return None
+    if not all(_is_number(v) for v in value):
+        raise ConfigError(f'{name}: expected a list of numbers, got {list(value)!r}')
+    out = tuple(float(v) for v in value)
+    if not all(math.isfinite(v) for v in out):
+        raise ConfigError(f'{name}: values must be finite, got {list(out)!r}')
+    return out
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything the pipeline needs; ``validate()`` raises ConfigError naming the parameter.
+
+    ``learner`` configures the primary network (its ``model`` is the primary kind); the second
+    network of the dual identifier (``dual_enabled``) is the same learner config with
+    ``second_model`` / ``second_model_options`` and ``seed + 1``. ``torque_limits`` (N m, > 0 per
+    joint) clamp every published torque; ``effort_scale`` (per joint, non-zero) converts the
+    driver's effort to torque. ``ready``: the rolling nMSE of the published output over the last
+    ``ready_window`` scored samples is below ``ready_nmse`` after at least ``ready_min_samples``;
+    it is lost again only above ``unready_factor * ready_nmse`` (hysteresis, so the feedforward does
+    not flicker between the prediction and zero near the threshold). ``poll_every``: samples
+    between ``trainer.poll()`` calls.
+    """
+
+    joint_names: tuple[str, ...]
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    dual_enabled: bool = True
+    second_model: str = 'gru'
+    second_model_options: dict = field(default_factory=dict)
+    dual_window: int = 200
+    dual_hysteresis: float = 0.1
+    torque_limits: tuple | None = None
+    effort_scale: tuple | None = None
+    ready_nmse: float = 0.1
+    ready_window: int = 500
+    ready_min_samples: int = 1000
+    unready_factor: float = 1.5
+    poll_every: int = 100
+
+    def __post_init__(self) -> None:
+        names = self.joint_names
+        if isinstance(names, (list, tuple)):
+            object.__setattr__(self, 'joint_names', tuple(names))
+        object.__setattr__(self, 'second_model_options', dict(self.second_model_options or {}))
+        for key in ('torque_limits', 'effort_scale'):
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, (str, bytes)) \
+                    and hasattr(value, '__len__'):
+                object.__setattr__(self, key, None if len(value) == 0 else tuple(value))
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def n_joints(self) -> int:
+        return len(self.joint_names)
+
+    @property
+    def network_names(self) -> tuple[str, ...]:
+        """Names of the networks, primary first (the trainer's and the predictors' keys)."""
+        first = self.learner.model
+        if not self.dual_enabled:
+            return (first,)
+        second = self.second_model if self.second_model != first else f'{self.second_model}_2'
+        return (first, second)
+
+    def networks(self) -> list[tuple[str, LearnerConfig]]:
+        """``[(name, LearnerConfig)]`` for a trainer: the primary and (dual) the second network."""
+        nets = [(self.network_names[0], self.learner)]
+        if self.dual_enabled:
+            second = dataclasses.replace(self.learner, model=self.second_model,
+                                         model_options=dict(self.second_model_options),
+                                         seed=self.learner.seed + 1)
+            nets.append((self.network_names[1], second))
+        return nets
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> 'PipelineConfig':
+        names = self.joint_names
+        if not isinstance(names, tuple) or len(names) == 0 or \
+                not all(isinstance(j, str) and j.strip() for j in names):
+            raise ConfigError(f'joint_names: required, a non-empty list of non-empty strings, '
+                              f'got {names!r}')
+        if len(set(names)) != len(names):
+            raise ConfigError(f'joint_names: must be unique, got {list(names)!r}')
+        n = len(names)
+        if not isinstance(self.filter, FilterConfig):
+            raise ConfigError('filter: expected a FilterConfig')
+        try:
+            self.filter.validate()
+        except ConfigError as exc:
+            raise ConfigError(_node_name_for(str(exc))) from None
+        if not isinstance(self.learner, LearnerConfig):
+            raise ConfigError('learner: expected a LearnerConfig')
+        if self.learner.model not in MODEL_KINDS:
+            raise ConfigError(f'model: must be one of {MODEL_KINDS}, got {self.learner.model!r}')
+        self.learner.validate()
+        if not isinstance(self.dual_enabled, bool):
+            raise ConfigError(f'dual_enabled: expected true or false, got {self.dual_enabled!r}')
+        if self.dual_enabled:
+            if self.second_model not in MODEL_KINDS:
+                raise ConfigError(f'second_model: must be one of {MODEL_KINDS}, '
+                                  f'got {self.second_model!r}')
+            make_config(self.second_model, n, **self.second_model_options)
+        if not _is_int(self.dual_window) or self.dual_window < 2:
+            raise ConfigError(f'dual_window: must be an integer >= 2, got {self.dual_window!r}')
+        if not _is_number(self.dual_hysteresis) or not 0.0 <= float(self.dual_hysteresis) < 1.0:
+            raise ConfigError(f'dual_hysteresis: must be in [0, 1), got {self.dual_hysteresis!r}')
+        limits = _float_tuple('torque_limits', self.torque_limits)
+        if limits is not None and (len(limits) != n or min(limits) <= 0.0):
+            raise ConfigError(f'torque_limits: need {n} values > 0 (one per joint in joint_names '
+                              f'order), got {list(limits)!r}')
+        scale = _float_tuple('effort_scale', self.effort_scale)
+        if scale is not None and (len(scale) != n or any(s == 0.0 for s in scale)):
+            raise ConfigError(f'effort_scale: need {n} non-zero values (one per joint), '
+                              f'got {list(scale)!r}')
+        if not _is_number(self.ready_nmse) or not (0.0 < float(self.ready_nmse) < math.inf):
+            raise ConfigError(f'ready_nmse: must be a finite number > 0, got {self.ready_nmse!r}')
+        if not _is_int(self.ready_window) or self.ready_window < 1:
+            raise ConfigError(f'ready_window: must be an integer >= 1, got {self.ready_window!r}')
+        if not _is_int(self.ready_min_samples) or self.ready_min_samples < 0:
+            raise ConfigError(f'ready_min_samples: must be an integer >= 0, '
+                              f'got {self.ready_min_samples!r}')
+        if not _is_number(self.unready_factor) or not 1.0 <= float(self.unready_factor) < math.inf:
+            raise ConfigError(f'unready_factor: must be a finite number >= 1, '
+                              f'got {self.unready_factor!r}')
+        if not _is_int(self.poll_every) or self.poll_every < 1:
+            raise ConfigError(f'poll_every: must be an integer >= 1, got {self.poll_every!r}')
+        return self
+
+    # ------------------------------------------------------------------ from node parameters
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> 'PipelineConfig':
+        """Build from the node's flat parameters (see :data:`PIPELINE_PARAMETERS`).
+
+        Missing names take their defaults; the node-only names (:data:`NODE_ONLY_PARAMETERS`) are
+        accepted and ignored; any other name raises :class:`ConfigError` naming it (a typo in a
+        YAML file must not silently fall back to a default). Types are checked here, ranges in
+        :meth:`validate` (called before returning).
+        """
+        if not isinstance(params, Mapping):
+            raise ConfigError(f'parameters must be a mapping, got {type(params).__name__}')
+        unknown = sorted(set(params) - set(PIPELINE_PARAMETERS) - set(NODE_ONLY_PARAMETERS))
+        if unknown:
+            raise ConfigError(f'unknown parameter(s) {unknown}; accepted: '
+                              f'{sorted(set(PIPELINE_PARAMETERS) | set(NODE_ONLY_PARAMETERS))}')
+        p = {**PIPELINE_PARAMETERS, **{k: v for k, v in params.items() if v is not None}}
+
+        def integer(name: str) -> int:
+            v = p[name]
+            if isinstance(v, float) and v.is_integer():
+                v = int(v)
+            if not _is_int(v):
+                raise ConfigError(f'{name}: expected an integer, got {p[name]!r}')
+            return int(v)
+
+        def number(name: str) -> float:
+            v = p[name]
+            if not _is_number(v) or not math.isfinite(float(v)):
+                raise ConfigError(f'{name}: expected a finite number, got {v!r}')
+            return float(v)
+
+        def string(name: str) -> str:
+            v = p[name]
+            if not isinstance(v, str):
+                raise ConfigError(f'{name}: expected a string, got {v!r}')
+            return v
+
+        def boolean(name: str) -> bool:
+            v = p[name]
+            if not isinstance(v, bool):
+                raise ConfigError(f'{name}: expected true or false, got {v!r}')
+            return v
+
+        names = p['joint_names']
+        if isinstance(names, (str, bytes)) or not hasattr(names, '__iter__'):
+            raise ConfigError(f'joint_names: expected a list of strings, got {names!r}')
+        names = tuple(names)
+        if not names:
+            raise ConfigError('joint_names: required (the order of every input and output), '
+                              'got an empty list')
+        model = string('model')
+        if model not in MODEL_KINDS:
+            raise ConfigError(f'model: must be one of {MODEL_KINDS}, got {model!r}')
+        second = string('second_model')
+        hidden, layers = integer('hidden_size'), integer('num_layers')
+        if hidden < 1:
+            raise ConfigError(f'hidden_size: must be >= 1, got {hidden}')
+        if layers < 1:
+            raise ConfigError(f'num_layers: must be >= 1, got {layers}')
+
+        def options(kind: str) -> dict:
+            fields = {f.name for f in dataclasses.fields(type(make_config(kind, 1)))}
+            opts = {'hidden_size': hidden}
+            if 'num_layers' in fields:
+                opts['num_layers'] = layers
+            return opts
+
+        rate = number('rate_hz')
+        if rate < 0:
+            raise ConfigError(f'rate_hz: must be >= 0 (0 = measure it), got {rate}')
+        filt = FilterConfig(order=integer('filter_order'), cutoff_hz=number('filter_cutoff_hz'),
+                            rate_hz=rate if rate > 0 else None, max_gap_s=number('max_gap_s'),
+                            max_abs_position=number('max_abs_position'),
+                            max_abs_velocity=number('max_abs_velocity'),
+                            max_abs_effort=number('max_abs_effort'))
+        ready_nmse = number('ready_nmse')
+        ready_window = integer('ready_window')
+        buffer_capacity = integer('buffer_capacity')
+        learner = LearnerConfig(
+            model=model, model_options=options(model), window=integer('window'),
+            batch_size=integer('batch_size'), buffer_capacity=buffer_capacity,
+            recent_capacity=min(integer('recent_capacity'), buffer_capacity),
+            learning_rate=number('learning_rate'),
+            min_learning_rate=min(LearnerConfig.min_learning_rate, number('learning_rate')),
+            updates_per_sample=number('updates_per_sample'), min_samples=integer('min_samples'),
+            ready_nmse=ready_nmse, ready_window=ready_window, seed=integer('seed'))
+        second_options = options(second) if second in MODEL_KINDS else {}
+        config = cls(joint_names=names, filter=filt, learner=learner,
+                     dual_enabled=boolean('dual_enabled'), second_model=second,
+                     second_model_options=second_options, dual_window=integer('dual_window'),
+                     dual_hysteresis=number('dual_hysteresis'),
+                     torque_limits=_float_tuple('torque_limits', p['torque_limits']),
+                     effort_scale=_float_tuple('effort_scale', p['effort_scale']),
+                     ready_nmse=ready_nmse, ready_window=ready_window,
+                     ready_min_samples=integer('ready_min_samples'),
+                     poll_every=integer('poll_every'))
+        return config.validate()
+
+
+_FILTER_PARAM_NAMES = {'order': 'filter_order', 'cutoff_hz': 'filter_cutoff_hz'}
+
+
+def _node_name_for(message: str) -> str:
+    """FilterConfig messages name its fields; say the node parameter's name instead."""
+    if message.startswith('filter order'):
+        return 'filter_order: ' + message
+    for field_name, param in _FILTER_PARAM_NAMES.items():
+        if message.startswith(field_name):
+            return param + message[len(field_name):]
+    return message
+
+
+# ======================================================================================= output
+@dataclass(frozen=True)
+class Output:
+    """One published sample. Arrays are (n,) float64 in joint order, all finite.
+
+    ``q, qd, qdd``: the filtered state the prediction is for (delayed by the filter, see
+    ``estimation``); ``tau``: the filtered, scaled measured torque (None if the sample had none);
+    ``torque``: the selected, clamped prediction; ``predictions``: every network's raw prediction
+    (None where a network had no output yet); ``active``: index into ``network_names`` per joint;
+    ``std_a`` / ``std_b``: the networks' rolling error spreads, ``uncertainty``:
+    ``max(std_active, |pred_a - pred_b|)`` (N m). ``ready`` / ``recent_nmse`` as of before this
+    sample. After ``process(..., defer=True)`` the ``predictions`` of a network no joint uses and
+    ``uncertainty`` are completed (in place) by ``Pipeline.finish()``.
+    """
+
+    stamp: float
+    q: np.ndarray
+    qd: np.ndarray
+    qdd: np.ndarray
+    tau: np.ndarray | None
+    torque: np.ndarray
+    predictions: dict
+    active: np.ndarray
+    std_a: np.ndarray
+    std_b: np.ndarray
+    uncertainty: np.ndarray
+    ready: bool
+    recent_nmse: float
+
+
+# ======================================================================================= trainers
+class ThreadTrainer:
+    """Learners in a background *thread* of this process (for comparison with ProcessTrainer).
+
+    Same interface as the other trainers. It exists to measure what the module docstring of
+    ``training`` argues: the learner's Python code holds the GIL for long stretches between torch
+    kernels, so the control loop's callbacks wait behind it; use :class:`ProcessTrainer` on a robot.
+    """
+
+    def __init__(self, n_joints: int, networks: Sequence[tuple[str, LearnerConfig]],
+                 checkpoint: Any = None, publish_period_s: float = 1.0, queue_samples: int = 4096,
+                 max_updates_per_sample: float = 1.0, chunk_size: int = 32, nice: int = 0) -> None:
+        inner = InlineTrainer(n_joints, networks, checkpoint=checkpoint)
+        self.learners: dict[str, OnlineLearner] = inner.learners
+        self.names = inner.names
+        self.n_joints = int(n_joints)
+        self.window = next(iter(self.learners.values())).window
+        self.publish_period_s = float(publish_period_s)
+        self.max_updates_per_sample = float(max_updates_per_sample)
+        self.chunk_size = int(chunk_size)
+        self.nice = int(nice)
+        self._queue: collections.deque = collections.deque(maxlen=int(queue_samples))
+        self._lock = threading.Lock()           # guards the learners
+        self._stop = threading.Event()
+        self._weights: dict | None = {n: lr.export_weights() for n, lr in self.learners.items()}
+        self._stats = {n: lr.stats() for n, lr in self.learners.items()}
+        self.counters = {'submitted': 0, 'dropped': 0, 'weights_received': 0}
+        self._thread = threading.Thread(target=self._run, name='invdyn-trainer-thread', daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        torch.set_num_threads(1)
+        if self.nice:
+            try:   # Linux: a thread is a task with its own nice value
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
+            except (OSError, AttributeError):
+                pass
+        last = time.monotonic()
+        published = {n: lr.steps for n, lr in self.learners.items()}
+        while not self._stop.is_set():
+            chunk = []
+            while self._queue and len(chunk) < self.chunk_size:
+                chunk.append(self._queue.popleft())
+            worked = False
+            with self._lock:
+                if chunk:
+                    W = np.stack([c[0] for c in chunk])
+                    T = np.stack([c[1] for c in chunk])
+                    for lr in self.learners.values():
+                        lr.learn_many(W, T)
+                    worked = True
+                else:
+                    for lr in self.learners.values():
+                        if lr.samples and lr.steps / lr.samples < self.max_updates_per_sample:
+                            worked = lr.step() is not None or worked
+                now = time.monotonic()
+                if now - last >= self.publish_period_s:
+                    last = now
+                    steps = {n: lr.steps for n, lr in self.learners.items()}
+                    if steps != published:
+                        self._weights = {n: lr.export_weights() for n, lr in self.learners.items()}
+                        published = steps
+                    self._stats = {n: lr.stats() for n, lr in self.learners.items()}
+            if not worked:
+                time.sleep(0.005)
+
+    def submit(self, window: Any, tau: Any) -> None:
+        self.counters['submitted'] += 1
+        if len(self._queue) == self._queue.maxlen:
+            self.counters['dropped'] += 1
+        self._queue.append((np.asarray(window, dtype=np.float64).copy(),
+                            np.asarray(tau, dtype=np.float64).reshape(-1).copy()))
+
+    def poll(self) -> dict | None:
+        weights, self._weights = self._weights, None
+        if weights is not None:
+            self.counters['weights_received'] += 1
+        return weights
+
+    def stats(self) -> dict:
+        return {n: dict(s) for n, s in self._stats.items()}
+
+    def save(self, path_prefix: Any) -> dict[str, str]:
+        paths = {}
+        with self._lock:
+            for name, lr in self.learners.items():
+                paths[name] = checkpoint_path(path_prefix, name)
+                lr.save(paths[name])
+        return paths
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(10.0)
+
+    def __enter__(self) -> 'ThreadTrainer':
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _checkpoint_prefix(path: str | os.PathLike) -> str:
+    """The trainers' path prefix for a user's ``checkpoint_path`` (a trailing ``.pt`` is dropped,
+    so ``/x/kuka.pt`` gives ``/x/kuka.lstm.pt`` rather than ``/x/kuka.pt.lstm.pt``)."""
+    p = os.path.expanduser(os.fspath(path))
+    return p[:-3] if p.endswith('.pt') else p
+
+
+def checkpoint_files(config: PipelineConfig, path: str | os.PathLike) -> dict[str, str]:
+    """``{network name: file}`` that a checkpoint at ``path`` consists of for this config."""
+    prefix = _checkpoint_prefix(path)
+    return {name: checkpoint_path(prefix, name) for name in config.network_names}
+
+
+def make_trainer(config: PipelineConfig, kind: str = 'inline', checkpoint: Any = None,
+                 **options: Any) -> Any:
+    """A trainer for ``config``'s networks: ``'inline'`` (deterministic, in the caller),
+    ``'process'`` (:class:`ProcessTrainer`, what the node uses) or ``'thread'``.
+
+    ``checkpoint``: a ``checkpoint_path`` (files of the networks that exist are resumed, the others
+    start fresh) or an explicit ``{name: file}`` mapping. A damaged file raises
+    :class:`CheckpointError`. ``options`` go to the trainer (e.g. ``publish_period_s``).
+    """
+    if kind not in TRAINER_KINDS:
+        raise ConfigError(f'trainer: must be one of {TRAINER_KINDS}, got {kind!r}')
+    config.validate()
+    ckpt = checkpoint
+    if checkpoint is not None and not isinstance(checkpoint, Mapping):
+        ckpt = {name: path for name, path in checkpoint_files(config, checkpoint).items()
+                if os.path.isfile(path)} or None
+    cls = {'inline': InlineTrainer, 'process': ProcessTrainer, 'thread': ThreadTrainer}[kind]
+    return cls(config.n_joints, config.networks(), checkpoint=ckpt, **options)
+
+
+# ======================================================================================= pipeline
+class Pipeline:
+    """The per-sample chain (module docstring). Not thread-safe: one caller (the control loop).
+
+    ``process`` never raises on data and returns None for a sample without output (rejected by
+    the estimator, warming up, or a non-finite torque), see ``counters``.
+    """
+
+    def __init__(self, config: PipelineConfig, trainer: Any) -> None:
+        self.config = config.validate()
+        n = self.n = config.n_joints
+        L = self.window = config.learner.window
+        self.trainer = trainer
+        self.names = config.network_names
+        self.dual = config.dual_enabled
+        self.estimator = StreamingEstimator(n, config.filter)
+        self.windows = WindowBuffer(L, 3 * n)
+        kinds = dict(config.networks())
+        self.predictors = {name: Predictor(cfg.model, n, cfg.model_options, L)
+                           for name, cfg in kinds.items()}
+        self.ref_predictors = {name: Predictor(cfg.model, n, cfg.model_options, L)
+                               for name, cfg in kinds.items()}
+        self.identifier = DualIdentifier(n, config.dual_window, config.dual_hysteresis,
+                                         names=(self.names[0], self.names[-1]),
+                                         min_samples=min(10, config.dual_window))
+        self._limits = np.asarray(config.torque_limits, dtype=np.float64) \
+            if config.torque_limits is not None else np.full(n, np.inf)
+        self._scale = np.asarray(config.effort_scale, dtype=np.float64) \
+            if config.effort_scale is not None else None
+        self._row = np.zeros(3 * n)
+        self._nan = np.full(n, np.nan)
+        self._resets_seen = 0
+        # readiness: rolling squared errors of the published torque (raw units)
+        self._err2 = np.zeros((config.ready_window, n))
+        self._err2_sum = np.zeros(n)
+        self._err_pos = 0
+        self._err_count = 0
+        self._scored = 0
+        self._target_var = np.full(n, np.inf)   # from the primary network's target scaler
+        self._ready = False
+        self._recent_nmse = math.inf
+        # weights / trainer
+        self._since_poll = 0
+        self._pending_loads: collections.deque = collections.deque()
+        self.trainer_error: str | None = None
+        self._save_thread: threading.Thread | None = None
+        self._save_result: tuple[bool, Any] | None = None
+        self._backlog: collections.deque = collections.deque(maxlen=20000)
+        self._ref_last_stamp = -math.inf
+        self._pending: tuple | None = None
+        self._learner_stats: dict = {}
+        self.counters = {
+            'samples': 0, 'outputs': 0, 'warming_up': 0, 'dropped_nonfinite': 0,
+            'submitted': 0, 'backlog_dropped': 0, 'weight_loads': 0, 'weight_load_errors': 0,
+            'stream_resets': 0, 'references': 0, 'rejected_references': 0,
+            'reference_outputs': 0, 'trainer_errors': 0,
+        }
+        self.refresh_weights()
+
+    # ------------------------------------------------------------------ weights
+    def _poll(self) -> dict | None:
+        if self.trainer_error is not None:
+            return None
+        try:
+            return self.trainer.poll()
+        except TrainerError as exc:      # the worker died: keep predicting with the last weights
+            self.trainer_error = str(exc)
+            self.counters['trainer_errors'] += 1
+            return None
+
+    def _queue_weights(self, weights: Mapping[str, Any]) -> None:
+        self._pending_loads.clear()      # only the newest weights matter
+        for name, w in weights.items():
+            for group in (self.predictors, self.ref_predictors):
+                if name in group:
+                    self._pending_loads.append((group[name], name, w, group is self.predictors))
+
+    def _load_one(self) -> None:
+        predictor, name, weights, primary_group = self._pending_loads.popleft()
+        try:
+            predictor.load_weights(weights)
+            self.counters['weight_loads'] += 1
+        except CheckpointError:
+            self.counters['weight_load_errors'] += 1
+            return
+        if primary_group and name == self.names[0]:
+            self._target_var = np.square(predictor.out_scaler.std.astype(np.float64))
+
+    def refresh_weights(self) -> bool:
+        """Poll the trainer now and load any new weights into every predictor at once.
+
+        Returns True if weights were loaded. (``process`` does the same incrementally.)"""
+        if self._save_thread is not None:
+            return False
+        weights = self._poll()
+        if weights:
+            self._queue_weights(weights)
+        loaded = bool(self._pending_loads)
+        while self._pending_loads:
+            self._load_one()
+        return loaded
+
+    # ------------------------------------------------------------------ the hot path
+    def _reset_streams(self) -> None:
+        self.finish()
+        self.windows.reset()
+        for p in self.predictors.values():
+            p.reset_stream()
+        self.counters['stream_resets'] += 1
+
+    def process(self, stamp: float, q: Any, qd: Any = None, tau: Any = None,
+                defer: bool = False) -> Output | None:
+        """One measured sample (stamp in s; q, qd, tau (n,) in joint order; qd / tau optional).
+
+        Order per sample: predict (before training: prequential), select per joint with the
+        identifier statistics of the *previous* samples, clamp; then the bookkeeping -- window ->
+        trainer, identifier update with this sample's errors, readiness score, weights.
+
+        ``defer=True`` returns right after the clamp and leaves the rest to :meth:`finish`, so the
+        node can publish in between and the bookkeeping is off its latency path. On that fast path
+        only the networks that some joint currently uses are advanced; the other network's
+        prediction (it must still see every row) is made in :meth:`finish`, which also completes
+        the Output in place: ``predictions`` of every network and ``uncertainty`` (which needs both
+        networks). Results are identical to ``defer=False``. A pending :meth:`finish` is done at
+        the start of the next call anyway.
+        """
+        if self._pending is not None:
+            self.finish()
+        c = self.counters
+        c['samples'] += 1
+        if tau is not None and self._scale is not None:
+            try:
+                t = np.asarray(tau, dtype=np.float64)
+                tau = t * self._scale if t.shape == self._scale.shape else t
+            except (TypeError, ValueError):
+                pass                       # the estimator rejects and counts it
+        est = self.estimator
+        state = est.update(stamp, q, qd, tau)
+        if est.counters['resets'] != self._resets_seen:
+            # a gap: a window must not span it, the recurrent chains must not carry over
+            self._resets_seen = est.counters['resets']
+            self._reset_streams()
+        if state is None:
+            return None
+        row = self._row
+        n = self.n
+        row[:n] = state.q
+        row[n:2 * n] = state.qd
+        row[2 * n:] = state.qdd
+        names, ident = self.names, self.identifier
+        preds: dict[str, np.ndarray | None] = {}
+        torque = None
+        if self.dual:
+            active = ident.active
+            use_b = bool(active.any())
+            use_a = not bool(active.all())
+            first = names if (use_a and use_b) else (names[1],) if use_b else (names[0],)
+        else:
+            active = np.zeros(n, dtype=np.int64)
+            first = names
+        for name in first:                               # before training on this sample
+            preds[name] = self.predictors[name].push(row)
+        if len(first) == 1:
+            candidate = preds[first[0]]
+        else:
+            pa, pb = preds[names[0]], preds[names[1]]
+            candidate = None if pa is None or pb is None else np.where(active == 1, pb, pa)
+        if candidate is not None and np.isfinite(candidate).all():
+            torque = candidate
+        else:
+            # warming up or a non-finite prediction: every network now, the identifier decides
+            for name in names:
+                if name not in preds:
+                    preds[name] = self.predictors[name].push(row)
+            pa = preds[names[0]]
+            pb = preds[names[1]] if self.dual else None
+            if pa is None and pb is None:
+                c['warming_up'] += 1
+            else:
+                sel = ident.select(pa if pa is not None else self._nan,
+                                   pb if pb is not None else self._nan) if self.dual \
+                    else ident.select(pa)
+                torque, active = sel.torque, sel.active
+        out = None
+        if torque is not None:
+            torque = np.clip(torque, -self._limits, self._limits)
+            if np.isfinite(torque).all():
+                c['outputs'] += 1
+                out = Output(stamp=state.stamp, q=state.q, qd=state.qd, qdd=state.qdd,
+                             tau=state.tau, torque=torque, predictions=preds, active=active,
+                             std_a=ident.std_a, std_b=ident.std_b, uncertainty=np.zeros(n),
+                             ready=self._ready, recent_nmse=self._recent_nmse)
+            else:
+                c['dropped_nonfinite'] += 1
+                torque = None
+        self._pending = (state.tau, preds, torque, out)
+        if not defer:
+            self.finish()
+        return out
+
+    def finish(self) -> None:
+        """The bookkeeping of the last ``process(..., defer=True)`` (no-op if none is pending)."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        tau, preds, torque, out = pending
+        names = self.names
+        for name in names:                               # the networks the fast path skipped
+            if name not in preds:
+                preds[name] = self.predictors[name].push(self._row)
+        pa = preds[names[0]]
+        pb = preds[names[1]] if self.dual else None
+        ident = self.identifier
+        if out is not None:                              # with the statistics used for torque
+            sel = ident.select(pa if pa is not None else self._nan,
+                               pb if pb is not None else self._nan) if self.dual \
+                else ident.select(pa)
+            out.uncertainty[:] = np.where(np.isfinite(sel.uncertainty), sel.uncertainty, 0.0)
+        self.windows.push(self._row)
+        if tau is not None:
+            if self.windows.full:
+                self._submit(self.windows.window(), tau)
+            if pa is not None and (pb is not None or not self.dual):
+                ident.update(pa, pb if self.dual else pa, tau)
+            if torque is not None:
+                self._score(torque, tau)
+        self._housekeeping()
+
+    def _submit(self, window: np.ndarray, tau: np.ndarray) -> None:
+        if self.trainer_error is not None:
+            return
+        if self._save_thread is not None:          # the trainer is busy saving: keep it for later
+            if len(self._backlog) == self._backlog.maxlen:
+                self.counters['backlog_dropped'] += 1
+            self._backlog.append((window, tau.copy()))
+            return
+        self.trainer.submit(window, tau)
+        self.counters['submitted'] += 1
+
+    def _housekeeping(self) -> None:
+        """Weights in, checkpoint thread out, backlog drained: a bounded amount per sample."""
+        if self._save_thread is not None:
+            if self._save_thread.is_alive():
+                return
+            self._save_thread = None
+        if self._backlog:
+            for _ in range(min(4, len(self._backlog))):
+                w, t = self._backlog.popleft()
+                if self.trainer_error is None:
+                    self.trainer.submit(w, t)
+                    self.counters['submitted'] += 1
+        if self._pending_loads:
+            self._load_one()
+            return
+        self._since_poll += 1
+        if self._since_poll >= self.config.poll_every:
+            self._since_poll = 0
+            weights = self._poll()
+            if weights:
+                self._queue_weights(weights)
+
+    def _score(self, torque: np.ndarray, tau: np.ndarray) -> None:
+        """Rolling nMSE of the published torque; ``ready`` with hysteresis."""
+        e = torque - tau
+        e *= e
+        pos = self._err_pos
+        size = len(self._err2)
+        if self._err_count == size:
+            self._err2_sum -= self._err2[pos]
+        else:
+            self._err_count += 1
+        self._err2[pos] = e
+        self._err2_sum += e
+        pos += 1
+        if pos == size:
+            pos = 0
+            np.sum(self._err2, axis=0, out=self._err2_sum)   # no drift of the running sum
+        self._err_pos = pos
+        self._scored += 1
+        nmse = float(np.mean(self._err2_sum / (self._err_count * self._target_var)))
+        self._recent_nmse = nmse if math.isfinite(nmse) else math.inf
+        cfg = self.config
+        if self._scored < cfg.ready_min_samples:
+            self._ready = False
+        elif self._ready:
+            self._ready = self._recent_nmse <= cfg.unready_factor * cfg.ready_nmse
+        else:
+            self._ready = self._recent_nmse < cfg.ready_nmse
+
+    # ------------------------------------------------------------------ references
+    def predict_reference(self, q: Any, qd: Any, qdd: Any, stamp: float | None = None
+                          ) -> np.ndarray | None:
+        """Torque (n,) for a desired state, from predictors fed with the stream of references.
+
+        The window is made of references (so a feedforward for a reference trajectory does not mix
+        desired and measured states); the per-joint network choice is the measured stream's.
+        ``stamp`` (s, any clock): a gap longer than the filter's ``max_gap_s`` since the previous
+        reference restarts the window. Returns None while the window fills up or for an invalid
+        reference (wrong length, NaN/Inf, beyond the estimator's magnitude limits; counted).
+        """
+        c = self.counters
+        c['references'] += 1
+        n = self.n
+        try:
+            arrays = [np.asarray(v, dtype=np.float64).reshape(-1) for v in (q, qd, qdd)]
+        except (TypeError, ValueError):
+            c['rejected_references'] += 1
+            return None
+        f = self.config.filter
+        if any(a.shape != (n,) for a in arrays) or not all(np.isfinite(a).all() for a in arrays) \
+                or np.abs(arrays[0]).max() > f.max_abs_position \
+                or np.abs(arrays[1]).max() > f.max_abs_velocity:
+            c['rejected_references'] += 1
+            return None
+        if stamp is not None:
+            if not math.isfinite(stamp) or stamp - self._ref_last_stamp > f.max_gap_s \
+                    or stamp < self._ref_last_stamp:
+                for p in self.ref_predictors.values():
+                    p.reset_stream()
+            self._ref_last_stamp = float(stamp)
+        row = np.concatenate(arrays)
+        preds = [self.ref_predictors[name].push(row) for name in self.names]
+        pa = preds[0]
+        pb = preds[1] if self.dual else None
+        if pa is None and pb is None:
+            return None
+        if self.dual:
+            sel = self.identifier.select(pa if pa is not None else self._nan,
+                                         pb if pb is not None else self._nan)
+        else:
+            sel = self.identifier.select(pa)
+        torque = np.clip(sel.torque, -self._limits, self._limits)
+        if not np.isfinite(torque).all():
+            c['dropped_nonfinite'] += 1
+            return None
+        c['reference_outputs'] += 1
+        return torque
+
+    # ------------------------------------------------------------------ state
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    @property
+    def recent_nmse(self) -> float:
+        return self._recent_nmse
+
+    @property
+    def filter_delay_s(self) -> float | None:
+        """Delay of the published state (s) once the rate is known, else None."""
+        return self.estimator.delay_s
+
+    @property
+    def weights_version(self) -> dict[str, int]:
+        return {name: p.version for name, p in self.predictors.items()}
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and learner statistics for diagnostics (plain Python types)."""
+        if self._save_thread is not None:
+            learners = self._learner_stats       # the trainer is busy saving: leave it alone
+        else:
+            try:
+                learners = self._learner_stats = self.trainer.stats()
+            except InvdynError as exc:
+                learners = {'error': str(exc)}
+        trainer_counters = dict(getattr(self.trainer, 'counters', {}) or {})
+        return {
+            'pipeline': dict(self.counters),
+            'estimator': dict(self.estimator.counters),
+            'identifier': dict(self.identifier.counters),
+            'trainer': trainer_counters,
+            'learners': learners,
+            'trainer_error': self.trainer_error,
+            'ready': self._ready,
+            'recent_nmse': self._recent_nmse if math.isfinite(self._recent_nmse) else None,
+            'scored': self._scored,
+            'weights_version': self.weights_version,
+            'active': [self.names[int(i)] for i in self.identifier.active] if self.dual
+            else [self.names[0]] * self.n,
+            'rate_hz': self.estimator.rate_hz,
+            'filter_delay_s': self.estimator.delay_s,
+            'checkpoint_running': self._save_thread is not None,
+            'backlog': len(self._backlog),
+        }
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, path: str | os.PathLike) -> dict[str, str]:
+        """Write every network's learner checkpoint now (blocking); returns ``{name: file}``.
+
+        ``path`` is the user's ``checkpoint_path``; the files are :func:`checkpoint_files`.
+        The directory is created if needed. Raises TrainerError / OSError on failure.
+        """
+        if self._save_thread is not None:
+            self._save_thread.join()
+            self._save_thread = None
+        return self._write_checkpoint(path)
+
+    def start_checkpoint(self, path: str | os.PathLike) -> bool:
+        """Start writing a checkpoint in a background thread (``process`` keeps running, the
+        trainer is left alone until it is done); False if one is already running or the trainer
+        has failed. :meth:`checkpoint_result` tells the outcome."""
+        if self._save_thread is not None or self.trainer_error is not None:
+            return False
+        self._save_result = None
+
+        def run() -> None:
+            try:
+                self._save_result = (True, self._write_checkpoint(path))
+            except Exception as exc:  # noqa: BLE001 - reported through checkpoint_result
+                self._save_result = (False, f'{type(exc).__name__}: {exc}')
+
+        thread = threading.Thread(target=run, name='invdyn-checkpoint', daemon=True)
+        self._save_thread = thread
+        thread.start()
+        return True
+
+    def _write_checkpoint(self, path: str | os.PathLike) -> dict[str, str]:
+        prefix = _checkpoint_prefix(path)
+        os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
+        return self.trainer.save(prefix)
+
+    @property
+    def checkpoint_running(self) -> bool:
+        return self._save_thread is not None and self._save_thread.is_alive()
+
+    def checkpoint_result(self) -> tuple[bool, Any] | None:
+        """``(True, {name: file})`` or ``(False, error)`` of the last finished background save,
+        None while one runs or if none finished since the last call."""
+        if self.checkpoint_running:
+            return None
+        result, self._save_result = self._save_result, None
+        return result
+
+    def close(self) -> None:
+        """Wait for a running checkpoint and close the trainer."""
+        if self._save_thread is not None:
+            self._save_thread.join(120.0)
+            self._save_thread = None
+        self.trainer.close()
+
+    def __enter__(self) -> 'Pipeline':
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,70 @@
+"""Launch the closed-loop demo (invdyn_demo) for ROS users.
+
+    ros2 launch invdyn_ros sim_demo.launch.py
+    ros2 launch invdyn_ros sim_demo.launch.py duration:=210 payload_change:=3.0 output:=/tmp/demo
+    ros2 launch invdyn_ros sim_demo.launch.py domain_id:=env   # to watch it with ros2 topic / rqt
+
+It runs the ``invdyn_demo`` executable, which itself needs no launch_ros: it starts invdyn_node as
+a child process and runs the simulated arm (sim_arm) and its controller (torque_controller) in its
+own process, switches the phases (PD only, PD + feedforward while learning, PD + learned
+feedforward, PD + ideal feedforward[, payload change]) in simulated time, and writes
+``<output>/summary.json``, ``tracking_error.png`` and ``table.md``. Ctrl-C stops it and every
+child process.
+
+Arguments (the options of ``invdyn_demo --help``):
+  duration           simulated seconds ('' = the demo's default: 150, or 210 with a payload change)
+  learning_seconds   simulated learning before the learned phase ('' = min(60, 0.4 x duration))
+  robot              ur3 | ur5 | ur10 (default ur5)
+  payload            payload at the flange in kg (default 0.0)
+  payload_change     new payload in kg for the payload-change phase ('' = no change)
+  seed               seed of the reference, the noise and the networks (default 0)
+  output             output folder (default results/demo, relative to the working directory)
+  real_time_factor   simulated seconds per wall second (default 1.0)
+  domain_id          'auto' (a private ROS domain: the demo publishes effort commands on
+                     /effort_controller/commands and must never reach a real arm), 'env' (the
+                     caller's ROS_DOMAIN_ID, discovery limited to localhost unless the caller set
+                     ROS_AUTOMATIC_DISCOVERY_RANGE) or a number 0-101
+"""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+#: launch argument -> (invdyn_demo option, default; '' = leave the option out)
+ARGUMENTS = {
+    'duration': ('--duration', ''),
+    'learning_seconds': ('--learning-seconds', ''),
+    'robot': ('--robot', 'ur5'),
+    'payload': ('--payload', '0.0'),
+    'payload_change': ('--payload-change', ''),
+    'seed': ('--seed', '0'),
+    'output': ('--output', 'results/demo'),
+    'real_time_factor': ('--real-time-factor', '1.0'),
+    'domain_id': ('--domain-id', 'auto'),
+}
+
+
+def _demo(context, *args, **kwargs):
+    """The invdyn_demo process with the options whose launch arguments are not empty."""
+    argv = []
+    for name, (option, _) in ARGUMENTS.items():
+        value = LaunchConfiguration(name).perform(context).strip()
+        if value:
+            argv += [option, value]
+    return [Node(
+        package='invdyn_ros',
+        executable='invdyn_demo',
+        output='screen',
+        emulate_tty=True,
+        arguments=argv,
+        # SIGINT first: the demo stops the simulator, invdyn_node and its trainer (in that order)
+        # before exiting; give it time before launch escalates.
+        sigterm_timeout='30',
+    )]
+
+
+def generate_launch_description() -> LaunchDescription:
+    declared = [DeclareLaunchArgument(name, default_value=default,
+                                      description=f'invdyn_demo {option}')
+                for name, (option, default) in ARGUMENTS.items()]
+    return LaunchDescription(declared + [OpaqueFunction(function=_demo)])

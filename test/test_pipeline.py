@@ -1,0 +1,352 @@
+"""Pipeline: parameters, the per-sample chain, readiness, clamping, references, checkpoints.
+
+Known answers come from two sources: a fixed-weights MLP whose output is exactly its target
+scaler's mean (head weights zero), so errors and nMSE are computable by hand for constant inputs
+(the estimator passes a constant exactly: it starts at the steady state); and a generated stream
+with a smooth analytic torque function for the learning behaviour.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from invdyn_ros.errors import CheckpointError, ConfigError
+from invdyn_ros.learner import LearnerConfig, OnlineLearner
+from invdyn_ros.pipeline import (NODE_ONLY_PARAMETERS, Pipeline, PipelineConfig, ThreadTrainer,
+                                 checkpoint_files, make_trainer)
+
+torch.set_num_threads(1)
+NAMES = ['j1', 'j2']
+
+
+# ----------------------------------------------------------------------------------- helpers
+def generated_stream(n: int = 2, count: int = 1200, rate: float = 100.0, seed: int = 0):
+    """(t, q, qd, tau): sums of sines, tau = a sin(q) + b qd + c qdd (a known smooth function)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(count) / rate
+    w = rng.uniform(0.3, 0.9, size=(2, n)) * 2 * np.pi
+    ph = rng.uniform(0, 2 * np.pi, size=(2, n))
+    q = 0.7 * np.sin(t[:, None] * w[0] + ph[0]) + 0.3 * np.sin(t[:, None] * w[1] + ph[1])
+    qd = 0.7 * w[0] * np.cos(t[:, None] * w[0] + ph[0]) \
+        + 0.3 * w[1] * np.cos(t[:, None] * w[1] + ph[1])
+    qdd = -0.7 * w[0] ** 2 * np.sin(t[:, None] * w[0] + ph[0]) \
+        - 0.3 * w[1] ** 2 * np.sin(t[:, None] * w[1] + ph[1])
+    tau = 5.0 * np.sin(q) + 1.0 * qd + 0.2 * qdd
+    return t + 100.0, q, qd, tau
+
+
+class FixedTrainer:
+    """A trainer that never learns: hands out one set of weights and counts what it is given."""
+
+    def __init__(self, weights: dict, name: str = 'mlp') -> None:
+        self._weights = {name: weights}
+        self.submitted = 0
+        self.counters = {'submitted': 0}
+        self.save_delay_s = 0.0
+
+    def submit(self, window, tau) -> None:
+        self.submitted += 1
+
+    def poll(self):
+        w, self._weights = self._weights, None
+        return w
+
+    def stats(self) -> dict:
+        return {}
+
+    def save(self, prefix):
+        time.sleep(self.save_delay_s)
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+def constant_mlp_weights(mean, std, window: int = 3) -> dict:
+    """MLP weights whose prediction is exactly ``mean`` (head zero), target scaler std ``std``."""
+    n = len(mean)
+    learner = OnlineLearner(n, LearnerConfig(model='mlp', model_options={'hidden_size': 8},
+                                             window=window))
+    with torch.no_grad():
+        learner.model.head.weight.zero_()
+        learner.model.head.bias.zero_()
+    mean, std = np.asarray(mean, float), np.asarray(std, float)
+    learner.out_scaler.partial_fit(np.stack([mean - std, mean + std]))   # population std = std
+    return learner.export_weights()
+
+
+def mlp_config(**overrides) -> PipelineConfig:
+    params = {'joint_names': NAMES, 'model': 'mlp', 'hidden_size': 8, 'window': 3,
+              'dual_enabled': False, 'rate_hz': 100.0, 'ready_window': 50,
+              'ready_min_samples': 100, 'ready_nmse': 0.1}
+    params.update(overrides)
+    return PipelineConfig.from_params(params)
+
+
+def feed_constant(pipe: Pipeline, count: int, q, tau, t0: float = 10.0, rate: float = 100.0):
+    outs = []
+    for i in range(count):
+        outs.append(pipe.process(t0 + i / rate, q, np.zeros(len(q)), tau))
+    return outs
+
+
+# ----------------------------------------------------------------------------------- config
+def test_from_params_defaults_accepts_node_parameters_and_rejects_typos():
+    cfg = PipelineConfig.from_params({'joint_names': NAMES})
+    assert cfg.joint_names == tuple(NAMES)
+    assert cfg.learner.model == 'lstm' and cfg.learner.batch_size == 128
+    assert cfg.network_names == ('lstm', 'gru') and cfg.dual_enabled
+    assert cfg.filter.rate_hz is None and cfg.torque_limits is None
+    # one YAML file serves node and evaluator: node-only names are accepted
+    cfg = PipelineConfig.from_params({'joint_names': NAMES, **NODE_ONLY_PARAMETERS,
+                                      'torque_limits': [1, 2], 'filter_cutoff_hz': 10})
+    assert cfg.torque_limits == (1.0, 2.0) and cfg.filter.cutoff_hz == 10.0
+    with pytest.raises(ConfigError, match='learning_rte'):
+        PipelineConfig.from_params({'joint_names': NAMES, 'learning_rte': 0.1})
+
+
+@pytest.mark.parametrize('name, value', [
+    ('joint_names', []),
+    ('joint_names', ['a', 'a']),
+    ('model', 'transformer'),
+    ('second_model', 'rnn'),
+    ('window', 0),
+    ('window', 2.5),
+    ('batch_size', -1),
+    ('learning_rate', 'fast'),
+    ('learning_rate', 0.0),
+    ('filter_order', 0),
+    ('filter_cutoff_hz', -1.0),
+    ('dual_hysteresis', 1.5),
+    ('dual_window', 1),
+    ('ready_nmse', 0.0),
+    ('torque_limits', [1.0]),
+    ('torque_limits', [1.0, -2.0]),
+    ('torque_limits', [1.0, float('nan')]),
+    ('effort_scale', [1.0, 0.0]),
+    ('dual_enabled', 'yes'),
+    ('poll_every', 0),
+])
+def test_invalid_values_name_the_parameter(name, value):
+    with pytest.raises(ConfigError) as info:
+        PipelineConfig.from_params({'joint_names': NAMES, name: value})
+    assert name in str(info.value)
+
+
+def test_second_network_of_the_same_kind_gets_its_own_name_and_seed():
+    cfg = PipelineConfig.from_params({'joint_names': NAMES, 'model': 'gru', 'second_model': 'gru'})
+    (a, la), (b, lb) = cfg.networks()
+    assert (a, b) == ('gru', 'gru_2') and lb.seed == la.seed + 1 and lb.model == 'gru'
+
+
+# ----------------------------------------------------------------------------------- readiness
+def test_ready_is_the_rolling_nmse_of_the_published_torque_with_hysteresis():
+    mean, std = [1.0, -2.0], [2.0, 4.0]
+    cfg = mlp_config()
+    pipe = Pipeline(cfg, FixedTrainer(constant_mlp_weights(mean, std)))
+    q = np.array([0.1, 0.2])
+
+    # error d per joint, constant: nMSE = mean_j (d_j / std_j)^2
+    def level(nmse):   # tau such that both joints have (d/std)^2 = nmse
+        return np.asarray(mean) + np.sqrt(nmse) * np.asarray(std)
+
+    outs = [o for o in feed_constant(pipe, 99, q, level(0.05)) if o is not None]
+    assert outs and not any(o.ready for o in outs)           # fewer than ready_min_samples
+    np.testing.assert_allclose(outs[-1].torque, mean, atol=1e-6)
+    assert outs[-1].recent_nmse == pytest.approx(0.05, rel=1e-4)
+    feed_constant(pipe, 20, q, level(0.05), t0=10.99)
+    assert pipe.ready and pipe.recent_nmse == pytest.approx(0.05, rel=1e-4)
+    # 0.12: above ready_nmse but within unready_factor (1.5) x ready_nmse -> stays ready
+    feed_constant(pipe, 300, q, level(0.12), t0=11.19)
+    assert pipe.recent_nmse == pytest.approx(0.12, rel=1e-3) and pipe.ready
+    # 0.2 > 0.15 -> not ready; back to 0.12 (< 0.15 but > 0.1) -> still not ready
+    feed_constant(pipe, 300, q, level(0.2), t0=14.19)
+    assert pipe.recent_nmse == pytest.approx(0.2, rel=1e-3) and not pipe.ready
+    feed_constant(pipe, 300, q, level(0.12), t0=17.19)
+    assert not pipe.ready
+    feed_constant(pipe, 300, q, level(0.02), t0=20.19)
+    assert pipe.ready
+
+
+def test_torque_is_clamped_and_effort_scaled():
+    cfg = mlp_config(torque_limits=[0.5, 3.0], effort_scale=[2.0, -1.0])
+    trainer = FixedTrainer(constant_mlp_weights([10.0, -10.0], [1.0, 1.0]))
+    pipe = Pipeline(cfg, trainer)
+    outs = [o for o in feed_constant(pipe, 50, np.zeros(2), np.array([1.5, 4.0])) if o is not None]
+    assert len(outs) == 50 - 2           # window 3: the first 2 rows only fill it
+    for o in outs:
+        np.testing.assert_array_equal(o.torque, [0.5, -3.0])
+        np.testing.assert_allclose(o.tau, [3.0, -4.0], atol=1e-9)   # effort * effort_scale
+    assert trainer.submitted == 50 - 2
+    ref = [pipe.predict_reference([0.0, 0.0], [0.0, 0.0], [0.0, 0.0], stamp=i * 0.01)
+           for i in range(4)]
+    assert ref[0] is None and ref[1] is None                        # the reference window fills
+    np.testing.assert_array_equal(ref[3], [0.5, -3.0])
+
+
+def test_bad_samples_are_dropped_counted_and_never_produce_nonfinite_output():
+    cfg = mlp_config()
+    pipe = Pipeline(cfg, FixedTrainer(constant_mlp_weights([0.0, 0.0], [1.0, 1.0])))
+    q, tau = np.array([0.1, 0.2]), np.array([0.5, 0.5])
+    t = 10.0
+    outputs = []
+    bad = [
+        (np.array([np.nan, 0.2]), None, tau),           # NaN position
+        (q, None, np.array([np.inf, 0.0])),             # Inf effort
+        (np.array([0.1]), None, tau),                   # wrong length
+        (np.array([1e9, 0.0]), None, tau),              # absurd magnitude
+        ('garbage', None, tau),                         # not numbers
+    ]
+    for i in range(200):
+        t += 0.01
+        outputs.append(pipe.process(t, q, np.zeros(2), tau))
+        if i % 10 == 5:
+            qq, qd, tt = bad[(i // 10) % len(bad)]
+            outputs.append(pipe.process(t + 0.001, qq, qd, tt))
+            outputs.append(pipe.process(t, q, np.zeros(2), tau))          # duplicate stamp
+            outputs.append(pipe.process(t - 0.005, q, np.zeros(2), tau))  # backwards
+    good = [o for o in outputs if o is not None]
+    assert len(good) >= 190
+    for o in good:
+        assert np.isfinite(o.torque).all() and np.isfinite(o.uncertainty).all()
+    est = pipe.stats()['estimator']
+    assert est['rejected_nonfinite'] >= 4 and est['rejected_shape'] >= 4
+    assert est['rejected_magnitude'] >= 4 and est['dropped_stamp'] >= 30
+    assert pipe.predict_reference([np.nan, 0], [0, 0], [0, 0]) is None
+    assert pipe.predict_reference([0, 0, 0], [0, 0], [0, 0]) is None
+    assert pipe.counters['rejected_references'] == 2
+
+
+def test_a_gap_restarts_the_windows():
+    cfg = mlp_config(max_gap_s=0.05)
+    pipe = Pipeline(cfg, FixedTrainer(constant_mlp_weights([0.0, 0.0], [1.0, 1.0])))
+    q, tau = np.zeros(2), np.zeros(2)
+    first = feed_constant(pipe, 10, q, tau, t0=10.0)
+    after = feed_constant(pipe, 10, q, tau, t0=20.0)     # 10 s gap
+    assert [o is None for o in first[:3]] == [True, True, False]
+    assert [o is None for o in after[:3]] == [True, True, False]
+    assert pipe.counters['stream_resets'] == 1
+
+
+def test_deferred_bookkeeping_gives_the_same_outputs():
+    t, q, qd, tau = generated_stream(count=300)
+    params = {'joint_names': NAMES, 'hidden_size': 8, 'num_layers': 1, 'window': 4,
+              'min_samples': 32, 'batch_size': 16, 'updates_per_sample': 0.2, 'poll_every': 10}
+    runs = []
+    for defer in (False, True):
+        cfg = PipelineConfig.from_params(params)
+        pipe = Pipeline(cfg, make_trainer(cfg, 'inline'))
+        outs = []
+        for i in range(len(t)):
+            out = pipe.process(t[i], q[i], qd[i], tau[i], defer=defer)
+            if defer:
+                pipe.finish()        # completes out.predictions and out.uncertainty in place
+            outs.append(out)
+        runs.append(outs)
+    assert sum(x is not None for x in runs[0]) > 250
+    for a, b in zip(*runs):
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_array_equal(a.torque, b.torque)
+            np.testing.assert_array_equal(a.uncertainty, b.uncertainty)
+            np.testing.assert_array_equal(a.active, b.active)
+            assert set(a.predictions) == set(b.predictions) == {'lstm', 'gru'}
+            for name in a.predictions:
+                np.testing.assert_array_equal(a.predictions[name], b.predictions[name])
+
+
+# ----------------------------------------------------------------------------------- learning
+def test_the_error_of_the_published_torque_falls_as_the_stream_goes_on():
+    t, q, qd, tau = generated_stream(count=1500)
+    cfg = PipelineConfig.from_params({
+        'joint_names': NAMES, 'hidden_size': 16, 'num_layers': 1, 'window': 5, 'batch_size': 32,
+        'min_samples': 64, 'updates_per_sample': 0.5, 'learning_rate': 3e-3, 'poll_every': 20,
+        'second_model': 'mlp', 'torque_limits': [50.0, 50.0], 'ready_nmse': 0.2,
+        'ready_min_samples': 300, 'ready_window': 200})
+    pipe = Pipeline(cfg, make_trainer(cfg, 'inline'))
+    err, var = [], tau.var(axis=0)
+    for i in range(len(t)):
+        out = pipe.process(t[i], q[i], qd[i], tau[i])
+        if out is not None:
+            assert np.isfinite(out.torque).all() and (np.abs(out.torque) <= 50.0).all()
+            assert set(out.predictions) == {'lstm', 'mlp'}
+            assert out.active.shape == (2,) and set(out.active.tolist()) <= {0, 1}
+            err.append(np.mean((out.torque - out.tau) ** 2 / var))
+    err = np.array(err)
+    first, last = err[:200].mean(), err[-200:].mean()
+    assert last < 0.3 * first, (first, last)
+    assert pipe.recent_nmse < 0.2 and pipe.ready
+    stats = pipe.stats()
+    assert stats['weights_version']['lstm'] > 5 and stats['learners']['lstm']['steps'] > 100
+
+
+# ----------------------------------------------------------------------------------- checkpoints
+def test_checkpoint_roundtrip_and_corrupt_file(tmp_path):
+    t, q, qd, tau = generated_stream(count=300)
+    params = {'joint_names': NAMES, 'hidden_size': 8, 'num_layers': 1, 'window': 4,
+              'min_samples': 32, 'batch_size': 16, 'updates_per_sample': 0.2}
+    cfg = PipelineConfig.from_params(params)
+    pipe = Pipeline(cfg, make_trainer(cfg, 'inline'))
+    for i in range(len(t)):
+        pipe.process(t[i], q[i], qd[i], tau[i])
+    path = tmp_path / 'sub' / 'ckpt.pt'             # a trailing .pt is dropped from the prefix
+    files = pipe.save_checkpoint(path)
+    assert files == checkpoint_files(cfg, path)
+    assert sorted(os.path.basename(f) for f in files.values()) == ['ckpt.gru.pt', 'ckpt.lstm.pt']
+    assert all(os.path.isfile(f) for f in files.values())
+    pipe.refresh_weights()
+    resumed = Pipeline(cfg, make_trainer(cfg, 'inline', checkpoint=path))
+    window = np.random.default_rng(1).normal(size=(4, 6))
+    for name in cfg.network_names:
+        np.testing.assert_allclose(resumed.predictors[name].predict(window),
+                                   pipe.predictors[name].predict(window), rtol=1e-6, atol=1e-6)
+    # no checkpoint files yet: a fresh start, not an error
+    assert make_trainer(cfg, 'inline', checkpoint=tmp_path / 'none') is not None
+    with open(files['lstm'], 'wb') as f:
+        f.write(b'not a checkpoint')
+    with pytest.raises(CheckpointError):
+        make_trainer(cfg, 'inline', checkpoint=path)
+
+
+def test_background_checkpoint_does_not_stop_processing_or_lose_samples():
+    cfg = mlp_config()
+    trainer = FixedTrainer(constant_mlp_weights([0.0, 0.0], [1.0, 1.0]))
+    trainer.save_delay_s = 0.3
+    pipe = Pipeline(cfg, trainer)
+    q, tau = np.zeros(2), np.zeros(2)
+    feed_constant(pipe, 20, q, tau)
+    assert trainer.submitted == 18
+    assert pipe.start_checkpoint('/tmp/unused-prefix') is True
+    assert pipe.start_checkpoint('/tmp/unused-prefix') is False          # one at a time
+    t0 = time.perf_counter()
+    outs = feed_constant(pipe, 30, q, tau, t0=10.2)
+    assert time.perf_counter() - t0 < 0.25 and all(o is not None for o in outs)
+    assert trainer.submitted == 18                     # the trainer is left alone meanwhile
+    time.sleep(0.4)
+    feed_constant(pipe, 20, q, tau, t0=10.5)           # backlog handed over, 4 per sample
+    assert trainer.submitted == 18 + 30 + 20
+    assert pipe.checkpoint_result() == (True, {})
+    pipe.close()
+
+
+def test_thread_trainer_learns_and_hands_out_weights():
+    cfg = PipelineConfig.from_params({'joint_names': NAMES, 'model': 'mlp', 'dual_enabled': False,
+                                      'window': 3, 'min_samples': 16, 'batch_size': 16,
+                                      'hidden_size': 8})
+    with make_trainer(cfg, 'thread', publish_period_s=0.05) as trainer:
+        assert isinstance(trainer, ThreadTrainer)
+        assert trainer.poll() is not None                  # the initial weights
+        rng = np.random.default_rng(0)
+        for _ in range(100):
+            trainer.submit(rng.normal(size=(3, 6)), rng.normal(size=2))
+        deadline = time.monotonic() + 20
+        weights = None
+        while time.monotonic() < deadline and not (weights and weights['mlp']['steps'] > 0):
+            weights = trainer.poll() or weights
+            time.sleep(0.02)
+        assert weights and weights['mlp']['samples'] == 100 and weights['mlp']['steps'] > 0
+    assert not trainer.alive
