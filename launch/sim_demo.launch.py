@@ -1,7 +1,7 @@
 """Launch the closed-loop demo (invdyn_demo) for ROS users.
 
     ros2 launch invdyn_ros sim_demo.launch.py
-    ros2 launch invdyn_ros sim_demo.launch.py duration:=210 payload_change:=3.0 output:=/tmp/demo
+    ros2 launch invdyn_ros sim_demo.launch.py payload_change:=3.0 output:=/tmp/demo
     ros2 launch invdyn_ros sim_demo.launch.py domain_id:=env   # to watch it with ros2 topic / rqt
 
 It runs the ``invdyn_demo`` executable, which itself needs no launch_ros: it starts invdyn_node as
@@ -12,7 +12,7 @@ feedforward, PD + ideal feedforward[, payload change]) in simulated time, and wr
 child process.
 
 Arguments (the options of ``invdyn_demo --help``):
-  duration           simulated seconds ('' = the demo's default: 150, or 210 with a payload change)
+  duration           simulated seconds ('' = the demo's default: 150, or 270 with a payload change)
   learning_seconds   simulated learning before the learned phase ('' = min(60, 0.4 x duration))
   robot              ur3 | ur5 | ur10 (default ur5)
   payload            payload at the flange in kg (default 0.0)
