@@ -31,7 +31,8 @@ Protocols (``PROTOCOLS``), with ``n_train = floor(train_fraction * samples)`` ra
   see them). One online pass has not converged, so each network's learner then runs ``epochs``
   more passes over its replay buffer (``epochs * ceil(len(buffer) / batch_size)`` Adam steps,
   batches drawn uniformly from the whole buffer; see :func:`_extra_epochs`). The rest is streamed
-  with learning OFF (the trainer is gated, the predictors keep the final weights) and scored.
+  with learning OFF (``Pipeline.process_batch``: nothing reaches the trainer, the predictors
+  keep the final weights) and scored.
   naive/gp are fitted on the training part's states and predict the test part.
 - ``prequential``: every sample is predicted before it is learned, exactly as the live node
   does; every sample with a prediction is scored. naive predicts the running mean of the torques
@@ -46,8 +47,10 @@ evaluated model produced a prediction (``test_samples``); ``coverage`` reports p
 fraction of the scored part's states it had a prediction for.
 
 Timing (``train_seconds``, ``predict_seconds``): for networks under ``split``, the wall time of the
-training stream plus the extra epochs, and of the test stream (inference-only replay: estimator,
-streaming predictors, identifier); under ``prequential``, the time spent inside the trainer
+training stream plus the extra epochs, and of the test stream (inference-only replay with
+:meth:`~invdyn_ros.pipeline.Pipeline.process_batch`: the estimator per sample, every network on all
+windows in large batches, the identifier per sample; the same outputs as ``process`` per sample up
+to float32 rounding, much faster); under ``prequential``, the time spent inside the trainer
 (learning) and the rest of the pass. ``realtime_factor`` is the scored part's stream duration
 divided by ``predict_seconds``.
 """
@@ -528,8 +531,14 @@ def _run_network_seeded(model: str, stream: Stream, params: Mapping[str, Any], p
                 else f'{model}: prequential'
             trainer.learning = learning
             t0 = time.perf_counter()
-            for i in range(start, stop):
-                out = pipe.process(*stream.sample(i))
+            if learning:
+                outputs = _stream_outputs(pipe, stream, start, stop, label, progress)
+            else:   # inference only: the pipeline's batched replay, same outputs, much faster
+                if progress is not None:
+                    progress(label, 0, stop - start)
+                cols = list(zip(*(stream.sample(i) for i in range(start, stop)))) or [()] * 4
+                outputs = enumerate(pipe.process_batch(*(list(col) for col in cols)), start)
+            for i, out in outputs:
                 if out is not None:       # Output: torque finite and clamped (pipeline contract)
                     torque[i] = out.torque
                     if out.tau is not None:
@@ -539,8 +548,6 @@ def _run_network_seeded(model: str, stream: Stream, params: Mapping[str, Any], p
                             nets.setdefault(name, np.full((N, n), np.nan))[i] = p
                     active[i] = out.active
                     ready[i] = out.ready
-                if progress is not None and (i - start) % _PROGRESS_EVERY == 0:
-                    progress(label, i - start, stop - start)
             if progress is not None:
                 progress(label, stop - start, stop - start)
             if protocol == 'split' and learning:
@@ -576,6 +583,16 @@ def _run_network_seeded(model: str, stream: Stream, params: Mapping[str, Any], p
             'extra_steps': steps, 'learner_stats': stats, 'pipeline_stats': counters,
             'dual_names': tuple(str(x) for x in names) if model == 'dual' else None,
             'labels': labels}
+
+
+def _stream_outputs(pipe: Any, stream: Stream, start: int, stop: int, label: str,
+                    progress: ProgressFn | None) -> Iterable[tuple[int, Any]]:
+    """``(i, pipe.process(sample i))`` for ``start <= i < stop``, lazily (learning on: every
+    sample must reach the trainer before the next is predicted), with progress reports."""
+    for i in range(start, stop):
+        yield i, pipe.process(*stream.sample(i))
+        if progress is not None and (i - start) % _PROGRESS_EVERY == 0:
+            progress(label, i - start, stop - start)
 
 
 def _pipeline_filter(params: Mapping[str, Any], joint_names: Sequence[str], seed: int

@@ -55,7 +55,7 @@ from .learner import LearnerConfig, OnlineLearner
 from .models import MODEL_KINDS, make_config
 from .predictor import Predictor
 from .training import InlineTrainer, ProcessTrainer, TrainerError, checkpoint_path
-from .windows import WindowBuffer
+from .windows import WindowBuffer, make_windows
 
 __all__ = ['PipelineConfig', 'Pipeline', 'Output', 'ThreadTrainer', 'make_trainer',
            'PIPELINE_PARAMETERS', 'NODE_ONLY_PARAMETERS', 'TRAINER_KINDS', 'checkpoint_files']
@@ -643,6 +643,17 @@ class Pipeline:
         return loaded
 
     # ------------------------------------------------------------------ the hot path
+    def _scaled_effort(self, tau: Any) -> Any:
+        """The driver's effort times ``effort_scale`` (N m); anything unusable is passed on
+        unchanged for the estimator to reject and count."""
+        if tau is not None and self._scale is not None:
+            try:
+                t = np.asarray(tau, dtype=np.float64)
+                tau = t * self._scale if t.shape == self._scale.shape else t
+            except (TypeError, ValueError):
+                pass                       # the estimator rejects and counts it
+        return tau
+
     def _reset_streams(self) -> None:
         self.finish()
         self.windows.reset()
@@ -670,12 +681,7 @@ class Pipeline:
             self.finish()
         c = self.counters
         c['samples'] += 1
-        if tau is not None and self._scale is not None:
-            try:
-                t = np.asarray(tau, dtype=np.float64)
-                tau = t * self._scale if t.shape == self._scale.shape else t
-            except (TypeError, ValueError):
-                pass                       # the estimator rejects and counts it
+        tau = self._scaled_effort(tau)
         est = self.estimator
         state = est.update(stamp, q, qd, tau)
         if est.counters['resets'] != self._resets_seen:
@@ -767,6 +773,179 @@ class Pipeline:
             if torque is not None:
                 self._score(torque, tau)
         self._housekeeping()
+
+    #: Windows per ``Predictor.predict_many`` call in :meth:`process_batch`: bounds the memory of
+    #: one call (4096 x L x 3n float64, ~7 MB for 7 joints and L = 10) while keeping the per-call
+    #: overhead negligible.
+    BATCH_CHUNK = 4096
+
+    def process_batch(self, stamps: Sequence[float], q: Sequence[Any],
+                      qd: Sequence[Any] | None = None, tau: Sequence[Any] | None = None
+                      ) -> list[Output | None]:
+        """Many recorded samples with LEARNING OFF: ``[process(stamp_i, q_i, qd_i, tau_i)]``, fast.
+
+        For offline replay (``invdyn_eval``'s test part), not for the node. ``stamps``, ``q`` and
+        (if given) ``qd`` / ``tau`` have one entry per sample, each entry what :meth:`process`
+        would take (an ``(n,)`` array, or None for a sample without velocity / effort; a row
+        with NaN is passed on as it is, i.e. rejected by the estimator like in ``process``).
+        Mismatched lengths raise ValueError; bad samples never raise.
+
+        What differs from calling :meth:`process` per sample, and why:
+
+        * **Nothing reaches the trainer** (no ``submit``, no ``poll``), so the weights are fixed
+          for the whole batch; that is what makes batching exact. Weights already queued for
+          loading are loaded into every predictor before the batch (``process`` would spread
+          them over the next samples).
+        * The networks are not streamed row by row: the estimator runs per sample exactly as in
+          ``process`` (``effort_scale``, rejections, gaps -> stream boundaries), then the feature
+          rows of each continuous segment are cut into windows (``windows.make_windows``) and
+          every network predicts them with ``Predictor.predict_many``, :attr:`BATCH_CHUNK`
+          windows per call (one ``nn.LSTM`` forward over thousands of windows instead of one
+          cell step per sample). The first segment continues the current stream (its last
+          L-1 rows are taken from the window buffer), so a batch right after ``process`` calls
+          predicts exactly what ``process`` would; the first L-1 rows after a gap have no
+          prediction (``warming_up``), like the streaming predictor. Results equal
+          ``process``'s up to float32 rounding (full-window forward vs. staggered cells).
+        * Selection and bookkeeping then run per sample exactly as in ``process`` + ``finish``:
+          the identifier selects with the previous samples' statistics, the torque is clamped,
+          a non-finite one is dropped and counted, the Output is built the same way
+          (``predictions``, ``active``, ``std_a``/``std_b``, ``uncertainty``, ``ready`` and
+          ``recent_nmse`` as of before the sample), then the identifier is updated with the
+          sample's torque and the readiness score advances.
+        * Afterwards the streaming predictors and the window buffer are reset: a following
+          :meth:`process` call starts a fresh window (its first L-1 samples warm up), as after
+          a gap. The estimator keeps its state.
+        """
+        N = len(stamps)
+        if len(q) != N or (qd is not None and len(qd) != N) or (tau is not None and len(tau) != N):
+            raise ValueError(f'process_batch: stamps, q, qd and tau need one entry per sample '
+                             f'({N} stamps, {len(q)} q, {None if qd is None else len(qd)} qd, '
+                             f'{None if tau is None else len(tau)} tau)')
+        if self._pending is not None:
+            self.finish()
+        while self._pending_loads:                # fixed weights for the whole batch
+            self._load_one()
+        c = self.counters
+        est = self.estimator
+        n, L = self.n, self.window
+        names = self.names
+
+        # (1) the estimator, per sample, exactly as process(); rows grouped by continuous segment
+        states: list[Any] = [None] * N
+        prefix = self.windows.window()[-(L - 1):] if L > 1 and len(self.windows) else \
+            np.empty((0, 3 * n))
+        segments: list[tuple[list[np.ndarray], list[int]]] = [(list(prefix), [])]
+        for i in range(N):
+            c['samples'] += 1
+            state = est.update(stamps[i], q[i], None if qd is None else qd[i],
+                               self._scaled_effort(None if tau is None else tau[i]))
+            if est.counters['resets'] != self._resets_seen:   # a gap: a new stream
+                self._resets_seen = est.counters['resets']
+                c['stream_resets'] += 1
+                segments.append(([], []))
+            if state is None:
+                continue
+            states[i] = state
+            rows, idx = segments[-1]
+            rows.append(np.concatenate((state.q, state.qd, state.qdd)))
+            idx.append(i)
+
+        # (2) every network on all windows of every segment, in chunks
+        preds = {name: np.full((N, n), np.nan) for name in names}
+        for rows, idx in segments:
+            if not idx or len(rows) < L:
+                continue
+            R = np.asarray(rows, dtype=np.float64)
+            first = len(rows) - len(idx)          # rows of the previous stream (prefix)
+            M = R.shape[0]
+            sample_of_row = np.full(M, -1)
+            sample_of_row[first:] = idx
+            for s in range(0, M - L + 1, self.BATCH_CHUNK):
+                W = make_windows(R[s:s + self.BATCH_CHUNK + L - 1], L)
+                target = sample_of_row[s + L - 1:s + L - 1 + W.shape[0]]
+                keep = target >= 0
+                for name in names:
+                    y = self._predict_windows(self.predictors[name], W)
+                    preds[name][target[keep]] = y[keep]
+        have = {}
+        for name in names:
+            finite = np.isfinite(preds[name]).all(axis=1)
+            nonfinite = int(np.count_nonzero(~finite & ~np.isnan(preds[name]).all(axis=1)))
+            self.predictors[name].counters['nonfinite_outputs'] += nonfinite
+            have[name] = finite
+
+        # (3) selection and bookkeeping, per sample, exactly as process() + finish()
+        ident, nan, limits = self.identifier, self._nan, self._limits
+        dual = self.dual
+        name_a, name_b = names[0], names[-1]
+        outs: list[Output | None] = [None] * N
+        for i in range(N):
+            state = states[i]
+            if state is None:
+                continue
+            pa = preds[name_a][i] if have[name_a][i] else None
+            pb = (preds[name_b][i] if have[name_b][i] else None) if dual else None
+            if dual:
+                active = ident.active
+                use_b = bool(active.any())
+                use_a = not bool(active.all())
+                if use_a and use_b:
+                    candidate = None if pa is None or pb is None else np.where(active == 1, pb, pa)
+                else:
+                    candidate = pb if use_b else pa
+            else:
+                active = np.zeros(n, dtype=np.int64)
+                candidate = pa
+            torque = None
+            if candidate is not None and np.isfinite(candidate).all():
+                torque = candidate
+            elif pa is None and pb is None:
+                c['warming_up'] += 1
+            else:
+                sel = ident.select(pa if pa is not None else nan,
+                                   pb if pb is not None else nan) if dual else ident.select(pa)
+                torque, active = sel.torque, sel.active
+            out = None
+            if torque is not None:
+                torque = np.clip(torque, -limits, limits)
+                if np.isfinite(torque).all():
+                    c['outputs'] += 1
+                    sel = ident.select(pa if pa is not None else nan,
+                                       pb if pb is not None else nan) if dual \
+                        else ident.select(pa)
+                    unc = np.where(np.isfinite(sel.uncertainty), sel.uncertainty, 0.0)
+                    predictions = {name_a: pa, name_b: pb} if dual else {name_a: pa}
+                    out = Output(stamp=state.stamp, q=state.q, qd=state.qd, qdd=state.qdd,
+                                 tau=state.tau, torque=torque, predictions=predictions,
+                                 active=active, std_a=ident.std_a, std_b=ident.std_b,
+                                 uncertainty=unc, ready=self._ready,
+                                 recent_nmse=self._recent_nmse)
+                else:
+                    c['dropped_nonfinite'] += 1
+                    torque = None
+            if state.tau is not None:
+                if pa is not None and (pb is not None or not dual):
+                    ident.update(pa, pb if dual else pa, state.tau)
+                if torque is not None:
+                    self._score(torque, state.tau)
+            outs[i] = out
+
+        # the streams were not advanced row by row: the next process() starts a fresh window
+        self.windows.reset()
+        for p in self.predictors.values():
+            p.reset_stream()
+        return outs
+
+    @staticmethod
+    def _predict_windows(predictor: Predictor, windows: np.ndarray) -> np.ndarray:
+        """``predictor.predict_many`` that never raises on data: a value beyond float32 (which
+        ``predict_many`` rejects as non-finite after its cast) is clipped to the float32 range
+        first; after input scaling it is clipped to ``±input_clip`` anyway, as ``push`` does."""
+        try:
+            return predictor.predict_many(windows)
+        except ValueError:
+            big = float(np.finfo(np.float32).max)
+            return predictor.predict_many(np.clip(windows, -big, big))
 
     def _submit(self, window: np.ndarray, tau: np.ndarray) -> None:
         if self.trainer_error is not None:

@@ -213,6 +213,38 @@ def test_dual_reports_the_selection_and_both_networks():
     assert s.dual_names == tuple(names)
 
 
+def test_split_test_part_batched_replay_equals_the_per_sample_pipeline(monkeypatch):
+    """The test part runs through Pipeline.process_batch; a per-sample process() replay (the
+    reference, patched in) must give the same predictions, choices and scores."""
+    from invdyn_ros.pipeline import Pipeline
+
+    rec = make_recording(700, with_qd=False)
+    rows = [(rec.t[i], rec.q[i], None, rec.tau[i]) for i in range(rec.n_samples)]
+    rows[600] = (rows[600][0], [np.nan, 0.0], None, rows[600][3])     # rejected, test part
+    rows[640] = (rows[640][0], rows[640][1], None, None)               # no effort, test part
+    params = {**FAST, 'joint_names': ['a', 'b'], 'hidden_size': 8, 'num_layers': 1,
+              'dual_window': 20}
+    batched = evaluate(rows, 'dual', protocol='split', params=params, epochs=1, seed=2)
+
+    def per_sample(self, stamps, q, qd=None, tau=None):
+        return [self.process(stamps[i], q[i], None if qd is None else qd[i],
+                             None if tau is None else tau[i]) for i in range(len(stamps))]
+
+    monkeypatch.setattr(Pipeline, 'process_batch', per_sample)
+    reference = evaluate(rows, 'dual', protocol='split', params=params, epochs=1, seed=2)
+    a, b = batched.series, reference.series
+    np.testing.assert_array_equal(a.t, b.t)
+    assert batched.test_samples == reference.test_samples > 100
+    np.testing.assert_allclose(a.predictions['dual'], b.predictions['dual'], rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(a.dual_active, b.dual_active)
+    np.testing.assert_allclose(batched.result('dual').nmse, reference.result('dual').nmse,
+                               rtol=1e-4)
+    for name, scores in reference.result('dual').details['networks'].items():
+        np.testing.assert_allclose(batched.result('dual').details['networks'][name]['nmse'],
+                                   scores['nmse'], rtol=1e-4)
+    assert batched.result('dual').details['label_mismatches'] == 0
+
+
 # ------------------------------------------------------------------------- robustness + report
 def test_bad_samples_and_missing_velocities_still_evaluate_with_finite_json(tmp_path):
     rec = make_recording(800, with_qd=False)

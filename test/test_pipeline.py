@@ -350,3 +350,142 @@ def test_thread_trainer_learns_and_hands_out_weights():
             time.sleep(0.02)
         assert weights and weights['mlp']['samples'] == 100 and weights['mlp']['steps'] > 0
     assert not trainer.alive
+
+
+# ----------------------------------------------------------------------------------- batch replay
+class FrozenTrainer:
+    """Hands out one fixed set of weights (all networks) and never learns."""
+
+    def __init__(self, weights: dict) -> None:
+        self._weights = weights
+        self.counters = {'submitted': 0}
+
+    def submit(self, window, tau) -> None:
+        self.counters['submitted'] += 1
+
+    def poll(self):
+        w, self._weights = self._weights, None
+        return w
+
+    def stats(self) -> dict:
+        return {}
+
+    def save(self, prefix):
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+BATCH_PARAMS = {'joint_names': NAMES, 'hidden_size': 8, 'num_layers': 2, 'window': 4,
+                'min_samples': 32, 'batch_size': 16, 'updates_per_sample': 0.3,
+                'learning_rate': 3e-3, 'poll_every': 10, 'dual_window': 20,
+                'dual_hysteresis': 0.05, 'max_gap_s': 0.05, 'ready_window': 50,
+                'ready_min_samples': 60, 'ready_nmse': 0.5, 'torque_limits': [3.0, 50.0],
+                'effort_scale': [1.0, 2.0]}
+
+
+def _trained_weights(params: dict) -> dict:
+    """Weights of an InlineTrainer that learned a generated stream through a pipeline."""
+    torch.manual_seed(0)
+    cfg = PipelineConfig.from_params(params)
+    trainer = make_trainer(cfg, 'inline')
+    pipe = Pipeline(cfg, trainer)
+    t, q, qd, tau = generated_stream(count=600, seed=1)
+    for i in range(len(t)):
+        pipe.process(t[i], q[i], qd[i], tau[i])
+    assert all(lr.steps > 50 for lr in trainer.learners.values())
+    return {name: lr.export_weights() for name, lr in trainer.learners.items()}
+
+
+def _replay_inputs():
+    """A stream with a gap (0.5 s after sample 150) and a few samples the estimator rejects."""
+    t, q, qd, tau = generated_stream(count=400, seed=2)
+    t = t.copy()
+    t[150:] += 0.5
+    stamps, qs, qds, taus = list(t), list(q), list(qd), list(tau)
+    qs[60] = np.array([np.nan, 0.0])                          # NaN position
+    taus[200] = np.array([1.0])                               # wrong length
+    qds[250] = None                                           # no velocity: differences
+    taus[251] = None                                          # no effort: not scored
+    stamps[300] = stamps[299]                                 # duplicate stamp
+    qs[320] = 'garbage'
+    return stamps, qs, qds, taus
+
+
+def _assert_same_outputs(a_list, b_list):
+    assert len(a_list) == len(b_list)
+    for i, (a, b) in enumerate(zip(a_list, b_list)):
+        assert (a is None) == (b is None), i
+        if a is None:
+            continue
+        assert a.stamp == b.stamp
+        np.testing.assert_allclose(a.torque, b.torque, rtol=0, atol=1e-5)
+        np.testing.assert_array_equal(a.active, b.active)
+        np.testing.assert_allclose(a.std_a, b.std_a, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(a.std_b, b.std_b, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(a.uncertainty, b.uncertainty, rtol=0, atol=1e-5)
+        assert (a.tau is None) == (b.tau is None)
+        if a.tau is not None:
+            np.testing.assert_array_equal(a.tau, b.tau)
+        assert set(a.predictions) == set(b.predictions)
+        for name in a.predictions:
+            pa, pb = a.predictions[name], b.predictions[name]
+            assert (pa is None) == (pb is None)
+            if pa is not None:
+                np.testing.assert_allclose(pa, pb, rtol=0, atol=1e-5)
+        assert a.ready == b.ready
+        assert a.recent_nmse == pytest.approx(b.recent_nmse, rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize('dual', [True, False])
+def test_process_batch_equals_process_sample_by_sample(dual):
+    params = {**BATCH_PARAMS, 'dual_enabled': dual}
+    weights = _trained_weights(params)
+    cfg = PipelineConfig.from_params(params)
+    stamps, qs, qds, taus = _replay_inputs()
+
+    ref = Pipeline(cfg, FrozenTrainer(weights))
+    expected = [ref.process(stamps[i], qs[i], qds[i], taus[i]) for i in range(len(stamps))]
+    batch = Pipeline(cfg, FrozenTrainer(weights))
+    got = batch.process_batch(stamps, qs, qds, taus)
+    _assert_same_outputs(expected, got)
+
+    outputs = [o for o in got if o is not None]
+    assert len(outputs) > 300
+    assert all(np.isfinite(o.torque).all() and (np.abs(o.torque) <= [3.0, 50.0]).all()
+               for o in outputs)
+    assert any(abs(o.torque[0]) == 3.0 for o in outputs)            # some torques were clamped
+    assert any(o.ready for o in outputs) and not all(o.ready for o in outputs)
+    if dual:
+        actives = np.array([o.active for o in outputs])
+        assert (actives == 1).any()                     # the identifier switched somewhere
+    # the gap and the rejected samples: the same counts, the same warming-up samples
+    for key in ('samples', 'outputs', 'warming_up', 'dropped_nonfinite', 'stream_resets'):
+        assert batch.counters[key] == ref.counters[key], key
+    assert batch.counters['stream_resets'] >= 1
+    assert batch.estimator.counters == ref.estimator.counters
+    assert batch.counters['submitted'] == 0                          # learning off
+    assert batch.recent_nmse == pytest.approx(ref.recent_nmse, rel=1e-6)
+    assert batch.ready == ref.ready
+    np.testing.assert_array_equal(batch.identifier.active, ref.identifier.active)
+
+
+def test_process_batch_continues_a_stream_and_leaves_a_fresh_window():
+    weights = _trained_weights(BATCH_PARAMS)
+    cfg = PipelineConfig.from_params(BATCH_PARAMS)
+    t, q, qd, tau = generated_stream(count=200, seed=3)
+    ref = Pipeline(cfg, FrozenTrainer(weights))
+    expected = [ref.process(t[i], q[i], qd[i], tau[i]) for i in range(len(t))]
+    pipe = Pipeline(cfg, FrozenTrainer(weights))
+    got = [pipe.process(t[i], q[i], qd[i], tau[i]) for i in range(100)]
+    got += pipe.process_batch(t[100:180], q[100:180], qd[100:180], tau[100:180])
+    assert got[100] is not None                        # the window carried over: no warm-up
+    _assert_same_outputs(expected[:180], got)
+    # after a batch the next process() starts a fresh window (L - 1 = 3 samples warm up)
+    after = [pipe.process(t[i], q[i], qd[i], tau[i]) for i in range(180, 200)]
+    assert [o is None for o in after[:4]] == [True, True, True, False]
+    np.testing.assert_allclose(after[-1].predictions['lstm'], expected[-1].predictions['lstm'],
+                               atol=1e-5)
+    with pytest.raises(ValueError):
+        pipe.process_batch(t[:5], q[:4])
