@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from invdyn_ros.datasets import find_datasets_dir  # noqa: E402
+from invdyn_ros.evaluation import jsonable  # noqa: E402,F401 (one definition for metrics.json and bench results)
 
 __all__ = ['REPO', 'cpu_model', 'machine_info', 'format_machine', 'require_datasets_dir',
            'format_table', 'results_dir', 'jsonable', 'save_results', 'Recorder']
@@ -108,29 +109,6 @@ def results_dir() -> Path:
     path = REPO / 'bench' / 'results'
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def jsonable(obj: Any) -> Any:
-    """Plain JSON types (numpy scalars/arrays, tuples, Paths); non-finite floats become None, so a
-    results file never holds NaN/Inf (which strict JSON readers reject)."""
-    import math
-
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if obj is None or isinstance(obj, str):
-        return obj
-    return str(obj)
 
 
 def save_results(stem: str, text: str, data: Any = None, directory: Path | None = None

@@ -291,14 +291,14 @@ class Series:
     dual_names: tuple[str, str] = ('lstm', 'gru')
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     """Plain JSON types; non-finite floats become None (metrics.json must never hold NaN/Inf)."""
     if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
+        return jsonable(obj.tolist())
     if isinstance(obj, (bool, np.bool_)):
         return bool(obj)
     if isinstance(obj, (int, np.integer)):
@@ -340,7 +340,7 @@ class EvalReport:
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != 'series'}
         d['results'] = [dataclasses.asdict(r) for r in self.results]
-        return _jsonable(d)
+        return jsonable(d)
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
@@ -558,7 +558,7 @@ def _run_network_seeded(model: str, stream: Stream, params: Mapping[str, Any], p
                 t_phase[1] = time.perf_counter() - t0
         stats = {}
         try:
-            stats = _jsonable(trainer.stats())
+            stats = jsonable(trainer.stats())
         except Exception:  # noqa: BLE001 - stats are informational only
             pass
         counters = {}
@@ -566,7 +566,7 @@ def _run_network_seeded(model: str, stream: Stream, params: Mapping[str, Any], p
             counters = {k: v for k, v in pipe.stats().items() if k != 'learners'}
         except Exception:  # noqa: BLE001 - stats are informational only
             counters = {'pipeline': dict(pipe.counters)}
-        counters = _jsonable(counters)
+        counters = jsonable(counters)
     finally:
         try:
             pipe.close()
@@ -782,7 +782,7 @@ def evaluate(samples_or_recording: Any, models: str | Iterable[str] = ('naive', 
         estimator={'counters': ref.counters, 'rate_hz': rate,
                    'filter': dataclasses.asdict(filter_cfg)
                    if dataclasses.is_dataclass(filter_cfg) else str(filter_cfg)},
-        source=source, params=_jsonable(params), series=series)
+        source=source, params=jsonable(params), series=series)
     report.wall_seconds = time.perf_counter() - wall0
     return report
 
