@@ -379,7 +379,9 @@ def test_interrupted_or_killed_demo_leaves_no_child(tmp_path, sig):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert _wait_gone(pgid, timeout=30.0) == []
+    # the node shuts down gracefully on SIGTERM (trainer join up to 10 s); on a loaded 2-core CI
+    # machine that has taken over 30 s once, so allow 60 s before calling it an orphan
+    assert _wait_gone(pgid, timeout=60.0) == []
     assert not (out / 'summary.json').exists()
 
 
