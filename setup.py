@@ -41,11 +41,11 @@ setup(
     packages=find_packages(exclude=['test', 'test.*', 'bench']),
     python_requires='>=3.10',
     # rclpy and the message packages come from a ROS 2 install (or requirements-ros.txt);
-    # torch is pinned in requirements.txt. Only what a ROS install does not provide is listed here.
+    # and torch==2.13.0 is pinned here and in requirements.txt. Only what a ROS install does not provide is listed.
     install_requires=[
         'numpy',
         'scipy',
-        'torch',
+        'torch==2.13.0',  # the CPU build; any other version pulls GBs of CUDA packages
         'scikit-learn',
         'rosbags',
         'PyYAML',
