@@ -271,6 +271,7 @@ def run_variant(args: argparse.Namespace, trainer: str, executor: str, out: Reco
             col('callback_latency_max_us')
         c50s, c99s = col('callback_cpu_p50_us'), col('callback_cpu_p99_us')
         h50s, h99s = col('callback_handoff_p50_us'), col('callback_handoff_p99_us')
+        r50s, r99s = col('reception_latency_p50_us'), col('reception_latency_p99_us')
         weights = col('latency_samples')
         if p50s.size and p50s.size == weights.size:
             # per-period percentiles, averaged weighted by the period's sample count
@@ -284,6 +285,11 @@ def run_variant(args: argparse.Namespace, trainer: str, executor: str, out: Reco
                 result.update(handoff_p50_us=float(np.average(h50s, weights=weights)),
                               handoff_p99_us=float(np.average(h99s, weights=weights)),
                               handoff_p99_worst_period_us=float(h99s.max()))
+            ok = np.isfinite(r50s) & np.isfinite(r99s) if r50s.size == weights.size else None
+            if ok is not None and ok.any():
+                result.update(recv_p50_us=float(np.average(r50s[ok], weights=weights[ok])),
+                              recv_p99_us=float(np.average(r99s[ok], weights=weights[ok])),
+                              recv_p99_worst_period_us=float(r99s[ok].max()))
         last = diags[-1] if diags else {}
         result.update(ready=last.get('ready'), recent_nmse=last.get('recent_nmse'),
                       trainer_dropped=last.get('dropped_by_trainer_queue'),
@@ -362,21 +368,25 @@ def main(argv: list[str] | None = None) -> int:
             medians.append(med)
     results += medians
     header = ['variant', 'cb p50 us', 'cb p99 us', 'cb max us', 'cb cpu p50', 'cb cpu p99',
-              'cb p99 max/s', 'handoff p50', 'handoff p99', 'handoff p99 max/s', 'e2e p50 us',
+              'cb p99 max/s', 'handoff p50', 'handoff p99', 'handoff p99 max/s', 'recv p50',
+              'recv p99', 'recv p99 max/s', 'e2e p50 us',
               'e2e p99 us', 'e2e max us', 'lost', 'sent', 'node CPU %', 'trainer CPU %']
     rows = [[f"{r['trainer']}+{r['executor']}"
              + (f" #{r['run']}" if args.repeat > 1 else ''), r.get('cb_p50_us'), r.get('cb_p99_us'),
              r.get('cb_max_us'), r.get('cb_cpu_p50_us'), r.get('cb_cpu_p99_us'),
              r.get('cb_p99_worst_period_us'), r.get('handoff_p50_us'), r.get('handoff_p99_us'),
-             r.get('handoff_p99_worst_period_us'), r['e2e_p50_us'],
+             r.get('handoff_p99_worst_period_us'), r.get('recv_p50_us'), r.get('recv_p99_us'),
+             r.get('recv_p99_worst_period_us'), r['e2e_p50_us'],
              r['e2e_p99_us'], r['e2e_max_us'], r['lost'], r['sent'], r['node_cpu_pct'],
              r['trainer_cpu_pct']] for r in results]
     out(format_table(header, rows, floatfmt='.0f'))
     out('cb = callback latency inside the node, wall clock (arrival -> ~/predicted_effort '
         'published; the budget: p50 <= 200 us, p99 <= 500 us); cb cpu = the same interval in the '
         "callback thread's CPU time (the code's cost without waiting for a core); handoff = "
-        'arrival -> publish() called (cb minus the Fast DDS delivery inside publish()); p50 / p99 '
-        'are per-second percentiles from /diagnostics averaged over the measured seconds, '
+        'arrival -> publish() called (cb minus the Fast DDS delivery inside publish()); recv = '
+        "from the middleware's reception of the input (MessageInfo.received_timestamp) -> "
+        "publish() returned: cb plus the executor's wake-up, take and deserialization; p50 / p99 "
+        "are per-second percentiles from /diagnostics averaged over the measured seconds, "
         '"p99 max/s" is the worst second\'s p99 (an upper bound of the p99 over all samples); '
         'e2e = bench '
         'publish -> bench receive (two DDS hops and the bench executor included). '

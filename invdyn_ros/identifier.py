@@ -179,6 +179,12 @@ class DualIdentifier:
         return self._active.copy()
 
     @property
+    def uses(self) -> tuple[bool, bool]:
+        """(some joint uses ``names[0]``, some joint uses ``names[1]``) under the current choice:
+        the networks a prediction needs. Kept up to date with the choice (no array work)."""
+        return self._uses
+
+    @property
     def std_a(self) -> np.ndarray:
         return self._std[0].copy()
 
@@ -344,6 +350,7 @@ class DualIdentifier:
         self._coef[0] = np.where(self._active == 0, law, 0.0)   # b clearly better: switch to b
         self._coef[1] = np.where(self._active == 1, law, 0.0)   # a clearly better: switch to a
         self._coef[2:] = _DRIFT_TOL
+        self._uses = (bool((self._active == 0).any()), bool(self._active.any()))
 
     # ------------------------------------------------------------------ batch
     def _as_batch(self, x, name: str) -> np.ndarray:

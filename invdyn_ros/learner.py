@@ -50,6 +50,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import __version__
 from .atomic import atomic_write
@@ -90,6 +91,11 @@ class LearnerConfig:
     snapshots), ``input_clip`` (standardized units), ``loss_smoothing`` (EMA weight of the
     smoothed loss the plateau scheduler watches), ``lr_restart_factor`` (back to ``learning_rate``
     when the smoothed loss rises to this multiple of its best: new motions; 0 disables).
+    ``weight_ema_decay``: predictions (``predict_*``, ``export_weights``) use an exponential moving
+    average of the weights over the Adam steps (``torch.optim.swa_utils.AveragedModel`` with
+    ``get_ema_multi_avg_fn(decay)``) instead of the last iterate, which lifelong learning at a
+    non-vanishing learning rate keeps jittering; 0 (default) = the last iterate. The average
+    lags the iterate by about ``1 / (1 - decay)`` steps.
     """
 
     model: str = 'lstm'
@@ -115,6 +121,7 @@ class LearnerConfig:
     input_clip: float = 10.0
     loss_smoothing: float = 0.02
     lr_restart_factor: float = 3.0
+    weight_ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         # A private copy, so a caller mutating its dict later cannot change a frozen config.
@@ -172,6 +179,7 @@ class LearnerConfig:
         number('input_clip', 0.0, lo_open=True)
         number('loss_smoothing', 0.0, 1.0, lo_open=True)
         number('lr_restart_factor', 0.0)
+        number('weight_ema_decay', 0.0, 1.0, hi_open=True)
         if 0.0 < self.lr_restart_factor <= 1.0:
             raise ConfigError(f'lr_restart_factor must be 0 (off) or > 1, got {self.lr_restart_factor}')
         return self
@@ -280,6 +288,10 @@ class ReplayBuffer:
         elif self._r_size == 0:
             n_recent = 0
         ri = self.rng.integers(0, self._r_size, n_recent) if n_recent else np.empty(0, np.int64)
+        # FIFO draws are positions from the oldest entry, mapped to slots: the same draws pick the
+        # same windows whatever the ring's rotation, so a buffer restored from a checkpoint (stored
+        # oldest first, head 0) continues exactly like the one that was saved
+        ri = (ri + self._r_head) % max(self.recent_capacity, 1)
         si = self.rng.integers(0, self._s_size, batch - n_recent) if batch - n_recent else \
             np.empty(0, np.int64)
         X = np.concatenate([self._rx[ri], self._sx[si]])
@@ -418,6 +430,12 @@ class OnlineLearner:
         self.out_scaler = RunningScaler(n, std_floor=TARGET_STD_FLOOR)
         self.buffer = ReplayBuffer(cfg.buffer_capacity, cfg.recent_capacity, cfg.window, self.width,
                                    n, seed=cfg.seed)
+        # the weights predictions use: the model itself, or an average of its iterates
+        self._averaged: AveragedModel | None = None
+        if cfg.weight_ema_decay > 0.0:
+            self._averaged = AveragedModel(
+                self.model, multi_avg_fn=get_ema_multi_avg_fn(float(cfg.weight_ema_decay)),
+                use_buffers=True)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.learning_rate,
                                           weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -444,6 +462,12 @@ class OnlineLearner:
         self._take_snapshot()
 
     # ---------------------------------------------------------------- properties
+    @property
+    def predictor_model(self) -> nn.Module:
+        """The network predictions come from: the weight average (``weight_ema_decay`` > 0) or
+        the trained model itself."""
+        return self._averaged.module if self._averaged is not None else self.model
+
     @property
     def lr(self) -> float:
         return float(self.optimizer.param_groups[0]['lr'])
@@ -509,14 +533,15 @@ class OnlineLearner:
         if not bool(torch.isfinite(x).all()):
             raise ValueError('windows contain NaN/Inf (or values beyond float32): refusing to '
                              'predict from them')
-        was_training = self.model.training
-        self.model.eval()
+        model = self.predictor_model
+        was_training = model.training
+        model.eval()
         try:
             with torch.inference_mode():
-                y = self.model(self._scale_inputs(x))
+                y = model(self._scale_inputs(x))
                 y = self.out_scaler.inverse_transform(y)
         finally:
-            self.model.train(was_training)
+            model.train(was_training)
         return y.double().numpy()
 
     def predict_one(self, window: Any) -> np.ndarray:
@@ -643,6 +668,8 @@ class OnlineLearner:
             self._rollback()
             return None
         self.good_steps += 1
+        if self._averaged is not None:
+            self._averaged.update_parameters(self.model)
         self.last_loss = value
         self._loss_hist.append(value)
         a = self.config.loss_smoothing
@@ -702,7 +729,8 @@ class OnlineLearner:
         return {
             'kind': self.kind, 'n_joints': self.n_joints, 'window': self.window,
             'model_config': self.model_config_dict(),
-            'model': {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            'model': {k: v.detach().cpu().clone()
+                      for k, v in self.predictor_model.state_dict().items()},
             'in_scaler': self.in_scaler.state_dict(), 'out_scaler': self.out_scaler.state_dict(),
             'input_clip': float(self.config.input_clip),
             'steps': self.steps, 'samples': self.samples,
@@ -715,6 +743,8 @@ class OnlineLearner:
             'kind': self.kind, 'n_joints': self.n_joints,
             'learner_config': self.config.to_dict(), 'model_config': self.model_config_dict(),
             'model': {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            'averaged_model': None if self._averaged is None else {
+                k: v.detach().cpu().clone() for k, v in self._averaged.module.state_dict().items()},
             'optimizer': copy.deepcopy(self.optimizer.state_dict()),
             'scheduler': dict(self.scheduler.state_dict()),
             'in_scaler': self.in_scaler.state_dict(), 'out_scaler': self.out_scaler.state_dict(),
@@ -779,6 +809,14 @@ class OnlineLearner:
             if not _all_finite(ckpt['model']):
                 raise CheckpointError(f'{source}: model weights contain NaN/Inf')
             learner.model.load_state_dict(ckpt['model'])
+            if learner._averaged is not None:
+                # the saved average, or (saved without averaging) the model: the average
+                # continues from there instead of restarting from the first new step
+                avg = ckpt.get('averaged_model')
+                if avg is None or not _all_finite(avg):
+                    avg = ckpt['model']
+                learner._averaged.module.load_state_dict(avg)
+                learner._averaged.n_averaged.fill_(1)
             learner.optimizer.load_state_dict(ckpt['optimizer'])
             if config is not None:   # new training parameters, the saved schedule position
                 for g in learner.optimizer.param_groups:

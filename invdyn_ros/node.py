@@ -35,8 +35,10 @@ Topics (``~`` = the node's name, ``/invdyn_node`` by default)
         ``max(std_active, |pred_a - pred_b|)`` (N m).
     out ``/diagnostics`` (diagnostic_msgs/DiagnosticArray, every ``diagnostics_period_s``): input
         rate, callback latency p50 / p99 / max (µs, from callback entry to the predicted-effort
-        publication, ``time.perf_counter``), received / rejected / dropped counts by reason, buffer
-        fill, training loss, recent nMSE, ready, the active network per joint.
+        publication, ``time.perf_counter``; with ``executor: single`` also from the middleware's
+        reception of the message), the scheduling of the control loop, received / rejected /
+        dropped counts by reason, buffer fill, training loss, recent nMSE, ready, the active
+        network per joint.
 
 Service ``~/save_checkpoint`` (std_srvs/Trigger) starts writing a checkpoint in the background
 (the control loop keeps running; the outcome is logged and shown in /diagnostics). A checkpoint is
@@ -50,7 +52,8 @@ Threads and processes: the learners train in their own process (``trainer: proce
 ``EventsExecutor`` (``executor: events``; ``single`` = SingleThreadedExecutor), spun by the main
 thread; on SIGINT / SIGTERM it stops spinning, publishes zero feedforward, writes the final
 checkpoint and shuts the trainer down. The trainer process runs at ``trainer_nice`` so a shared
-core serves the control loop first. Nothing on the per-message path logs: warnings about rejected
+core serves the control loop first; ``realtime_priority`` > 0 puts the spinning thread under
+SCHED_FIFO (:meth:`InvdynNode.apply_realtime_priority`). Nothing on the per-message path logs: warnings about rejected
 input come from the diagnostics timer (at most one per period).
 
 Latency: the callback publishes ``~/predicted_effort`` as soon as the torque is known
@@ -72,7 +75,6 @@ import math
 import os
 import signal
 import sys
-import threading
 import time
 from typing import Any
 
@@ -91,6 +93,8 @@ from trajectory_msgs.msg import JointTrajectoryPoint
 from invdyn_ros.errors import CheckpointError, ConfigError, InvdynError
 from invdyn_ros.pipeline import (NODE_ONLY_PARAMETERS, PIPELINE_PARAMETERS, TRAINER_KINDS,
                                  Pipeline, PipelineConfig, checkpoint_files, make_trainer)
+from invdyn_ros.serialized import SerializedJointState
+from invdyn_ros.stopflag import StopFlag
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                       history=HistoryPolicy.KEEP_LAST)
@@ -119,6 +123,9 @@ PARAMETER_DOCS: dict[str, tuple[Any, str]] = {
     'learning_rate': (1e-3, 'Adam learning rate'),
     'min_learning_rate': (1e-5, 'floor of the plateau decay (capped at learning_rate); a higher '
                                 'floor keeps lifelong learning quick to follow changes'),
+    'weight_ema_decay': (0.0, 'predict with an exponential moving average of the weights over '
+                              'the Adam steps (e.g. 0.99: smoother, ~100 steps behind); 0 = the '
+                              'last iterate'),
     'updates_per_sample': (0.1, 'Adam steps per learned sample that always happen'),
     'max_updates_per_sample': (1.0, 'cap of steps per sample when the trainer has spare time'),
     'min_samples': (256, 'samples before training starts'),
@@ -140,6 +147,9 @@ PARAMETER_DOCS: dict[str, tuple[Any, str]] = {
     'effort_scale': (None, 'per joint factor: torque = effort * scale (UR drivers may report '
                            'motor current); unset = 1'),
     'poll_every': (100, 'samples between checks for new weights from the trainer'),
+    'effort_label': ('filtered', 'what the networks learn: filtered (the effort through the '
+                                 'state\'s low-pass) | delayed (the raw effort delayed by the '
+                                 'filter delay: keeps friction steps sharp; for clean efforts)'),
     'trainer': ('process', 'where training runs: process | thread | inline'),
     'publish_period_s': (1.0, 'the trainer sends new weights this often (s)'),
     'checkpoint_path': ('', 'checkpoint prefix (files <prefix>.<network>.pt); empty = none'),
@@ -150,6 +160,10 @@ PARAMETER_DOCS: dict[str, tuple[Any, str]] = {
     'executor': ('events', 'events (rclpy EventsExecutor) | single (SingleThreadedExecutor)'),
     'trainer_nice': (10, 'nice increment of the trainer process / thread (0..19): the control '
                          'loop preempts training when they share a core'),
+    'realtime_priority': (0, 'SCHED_FIFO priority (1..99) of the control-loop thread (the one '
+                             'that runs the callbacks); 0 = normal scheduling. Needs '
+                             'CAP_SYS_NICE or an rtprio limit; if refused the node warns and '
+                             'runs normally'),
 }
 assert set(PARAMETER_DOCS) == \
     (set(PIPELINE_PARAMETERS) | set(NODE_ONLY_PARAMETERS)) - {'use_sim_time'}
@@ -229,6 +243,12 @@ class InvdynNode(Node):
         if isinstance(nice, bool) or not isinstance(nice, int) or not 0 <= nice <= 19:
             raise ConfigError(f'trainer_nice: must be an integer in 0..19, got {nice!r}')
         self.trainer_nice = nice
+        rt = p['realtime_priority']
+        if isinstance(rt, bool) or not isinstance(rt, int) or not 0 <= rt <= 99:
+            raise ConfigError(f'realtime_priority: must be an integer in 0..99 (0 = normal '
+                              f'scheduling), got {rt!r}')
+        self.realtime_priority = rt
+        self.scheduling = 'normal'
 
         self.joint_names = self.config.joint_names
         n = self.n = len(self.joint_names)
@@ -254,6 +274,7 @@ class InvdynNode(Node):
         self._lat = np.zeros(LATENCY_RING)
         self._cpu = np.zeros(LATENCY_RING)     # the same interval in this thread's CPU time
         self._hand = np.zeros(LATENCY_RING)    # arrival -> publish() called (DDS hand-off)
+        self._recv = np.zeros(LATENCY_RING)    # DDS reception -> publish() returned
         self._lat_i = 0
         self._lat_reported = 0
         self._diag_last = (time.perf_counter(), 0)
@@ -261,8 +282,10 @@ class InvdynNode(Node):
         self._last_error = ''
 
         # ---- pre-built messages
-        self._pe = JointState()
-        self._pe.name = list(self.joint_names)
+        # ~/predicted_effort as CDR bytes: serialized once by rclpy, per message only the stamp
+        # and the three arrays are overwritten (~1 µs instead of ~25 µs of message building
+        # and conversion on the latency path)
+        self._pe = SerializedJointState(self.joint_names)
         self._ff = Float64MultiArray()
         self._ff.layout.dim = [MultiArrayDimension(label='joint', size=n, stride=n)]
         self._zeros = _farray(np.zeros(n))
@@ -282,8 +305,13 @@ class InvdynNode(Node):
         self.id_pub = self.create_publisher(Float64MultiArray, '~/identifier', RELIABLE)
         self.unc_pub = self.create_publisher(Float64MultiArray, '~/uncertainty', RELIABLE)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', RELIABLE)
+        # With the SingleThreadedExecutor the callback also takes the MessageInfo (the DDS
+        # reception time, for reception_latency_*); rclpy's EventsExecutor of these wheels raises
+        # SystemError('null argument to internal routine') on message-info callbacks.
         self.create_subscription(
-            JointState, 'joint_states', self._on_joint_states, qos_profile_sensor_data,
+            JointState, 'joint_states',
+            self._on_joint_states if self.executor_kind == 'single' else self._on_joint_states_msg,
+            qos_profile_sensor_data,
             event_callbacks=SubscriptionEventCallbacks(message_lost=self._on_lost))
         self.create_subscription(JointTrajectoryPoint, '~/reference', self._on_reference,
                                  BEST_EFFORT)
@@ -376,6 +404,29 @@ class InvdynNode(Node):
                     self.get_logger().warning(f'could not renice the trainer: {exc}')
         return trainer
 
+    def apply_realtime_priority(self) -> bool:
+        """Put the calling thread (call it from the thread that spins the executor) under
+        SCHED_FIFO at ``realtime_priority``, like ros2_control's control loop: a waking callback
+        then preempts the trainer, the benchmark's publisher and any other normal process at
+        once. The trainer worker (already started) keeps normal scheduling. Refused (no
+        CAP_SYS_NICE / rtprio limit, not Linux): a warning, and the node runs normally.
+        Returns whether the priority is in effect."""
+        prio = self.realtime_priority
+        if prio == 0:
+            return False
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(prio))
+        except (AttributeError, OSError) as exc:
+            self.get_logger().warning(
+                f'realtime_priority {prio}: SCHED_FIFO refused ({exc}); running with normal '
+                'scheduling. Grant it with CAP_SYS_NICE or an rtprio limit '
+                '(/etc/security/limits.conf: <user> - rtprio 99).')
+            self.scheduling = f'normal (SCHED_FIFO {prio} refused)'
+            return False
+        self.scheduling = f'SCHED_FIFO {prio}'
+        self.get_logger().info(f'control loop thread runs under {self.scheduling}')
+        return True
+
     # ------------------------------------------------------------------ data path
     def _order(self, msg: Any) -> tuple[float, Any, Any, Any] | None:
         """(stamp, q, qd | None, tau | None) in joint_names order, or None (counted)."""
@@ -418,7 +469,10 @@ class InvdynNode(Node):
             tau = np.frombuffer(eff)[idx] if len(eff) else None
         return stamp, q, qd, tau
 
-    def _on_joint_states(self, msg: Any) -> None:
+    def _on_joint_states_msg(self, msg: Any) -> None:
+        self._on_joint_states(msg, None)
+
+    def _on_joint_states(self, msg: Any, info: Any) -> None:
         t_in = time.perf_counter()
         c_in = time.thread_time()
         self.counters['received'] += 1
@@ -433,18 +487,19 @@ class InvdynNode(Node):
                 if not pipeline.ready and t_in - self._ref_time >= self.stale_timeout_s:
                     self._publish_ff(self._zeros, 'feedforward_zero')
                 return
-            pe = self._pe
-            pe.header.stamp = msg.header.stamp
-            pe.position = _farray(out.q)
-            pe.velocity = _farray(out.qd)
-            pe.effort = _farray(out.torque)
+            data = self._pe.fill(msg.header.stamp, out.q, out.qd, out.torque)
             t_pub = time.perf_counter()
-            self.pe_pub.publish(pe)
+            self.pe_pub.publish(data)
+            t_done = time.perf_counter()
             i = self._lat_i
             j = i & (LATENCY_RING - 1)
             self._hand[j] = t_pub - t_in
-            self._lat[j] = time.perf_counter() - t_in
+            self._lat[j] = t_done - t_in
             self._cpu[j] = time.thread_time() - c_in
+            # from the middleware's reception of the message (system clock, ns), which includes
+            # the executor's wake-up, take and deserialization before the callback
+            received = info.get('received_timestamp') if type(info) is dict else None
+            self._recv[j] = (time.time_ns() - received) * 1e-9 if received else math.nan
             self._lat_i = i + 1
             # --- off the latency path: feedforward, learning bookkeeping, auxiliary topics
             self._last_output = t_in
@@ -452,7 +507,7 @@ class InvdynNode(Node):
             self.counters['outputs'] += 1
             if t_in - self._ref_time >= self.stale_timeout_s:   # no fresh reference
                 if out.ready:
-                    self._publish_ff(pe.effort, 'feedforward_measured')
+                    self._publish_ff(_farray(out.torque), 'feedforward_measured')
                 else:
                     self._publish_ff(self._zeros, 'feedforward_zero')
             pipeline.finish()
@@ -553,23 +608,27 @@ class InvdynNode(Node):
             self._last_checkpoint = f'failed: {detail}'
 
     # ------------------------------------------------------------------ diagnostics
-    def _latency_stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-        """(wall, cpu, hand-off) latencies in µs of the outputs since the last report, and their
-        count.
+    def _latency_stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+        """(wall, cpu, hand-off, from-reception) latencies in µs of the outputs since the last
+        report, and their count.
 
-        Wall time until ``publish()`` returned is what the budget is about; the hand-off time
-        stops when ``publish()`` is called (the rest is Fast DDS delivering the message, ~80 µs
-        to a subscriber in another process here); CPU time (``time.thread_time``) is the code's
-        own cost, without the time the thread waited for a core."""
+        Wall time from callback entry until ``publish()`` returned is what the budget is about;
+        the hand-off time stops when ``publish()`` is called (the rest is Fast DDS delivering the
+        message, ~60 µs to a subscriber in another process here); CPU time
+        (``time.thread_time``) is the code's own cost, without the time the thread waited for a
+        core; from-reception starts at the middleware's reception timestamp of the input
+        (``MessageInfo.received_timestamp``, NaN where the RMW does not provide it), so it adds
+        the executor's wake-up, take and deserialization in front of the callback."""
         new = self._lat_i - self._lat_reported
         self._lat_reported = self._lat_i
         if new <= 0:
             nan = np.array([math.nan])
-            return nan, nan, nan, 0
+            return nan, nan, nan, nan, 0
         count = min(new, LATENCY_RING)
         end = self._lat_i & (LATENCY_RING - 1)
         idx = (end - count + np.arange(count)) & (LATENCY_RING - 1)
-        return self._lat[idx] * 1e6, self._cpu[idx] * 1e6, self._hand[idx] * 1e6, count
+        return (self._lat[idx] * 1e6, self._cpu[idx] * 1e6, self._hand[idx] * 1e6,
+                self._recv[idx] * 1e6, count)
 
     def _on_diagnostics(self) -> None:
         self._check_checkpoint_result()
@@ -578,9 +637,11 @@ class InvdynNode(Node):
         received = self.counters['received']
         rate = (received - n_prev) / max(now - t_prev, 1e-9)
         self._diag_last = (now, received)
-        lat, cpu, hand, count = self._latency_stats()
+        lat, cpu, hand, recv, count = self._latency_stats()
         p50, p99 = np.percentile(lat, [50, 99])
         h50, h99 = np.percentile(hand, [50, 99])
+        recv = recv[np.isfinite(recv)]
+        r50, r99 = np.percentile(recv, [50, 99]) if recv.size else (math.nan, math.nan)
         pmax = float(lat.max())
         c50, c99 = np.percentile(cpu, [50, 99])
         stats = self.pipeline.stats()
@@ -617,6 +678,8 @@ class InvdynNode(Node):
             ('callback_cpu_p99_us', f'{c99:.1f}'),
             ('callback_handoff_p50_us', f'{h50:.1f}'),
             ('callback_handoff_p99_us', f'{h99:.1f}'),
+            ('reception_latency_p50_us', f'{r50:.1f}'),
+            ('reception_latency_p99_us', f'{r99:.1f}'),
             ('latency_samples', count),
             ('received', received), ('outputs', c['outputs']),
             ('references_received', c['references']),
@@ -639,6 +702,7 @@ class InvdynNode(Node):
             ('feedforward_measured', c['feedforward_measured']),
             ('feedforward_reference', c['feedforward_reference']),
             ('trainer', self.trainer_kind),
+            ('scheduling', self.scheduling),
             ('trainer_error', stats['trainer_error'] or ''),
             ('checkpoint', getattr(self, '_last_checkpoint', 'none yet')),
         ]
@@ -727,7 +791,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)       # the control loop needs one core, not a torch thread pool
 
     rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
+    stop = StopFlag()      # not threading.Event: its set() takes a lock (see stopflag)
 
     def on_signal(signum: int, frame: Any) -> None:
         stop.set()
@@ -749,6 +813,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         executor = make_executor(node.executor_kind)
         executor.add_node(node)
+        node.apply_realtime_priority()        # this thread spins: the callbacks run on it
         errors: list[BaseException] = []
         # Everything allocated so far (torch, messages, buffers) lives for the whole run: keep it
         # out of the garbage collector's generations, so a collection on the message path only

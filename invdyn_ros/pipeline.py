@@ -61,6 +61,7 @@ __all__ = ['PipelineConfig', 'Pipeline', 'Output', 'BatchOutput', 'ThreadTrainer
            'PIPELINE_PARAMETERS', 'NODE_ONLY_PARAMETERS', 'TRAINER_KINDS', 'checkpoint_files']
 
 TRAINER_KINDS = ('inline', 'process', 'thread')
+EFFORT_LABELS = ('filtered', 'delayed')
 
 #: Flat parameter names that ``PipelineConfig.from_params`` turns into the config, with defaults.
 #: ``rate_hz = 0`` means: measure the rate from the first stamps. Empty lists mean: not set.
@@ -78,6 +79,7 @@ PIPELINE_PARAMETERS: dict[str, Any] = {
     'recent_fraction': 0.5,
     'learning_rate': 1e-3,
     'min_learning_rate': 1e-5,
+    'weight_ema_decay': 0.0,
     'updates_per_sample': 0.1,
     'min_samples': 256,
     'seed': 0,
@@ -97,6 +99,7 @@ PIPELINE_PARAMETERS: dict[str, Any] = {
     'torque_limits': [],
     'effort_scale': [],
     'poll_every': 100,
+    'effort_label': 'filtered',
 }
 
 #: Parameters of the node (and the trainer it builds) that the pipeline config does not hold;
@@ -112,6 +115,7 @@ NODE_ONLY_PARAMETERS: dict[str, Any] = {
     'aux_decimation': 10,
     'executor': 'events',
     'trainer_nice': 10,
+    'realtime_priority': 0,
     'use_sim_time': False,
 }
 
@@ -154,6 +158,20 @@ class PipelineConfig:
     it is lost again only above ``unready_factor * ready_nmse`` (hysteresis, so the feedforward does
     not flicker between the prediction and zero near the threshold). ``poll_every``: samples
     between ``trainer.poll()`` calls.
+
+    ``effort_label``: what the networks learn to predict for a window ending at sample k (whose
+    filtered state describes the robot ``filter_delay_s`` before the stamp, see ``estimation``):
+
+    * ``'filtered'`` (default): the effort through the same filter as the state, aligned with it
+      at every frequency. Where the true torque has a step -- Coulomb friction flipping sign at a
+      velocity reversal -- the label is the step smeared over the filter's response, and so is
+      what the network learns.
+    * ``'delayed'``: the measured effort itself, delayed by ``filter_delay_s`` (interpolated
+      between the two nearest samples), unfiltered. For slow motion the delayed raw effort belongs
+      to the same instant as the filtered state, so steps stay sharp; the label carries the
+      effort's noise (the network learns its mean). Use it with clean efforts (joint torque
+      sensors, a simulator), not with noisy motor currents. The identifier and the readiness
+      score always compare predictions with the filtered effort.
     """
 
     joint_names: tuple[str, ...]
@@ -171,6 +189,7 @@ class PipelineConfig:
     ready_min_samples: int = 1000
     unready_factor: float = 1.5
     poll_every: int = 100
+    effort_label: str = 'filtered'
 
     def __post_init__(self) -> None:
         names = self.joint_names
@@ -259,6 +278,9 @@ class PipelineConfig:
                               f'got {self.unready_factor!r}')
         if not _is_int(self.poll_every) or self.poll_every < 1:
             raise ConfigError(f'poll_every: must be an integer >= 1, got {self.poll_every!r}')
+        if self.effort_label not in EFFORT_LABELS:
+            raise ConfigError(f'effort_label: must be one of {EFFORT_LABELS}, '
+                              f'got {self.effort_label!r}')
         return self
 
     # ------------------------------------------------------------------ from node parameters
@@ -352,6 +374,7 @@ class PipelineConfig:
             recent_fraction=number('recent_fraction'),
             learning_rate=number('learning_rate'),
             min_learning_rate=min(number('min_learning_rate'), number('learning_rate')),
+            weight_ema_decay=number('weight_ema_decay'),
             updates_per_sample=number('updates_per_sample'), min_samples=integer('min_samples'),
             ready_nmse=ready_nmse, ready_window=ready_window, seed=integer('seed'))
         second_options = options(second, second_hidden or hidden) if second in MODEL_KINDS \
@@ -364,7 +387,7 @@ class PipelineConfig:
                      effort_scale=_float_tuple('effort_scale', p['effort_scale']),
                      ready_nmse=ready_nmse, ready_window=ready_window,
                      ready_min_samples=integer('ready_min_samples'),
-                     poll_every=integer('poll_every'))
+                     poll_every=integer('poll_every'), effort_label=string('effort_label'))
         return config.validate()
 
 
@@ -392,8 +415,8 @@ class Output:
     (None where a network had no output yet); ``active``: index into ``network_names`` per joint;
     ``std_a`` / ``std_b``: the networks' rolling error spreads, ``uncertainty``:
     ``max(std_active, |pred_a - pred_b|)`` (N m). ``ready`` / ``recent_nmse`` as of before this
-    sample. After ``process(..., defer=True)`` the ``predictions`` of a network no joint uses and
-    ``uncertainty`` are completed (in place) by ``Pipeline.finish()``.
+    sample. After ``process(..., defer=True)`` the ``predictions`` of a network no joint uses,
+    ``std_a`` / ``std_b`` and ``uncertainty`` are completed (in place) by ``Pipeline.finish()``.
     """
 
     stamp: float
@@ -631,6 +654,13 @@ class Pipeline:
         self._row = np.zeros(3 * n)
         self._nan = np.full(n, np.nan)
         self._resets_seen = 0
+        # effort_label 'delayed': the newest scaled raw efforts (NaN rows: samples without)
+        self._label_delayed = config.effort_label == 'delayed'
+        self._raw_tau = np.zeros((0, n))
+        self._raw_tau_pos = 0
+        self._raw_tau_count = 0
+        self._label_delay = (0, 0.0)             # whole samples, fraction
+        self._label_rate: float | None = None
         # readiness: rolling squared errors of the published torque (raw units)
         self._err2 = np.zeros((config.ready_window, n))
         self._err2_sum = np.zeros(n)
@@ -713,8 +743,43 @@ class Pipeline:
                 pass                       # the estimator rejects and counts it
         return tau
 
+    def _record_effort(self, tau: Any) -> None:
+        """``effort_label='delayed'``: keep this accepted sample's raw (scaled) effort, NaN when it
+        has none, in a ring of the last ``floor(filter_delay_s * rate) + 2`` samples."""
+        est = self.estimator
+        if self._raw_tau.shape[0] == 0 or self._label_rate != est.rate_hz:
+            d = est.delay_s * est.rate_hz            # samples
+            whole = int(math.floor(d))
+            self._label_delay = (whole, d - whole)
+            self._label_rate = est.rate_hz
+            self._raw_tau = np.full((whole + 2, self.n), np.nan)
+            self._raw_tau_pos = self._raw_tau_count = 0
+        ring = self._raw_tau
+        pos = self._raw_tau_pos
+        if tau is None or np.shape(tau) != (self.n,):
+            ring[pos] = np.nan
+        else:
+            ring[pos] = tau
+        self._raw_tau_pos = (pos + 1) % ring.shape[0]
+        self._raw_tau_count = min(self._raw_tau_count + 1, ring.shape[0])
+
+    def _delayed_label(self) -> np.ndarray | None:
+        """The effort recorded ``filter_delay_s`` before the newest recorded sample (linear
+        interpolation between the two nearest samples), or None: not enough history since the
+        last reset, or a sample without effort involved."""
+        ring = self._raw_tau
+        whole, frac = self._label_delay
+        if self._raw_tau_count < whole + 2:
+            return None
+        size = ring.shape[0]
+        newest = self._raw_tau_pos - 1
+        label = (1.0 - frac) * ring[(newest - whole) % size] \
+            + frac * ring[(newest - whole - 1) % size]
+        return label if np.isfinite(label).all() else None
+
     def _reset_streams(self) -> None:
         self.finish()
+        self._raw_tau_count = 0
         self.windows.reset()
         for p in self.predictors.values():
             p.reset_stream()
@@ -750,6 +815,8 @@ class Pipeline:
             self._reset_streams()
         if state is None:
             return None
+        if self._label_delayed:
+            self._record_effort(tau)                 # the label itself is made in finish()
         row = self._row
         n = self.n
         row[:n] = state.q
@@ -760,8 +827,7 @@ class Pipeline:
         torque = None
         if self.dual:
             active = ident.active
-            use_b = bool(active.any())
-            use_a = not bool(active.all())
+            use_a, use_b = ident.uses
             first = names if (use_a and use_b) else (names[1],) if use_b else (names[0],)
         else:
             active = np.zeros(n, dtype=np.int64)
@@ -799,7 +865,7 @@ class Pipeline:
                 c['outputs'] += 1
                 out = Output(stamp=state.stamp, q=state.q, qd=state.qd, qdd=state.qdd,
                              tau=state.tau, torque=torque, predictions=preds, active=active,
-                             std_a=ident.std_a, std_b=ident.std_b, uncertainty=np.zeros(n),
+                             std_a=np.zeros(n), std_b=np.zeros(n), uncertainty=np.zeros(n),
                              ready=self._ready, recent_nmse=self._recent_nmse)
             else:
                 c['dropped_nonfinite'] += 1
@@ -829,10 +895,13 @@ class Pipeline:
                                pb if pb is not None else self._nan) if self.dual \
                 else ident.select(pa)
             out.uncertainty[:] = np.where(np.isfinite(sel.uncertainty), sel.uncertainty, 0.0)
+            out.std_a[:] = ident.std_a
+            out.std_b[:] = ident.std_b
         self.windows.push(self._row)
+        label = self._delayed_label() if self._label_delayed else tau
+        if label is not None and self.windows.full:
+            self._submit(self.windows.window(), label)
         if tau is not None:
-            if self.windows.full:
-                self._submit(self.windows.window(), tau)
             if pa is not None and (pb is not None or not self.dual):
                 ident.update(pa, pb if self.dual else pa, tau)
             if torque is not None:

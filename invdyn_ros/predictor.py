@@ -315,10 +315,13 @@ class Predictor:
         """
         if self._deferred:
             self.complete()
-        try:
-            r = np.asarray(row, dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError):
-            r = None
+        if type(row) is np.ndarray and row.dtype == np.float64 and row.ndim == 1:
+            r = row                          # the pipeline's row: no conversion
+        else:
+            try:
+                r = np.asarray(row, dtype=np.float64).reshape(-1)
+            except (TypeError, ValueError):
+                r = None
         if r is None or r.shape[0] != self.width or not np.isfinite(r).all():
             self.counters['rejected_rows'] += 1
             self.reset_stream()

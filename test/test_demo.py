@@ -380,7 +380,9 @@ def test_interrupted_or_killed_demo_leaves_no_child(tmp_path, sig):
             proc.kill()
             proc.wait()
     # the node shuts down gracefully on SIGTERM (trainer join up to 10 s); on a loaded 2-core CI
-    # machine that has taken over 30 s once, so allow 60 s before calling it an orphan
+    # machine that has taken over 30 s once, so allow 60 s before calling it an orphan. (A node
+    # that never went away was once caught here: its stop-signal handler deadlocked when a second
+    # signal arrived during the first -- fixed with invdyn_ros.stopflag.)
     assert _wait_gone(pgid, timeout=60.0) == []
     assert not (out / 'summary.json').exists()
 

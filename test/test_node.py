@@ -506,6 +506,9 @@ def test_save_service_and_checkpoint_survives_a_restart(learning_run):
     (None, {'window': 0}, 'window'),
     (None, {'effort_scale': [1.0, 0.0, 1.0]}, 'effort_scale'),
     (None, {'joint_names': ['a', 'a', 'b']}, 'joint_names'),
+    (None, {'realtime_priority': 100}, 'realtime_priority'),
+    (None, {'realtime_priority': -1}, 'realtime_priority'),
+    (None, {'realtime_priority': 'high'}, 'realtime_priority'),
 ])
 def test_invalid_parameters_are_rejected_naming_the_parameter(drop, override, name):
     """In-process (fast): the node's constructor raises ConfigError before it starts anything."""
@@ -671,3 +674,145 @@ def test_a_stop_during_start_up_ends_the_trainer_start_at_once():
     finally:
         rclpy.shutdown(context=ctx)
     assert not [p for p in multiprocessing.active_children() if p.name == 'invdyn-trainer']
+
+
+def _in_process_node(ctx, node_name='invdyn_node', **params):
+    from rclpy.parameter import Parameter
+
+    from invdyn_ros.node import InvdynNode
+
+    base = {'joint_names': ['a', 'b', 'c'], 'torque_limits': [50.0, 50.0, 50.0],
+            'trainer': 'inline', 'checkpoint_path': '', 'window': 4, 'hidden_size': 8,
+            'min_samples': 10 ** 6}
+    base.update(params)
+    return InvdynNode(context=ctx, node_name=node_name,
+                      parameter_overrides=[Parameter(k, value=v) for k, v in base.items()])
+
+
+def test_realtime_priority_puts_the_spinning_thread_under_sched_fifo_or_warns():
+    """``apply_realtime_priority`` changes only the calling thread (run here in a helper thread,
+    so pytest's own thread keeps normal scheduling); where SCHED_FIFO is refused the node says
+    so and runs on. Both outcomes are checked: this machine may or may not grant it."""
+    ctx = Context()
+    rclpy.init(context=ctx)
+    try:
+        node = _in_process_node(ctx, realtime_priority=5)
+        seen = {}
+
+        def worker():
+            seen['ok'] = node.apply_realtime_priority()
+            seen['policy'] = os.sched_getscheduler(0)
+            seen['prio'] = os.sched_getparam(0).sched_priority
+
+        th = threading.Thread(target=worker)
+        th.start()
+        th.join()
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER        # this thread untouched
+        if seen['ok']:
+            assert seen['policy'] == os.SCHED_FIFO and seen['prio'] == 5
+            assert node.scheduling == 'SCHED_FIFO 5'
+        else:
+            assert seen['policy'] == os.SCHED_OTHER and 'refused' in node.scheduling
+
+        off = _in_process_node(ctx, realtime_priority=0, node_name='invdyn_node_rt_off')
+        assert off.apply_realtime_priority() is False and off.scheduling == 'normal'
+        node.destroy_node()
+        off.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)
+
+
+def test_realtime_priority_refused_is_a_warning_not_a_failure(monkeypatch):
+    ctx = Context()
+    rclpy.init(context=ctx)
+    try:
+        node = _in_process_node(ctx, realtime_priority=50)
+
+        def refuse(*args):
+            raise PermissionError(1, 'Operation not permitted')
+
+        monkeypatch.setattr(os, 'sched_setscheduler', refuse)
+        assert node.apply_realtime_priority() is False
+        assert node.scheduling == 'normal (SCHED_FIFO 50 refused)'
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)
+
+
+def test_single_executor_reports_latency_from_the_middleware_reception():
+    """With ``executor: single`` the callback gets the MessageInfo: the latency from the DDS
+    reception timestamp is reported and is never shorter than the callback's own; the published
+    prediction carries the input's stamp and the configured names (pre-serialized bytes)."""
+    ctx = Context()
+    rclpy.init(context=ctx)
+    try:
+        node = _in_process_node(ctx, executor='single', rate_hz=100.0)
+        pub = node.create_publisher(JointState, 'joint_states', qos_profile_sensor_data)
+        got = []
+        node.create_subscription(JointState, '~/predicted_effort', got.append,
+                                 QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        ex = SingleThreadedExecutor(context=ctx)
+        ex.add_node(node)
+        for i in range(60):
+            m = JointState()
+            m.name = ['c', 'a', 'b']                       # reordered by name
+            m.position = [0.3 * math.sin(0.05 * i), 0.1 * i, -0.2]
+            m.velocity = [0.0, 10.0, 0.0]
+            m.header.stamp.sec, m.header.stamp.nanosec = 100, 10_000_000 * i
+            pub.publish(m)
+            deadline = time.monotonic() + 1.0
+            while node.counters['received'] <= i and time.monotonic() < deadline:
+                ex.spin_once(timeout_sec=0.05)
+        for _ in range(20):
+            ex.spin_once(timeout_sec=0.02)
+        lat, cpu, hand, recv, count = node._latency_stats()
+        assert count > 30
+        assert np.isfinite(recv).all() and (recv >= lat - 1.0).all()   # µs; system vs steady clock
+        assert (hand <= lat).all()
+        assert got, 'no ~/predicted_effort received'
+        for msg in got:
+            assert list(msg.name) == ['a', 'b', 'c'] and msg.header.stamp.sec == 100
+            assert np.isfinite(msg.effort).all() and len(msg.position) == 3
+        last = got[-1]
+        i = last.header.stamp.nanosec // 10_000_000
+        assert abs(last.position[0] - 0.1 * i) < 0.5      # 'a': a ramp, lagging by the filter
+        assert abs(last.position[1] + 0.2) < 1e-9          # 'b': constant
+        assert abs(last.position[2]) <= 0.3 + 1e-9         # 'c': a sine of amplitude 0.3
+        ex.shutdown()
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)
+
+
+def test_a_burst_of_stop_signals_still_stops_the_node():
+    """launch sends SIGINT, then SIGTERM; a terminal adds Ctrl-C presses: the stop handler runs
+    again while it is still running. With a lock-taking ``threading.Event.set()`` in the handler
+    the nested call deadlocked the main thread (seen: a node that ignored SIGTERM for good). Here
+    hundreds of signals arrive back to back and the node must still exit cleanly, promptly."""
+    import tempfile
+
+    log = Path(tempfile.mkdtemp(prefix='invdyn_sigburst_')) / 'node.log'
+    pfile = write_params(log.parent / 'p.yaml', {
+        'joint_names': ['a', 'b'], 'torque_limits': [1.0, 1.0], 'trainer': 'inline',
+        'checkpoint_path': '', 'hidden_size': 8, 'window': 3})
+    proc = start_node(['--ros-args', '--params-file', str(pfile)], log)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while 'publishing zeros until ready' not in log_of(proc):
+            assert proc.poll() is None and time.monotonic() < deadline, log_of(proc)[-2000:]
+            time.sleep(0.1)
+        time.sleep(0.5)                                   # spinning
+        for i in range(400):
+            if proc.poll() is not None:
+                break
+            try:
+                os.kill(proc.pid, signal.SIGTERM if i % 2 else signal.SIGINT)
+            except ProcessLookupError:
+                break
+        proc.wait(30)
+        assert proc.returncode == 0, log_of(proc)[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.log_file.close()  # type: ignore[attr-defined]

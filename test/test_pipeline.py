@@ -134,6 +134,9 @@ def test_from_params_defaults_accepts_node_parameters_and_rejects_typos():
     ('recent_fraction', 'all'),
     ('min_learning_rate', -1e-4),
     ('second_hidden_size', -1),
+    ('weight_ema_decay', 1.0),
+    ('effort_label', 'raw'),
+    ('effort_label', 3),
 ])
 def test_invalid_values_name_the_parameter(name, value):
     with pytest.raises(ConfigError) as info:
@@ -143,8 +146,13 @@ def test_invalid_values_name_the_parameter(name, value):
 
 def test_lifelong_learning_knobs_reach_the_learner():
     cfg = PipelineConfig.from_params({'joint_names': NAMES, 'recent_fraction': 1.0,
-                                      'min_learning_rate': 2e-4, 'learning_rate': 1e-3})
+                                      'min_learning_rate': 2e-4, 'learning_rate': 1e-3,
+                                      'weight_ema_decay': 0.99, 'effort_label': 'delayed'})
     assert cfg.learner.recent_fraction == 1.0 and cfg.learner.min_learning_rate == 2e-4
+    assert cfg.learner.weight_ema_decay == 0.99 and cfg.effort_label == 'delayed'
+    assert all(lc.weight_ema_decay == 0.99 for _, lc in cfg.networks())
+    default = PipelineConfig.from_params({'joint_names': NAMES})
+    assert default.learner.weight_ema_decay == 0.0 and default.effort_label == 'filtered'
     # the floor never exceeds the starting rate
     cfg = PipelineConfig.from_params({'joint_names': NAMES, 'min_learning_rate': 1e-2,
                                       'learning_rate': 1e-3})
@@ -558,3 +566,62 @@ def test_score_many_equals_score_row_by_row(start):
         (b._err_pos, b._err_count, b._scored, b.ready)
     np.testing.assert_allclose(b._err2, a._err2, rtol=0, atol=0)
     np.testing.assert_allclose(b._err2_sum, a._err2_sum, rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------------- labels
+class RecordingTrainer(FixedTrainer):
+    def __init__(self, weights: dict) -> None:
+        super().__init__(weights)
+        self.labels: list[np.ndarray] = []
+        self.windows: list[np.ndarray] = []
+
+    def submit(self, window, tau) -> None:
+        super().submit(window, tau)
+        self.windows.append(np.array(window))
+        self.labels.append(np.array(tau))
+
+
+def test_delayed_effort_label_is_the_raw_effort_filter_delay_ago():
+    """``effort_label='delayed'``: each learned window (ending at sample k) is paired with the
+    measured effort at k - filter_delay_s * rate (interpolated), not with the filtered one; a
+    sample without effort leaves out exactly the labels that would use it; a gap restarts it."""
+    rate = 100.0
+    cfg = mlp_config(effort_label='delayed', filter_cutoff_hz=10.0)
+    trainer = RecordingTrainer(constant_mlp_weights([0.0, 0.0], [1.0, 1.0]))
+    pipe = Pipeline(cfg, trainer)
+    raw = np.stack([np.arange(200.0) ** 1.5, np.sin(np.arange(200.0))], axis=1)
+    k_without = 120                                    # this sample has no effort
+    sent = []                                          # sample index per submitted label
+    for k in range(200):
+        before = len(trainer.labels)
+        pipe.process(10.0 + k / rate, np.array([0.01 * k, 0.0]), np.zeros(2),
+                     None if k == k_without else raw[k])
+        if len(trainer.labels) > before:
+            sent.append(k)
+    d = pipe.estimator.delay_s * rate
+    whole, frac = int(np.floor(d)), d - np.floor(d)
+    assert d > 1.0 and 0.0 < frac < 1.0                # a real interpolation is tested
+    for k, label in zip(sent, trainer.labels):
+        want = (1 - frac) * raw[k - whole] + frac * raw[k - whole - 1]
+        np.testing.assert_allclose(label, want, rtol=1e-12)
+    skipped = {k_without + whole, k_without + whole + 1}  # the labels that need sample 120
+    assert skipped.isdisjoint(sent) and {k_without + whole - 1, k_without + whole + 2} <= set(sent)
+    # the filtered label (default) differs: it is the effort through the low-pass
+    default = RecordingTrainer(constant_mlp_weights([0.0, 0.0], [1.0, 1.0]))
+    pipe2 = Pipeline(mlp_config(filter_cutoff_hz=10.0), default)
+    for k in range(60):
+        pipe2.process(10.0 + k / rate, np.array([0.01 * k, 0.0]), np.zeros(2), raw[k])
+    assert not np.allclose(default.labels[-1], trainer.labels[len(default.labels) - 1])
+
+    # a gap restarts the history: no label until whole + 2 new samples were seen
+    n_before = len(trainer.labels)
+    for k in range(10):
+        pipe.process(20.0 + k / rate, np.array([0.0, 0.0]), np.zeros(2), raw[k])
+    got = len(trainer.labels) - n_before
+    assert got == 10 - max(whole + 1, cfg.learner.window - 1)    # first label at index whole+1
+    assert pipe.estimator.counters['resets'] == 1
+
+
+def test_effort_label_is_validated():
+    with pytest.raises(ConfigError, match='effort_label'):
+        mlp_config(effort_label='raw')

@@ -39,6 +39,7 @@ import numpy as np
 
 from invdyn_ros.bag import JointStateSample, read_joint_states
 from invdyn_ros.errors import BagError
+from invdyn_ros.stopflag import StopFlag
 
 EXIT_OK, EXIT_USAGE = 0, 2
 _NS = 1_000_000_000
@@ -170,7 +171,7 @@ def _to_msg(JointState: Any, scheduled: Scheduled, stamp_ns: int) -> Any:
 
 
 def replay(plan: Iterable[Scheduled], publish: Callable[[Scheduled], None],
-           stop: threading.Event, total: int | None = None, progress_period_s: float = 5.0,
+           stop: 'StopFlag | threading.Event', total: int | None = None, progress_period_s: float = 5.0,
            out: Callable[[str], None] = print,
            clock: Callable[[], float] = time.monotonic) -> ReplayStats:
     """Send each planned message at ``start + due_s`` (monotonic clock) until done or ``stop``.
@@ -249,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rclpy.signals import SignalHandlerOptions
     from sensor_msgs.msg import JointState
 
-    stop = threading.Event()
+    stop = StopFlag()      # set by signal handlers: never threading.Event (see stopflag)
     previous_handlers = {}
     if threading.current_thread() is threading.main_thread():
         def _on_signal(signum: int, frame: object) -> None:
