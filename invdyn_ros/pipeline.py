@@ -621,6 +621,17 @@ def make_trainer(config: PipelineConfig, kind: str = 'inline', checkpoint: Any =
     return cls(config.n_joints, config.networks(), checkpoint=ckpt, **options)
 
 
+def normal_scheduling() -> None:
+    """Run the calling thread under normal scheduling (SCHED_OTHER). A helper thread started by
+    a SCHED_FIFO control thread (the node's ``realtime_priority``) inherits SCHED_FIFO; one that
+    does background work calls this first. No-op where it is already normal or not supported."""
+    try:
+        if os.sched_getscheduler(0) != os.SCHED_OTHER:
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    except (AttributeError, OSError):
+        pass
+
+
 # ======================================================================================= pipeline
 class Pipeline:
     """The per-sample chain (module docstring). Not thread-safe: one caller (the control loop).
@@ -1328,6 +1339,7 @@ class Pipeline:
         self._save_result = None
 
         def run() -> None:
+            normal_scheduling()          # not the SCHED_FIFO of a real-time control thread
             try:
                 self._save_result = (True, self._write_checkpoint(path))
             except Exception as exc:  # noqa: BLE001 - reported through checkpoint_result

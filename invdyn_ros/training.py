@@ -320,8 +320,20 @@ class ProcessTrainer:
         self._finalizer = weakref.finalize(self, ProcessTrainer._shutdown, self._proc,
                                            self._control_q, self._samples_q, 5.0)
         self._wait_ready(start_timeout_s, abort)
+        self._start_feeders()
 
     # ------------------------------------------------------------------ lifecycle
+    def _start_feeders(self) -> None:
+        """Start the outgoing queues' feeder threads now, from the constructing thread.
+
+        A thread inherits its creator's scheduling policy, and the node puts its control thread
+        under SCHED_FIFO after building the trainer (``realtime_priority``). Started lazily, at
+        the first sample / command, the feeders would inherit SCHED_FIFO and compete with the
+        control loop at its own priority (pickling and writing chunks). An empty chunk and a
+        no-op command cost the worker nothing."""
+        self._samples_q.put(([], []))
+        self._control_q.put(('noop',))
+
     def _wait_ready(self, timeout: float, abort: Any = None) -> None:
         """Wait for the worker's 'ready'. ``abort`` (an object with ``is_set()``, e.g. the node's
         stop event): when it is set meanwhile, the half-started worker -- still importing torch,

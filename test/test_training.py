@@ -173,3 +173,54 @@ def test_process_trainer_start_up_can_be_aborted():
     finally:
         timer.cancel()
     assert not [p for p in multiprocessing.active_children() if p.name == 'invdyn-trainer']
+
+
+def test_a_realtime_caller_does_not_pass_sched_fifo_to_the_trainers_helper_threads(tmp_path):
+    """Threads inherit their creator's scheduling. The node builds the trainer, then puts its
+    control thread under SCHED_FIFO (``realtime_priority``) and submits from it: the queue feeder
+    threads must already exist (started by the constructor) and the checkpoint thread must drop
+    back to normal scheduling, so no helper competes with the control loop at its priority."""
+    import os
+    import threading
+
+    from invdyn_ros.pipeline import Pipeline, PipelineConfig
+
+    config = PipelineConfig.from_params({'joint_names': ['a', 'b', 'c'], 'hidden_size': 8,
+                                         'window': 10, 'dual_enabled': False, 'min_samples': 32})
+    tr = ProcessTrainer(3, config.networks(), publish_period_s=0.2)
+    pipe = Pipeline(config, tr)
+    try:
+        mine = {t.native_id for t in threading.enumerate() if t.name == 'QueueFeederThread'}
+        assert mine, 'the constructor starts the queue feeders'
+        seen = {}
+
+        def control_thread():
+            try:
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(5))
+            except (AttributeError, OSError) as exc:
+                seen['refused'] = repr(exc)
+                return
+            W, T = smooth_windows(200, seed=1)
+            for w, t in zip(W, T):
+                tr.submit(w, t)
+            original = pipe._write_checkpoint
+            pipe._write_checkpoint = lambda path: (
+                seen.__setitem__('checkpoint_policy', os.sched_getscheduler(0)), original(path))[1]
+            assert pipe.start_checkpoint(tmp_path / 'ck')
+            seen['thread'] = pipe._save_thread
+            seen['fifo'] = os.sched_getscheduler(0) == os.SCHED_FIFO
+
+        th = threading.Thread(target=control_thread)
+        th.start()
+        th.join()
+        if 'refused' in seen:
+            pytest.skip(f'SCHED_FIFO not permitted here: {seen["refused"]}')
+        assert seen['fifo']
+        seen['thread'].join(DEADLINE_S)
+        assert seen['checkpoint_policy'] == os.SCHED_OTHER
+        assert pipe.checkpoint_result()[0]
+        for t in threading.enumerate():
+            if t.name == 'QueueFeederThread':
+                assert os.sched_getscheduler(t.native_id) == os.SCHED_OTHER, t
+    finally:
+        pipe.close()
