@@ -196,6 +196,16 @@ def _farray(x: np.ndarray) -> array.array:
     return array.array('d', np.ascontiguousarray(x, dtype=np.float64).tobytes())
 
 
+def _integer(name: str, value: Any, lo: int, hi: int | None = None, note: str = '') -> int:
+    """``value`` if it is an int (not a bool) in ``lo..hi`` (``hi`` None: ``>= lo``), else a
+    ConfigError naming the parameter (``note`` explains the range)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo \
+            or (hi is not None and value > hi):
+        allowed = f'>= {lo}' if hi is None else f'in {lo}..{hi}'
+        raise ConfigError(f'{name}: must be an integer {allowed}{note}, got {value!r}')
+    return value
+
+
 def _positive(name: str, value: Any, allow_zero: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or value < 0 or (value == 0 and not allow_zero):
@@ -232,22 +242,13 @@ class InvdynNode(Node):
         publish_period = _positive('publish_period_s', p['publish_period_s'])
         max_ups = _positive('max_updates_per_sample', p['max_updates_per_sample'],
                             allow_zero=True)
-        aux = p['aux_decimation']
-        if isinstance(aux, bool) or not isinstance(aux, int) or aux < 1:
-            raise ConfigError(f'aux_decimation: must be an integer >= 1, got {aux!r}')
-        self.aux_decimation = aux
+        self.aux_decimation = _integer('aux_decimation', p['aux_decimation'], 1)
         if not isinstance(p['checkpoint_path'], str):
             raise ConfigError(f'checkpoint_path: expected a string, got {p["checkpoint_path"]!r}')
         self.checkpoint_path = os.path.expanduser(p['checkpoint_path'].strip())
-        nice = p['trainer_nice']
-        if isinstance(nice, bool) or not isinstance(nice, int) or not 0 <= nice <= 19:
-            raise ConfigError(f'trainer_nice: must be an integer in 0..19, got {nice!r}')
-        self.trainer_nice = nice
-        rt = p['realtime_priority']
-        if isinstance(rt, bool) or not isinstance(rt, int) or not 0 <= rt <= 99:
-            raise ConfigError(f'realtime_priority: must be an integer in 0..99 (0 = normal '
-                              f'scheduling), got {rt!r}')
-        self.realtime_priority = rt
+        self.trainer_nice = _integer('trainer_nice', p['trainer_nice'], 0, 19)
+        self.realtime_priority = _integer('realtime_priority', p['realtime_priority'], 0, 99,
+                                          ' (0 = normal scheduling)')
         self.scheduling = 'normal'
 
         self.joint_names = self.config.joint_names
