@@ -111,10 +111,15 @@ class Predictor:
             self._cell_w = [tuple(getattr(rnn, f'{name}_l{k}').detach() for name in
                                   ('weight_ih', 'weight_hh', 'bias_ih', 'bias_hh'))
                             for k in range(self._layers)]
-            self._np_head_w = self.model.head.weight.detach().numpy().copy()
-            self._np_head_b = self.model.head.bias.detach().numpy().copy()
+            # the linear head with the output scaling folded in, in float64: the read-out's last
+            # two numpy calls give the torque (instead of five: head, unscale, cast)
+            std = self.out_scaler.std.astype(np.float32).astype(np.float64)
+            mean = self.out_scaler.mean.astype(np.float32).astype(np.float64)
+            self._np_head_w = std[:, None] * self.model.head.weight.detach().numpy()
+            self._np_head_b = std * self.model.head.bias.detach().numpy() + mean
             self._np_cells = [self._numpy_cell_weights(*(t.numpy() for t in w))
                               for w in self._cell_w]
+            self._pre_k = -1                 # the weights changed: no prepared read-out
         elif self.kind == 'mlp':
             self._np_mlp = (self.model.hidden.weight.detach().numpy().copy(),
                             self.model.hidden.bias.detach().numpy().copy(),
@@ -123,11 +128,13 @@ class Predictor:
 
     def _numpy_cell_weights(self, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray,
                             b_hh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One layer's weights as ONE matrix for :meth:`_readout`, and its input buffer.
+        """One layer's weights for :meth:`_readout`: ``W = [W_x | W_h, b]``, returned as its two
+        column blocks ``(W_x, [W_h, b])``.
 
-        The read-out is one matrix-vector product per layer: ``W @ [x; h; 1]`` gives every gate
-        pre-activation, biases included (per numpy call ~1 µs of overhead is what costs here, not
-        the arithmetic). A sigmoid is computed as ``0.5 * tanh(0.5 a) + 0.5`` (one ``np.tanh``
+        ``W @ [x; h; 1]`` gives every gate pre-activation, biases included, in one product (per
+        numpy call ~1 µs of overhead is what costs here, not the arithmetic); the ``[h; 1]`` part
+        is computed by :meth:`_prepare` off the latency path, so the read-out multiplies only the
+        new input. A sigmoid is computed as ``0.5 * tanh(0.5 a) + 0.5`` (one ``np.tanh``
         over all gates instead of a slow ``expit``), so the rows of the sigmoid gates are halved.
         LSTM: torch's gate order (i, f, g, o) becomes (i, f, o, g), so the sigmoid gates are one
         slice; both biases are summed. GRU (r, z, n): the n gate needs ``W_in x + b_in`` and
@@ -152,9 +159,9 @@ class Predictor:
             W[2 * H:3 * H, -1] = b_ih[2 * H:]
             W[3 * H:, n_in:n_in + H] = w_hh[2 * H:]
             W[3 * H:, -1] = b_hh[2 * H:]
-        v = np.zeros(n_in + H + 1, dtype=np.float32)
-        v[-1] = 1.0
-        return np.ascontiguousarray(W, dtype=np.float32), v
+        W = W.astype(np.float32)
+        # [x | h, 1] apart: the second part is known before the row arrives (:meth:`_prepare`)
+        return np.ascontiguousarray(W[:, :n_in]), np.ascontiguousarray(W[:, n_in:])
 
     def load_weights(self, weights: Mapping[str, Any]) -> None:
         """Load ``OnlineLearner.export_weights()`` output (model state + scalers + input clip).
@@ -240,6 +247,7 @@ class Predictor:
         self._raw_pos = 0
         self._raw_count = 0
         self._deferred = False       # a deferred row is forgotten with the stream
+        self._pre_k = -1             # ... and so is a prepared read-out
         L = self.window
         if self._streaming:
             self._h = [torch.zeros(L, self._hidden) for _ in range(self._layers)]
@@ -332,57 +340,78 @@ class Predictor:
         self._raw_count = min(self._raw_count + 1, self.window)
         xs = self._scale_row(r)
         if self._streaming:
-            y = self._readout(xs) if self._k >= self.window - 1 else None
+            out = self._readout(xs) if self._k >= self.window - 1 else None
             if defer:
                 self._deferred = True        # _advance(self._xs) in complete()
             else:
                 self._advance(xs)
         else:
             y = self._advance(xs)
-        if y is None:
+            out = None if y is None else (y * self._np_out_std + self._np_out_mean).astype(np.float64)
+        if out is None:
             return None
-        out = (y * self._np_out_std + self._np_out_mean).astype(np.float64)
         if not np.isfinite(out).all():
             self.counters['nonfinite_outputs'] += 1
             return None
         return out
 
     def complete(self) -> None:
-        """Finish a ``push(row, defer=True)``: advance every chain by that row (no-op if none)."""
+        """Finish a ``push(row, defer=True)``: advance every chain by that row (no-op if none),
+        and prepare the next row's read-out (:meth:`_prepare`), so both are off the fast path."""
         if self._deferred:
             self._deferred = False
             self._advance(self._xs)
+            if self._k >= self.window - 1:
+                self._prepare()
+
+    def _prepare(self) -> None:
+        """The read-out's share that does not depend on the next row: for the chain that will
+        have seen exactly L rows once the next row arrives, per layer ``[W_h, b] @ [h; 1]`` and
+        that chain's states ``h`` and (LSTM) ``c`` (zero when L = 1: the chain restarts)."""
+        L, k, H = self.window, self._k, self._hidden
+        r = (k + 1) % L
+        fresh = r == k % L
+        pre, hs, cs = [], [], []
+        for layer, (_, Whb) in enumerate(self._np_cells):
+            if fresh:
+                h = np.zeros(H, dtype=np.float32)
+                pre.append(Whb[:, -1].copy())
+            else:
+                h = self._hn[layer][r].copy()
+                pre.append(Whb[:, :H] @ h + Whb[:, -1])
+            hs.append(h)
+            if self._c is not None:
+                cs.append(np.zeros(H, dtype=np.float32) if fresh else self._cn[layer][r].copy())
+        self._pre, self._pre_h, self._pre_c = pre, hs, cs
+        self._pre_k = k
 
     def _readout(self, xs: np.ndarray) -> np.ndarray:
-        """Scaled output (float32, ``(n,)``) of the chain that has seen exactly the last L rows once
-        the scaled row ``xs`` is appended: that chain's state before this row (zero when L = 1)
-        advanced by ``xs`` through every layer as single-row numpy cells, then the linear head.
+        """Torque (float64, ``(n,)``, output scaling undone) of the chain that has seen exactly the
+        last L rows once the scaled row ``xs`` is appended: that chain's state before this row
+        (zero when L = 1) advanced by ``xs`` through every layer as single-row numpy cells, then
+        the linear head (with the output scaling folded in).
+        Per layer only ``W_x @ x`` is computed here; the recurrent part comes from
+        :meth:`_prepare` (done now if :meth:`complete` has not done it for this row).
 
         The same arithmetic as ``torch.lstm_cell`` / ``torch.gru_cell`` up to float32 rounding
         (test_predictor checks the stream against the windowed ``nn.LSTM`` / ``nn.GRU`` forward).
         """
-        L, k, H = self.window, self._k, self._hidden
-        r = (k + 1) % L
-        fresh = r == k % L                       # L == 1: the chain restarts with this row
+        if self._pre_k != self._k:
+            self._prepare()
+        H = self._hidden
         x = xs
         lstm = self._c is not None
-        for layer, (W, v) in enumerate(self._np_cells):
-            n_in = v.shape[0] - H - 1
-            v[:n_in] = x
-            if fresh:
-                v[n_in:-1] = 0.0
-            else:
-                h = self._hn[layer][r]
-                v[n_in:-1] = h
-            g = W @ v
+        pre, hs, cs = self._pre, self._pre_h, self._pre_c
+        for layer, (Wx, _) in enumerate(self._np_cells):
+            g = Wx @ x
+            g += pre[layer]
             if lstm:                             # gates (i, f, o, g); i, f, o rows halved
                 np.tanh(g, out=g)
                 s = g[:3 * H]
                 s *= 0.5
                 s += 0.5
                 c_new = g[:H] * g[3 * H:]
-                if not fresh:
-                    c_new += g[H:2 * H] * self._cn[layer][r]
+                c_new += g[H:2 * H] * cs[layer]
                 x = np.tanh(c_new)
                 x *= g[2 * H:3 * H]
             else:                                # [r, z | W_in x + b_in | W_hn h + b_hn]
@@ -395,7 +424,7 @@ class Predictor:
                 nn_ += g[2 * H:3 * H]
                 np.tanh(nn_, out=nn_)
                 # h' = (1 - z) n + z h = n + z (h - n)
-                x = v[n_in:-1] - nn_
+                x = hs[layer] - nn_
                 x *= g[H:2 * H]
                 x += nn_
         return self._np_head_w @ x + self._np_head_b

@@ -130,6 +130,47 @@ def test_new_weights_apply_to_the_stream_immediately():
     np.testing.assert_allclose(out, fresh.predict(rows[16:26]), atol=1e-5)
 
 
+
+@pytest.mark.parametrize('kind', ['lstm', 'gru'])
+def test_prepared_readout_never_goes_stale(kind):
+    """complete() prepares the next read-out's recurrent part; new weights, a bad row (stream
+    reset) or an immediate push in between must not let an old preparation be used."""
+    w1, _ = _weights(kind, seed=0)
+    w2, _ = _weights(kind, seed=1, steps=10)
+    pred = Predictor(kind, N_JOINTS, OPTIONS[kind], WINDOW)
+    pred.load_weights(w1)
+    rows = _rows(120, seed=5)
+    rng = np.random.default_rng(0)
+    since_reset, checked = [], 0
+    for k, row in enumerate(rows):
+        event = rng.integers(8)
+        if event == 0:
+            pred.load_weights(w2 if pred.version % 2 else w1)
+        elif event == 1 and k > 30:
+            assert pred.push(np.full(3 * N_JOINTS, np.nan), defer=True) is None
+            since_reset = []
+        out = pred.push(row, defer=bool(rng.integers(2)))
+        since_reset.append(row)
+        if rng.integers(2):
+            pred.complete()
+        if len(since_reset) >= WINDOW:
+            np.testing.assert_allclose(out, pred.predict(np.array(since_reset[-WINDOW:])),
+                                       atol=1e-5, rtol=1e-6)
+            checked += 1
+        else:
+            assert out is None
+    assert checked > 60
+    # the exact coincidence: L-1 rows prepare the read-out at k = L-1, then a reset and L-1
+    # rows without a read-out bring the stream back to k = L-1 with other chains
+    pred.push(np.full(3 * N_JOINTS, np.nan))
+    for row in rows[:WINDOW - 1]:
+        assert pred.push(row, defer=True) is None
+    pred.complete()
+    pred.push(np.full(3 * N_JOINTS, np.nan))
+    for row in rows[50:50 + WINDOW - 1]:
+        assert pred.push(row) is None
+    out = pred.push(rows[50 + WINDOW - 1])
+    np.testing.assert_allclose(out, pred.predict(rows[50:50 + WINDOW]), atol=1e-5, rtol=1e-6)
 def test_bad_rows_reset_the_stream_and_are_counted():
     pred = Predictor('gru', 2, {'hidden_size': 8, 'num_layers': 1}, 4)
     rows = np.random.default_rng(0).normal(size=(20, 6))
