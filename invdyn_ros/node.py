@@ -113,6 +113,9 @@ PARAMETER_DOCS: dict[str, tuple[Any, str]] = {
     'second_hidden_size': (0, 'hidden units of the second network (0 = hidden_size)'),
     'hidden_size': (64, 'hidden units of both networks'),
     'num_layers': (2, 'recurrent layers of both networks'),
+    'velocity_sign_gain': (0.0, '0 = off; > 0: lstm / gru networks also get tanh(gain x scaled '
+                                'velocity) per joint, a smooth sign(qd) for Coulomb friction '
+                                '(e.g. 20)'),
     'window': (10, 'samples per input window'),
     'batch_size': (128, 'training batch size'),
     'buffer_capacity': (20000, 'replay buffer size (windows)'),

@@ -72,6 +72,7 @@ PIPELINE_PARAMETERS: dict[str, Any] = {
     'second_hidden_size': 0,
     'hidden_size': 64,
     'num_layers': 2,
+    'velocity_sign_gain': 0.0,
     'window': 10,
     'batch_size': 128,
     'buffer_capacity': 20000,
@@ -349,11 +350,20 @@ class PipelineConfig:
             raise ConfigError(f'second_hidden_size: must be >= 0 (0 = hidden_size), '
                               f'got {second_hidden}')
 
+        sign_gain = number('velocity_sign_gain')
+        if sign_gain < 0:
+            raise ConfigError(f'velocity_sign_gain: must be >= 0 (0 = off), got {sign_gain}')
+
         def options(kind: str, hidden: int = hidden) -> dict:
             fields = {f.name for f in dataclasses.fields(type(make_config(kind, 1)))}
             opts = {'hidden_size': hidden}
             if 'num_layers' in fields:
                 opts['num_layers'] = layers
+            if sign_gain > 0:
+                if 'velocity_sign_gain' not in fields:
+                    raise ConfigError(f'velocity_sign_gain: only the lstm and gru networks take '
+                                      f'sign features, not {kind!r} (set it to 0)')
+                opts['velocity_sign_gain'] = sign_gain
             return opts
 
         rate = number('rate_hz')
@@ -377,10 +387,11 @@ class PipelineConfig:
             weight_ema_decay=number('weight_ema_decay'),
             updates_per_sample=number('updates_per_sample'), min_samples=integer('min_samples'),
             ready_nmse=ready_nmse, ready_window=ready_window, seed=integer('seed'))
-        second_options = options(second, second_hidden or hidden) if second in MODEL_KINDS \
-            else {}
+        dual = boolean('dual_enabled')
+        second_options = options(second, second_hidden or hidden) \
+            if second in MODEL_KINDS and (dual or sign_gain == 0) else {}
         config = cls(joint_names=names, filter=filt, learner=learner,
-                     dual_enabled=boolean('dual_enabled'), second_model=second,
+                     dual_enabled=dual, second_model=second,
                      second_model_options=second_options, dual_window=integer('dual_window'),
                      dual_hysteresis=number('dual_hysteresis'),
                      torque_limits=_float_tuple('torque_limits', p['torque_limits']),

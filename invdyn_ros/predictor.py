@@ -73,10 +73,17 @@ class Predictor:
         self._streaming = kind in ('lstm', 'gru')
         self._raw = np.zeros((self.window, self.width))   # ring of the last L raw rows
         self._raw_pos = 0
-        # the scaled newest row, preallocated, and a (L, 3n) stride-0 torch view of it that feeds
-        # all L chains (a fresh array + from_numpy per sample costs ~10 µs more)
-        self._xs = np.zeros(self.width, dtype=np.float32)
-        self._xs_expanded = torch.from_numpy(self._xs).view(1, -1).expand(self.window, self.width)
+        # the model's input row (the scaled newest row, plus the velocity sign features when the
+        # model has them), preallocated, and a (L, F) stride-0 torch view of it that feeds all L
+        # chains (a fresh array + from_numpy per sample costs ~10 µs more)
+        self._sign_gain = float(getattr(self.model.config, 'velocity_sign_gain', 0.0))
+        self.input_features = int(getattr(self.model.config, 'input_features', self.width))
+        self._xs = np.zeros(self.input_features, dtype=np.float32)
+        self._xs_scaled = self._xs[:self.width]
+        n = self.n_joints
+        self._xs_velocity, self._xs_sign = self._xs[n:2 * n], self._xs[3 * n:]
+        self._xs_expanded = torch.from_numpy(self._xs).view(1, -1).expand(self.window,
+                                                                           self.input_features)
         self._refresh_constants()
         self.reset_stream()
 
@@ -261,7 +268,7 @@ class Predictor:
             self._ring = torch.zeros(2 * L, self.width)
 
     def _advance(self, xs: np.ndarray) -> np.ndarray | None:
-        """Feed one scaled, clipped float32 row ``(3n,)``. Recurrent kinds: advance every chain
+        """Feed one model input row (float32 ``(F,)``, :meth:`_scale_row`). Recurrent kinds: advance every chain
         (restarting chain ``k mod L``) and return None -- their output is :meth:`_readout`'s.
         Other kinds: return the scaled output ``(n,)`` (float32 numpy) once L rows are in."""
         L, k = self.window, self._k
@@ -269,7 +276,7 @@ class Predictor:
         if self._streaming:
             c = k % L
             inp = self._xs_expanded if xs is self._xs else \
-                torch.from_numpy(xs).view(1, -1).expand(L, self.width)
+                torch.from_numpy(xs).view(1, -1).expand(L, self.input_features)
             hs, hn = self._h, self._hn
             if self._c is not None:
                 cs, cn = self._c, self._cn
@@ -303,13 +310,18 @@ class Predictor:
             return self.model(self._ring[i + 1:i + 1 + L][None])[0].numpy()
 
     def _scale_row(self, r: np.ndarray) -> np.ndarray:
-        """Scale + clip into the preallocated row ``self._xs`` (which ``self._xs_expanded`` views)."""
-        xs = self._xs
+        """Scale + clip into the preallocated row ``self._xs`` (which ``self._xs_expanded`` views),
+        then the sign features ``tanh(gain * v)`` if the model has them (as its forward does)."""
+        xs = self._xs_scaled
         np.multiply(r, self._np_in_inv, out=xs, casting='same_kind')
         np.add(xs, self._np_in_shift, out=xs)
         np.minimum(xs, self._clip, out=xs)      # np.clip costs several µs more per call
         np.maximum(xs, -self._clip, out=xs)
-        return xs
+        if self._sign_gain > 0:
+            sign = self._xs_sign
+            np.multiply(self._xs_velocity, np.float32(self._sign_gain), out=sign)
+            np.tanh(sign, out=sign)
+        return self._xs
 
     def push(self, row: Any, defer: bool = False) -> np.ndarray | None:
         """Push the newest raw feature row ``(3n,)``; returns ``predict(last L rows)`` or None.

@@ -204,6 +204,11 @@ def test_defaults_follow_the_contract():
     ('mlp', {'num_layers': 2}, 'num_layers'),
     ('va_sta_reslstm', {'attention_size': -1}, 'attention_size'),
     ('lstm', {'hiddensize': 3}, 'hiddensize'),
+    ('lstm', {'velocity_sign_gain': -1.0}, 'velocity_sign_gain'),
+    ('gru', {'velocity_sign_gain': float('nan')}, 'velocity_sign_gain'),
+    ('lstm', {'velocity_sign_gain': 1e6}, 'velocity_sign_gain'),
+    ('lstm', {'velocity_sign_gain': True}, 'velocity_sign_gain'),
+    ('mlp', {'velocity_sign_gain': 20.0}, 'velocity_sign_gain'),
 ])
 def test_invalid_options_raise_config_error_naming_the_field(kind, options, field):
     with pytest.raises(ConfigError, match=field):
@@ -259,3 +264,41 @@ def _train_and_score(kind):
     with torch.no_grad():
         pred = sy.inverse_transform(model(x).double()).numpy()
     assert nmse(y_true, pred, sy.mean, sy.std).max() < 0.05
+
+
+@pytest.mark.parametrize('kind', ['lstm', 'gru'])
+def test_velocity_sign_features_feed_the_cells(kind):
+    """velocity_sign_gain > 0: the cells see [x, tanh(gain * v)] (4n inputs per step); the same
+    model without the features is the paper's (3n inputs)."""
+    torch.manual_seed(0)
+    plain = build_model(kind, N, hidden_size=8)
+    model = build_model(kind, N, hidden_size=8, velocity_sign_gain=20.0).eval()
+    assert plain.rnn.input_size == 3 * N and model.config.input_features == 4 * N
+    assert model.rnn.input_size == 4 * N
+    x = _x()
+    feats = torch.cat((x, torch.tanh(20.0 * x[..., N:2 * N])), dim=-1)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), model.head(model.rnn(feats)[0][:, -1]))
+        # the features are a sharp step at zero velocity: flipping one velocity's sign near zero
+        # changes the output much more than the same-size change away from zero
+        x0, x1, x2 = x.clone(), x.clone(), x.clone()
+        x0[:, :, N] = -0.02
+        x1[:, :, N] = 0.02
+        x2[:, :, N] = 1.0
+        x2b = x2.clone()
+        x2b[:, :, N] = 1.04
+        near = (model(x1) - model(x0)).abs().max()
+        far = (model(x2b) - model(x2)).abs().max()
+    assert near > 5 * far
+
+
+def test_new_config_fields_keep_old_checkpoints_loadable():
+    """config_to_dict leaves velocity_sign_gain out while it is 0, so a model without sign features
+    is saved exactly as before the field existed (and old configs rebuild); set, it is kept."""
+    assert config_to_dict(LSTMConfig(7)) == {'n_joints': 7, 'hidden_size': 64, 'num_layers': 2,
+                                             'dropout': 0.0}
+    d = config_to_dict(GRUConfig(7, velocity_sign_gain=15))
+    assert d['velocity_sign_gain'] == 15.0
+    assert model_from_dict('gru', d).config == GRUConfig(7, velocity_sign_gain=15.0)
+    assert model_from_dict('lstm', {'n_joints': 7, 'hidden_size': 64, 'num_layers': 2,
+                                    'dropout': 0.0}).config.velocity_sign_gain == 0.0

@@ -137,6 +137,8 @@ def test_from_params_defaults_accepts_node_parameters_and_rejects_typos():
     ('weight_ema_decay', 1.0),
     ('effort_label', 'raw'),
     ('effort_label', 3),
+    ('velocity_sign_gain', -1.0),
+    ('velocity_sign_gain', 'on'),
 ])
 def test_invalid_values_name_the_parameter(name, value):
     with pytest.raises(ConfigError) as info:
@@ -166,6 +168,22 @@ def test_second_network_can_have_its_own_width():
     assert cfg.second_model_options == {'hidden_size': 128}
     same = PipelineConfig.from_params({'joint_names': NAMES, 'hidden_size': 32})
     assert same.second_model_options['hidden_size'] == 32
+
+
+def test_velocity_sign_features_reach_the_recurrent_networks_only():
+    cfg = PipelineConfig.from_params({'joint_names': NAMES, 'velocity_sign_gain': 20.0})
+    assert [lc.model_options['velocity_sign_gain'] for _, lc in cfg.networks()] == [20.0, 20.0]
+    assert 'velocity_sign_gain' not in PipelineConfig.from_params(
+        {'joint_names': NAMES}).learner.model_options
+    # a network that cannot take them is named, not silently left without
+    for params in ({'model': 'mlp'}, {'second_model': 'va_sta_reslstm'}):
+        with pytest.raises(ConfigError, match='velocity_sign_gain.*(mlp|va_sta_reslstm)'):
+            PipelineConfig.from_params({'joint_names': NAMES, 'velocity_sign_gain': 20.0,
+                                        **params})
+    # ... unless it is not used
+    single = PipelineConfig.from_params({'joint_names': NAMES, 'velocity_sign_gain': 20.0,
+                                         'second_model': 'mlp', 'dual_enabled': False})
+    assert [name for name, _ in single.networks()] == ['lstm']
 
 
 def test_second_network_of_the_same_kind_gets_its_own_name_and_seed():

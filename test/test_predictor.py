@@ -228,3 +228,30 @@ def test_invalid_weights_are_refused_and_old_weights_kept():
         pred.load_weights({'model': weights['model']})   # no scalers
     assert pred.version == 1
     np.testing.assert_array_equal(pred.predict(window), before)
+
+
+@pytest.mark.parametrize('kind', ['lstm', 'gru'])
+def test_stream_with_velocity_sign_features_equals_window_prediction(kind):
+    """The streaming read-out computes the sign features like the model's forward does."""
+    options = dict(OPTIONS[kind], velocity_sign_gain=20.0)
+    cfg = LearnerConfig(model=kind, model_options=options, window=WINDOW, batch_size=16,
+                        min_samples=16, updates_per_sample=0.0, seed=0, learning_rate=1e-2)
+    learner = OnlineLearner(N_JOINTS, cfg)
+    rows = _rows(200, seed=6)
+    W = np.lib.stride_tricks.sliding_window_view(rows, WINDOW, axis=0).transpose(0, 2, 1)
+    learner.learn_many(W, np.random.default_rng(0).normal(5, 20, (len(W), N_JOINTS)))
+    for _ in range(3):
+        learner.step()
+    pred = Predictor(kind, N_JOINTS, options, WINDOW)
+    pred.load_weights(learner.export_weights())
+    assert pred.input_features == 4 * N_JOINTS
+    plain = Predictor(kind, N_JOINTS, OPTIONS[kind], WINDOW)
+    with pytest.raises(CheckpointError, match='model config'):
+        plain.load_weights(learner.export_weights())
+    for k, row in enumerate(rows[:60]):
+        out = pred.push(row, defer=bool(k % 2))
+        if k >= WINDOW - 1:
+            np.testing.assert_allclose(out, pred.predict(rows[k - WINDOW + 1:k + 1]),
+                                       atol=1e-5, rtol=1e-6)
+            np.testing.assert_allclose(out, learner.predict_one(rows[k - WINDOW + 1:k + 1]),
+                                       atol=1e-4, rtol=1e-5)
