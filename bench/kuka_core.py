@@ -204,6 +204,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--cutoff', type=float, default=CUTOFF_HZ,
                    help=f'Butterworth cutoff [Hz] of the estimator (default {CUTOFF_HZ})')
     p.add_argument('--lr', type=float, default=None, help='learning rate for every network')
+    p.add_argument('--velocity-sign-gain', type=float, default=0.0, metavar='G',
+                   help='velocity_sign_gain of the lstm / gru networks (default 0: off)')
     p.add_argument('--members', type=int, default=MEMBERS,
                    help=f'seed-ensemble size K of the LSTM and the GRU: member k uses seed + k '
                         f'(default {MEMBERS}; 1 = single networks, no *_ens rows)')
@@ -259,7 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     member_seconds: dict[str, float] = {}
     for kind in needed:
         base = BENCH_CONFIGS[kind]
-        cfg = BenchConfig(base.model_options, args.lr if args.lr is not None else base.learning_rate,
+        options = dict(base.model_options)
+        if args.velocity_sign_gain > 0 and kind in ('lstm', 'gru'):
+            options['velocity_sign_gain'] = args.velocity_sign_gain
+        cfg = BenchConfig(options, args.lr if args.lr is not None else base.learning_rate,
                           args.epochs if args.epochs is not None else base.epochs, base.weight_decay)
         n_members = k_members if kind in ('lstm', 'gru') else 1
         members[kind], member_seconds[kind] = [], 0.0

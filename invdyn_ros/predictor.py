@@ -268,8 +268,9 @@ class Predictor:
             self._ring = torch.zeros(2 * L, self.width)
 
     def _advance(self, xs: np.ndarray) -> np.ndarray | None:
-        """Feed one model input row (float32 ``(F,)``, :meth:`_scale_row`). Recurrent kinds: advance every chain
-        (restarting chain ``k mod L``) and return None -- their output is :meth:`_readout`'s.
+        """Feed one model input row (float32 ``(F,)``, see :meth:`_scale_row`). Recurrent kinds:
+        advance every chain (restarting chain ``k mod L``) and return None -- their output is
+        :meth:`_readout`'s.
         Other kinds: return the scaled output ``(n,)`` (float32 numpy) once L rows are in."""
         L, k = self.window, self._k
         self._k = k + 1
@@ -359,7 +360,8 @@ class Predictor:
                 self._advance(xs)
         else:
             y = self._advance(xs)
-            out = None if y is None else (y * self._np_out_std + self._np_out_mean).astype(np.float64)
+            out = None if y is None else \
+                (y * self._np_out_std + self._np_out_mean).astype(np.float64)
         if out is None:
             return None
         if not np.isfinite(out).all():
