@@ -145,8 +145,10 @@ DEMO_NODE_PARAMETERS: dict[str, Any] = {
     # trainer share two cores; with normal scheduling the node sometimes stalled long enough to
     # miss hundreds of joint states and references, and the learned / ideal ratio followed the
     # stalls, not the learning: runs with 2200-2900 missed samples gave 3.2-3.7x, runs with
-    # 200-340 gave 2.1-2.3x. Under SCHED_FIFO: 0 missed; 2.22x, 2.14x with the settings above,
-    # 2.35x with the previous ones (filtered label, no average, floor 1e-4).
+    # 200-340 gave 2.1-2.3x (with the settings of that time). Under SCHED_FIFO: 0 missed; 2.22x,
+    # 2.14x with the learning settings above, 2.35x with the previous ones (filtered label, no
+    # average, floor 1e-4). With all of today's settings, one run with normal scheduling: 1.66x
+    # (497 missed), as under SCHED_FIFO.
     'realtime_priority': 50,
 }
 #: The demo's PD gains: 4 x the UR5 defaults of invdyn_ros.sim.controller (kd critically damped
