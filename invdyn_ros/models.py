@@ -85,7 +85,7 @@ class LSTMConfig:
     per joint, ``v`` the *scaled* velocity, i.e. a smooth ``sign(q̇)`` -- the shape of Coulomb
     friction, which steps at every velocity reversal. From ``[q, q̇, q̈]`` alone a small network
     learns that step only smeared over a wide velocity band (it needs very large input weights);
-    with ``gain`` ~20 the step is ~5 % of the velocity's standard deviation wide.
+    with ``gain`` 20 the feature reaches +-0.76 at +-5 % of the velocity's standard deviation.
     """
 
     n_joints: int
