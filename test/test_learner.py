@@ -261,6 +261,23 @@ def test_checkpoint_roundtrip_predicts_identically_and_continues(tmp_path):
                                atol=1e-5)
 
 
+def test_sign_features_are_part_of_the_checkpointed_model(tmp_path):
+    """A learner with velocity sign features resumes with them; a config without them (or with
+    another gain) refuses the checkpoint instead of loading weights of another input width."""
+    W, T = smooth_windows(300, seed=2)
+    options = {'hidden_size': 16, 'num_layers': 1, 'velocity_sign_gain': 20.0}
+    learner = OnlineLearner(3, small_config(model_options=options))
+    learner.learn_many(W, T)
+    learner.save(tmp_path / 'sign.pt')
+    resumed = OnlineLearner.load(tmp_path / 'sign.pt', config=small_config(model_options=options))
+    assert resumed.model.config.velocity_sign_gain == 20.0
+    np.testing.assert_array_equal(resumed.predict_many(W[:20]), learner.predict_many(W[:20]))
+    for other in ({'hidden_size': 16, 'num_layers': 1},
+                  {'hidden_size': 16, 'num_layers': 1, 'velocity_sign_gain': 10.0}):
+        with pytest.raises(CheckpointError, match='model options'):
+            OnlineLearner.load(tmp_path / 'sign.pt', config=small_config(model_options=other))
+
+
 def test_checkpoint_without_buffer_and_with_new_training_params(tmp_path):
     W, T = smooth_windows(200)
     learner = OnlineLearner(3, small_config())
