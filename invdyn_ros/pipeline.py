@@ -388,8 +388,9 @@ class PipelineConfig:
             updates_per_sample=number('updates_per_sample'), min_samples=integer('min_samples'),
             ready_nmse=ready_nmse, ready_window=ready_window, seed=integer('seed'))
         dual = boolean('dual_enabled')
+        # the second network's options matter only when it runs (networks(), validate())
         second_options = options(second, second_hidden or hidden) \
-            if second in MODEL_KINDS and (dual or sign_gain == 0) else {}
+            if dual and second in MODEL_KINDS else {}
         config = cls(joint_names=names, filter=filt, learner=learner,
                      dual_enabled=dual, second_model=second,
                      second_model_options=second_options, dual_window=integer('dual_window'),
