@@ -618,7 +618,7 @@ class InvdynNode(Node):
 
         Wall time from callback entry until ``publish()`` returned is what the budget is about;
         the hand-off time stops when ``publish()`` is called (the rest is Fast DDS delivering the
-        message, ~60 µs to a subscriber in another process here); CPU time
+        message, ~45-50 µs to a subscriber in another process here); CPU time
         (``time.thread_time``) is the code's own cost, without the time the thread waited for a
         core; from-reception starts at the middleware's reception timestamp of the input
         (``MessageInfo.received_timestamp``, NaN where the RMW does not provide it), so it adds

@@ -171,8 +171,8 @@ def _to_msg(JointState: Any, scheduled: Scheduled, stamp_ns: int) -> Any:
 
 
 def replay(plan: Iterable[Scheduled], publish: Callable[[Scheduled], None],
-           stop: 'StopFlag | threading.Event', total: int | None = None, progress_period_s: float = 5.0,
-           out: Callable[[str], None] = print,
+           stop: 'StopFlag | threading.Event', total: int | None = None,
+           progress_period_s: float = 5.0, out: Callable[[str], None] = print,
            clock: Callable[[], float] = time.monotonic) -> ReplayStats:
     """Send each planned message at ``start + due_s`` (monotonic clock) until done or ``stop``.
 
