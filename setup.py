@@ -51,7 +51,8 @@ setup(
         'PyYAML',
         'matplotlib',
     ],
-    extras_require={'sim': ['pin', 'example-robot-data']},
+    extras_require={'sim': ['pin', 'example-robot-data'],
+                    'fast': ['numba']},  # compiled read-out (kernels.py); numpy without it
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
         ('share/' + PACKAGE, ['package.xml']),

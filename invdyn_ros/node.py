@@ -90,11 +90,14 @@ from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectoryPoint
 
+from invdyn_ros import kernels
 from invdyn_ros.errors import CheckpointError, ConfigError, InvdynError
 from invdyn_ros.pipeline import (NODE_ONLY_PARAMETERS, PIPELINE_PARAMETERS, TRAINER_KINDS,
                                  Pipeline, PipelineConfig, checkpoint_files, make_trainer)
 from invdyn_ros.serialized import SerializedJointState
 from invdyn_ros.stopflag import StopFlag
+
+READOUT = 'compiled (numba)' if kernels.AVAILABLE else 'numpy (numba not installed)'
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                       history=HistoryPolicy.KEEP_LAST)
@@ -326,7 +329,7 @@ class InvdynNode(Node):
             self.create_timer(self.checkpoint_period_s, self._on_checkpoint_timer)
         log.info(f'{n} joints {list(self.joint_names)}, networks '
                  f'{list(self.config.network_names)}, window {self.config.learner.window}, '
-                 f'trainer {self.trainer_kind}, checkpoint '
+                 f'trainer {self.trainer_kind}, read-out {READOUT}, checkpoint '
                  f'{self.checkpoint_path or "(none)"}; publishing zeros until ready '
                  f'(nMSE < {self.config.ready_nmse})')
 
