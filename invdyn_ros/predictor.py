@@ -22,8 +22,8 @@ outputs. :meth:`push` computes the read-out chain's step first, as a single-row 
 batch-1 LSTM cell is ~7 µs in numpy vs ~15 µs through torch's dispatcher, see :meth:`_readout`), and
 then advances every chain in one batched torch cell call per layer. With ``push(row, defer=True)``
 the second part waits for :meth:`complete`, so a caller can publish the prediction first and do the
-rest off its latency path. The published value is the numpy read-out in both cases, so deferred and
-immediate pushes give bit-identical outputs.
+rest off its latency path. The published value is the same read-out (compiled or numpy, below) in
+both cases, so deferred and immediate pushes give bit-identical outputs.
 
 With numba installed the read-out (scaling, finiteness check, every layer's single-row cell and
 the head) is one compiled call, :func:`kernels.recurrent_readout` (in the node ~35 µs less per
