@@ -372,9 +372,7 @@ class Predictor:
             self.reset_stream()
             return None
         self.counters['pushed'] += 1
-        self._raw[self._raw_pos] = r
-        self._raw_pos = (self._raw_pos + 1) % self.window
-        self._raw_count = min(self._raw_count + 1, self.window)
+        self._keep_raw(r)
         xs = self._scale_row(r)
         if self._streaming:
             out = self._readout(xs) if self._k >= self.window - 1 else None
@@ -393,6 +391,12 @@ class Predictor:
             return None
         return out
 
+    def _keep_raw(self, r: np.ndarray) -> None:
+        """Append a raw row to the ring of the last L (what :meth:`_replay` rebuilds from)."""
+        self._raw[self._raw_pos] = r
+        self._raw_pos = (self._raw_pos + 1) % self.window
+        self._raw_count = min(self._raw_count + 1, self.window)
+
     def _push_compiled(self, r: np.ndarray, defer: bool) -> np.ndarray | None:
         """:meth:`push` of a float64 ``(3n,)`` row through the compiled kernel: scaling, the
         finiteness check and the read-out in one call (the numpy path's arithmetic, in the same
@@ -410,9 +414,7 @@ class Predictor:
             self.reset_stream()
             return None
         self.counters['pushed'] += 1
-        self._raw[self._raw_pos] = r
-        self._raw_pos = (self._raw_pos + 1) % self.window
-        self._raw_count = min(self._raw_count + 1, self.window)
+        self._keep_raw(r)
         if defer:
             self._deferred = True            # _advance(self._xs) in complete()
         else:
@@ -506,9 +508,7 @@ class Predictor:
         rows = self._raw[idx].copy()
         self.reset_stream()
         for r in rows:
-            self._raw[self._raw_pos] = r
-            self._raw_pos = (self._raw_pos + 1) % self.window
-            self._raw_count += 1
+            self._keep_raw(r)
             self._advance(self._scale_row(r))
 
     def __repr__(self) -> str:
