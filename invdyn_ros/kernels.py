@@ -6,13 +6,17 @@ costs in a warm loop (measured in the node under ``bench/latency.py``: the LSTM 
 vs 14 µs warm, the estimator 43 µs vs 14 µs), and the read-out is ~30 numpy calls. One compiled
 call per network does the same arithmetic with one dispatch and a small, contiguous footprint.
 
-numba is optional: :data:`AVAILABLE` says whether it imported and the self-check passed, and
-:func:`recurrent_readout` is ``None`` otherwise; callers keep their numpy path for that case
-(``Predictor`` does). The kernel is compiled on first use (~1 s), so callers warm it up at
-construction (:func:`warm_up`), never on the first message.
+Kernels: :func:`recurrent_readout` (a predictor's scaling + every recurrent layer + head, one
+sample), :func:`in_range` and :func:`filter_step` (the estimator's range check and, once primed,
+its whole per-sample filter chain; no fastmath, bit-identical to the numpy / scipy path).
 
-Floating point: ``fastmath`` is limited to reassociation and contraction (vectorized dot products,
-FMA); NaN/Inf semantics are kept, so finiteness checks on the results stay valid.
+numba is optional: :data:`AVAILABLE` says whether it imported, and the kernels are ``None``
+otherwise; callers keep their numpy path for that case (``Predictor`` and ``StreamingEstimator``
+do). The kernels are compiled on first use (~1 s), so callers warm them up at construction
+(:func:`warm_up`), never on the first message.
+
+Floating point: the read-out's ``fastmath`` is limited to reassociation and contraction (vectorized
+dot products, FMA); NaN/Inf semantics are kept, so finiteness checks on the results stay valid.
 """
 from __future__ import annotations
 
@@ -22,13 +26,13 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ['AVAILABLE', 'recurrent_readout', 'warm_up', 'DISABLE_ENV']
+__all__ = ['AVAILABLE', 'recurrent_readout', 'in_range', 'filter_step', 'warm_up', 'DISABLE_ENV']
 
 # set to 1 to force the numpy path (tests of the fallback, or to rule the kernel out in the field)
 DISABLE_ENV = 'INVDYN_DISABLE_NUMBA'
 
 
-def _build() -> Callable | None:
+def _build() -> tuple[Callable, Callable, Callable] | None:
     if os.environ.get(DISABLE_ENV, '') not in ('', '0'):
         return None
     try:
@@ -104,16 +108,63 @@ def _build() -> Callable | None:
                 ok = False
         return 0 if ok else 2
 
-    return readout
+    @numba.njit(cache=False, nogil=True)
+    def in_range(raw, limits, ok):  # pragma: no cover - compiled; tested against numpy
+        # ok = |raw| <= limits (False for NaN / Inf too); all(ok)
+        good = True
+        for k in range(raw.shape[0]):
+            ok[k] = abs(raw[k]) <= limits[k]
+            if not ok[k]:
+                good = False
+        return good
+
+    @numba.njit(cache=False, nogil=True)
+    def filter_step(raw, prev, tv, tv_prev, x, zi, sos, den_floor, out):  # pragma: no cover
+        # StreamingEstimator.update after priming, no fastmath: the same float64 operations in
+        # the same order as its numpy calls and scipy's sosfilt kernel, so bit-identical
+        n = tv.shape[0]
+        for k in range(3 * n):               # channel means of this and the previous sample
+            x[k, 0] = (raw[k] + prev[k]) * 0.5
+        for j in range(n):                   # velocity and time differences
+            x[3 * n + j, 0] = raw[n + j] - prev[n + j]
+            x[4 * n + j, 0] = tv[j] - tv_prev[j]
+        for k in range(3 * n):
+            prev[k] = raw[k]
+        for j in range(n):
+            tv_prev[j] = tv[j]
+        for i in range(x.shape[0]):          # one sample of the cascaded sections per channel
+            x_cur = x[i, 0]
+            for s in range(sos.shape[0]):
+                x_new = sos[s, 0] * x_cur + zi[i, s, 0]
+                zi[i, s, 0] = sos[s, 1] * x_cur - sos[s, 4] * x_new + zi[i, s, 1]
+                zi[i, s, 1] = sos[s, 2] * x_cur - sos[s, 5] * x_new
+                x_cur = x_new
+            x[i, 0] = x_cur
+        finite = True
+        for k in range(4 * n):
+            v = x[k, 0]
+            if k >= 3 * n:                   # acceleration: dv / np.maximum(dt, floor)
+                d = x[n + k, 0]
+                if not math.isnan(d) and not d >= den_floor:    # NaN in either one: NaN
+                    d = den_floor
+                v = v / d
+            out[k] = v
+            if not math.isfinite(v):
+                finite = False
+        return finite
+
+    return readout, in_range, filter_step
 
 
-recurrent_readout = _build()
-AVAILABLE = recurrent_readout is not None
+_built = _build()
+recurrent_readout, in_range, filter_step = _built if _built is not None else (None, None, None)
+AVAILABLE = _built is not None
 _warm = False
 
 
 def warm_up() -> None:
-    """Compile the kernel now for the argument types the predictor uses (no-op without numba)."""
+    """Compile the kernels now for the argument types the predictor and the estimator use (no-op
+    without numba)."""
     global _warm
     if recurrent_readout is None or _warm:
         return
@@ -126,4 +177,7 @@ def warm_up() -> None:
                           np.zeros((layers, 4 * H), f4), np.zeros((layers, H), f4),
                           np.zeros((layers, H), f4), np.zeros((n, H), f8), np.zeros(n, f8),
                           np.zeros(4 * H, f4), np.zeros((layers, H), f4), np.zeros(n, f8))
+    in_range(np.zeros(3 * n), np.ones(3 * n), np.zeros(3 * n, dtype=bool))
+    filter_step(np.zeros(3 * n), np.zeros(3 * n), np.zeros(n), np.zeros(n), np.zeros((5 * n, 1)),
+                np.zeros((5 * n, 2, 2)), np.zeros((2, 6)), 1e-4, np.zeros(4 * n))
     _warm = True

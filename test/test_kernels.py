@@ -1,4 +1,5 @@
-"""kernels: the compiled read-out equals the numpy path; without numba the numpy path is used."""
+"""kernels: the compiled read-out and estimator steps equal the numpy path (the estimator bit for
+bit); without numba the numpy path is used."""
 import os
 import subprocess
 import sys
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 from invdyn_ros import kernels
+from invdyn_ros.estimation import FilterConfig, StreamingEstimator
 from invdyn_ros.predictor import Predictor
 
 
@@ -15,6 +17,7 @@ def test_numba_kernel_is_available_in_the_test_environment():
     assert kernels.AVAILABLE
     assert Predictor('lstm', 2, {'hidden_size': 4}, window=3)._kernel is not None
     assert Predictor('mlp', 2, {'hidden_size': 4}, window=3)._kernel is None
+    assert StreamingEstimator(2)._filter_step is not None
 
 
 @pytest.mark.parametrize('kind', ['lstm', 'gru'])
@@ -60,9 +63,71 @@ def test_without_numba_the_numpy_path_runs():
             'from invdyn_ros.predictor import Predictor; '
             'p = Predictor("gru", 2, {"hidden_size": 4}, window=2); '
             'p.push(np.ones(6)); y = p.push(np.ones(6)); '
-            'print(kernels.AVAILABLE, p._kernel is None, y.shape, bool(np.isfinite(y).all()))')
+            'from invdyn_ros.estimation import StreamingEstimator; '
+            'e = StreamingEstimator(2); '
+            'st = [e.update(1e-3 * k, np.full(2, 1e-3 * k), np.ones(2)) for k in range(40)]; '
+            'print(kernels.AVAILABLE, p._kernel is None, y.shape, bool(np.isfinite(y).all()), '
+            'e._filter_step is None, round(float(st[-1].qd[0]), 6))')
     env = dict(os.environ, **{kernels.DISABLE_ENV: '1'})
     res = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 0, res.stderr
-    assert res.stdout.split() == ['False', 'True', '(2,)', 'True']
+    assert res.stdout.split() == ['False', 'True', '(2,)', 'True', 'True', '1.0']
+
+
+def _estimator_pair(n, rate_hz):
+    fast = StreamingEstimator(n, FilterConfig(rate_hz=rate_hz))
+    slow = StreamingEstimator(n, FilterConfig(rate_hz=rate_hz))
+    slow._in_range = slow._filter_step = None   # the numpy / scipy path
+    assert fast._filter_step is not None
+    return fast, slow
+
+
+@pytest.mark.parametrize('rate_hz', [None, 500.0])
+@pytest.mark.parametrize('seed', [0, 1])
+def test_compiled_estimator_step_equals_numpy_bit_for_bit(rate_hz, seed):
+    # a dirty stream: jittered stamps, a duplicate stamp, a gap, NaN / Inf / absurd values, velocity
+    # and effort missing on some samples -- every branch of update() against the numpy path
+    rng = np.random.default_rng(seed)
+    n, N = 7, 3000
+    t = np.cumsum(1e-3 + 2e-4 * rng.standard_normal(N))
+    t[100] = t[99]
+    t[2000:] += 0.5
+    q = np.cumsum(rng.normal(size=(N, n)) * 1e-3, axis=0)
+    qd = rng.normal(size=(N, n))
+    tau = rng.normal(size=(N, n)) * 10.0
+    qd[50, 2] = np.nan
+    q[300, 1] = np.inf
+    tau[400, 0] = 1e12
+    qd[700, 3] = 1e9
+    fast, slow = _estimator_pair(n, rate_hz)
+    states = 0
+    for k in range(N):
+        args = (t[k], q[k], qd[k] if k % 500 else None, tau[k] if k > 10 else None)
+        a, b = fast.update(*args), slow.update(*args)
+        assert (a is None) == (b is None), k
+        if a is None:
+            continue
+        states += 1
+        assert a.stamp == b.stamp
+        for field in ('q', 'qd', 'qdd', 'tau'):
+            x, y = getattr(a, field), getattr(b, field)
+            assert (x is None) == (y is None), (k, field)
+            if x is not None:
+                np.testing.assert_array_equal(x, y, err_msg=f'{k} {field}')
+    assert fast.counters == slow.counters
+    assert states > N - 60
+    assert fast.counters['resets'] == 1 and fast.counters['rejected_magnitude'] == 2
+    np.testing.assert_array_equal(fast._zi, slow._zi)          # the filter state too
+
+
+def test_compiled_estimator_step_rejects_a_nonfinite_output_and_resets():
+    for est in _estimator_pair(2, 1000.0):
+        for k in range(5):
+            assert est.update(1e-3 * (k + 1), np.zeros(2), np.zeros(2)) is not None
+        est._zi[1, 0, 0] = np.inf                # a broken filter state: nothing may pass
+        assert est.update(6e-3, np.zeros(2), np.zeros(2)) is None
+        assert est.counters['rejected_nonfinite'] == 1 and est.counters['resets'] == 1
+        est.update(7e-3, np.zeros(2), np.zeros(2))   # re-primed after the reset: finite again
+        state = est.update(8e-3, np.zeros(2), np.zeros(2))
+        assert state is not None and np.isfinite(state.qdd).all()
