@@ -97,7 +97,8 @@ from invdyn_ros.pipeline import (NODE_ONLY_PARAMETERS, PIPELINE_PARAMETERS, TRAI
 from invdyn_ros.serialized import SerializedJointState
 from invdyn_ros.stopflag import StopFlag
 
-READOUT = 'compiled (numba)' if kernels.AVAILABLE else 'numpy (numba not installed)'
+FAST_PATH = 'compiled (numba)' if kernels.AVAILABLE else \
+    f'numpy (numba not installed or {kernels.DISABLE_ENV} set)'
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                       history=HistoryPolicy.KEEP_LAST)
@@ -329,7 +330,7 @@ class InvdynNode(Node):
             self.create_timer(self.checkpoint_period_s, self._on_checkpoint_timer)
         log.info(f'{n} joints {list(self.joint_names)}, networks '
                  f'{list(self.config.network_names)}, window {self.config.learner.window}, '
-                 f'trainer {self.trainer_kind}, read-out {READOUT}, checkpoint '
+                 f'trainer {self.trainer_kind}, fast path {FAST_PATH}, checkpoint '
                  f'{self.checkpoint_path or "(none)"}; publishing zeros until ready '
                  f'(nMSE < {self.config.ready_nmse})')
 

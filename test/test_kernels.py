@@ -131,3 +131,45 @@ def test_compiled_estimator_step_rejects_a_nonfinite_output_and_resets():
         est.update(7e-3, np.zeros(2), np.zeros(2))   # re-primed after the reset: finite again
         state = est.update(8e-3, np.zeros(2), np.zeros(2))
         assert state is not None and np.isfinite(state.qdd).all()
+
+
+def test_pipeline_with_kernels_equals_pipeline_without():
+    # the node's whole fast path (estimator + dual LSTM/GRU read-out + selection + clamp), compiled
+    # vs numpy: the same outputs sample by sample (states bit for bit, torques to float32 rounding)
+    from invdyn_ros.learner import LearnerConfig
+    from invdyn_ros.pipeline import Pipeline, PipelineConfig, make_trainer
+
+    def pipeline():
+        learner = LearnerConfig(model='lstm', model_options={'hidden_size': 16}, window=4,
+                                min_samples=10 ** 9, buffer_capacity=500, recent_capacity=50)
+        cfg = PipelineConfig(joint_names=('a', 'b', 'c'), filter=FilterConfig(rate_hz=500.0),
+                             learner=learner, second_model='gru',
+                             second_model_options={'hidden_size': 16}, torque_limits=(5.0,) * 3)
+        return Pipeline(cfg, make_trainer(cfg, 'inline'))
+
+    fast, slow = pipeline(), pipeline()
+    for name, p in slow.predictors.items():
+        p.model.load_state_dict(fast.predictors[name].model.state_dict())
+        p._refresh_constants()
+        p._kernel = None
+    slow.estimator._in_range = slow.estimator._filter_step = None
+    assert all(p._kernel is not None for p in fast.predictors.values())
+    rng = np.random.default_rng(5)
+    t = 1.0 + np.arange(400) / 500.0
+    q = np.cumsum(rng.normal(scale=1e-3, size=(400, 3)), axis=0)
+    qd, tau = rng.normal(size=(400, 3)), rng.normal(scale=3.0, size=(400, 3))
+    qd[200, 1] = np.nan                                   # a position difference on one sample
+    outputs = 0
+    for k in range(400):
+        a = fast.process(t[k], q[k], qd[k], tau[k], defer=True)
+        b = slow.process(t[k], q[k], qd[k], tau[k], defer=True)
+        fast.finish()
+        slow.finish()
+        assert (a is None) == (b is None), k
+        if a is not None:
+            outputs += 1
+            for field in ('q', 'qd', 'qdd'):
+                np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+            np.testing.assert_allclose(a.torque, b.torque, rtol=1e-5, atol=1e-6)
+            np.testing.assert_array_equal(a.active, b.active)
+    assert outputs > 350

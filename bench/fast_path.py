@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Per-sample cost of the node's fast path, compiled (numba) kernels vs the numpy path, in one process.
+
+What the node does between a ``/joint_states`` message and the ``publish()`` of
+``~/predicted_effort`` (besides message handling and DDS) is ``Pipeline.process(..., defer=True)``:
+the estimator's ``update`` and the read-out of the networks in use (``Predictor.push(defer=True)``).
+This script times those pieces in a warm loop, for 7 joints at 1 kHz with the node's bench setup
+(dual LSTM + GRU, 64 x 2, window 10), once with the compiled kernels of ``invdyn_ros/kernels.py``
+and once with the numpy path (the same objects with their kernels set to ``None``, which is what
+runs without numba). Both paths give the same results (asserted here: the estimator bit for bit,
+the predictions to 1e-5).
+
+Warm-loop numbers are a lower bound: in the node the fast path runs right after the thread wakes,
+with colder caches (see ``bench/latency.py`` for the end-to-end numbers). No learning runs here:
+the trainer never reaches its ``min_samples``, so ``finish()`` (untimed) only does the bookkeeping.
+
+Usage::
+
+    python bench/fast_path.py [--samples 20000] [--save fast_path]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the checkout, not an installed copy
+
+from bench.common import Recorder, format_machine, format_table, machine_info, save_results  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from invdyn_ros import kernels  # noqa: E402
+from invdyn_ros.estimation import FilterConfig, StreamingEstimator  # noqa: E402
+from invdyn_ros.learner import LearnerConfig  # noqa: E402
+from invdyn_ros.pipeline import Pipeline, PipelineConfig, make_trainer  # noqa: E402
+
+N_JOINTS = 7
+RATE_HZ = 1000.0
+NET = {'hidden_size': 64, 'num_layers': 2}
+
+
+def stream(n_samples: int, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """Smooth joint motion with encoder-like noise, jittered 1 kHz stamps, torques."""
+    rng = np.random.default_rng(seed)
+    t = 1.0 + np.arange(n_samples) / RATE_HZ + rng.normal(scale=2e-5, size=n_samples)
+    phase = rng.uniform(0, 2 * np.pi, N_JOINTS)
+    freq = rng.uniform(0.2, 1.0, N_JOINTS)
+    q = np.sin(2 * np.pi * freq * t[:, None] + phase) + rng.normal(scale=1e-4, size=(n_samples, N_JOINTS))
+    qd = 2 * np.pi * freq * np.cos(2 * np.pi * freq * t[:, None] + phase)
+    tau = 10.0 * q + 2.0 * qd
+    return t, q, qd, tau
+
+
+def make_pipeline() -> Pipeline:
+    learner = LearnerConfig(model='lstm', model_options=dict(NET), window=10,
+                            min_samples=10 ** 9, buffer_capacity=1000, recent_capacity=100)
+    cfg = PipelineConfig(joint_names=tuple(f'j{i}' for i in range(N_JOINTS)),
+                         filter=FilterConfig(rate_hz=RATE_HZ), learner=learner,
+                         second_model='gru', second_model_options=dict(NET))
+    return Pipeline(cfg, make_trainer(cfg, 'inline'))
+
+
+def use_numpy(pipeline: Pipeline) -> None:
+    """What runs without numba: every kernel of this pipeline off."""
+    est = pipeline.estimator
+    est._in_range = est._filter_step = None
+    for p in pipeline.predictors.values():
+        p._kernel = None
+
+
+def time_estimator(est: StreamingEstimator, data: tuple[np.ndarray, ...]) -> np.ndarray:
+    t, q, qd, tau = data
+    update, clock = est.update, time.perf_counter
+    out = np.empty(len(t))
+    for k in range(len(t)):
+        t0 = clock()
+        update(t[k], q[k], qd[k], tau[k])
+        out[k] = clock() - t0
+    return out
+
+
+def time_pipeline(pipe: Pipeline, data: tuple[np.ndarray, ...]) -> tuple[np.ndarray, list]:
+    t, q, qd, tau = data
+    process, finish, clock = pipe.process, pipe.finish, time.perf_counter
+    out = np.empty(len(t))
+    torques = []
+    for k in range(len(t)):
+        t0 = clock()
+        res = process(t[k], q[k], qd[k], tau[k], defer=True)
+        out[k] = clock() - t0
+        finish()                          # the bookkeeping the node does after publish(), untimed
+        torques.append(None if res is None else res.torque.copy())
+    return out, torques
+
+
+def time_readout(pipe: Pipeline, rows: np.ndarray) -> dict[str, np.ndarray]:
+    res = {}
+    clock = time.perf_counter
+    for name, p in pipe.predictors.items():
+        p.reset_stream()
+        out = np.empty(len(rows))
+        for k, row in enumerate(rows):
+            t0 = clock()
+            p.push(row, defer=True)
+            out[k] = clock() - t0
+            p.complete()
+        res[name] = out
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--samples', type=int, default=20000, help='samples per timed loop')
+    ap.add_argument('--save', default='', help='save the report as bench/results/<SAVE>.txt/json')
+    args = ap.parse_args(argv)
+    if not kernels.AVAILABLE:
+        sys.exit('numba is not available (or INVDYN_DISABLE_NUMBA is set): nothing to compare')
+    out = Recorder()
+    out(format_machine(machine_info()))
+    skip = 1000                                  # filter start, the networks' first windows
+    data = stream(args.samples + skip)
+    rows = np.random.default_rng(1).normal(size=(args.samples, 3 * N_JOINTS))
+    results: dict[str, dict[str, np.ndarray]] = {}
+    outputs = {}
+    for path in ('compiled', 'numpy'):
+        est = StreamingEstimator(N_JOINTS, FilterConfig(rate_hz=RATE_HZ))
+        pipe = make_pipeline()
+        if path == 'numpy':
+            est._in_range = est._filter_step = None
+            use_numpy(pipe)
+        r = {'estimator update': time_estimator(est, data)[skip:]}
+        proc, torques = time_pipeline(pipe, data)
+        r['Pipeline.process(defer=True)'] = proc[skip:]
+        for name, v in time_readout(pipe, rows).items():
+            r[f'{name} push(defer=True)'] = v[skip:]
+        results[path] = r
+        outputs[path] = torques
+    pairs = [(a, b) for a, b in zip(outputs['compiled'], outputs['numpy'])]
+    assert all((a is None) == (b is None) for a, b in pairs)
+    both = [(a, b) for a, b in pairs if a is not None]
+    worst = max(float(np.max(np.abs(a - b))) for a, b in both)
+    assert worst <= 1e-5 * max(1.0, max(float(np.max(np.abs(b))) for _, b in both)), worst
+    header = ['piece (7 joints, 64 x 2, window 10)', 'compiled p50 us', 'numpy p50 us',
+              'compiled p99 us', 'numpy p99 us', 'saved p50 us']
+    table, data_out = [], {}
+    for piece in results['compiled']:
+        c, n = results['compiled'][piece] * 1e6, results['numpy'][piece] * 1e6
+        row = [piece, float(np.median(c)), float(np.median(n)), float(np.percentile(c, 99)),
+               float(np.percentile(n, 99)), float(np.median(n) - np.median(c))]
+        table.append(row)
+        data_out[piece] = dict(zip(header[1:], row[1:]))
+    out(f'{args.samples} timed samples per loop after {skip} untimed; warm loop, no training; '
+        f'torque outputs of the two paths differ by at most {worst:.2e} N m')
+    out(format_table(header, table, floatfmt='.1f'))
+    if args.save:
+        for p in save_results(args.save, '\n'.join(out.lines),
+                              {'machine': machine_info(), 'samples': args.samples,
+                               'max_torque_difference': worst, 'pieces': data_out}):
+            print(f'saved {p}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
