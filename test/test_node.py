@@ -573,6 +573,9 @@ def test_starts_from_config_files_as_the_launch_file_passes_them(tmp_path, confi
         assert h.ff and all(len(ff) == n and not any(ff) for ff in h.ff)   # not ready: zeros
         assert list(ckpt_dir.glob(f'{stem}.lstm.pt.corrupt-*'))
         assert 'could not be loaded' in log_of(proc)
+        # the configs ask for SCHED_FIFO 50 (granted here as root, else a warning, never a failure)
+        assert 'runs under SCHED_FIFO 50' in log_of(proc) or \
+            'realtime_priority 50: SCHED_FIFO refused' in log_of(proc)
     finally:
         h.close()
         assert stop_node(proc) == 0
