@@ -267,7 +267,10 @@ class StreamingEstimator:
         self._abs = np.zeros(3 * n)
         self._ok = np.zeros(3 * n, dtype=bool)
         cfg = self.config
-        self._limits = np.repeat([cfg.max_abs_position, cfg.max_abs_velocity, cfg.max_abs_effort], n)
+        # float64 whatever the config holds (an int limit must not make numba compile a new
+        # specialisation of the range check on the first message)
+        self._limits = np.repeat(np.array([cfg.max_abs_position, cfg.max_abs_velocity,
+                                           cfg.max_abs_effort], dtype=np.float64), n)
         self._raw_prev = np.zeros(3 * n)     # ... of the previous accepted (filtered) sample
         self._tv = np.zeros(n)               # time each velocity refers to
         self._tv_prev = np.zeros(n)

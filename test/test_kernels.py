@@ -173,3 +173,21 @@ def test_pipeline_with_kernels_equals_pipeline_without():
             np.testing.assert_allclose(a.torque, b.torque, rtol=1e-5, atol=1e-6)
             np.testing.assert_array_equal(a.active, b.active)
     assert outputs > 350
+
+
+def test_no_kernel_is_compiled_again_on_the_message_path():
+    # warm_up compiles one specialisation per kernel; the estimator and predictor must only ever
+    # call them with those argument types (a new one would be a ~1 s stall on a message), even
+    # with integer limits in the config
+    est = StreamingEstimator(3, FilterConfig(rate_hz=100.0, max_abs_position=10,
+                                             max_abs_velocity=100, max_abs_effort=1000))
+    pred = Predictor('gru', 3, {'hidden_size': 8, 'num_layers': 2}, window=3)
+    rng = np.random.default_rng(0)
+    for k in range(30):
+        s = est.update(0.01 * (k + 1), rng.normal(size=3), rng.normal(size=3), rng.normal(size=3))
+        if s is not None:
+            pred.push(np.concatenate([s.q, s.qd, s.qdd]), defer=k % 2 == 0)
+            pred.complete()
+    assert est.counters['accepted'] == 30 and pred.counters['pushed'] > 20
+    for kernel in (kernels.recurrent_readout, kernels.in_range, kernels.filter_step):
+        assert len(kernel.signatures) == 1, kernel.signatures
