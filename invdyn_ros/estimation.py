@@ -436,23 +436,33 @@ class StreamingEstimator:
                 return None
             self._design(1.0 / float(np.median(self._dts)))
 
+        out = np.empty(4 * n)
         if self._filter_step is not None and self._primed and (tau_arr is None or self._tau_seen):
-            # the steady per-sample case in one compiled call: the numpy lines below, same result
-            out = np.empty(4 * n)
-            if not self._filter_step(raw, self._raw_prev, tv, self._tv_prev, self._x, self._zi,
-                                     self._sos2, self._den_floor, out):
-                counters['rejected_nonfinite'] += 1
-                self._auto_reset()
-                return None
-            return State(stamp=t, q=out[:n], qd=out[n:2 * n], qdd=out[3 * n:],
-                         tau=out[2 * n:3 * n] if tau_arr is not None else None)
+            # the steady per-sample case in one compiled call, bit-identical to _step_numpy
+            finite = self._filter_step(raw, self._raw_prev, tv, self._tv_prev, self._x, self._zi,
+                                       self._sos2, self._den_floor, out)
+        else:
+            finite = self._step_numpy(raw, tv, dt, have_diff, tau_arr is not None, out)
+        if not finite:                       # impossible for bounded inputs; never emit it
+            counters['rejected_nonfinite'] += 1
+            self._auto_reset()
+            return None
+        return State(stamp=t, q=out[:n], qd=out[n:2 * n], qdd=out[3 * n:],
+                     tau=out[2 * n:3 * n] if tau_arr is not None else None)
+
+    def _step_numpy(self, raw: np.ndarray, tv: np.ndarray, dt: float, have_diff: bool,
+                    has_tau: bool, out: np.ndarray) -> bool:
+        """The filter chain for an accepted sample (priming included) into ``out`` =
+        [q, qd, tau, qdd]; whether it is all finite. ``kernels.filter_step`` is the same once
+        primed."""
+        n = self.n
         x = self._x[:, 0]
         if not self._primed:
             # Steady state at this sample: previous = current, zero acceleration.
             self._raw_prev[:] = raw
             self._tv_prev[:] = tv - (dt if have_diff else 1.0 / self.rate_hz)  # type: ignore[operator]
-            self._tau_seen = tau_arr is not None
-        elif tau_arr is not None and not self._tau_seen:
+            self._tau_seen = has_tau
+        elif has_tau and not self._tau_seen:
             self._raw_prev[2 * n:] = raw[2 * n:]   # first efforts since the reset
         prev = self._raw_prev
         np.add(raw, prev, out=x[:3 * n])
@@ -462,21 +472,16 @@ class StreamingEstimator:
         if not self._primed:
             self._prime_channels(slice(None))
             self._primed = True
-        elif tau_arr is not None and not self._tau_seen:
+        elif has_tau and not self._tau_seen:
             self._prime_channels(slice(2 * n, 3 * n))
             self._tau_seen = True
         prev[:] = raw
         self._tv_prev[:] = tv
 
         _filter_inplace(self._sos2, self._x, self._zi)
-        out = x[:4 * n].copy()
+        out[:] = x[:4 * n]
         np.divide(out[3 * n:], np.maximum(x[4 * n:], self._den_floor), out=out[3 * n:])
-        if not np.isfinite(out).all():       # impossible for bounded inputs; never emit it
-            counters['rejected_nonfinite'] += 1
-            self._auto_reset()
-            return None
-        return State(stamp=t, q=out[:n], qd=out[n:2 * n], qdd=out[3 * n:],
-                     tau=out[2 * n:3 * n] if tau_arr is not None else None)
+        return bool(np.isfinite(out).all())
 
     # ------------------------------------------------------------------ batch entry
     def update_many(self, stamps: object, q: object, qd: object = None,
