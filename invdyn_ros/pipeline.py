@@ -53,8 +53,11 @@ from .estimation import FilterConfig, StreamingEstimator
 from .identifier import DualIdentifier
 from .learner import LearnerConfig, OnlineLearner
 from .models import MODEL_KINDS, make_config
+from .physics import PhysicsConfig, load_urdf_text
 from .predictor import Predictor
-from .training import InlineTrainer, ProcessTrainer, TrainerError, checkpoint_path
+from .residual import PhysicsStage
+from .training import (InlineTrainer, ProcessTrainer, TrainerError, learn_chunk,
+                       checkpoint_path, per_network_labels)
 from .windows import WindowBuffer, make_windows
 
 __all__ = ['PipelineConfig', 'Pipeline', 'Output', 'BatchOutput', 'ThreadTrainer', 'make_trainer',
@@ -101,6 +104,19 @@ PIPELINE_PARAMETERS: dict[str, Any] = {
     'effort_scale': [],
     'poll_every': 100,
     'effort_label': 'filtered',
+    # the physics prior (physics.py, residual.py); see PhysicsConfig
+    'prior': 'none',
+    'robot_description': '',
+    'urdf_path': '',
+    'payload_mass_kg': 0.0,
+    'payload_com': [0.0, 0.0, 0.0],
+    'gravity': [0.0, 0.0, -9.81],
+    'identify': True,
+    'identification_memory_s': 5.0,
+    'identification_regularization': 0.01,
+    'coulomb_velocity': 0.05,
+    'residual_trust_distance': 0.5,
+    'feedforward_mode': 'total',
 }
 
 #: Parameters of the node (and the trainer it builds) that the pipeline config does not hold;
@@ -117,6 +133,7 @@ NODE_ONLY_PARAMETERS: dict[str, Any] = {
     'executor': 'events',
     'trainer_nice': 10,
     'realtime_priority': 0,
+    'robot_description_timeout_s': 0.0,
     'use_sim_time': False,
 }
 
@@ -191,6 +208,7 @@ class PipelineConfig:
     unready_factor: float = 1.5
     poll_every: int = 100
     effort_label: str = 'filtered'
+    physics: PhysicsConfig = field(default_factory=PhysicsConfig)
 
     def __post_init__(self) -> None:
         names = self.joint_names
@@ -282,7 +300,21 @@ class PipelineConfig:
         if self.effort_label not in EFFORT_LABELS:
             raise ConfigError(f'effort_label: must be one of {EFFORT_LABELS}, '
                               f'got {self.effort_label!r}')
+        if not isinstance(self.physics, PhysicsConfig):
+            raise ConfigError('physics: expected a PhysicsConfig')
+        self.physics.validate()
         return self
+
+    @property
+    def predictor_labels(self) -> tuple[str, ...]:
+        """What each network's prediction is, for people: ``rnea+lstm`` for the residual one."""
+        return tuple(f'{self.physics.prior}+{n}' if n == self.residual_network else n
+                     for n in self.network_names)
+
+    @property
+    def residual_network(self) -> str | None:
+        """The network that learns ``tau - tau_prior`` (the primary one) when a prior is on."""
+        return self.network_names[0] if self.physics.enabled else None
 
     # ------------------------------------------------------------------ from node parameters
     @classmethod
@@ -391,7 +423,23 @@ class PipelineConfig:
         # the second network's options matter only when it runs (networks(), validate())
         second_options = options(second, second_hidden or hidden) \
             if dual and second in MODEL_KINDS else {}
-        config = cls(joint_names=names, filter=filt, learner=learner,
+        def vector(name: str, size: int) -> tuple[float, ...]:
+            v = _float_tuple(name, p[name])
+            if v is None or len(v) != size:
+                raise ConfigError(f'{name}: need {size} numbers, got {p[name]!r}')
+            return v
+
+        physics = PhysicsConfig(
+            prior=string('prior'),
+            urdf=load_urdf_text(string('robot_description'), string('urdf_path')),
+            payload_mass_kg=number('payload_mass_kg'), payload_com=vector('payload_com', 3),
+            gravity=vector('gravity', 3), identify=boolean('identify'),
+            identification_memory_s=number('identification_memory_s'),
+            identification_regularization=number('identification_regularization'),
+            coulomb_velocity=number('coulomb_velocity'),
+            residual_trust_distance=number('residual_trust_distance'),
+            feedforward_mode=string('feedforward_mode'))
+        config = cls(joint_names=names, filter=filt, learner=learner, physics=physics,
                      dual_enabled=dual, second_model=second,
                      second_model_options=second_options, dual_window=integer('dual_window'),
                      dual_hysteresis=number('dual_hysteresis'),
@@ -542,8 +590,7 @@ class ThreadTrainer:
                 if chunk:
                     W = np.stack([c[0] for c in chunk])
                     T = np.stack([c[1] for c in chunk])
-                    for lr in self.learners.values():
-                        lr.learn_many(W, T)
+                    learn_chunk(self.learners, W, T)
                     worked = True
                 else:
                     for lr in self.learners.values():
@@ -565,7 +612,7 @@ class ThreadTrainer:
         if len(self._queue) == self._queue.maxlen:
             self.counters['dropped'] += 1
         self._queue.append((np.asarray(window, dtype=np.float64).copy(),
-                            np.asarray(tau, dtype=np.float64).reshape(-1).copy()))
+                            per_network_labels(tau, len(self.names), self.n_joints).copy()))
 
     def poll(self) -> dict | None:
         weights, self._weights = self._weights, None
@@ -669,9 +716,24 @@ class Pipeline:
         self.identifier = DualIdentifier(n, config.dual_window, config.dual_hysteresis,
                                          names=(self.names[0], self.names[-1]),
                                          min_samples=min(10, config.dual_window))
+        # the physics stage: prior + identification (prior: rnea), or only the model's gravity
+        # for feedforward_mode: minus_gravity
+        phys = config.physics
+        self.physics = PhysicsStage(phys, config.joint_names, seed=config.learner.seed) \
+            if phys.enabled or phys.feedforward_mode == 'minus_gravity' else None
+        self.residual = config.residual_network
+        self._minus_gravity = phys.feedforward_mode == 'minus_gravity'
+        self._prior_ok = False
+        self._physics_rate: float | None = None
+        self._state = None
+        self._labels_seen = 0                    # Welford of the labels (prior: target variance)
+        self._label_mean = np.zeros(n)
+        self._label_m2 = np.zeros(n)
         self._limits = np.asarray(config.torque_limits, dtype=np.float64) \
             if config.torque_limits is not None else np.full(n, np.inf)
         self._neg_limits = -self._limits
+        self._var_floor = np.where(np.isfinite(self._limits), np.square(1e-3 * self._limits),
+                                   1e-12)
         self._scale = np.asarray(config.effort_scale, dtype=np.float64) \
             if config.effort_scale is not None else None
         self._row = np.zeros(3 * n)
@@ -737,7 +799,7 @@ class Pipeline:
         except CheckpointError:
             self.counters['weight_load_errors'] += 1
             return
-        if primary_group and name == self.names[0]:
+        if primary_group and name == self.names[0] and self.residual is None:
             self._target_var = np.square(predictor.out_scaler.std.astype(np.float64))
 
     def refresh_weights(self) -> bool:
@@ -800,6 +862,53 @@ class Pipeline:
             + frac * ring[(newest - whole - 1) % size]
         return label if np.isfinite(label).all() else None
 
+    def _push(self, name: str, row: np.ndarray, defer: bool = False) -> np.ndarray | None:
+        """One network's prediction for ``row``: its streaming output, or -- for the residual
+        network -- the prior plus the trusted residual (the prior alone while the network has no
+        output yet; None if the prior failed on this sample)."""
+        y = self.predictors[name].push(row, defer=defer)
+        if name == self.residual:
+            return self.physics.combine(y) if self._prior_ok else None
+        return y
+
+    def _labels(self, label: np.ndarray) -> np.ndarray:
+        """What each network learns for ``label``: the residual network ``label - tau_prior``."""
+        if self.residual is None:
+            return label
+        res = label - self.physics.tau_prior
+        return np.stack((res, label)) if self.dual else res
+
+    def _learn_physics(self, state: Any, tau: np.ndarray | None) -> None:
+        """Identification, visited region, label statistics (off the latency path)."""
+        phys = self.physics
+        rate = self.estimator.rate_hz
+        if rate != self._physics_rate:
+            self._physics_rate = rate
+            phys.set_rate(rate)
+        if tau is None:
+            return
+        if self.residual is None and phys.begin(state.q, state.qd, state.qdd) is None:
+            return
+        phys.learn(state.q, state.qd, state.qdd, tau)
+        if self.residual is not None:            # the readiness score's scale: var(label)
+            k = self._labels_seen = self._labels_seen + 1
+            delta = tau - self._label_mean
+            self._label_mean += delta / k
+            self._label_m2 += delta * (tau - self._label_mean)
+            if k >= 2:       # floor: 0.1 % of the torque limit (a joint whose torque never
+                # changes must not turn a 1e-9 N m error into an nMSE of 1e6)
+                self._target_var = np.maximum(self._label_m2 / (k - 1), self._var_floor)
+
+    def feedforward(self, torque: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """The command for a predicted (clamped) ``torque`` at position ``q``:
+        ``feedforward_mode`` total -> the torque; minus_gravity -> torque - g(q) of the
+        identified model, clamped to ``torque_limits`` again."""
+        if not self._minus_gravity:
+            return torque
+        cmd = torque - self.physics.gravity(np.asarray(q, dtype=np.float64))
+        np.clip(cmd, self._neg_limits, self._limits, out=cmd)
+        return cmd
+
     def _reset_streams(self) -> None:
         self.finish()
         self._raw_tau_count = 0
@@ -840,6 +949,9 @@ class Pipeline:
             return None
         if self._label_delayed:
             self._record_effort(tau)                 # the label itself is made in finish()
+        self._state = state
+        if self.residual is not None:
+            self._prior_ok = self.physics.begin(state.q, state.qd, state.qdd) is not None
         row = self._row
         n = self.n
         row[:n] = state.q
@@ -857,7 +969,7 @@ class Pipeline:
             first = names
         for name in first:                               # before training on this sample
             # defer: only the read-out chain now, the other chains in finish()
-            preds[name] = self.predictors[name].push(row, defer=defer)
+            preds[name] = self._push(name, row, defer=defer)
         if len(first) == 1:
             candidate = preds[first[0]]
         else:
@@ -869,7 +981,7 @@ class Pipeline:
             # warming up or a non-finite prediction: every network now, the identifier decides
             for name in names:
                 if name not in preds:
-                    preds[name] = self.predictors[name].push(row)
+                    preds[name] = self._push(name, row)
             pa = preds[names[0]]
             pb = preds[names[1]] if self.dual else None
             if pa is None and pb is None:
@@ -909,7 +1021,7 @@ class Pipeline:
             if name in preds:                            # deferred chains of the fast path
                 self.predictors[name].complete()
             else:                                        # the networks the fast path skipped
-                preds[name] = self.predictors[name].push(self._row)
+                preds[name] = self._push(name, self._row)
         pa = preds[names[0]]
         pb = preds[names[1]] if self.dual else None
         ident = self.identifier
@@ -918,12 +1030,16 @@ class Pipeline:
                                pb if pb is not None else self._nan) if self.dual \
                 else ident.select(pa)
             out.uncertainty[:] = np.where(np.isfinite(sel.uncertainty), sel.uncertainty, 0.0)
+            if self.residual is not None and self._prior_ok:
+                np.maximum(out.uncertainty, self.physics.uncertainty(), out=out.uncertainty)
             out.std_a[:] = ident.std_a
             out.std_b[:] = ident.std_b
         self.windows.push(self._row)
         label = self._delayed_label() if self._label_delayed else tau
-        if label is not None and self.windows.full:
-            self._submit(self.windows.window(), label)
+        if label is not None and self.windows.full and (self.residual is None or self._prior_ok):
+            self._submit(self.windows.window(), self._labels(label))
+        if self.physics is not None:
+            self._learn_physics(self._state, tau)
         if tau is not None:
             if pa is not None and (pb is not None or not self.dual):
                 ident.update(pa, pb if self.dual else pa, tau)
@@ -1052,6 +1168,16 @@ class Pipeline:
             self.predictors[name].counters['nonfinite_outputs'] += nonfinite
             preds[name][~finite] = np.nan
             have[name] = finite
+        prior_unc = None
+        if self.residual is not None and m:       # prior + trusted residual, as _push
+            TP, trust, prior_rms = self.physics.predict_many(sb.q, sb.qd, sb.qdd)
+            net = preds[self.residual]
+            comb = TP.copy()
+            ok = have[self.residual]
+            comb[ok] += trust[ok, None] * net[ok]
+            preds[self.residual] = comb
+            have[self.residual] = np.isfinite(comb).all(axis=1)
+            prior_unc = (1.0 - trust)[:, None] * prior_rms[None, :]
         PA, ha = preds[name_a], have[name_a]
         PB, hb = (preds[name_b], have[name_b]) if dual else (PA, ha)
 
@@ -1080,6 +1206,8 @@ class Pipeline:
             torque = PA.copy()
             unc = SA.copy()
         unc[~np.isfinite(unc)] = 0.0
+        if prior_unc is not None:
+            np.maximum(unc, prior_unc, out=unc)
         np.clip(torque, -self._limits, self._limits, out=torque)
         finite_t = np.isfinite(torque).all(axis=1)
         c['dropped_nonfinite'] += int(np.count_nonzero(out_ok & ~finite_t))
@@ -1267,6 +1395,8 @@ class Pipeline:
             self._ref_last_stamp = float(stamp)
         row = np.concatenate(arrays)
         preds = [self.ref_predictors[name].push(row) for name in self.names]
+        if self.residual is not None:             # names[0]: prior + trusted residual
+            preds[0] = self.physics.evaluate(*arrays, preds[0])
         pa = preds[0]
         pb = preds[1] if self.dual else None
         if pa is None and pb is None:
@@ -1322,12 +1452,13 @@ class Pipeline:
             'recent_nmse': self._recent_nmse if math.isfinite(self._recent_nmse) else None,
             'scored': self._scored,
             'weights_version': self.weights_version,
-            'active': [self.names[int(i)] for i in self.identifier.active] if self.dual
-            else [self.names[0]] * self.n,
+            'active': [self.config.predictor_labels[int(i)] for i in self.identifier.active]
+            if self.dual else [self.config.predictor_labels[0]] * self.n,
             'rate_hz': self.estimator.rate_hz,
             'filter_delay_s': self.estimator.delay_s,
             'checkpoint_running': self._save_thread is not None,
             'backlog': len(self._backlog),
+            'physics': self.physics.stats() if self.physics is not None else None,
         }
 
     # ------------------------------------------------------------------ checkpoints

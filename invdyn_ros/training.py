@@ -2,7 +2,9 @@
 
 Both trainers own one :class:`~invdyn_ros.learner.OnlineLearner` per network name (e.g. ``{'lstm':
 ..., 'gru': ...}`` for the dual identifier), give every submitted sample to every learner and share
-one interface: ``submit(window, tau)``, ``poll() -> {name: weights} | None``, ``stats() -> {name:
+one interface: ``submit(window, tau)`` (``tau`` (n,): the same label for every network, or (k, n):
+one row per network in ``names`` order -- with a physics prior the residual network learns
+``tau - tau_prior`` while the black-box one learns ``tau``), ``poll() -> {name: weights} | None``, ``stats() -> {name:
 stats}``, ``save(path_prefix) -> {name: path}``, ``close()``; both are context managers.
 
 - :class:`InlineTrainer` learns synchronously inside ``submit`` (reproducible to the bit; used by the
@@ -77,6 +79,27 @@ def _check_networks(networks: Sequence[tuple[str, LearnerConfig]]) -> list[tuple
     return nets
 
 
+def per_network_labels(tau: Any, k: int, n: int) -> np.ndarray:
+    """``tau`` as (k, n) float32 (one label row per network); a (n,) label is repeated. Raises
+    ValueError for any other shape."""
+    t = np.asarray(tau, dtype=np.float32)
+    if t.shape == (n,):
+        return np.broadcast_to(t, (k, n))
+    if t.shape != (k, n):
+        raise ValueError(f'tau: expected ({n},) or ({k}, {n}), got {t.shape}')
+    return t
+
+
+def learn_chunk(learners: Mapping[str, OnlineLearner], windows: np.ndarray,
+                 taus: np.ndarray) -> None:
+    """``taus`` (B, k, n): learner i learns ``taus[:, i]``."""
+    if len(windows) == 0:
+        return
+    taus = np.asarray(taus)
+    for i, learner in enumerate(learners.values()):
+        learner.learn_many(windows, taus[:, i])
+
+
 def _build_learners(n_joints: int, nets: list[tuple[str, LearnerConfig]],
                     checkpoints: Mapping[str, str]) -> dict[str, OnlineLearner]:
     learners = {}
@@ -108,8 +131,12 @@ class InlineTrainer:
         if self._closed:
             return
         self.counters['submitted'] += 1
-        for learner in self.learners.values():
-            learner.learn_one(window, tau)
+        try:
+            labels = per_network_labels(tau, len(self.learners), self.n_joints)
+        except (TypeError, ValueError):
+            labels = [tau] * len(self.learners)      # each learner rejects and counts it
+        for learner, label in zip(self.learners.values(), labels):
+            learner.learn_one(window, label)
 
     def poll(self) -> dict[str, dict] | None:
         """Exported weights of every learner if any of them took a step since the last poll (the
@@ -191,8 +218,7 @@ def _worker_main(n_joints: int, nets: list[tuple[str, dict]], checkpoints: dict[
                             while True:
                                 windows, taus = samples_q.get_nowait()
                                 extra['received_chunks'] += 1
-                                for learner in learners.values():
-                                    learner.learn_many(windows, taus)
+                                learn_chunk(learners, windows, taus)
                         except queue.Empty:
                             pass
                         try:
@@ -212,8 +238,7 @@ def _worker_main(n_joints: int, nets: list[tuple[str, dict]], checkpoints: dict[
                 windows, taus = samples_q.get_nowait()
                 got = True
                 extra['received_chunks'] += 1
-                for learner in learners.values():
-                    learner.learn_many(windows, taus)
+                learn_chunk(learners, windows, taus)
             except queue.Empty:
                 pass
             # 3. spare time: an extra step for the learner furthest below the steps/sample cap
@@ -419,11 +444,11 @@ class ProcessTrainer:
         self.counters['submitted'] += 1
         try:
             w = np.asarray(window, dtype=np.float32)
-            t = np.asarray(tau, dtype=np.float32).reshape(-1)
+            t = per_network_labels(tau, len(self.names), self.n_joints)
         except (TypeError, ValueError):
             self.counters['rejected'] += 1
             return
-        if w.shape != (self.window, 3 * self.n_joints) or t.shape != (self.n_joints,) \
+        if w.shape != (self.window, 3 * self.n_joints) \
                 or not (np.isfinite(w).all() and np.isfinite(t).all()):
             self.counters['rejected'] += 1
             return

@@ -1,0 +1,127 @@
+"""Online identification of the physics prior's parameters (off the latency path).
+
+The model's torque is linear in its parameters, ``tau = Y(q, qd, qdd) @ theta``
+(:meth:`physics.RobotModel.regressor`: 10 inertial parameters per body, viscous / Coulomb / offset
+per joint). :class:`OnlineIdentification` fits ``theta`` by exponentially weighted ridge
+regression toward the URDF's nominal values ``theta0``::
+
+    theta = argmin  sum_k lambda^(N-k) (|Y_k theta - tau_k|^2 + rho * sum_i ((theta_i - theta0_i) / s_i)^2)
+
+with the sufficient statistics updated per sample (``A <- lambda A + Y'Y``, ``b <- lambda b + Y'tau``)
+and the normal equations solved every ``solve_every`` samples. ``lambda = 1 - 1 / (memory_s * rate)``:
+the fit forgets with a time constant of ``memory_s`` seconds, so it follows a payload change within a
+few time constants, while the regularization (``rho``, constant, never forgotten, so there is no
+covariance wind-up) keeps directions the motion does not excite at their nominal values instead of
+letting them drift. ``s_i`` is the parameter's own scale (:attr:`RobotModel.param_scale`), so ``rho``
+prices *relative* deviations: a parameter 100 % off its nominal value costs as much as ``rho`` (N m)²
+of squared torque error on every sample. The penalty is weighted like the data, so the balance
+between data and prior is the same after 10 samples and after 10 hours.
+
+Unlike recursive least squares, nothing here can become indefinite: ``A + R`` is positive definite
+by construction, and a solve that fails (or gives a non-finite result) keeps the previous parameters
+(counted).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .physics import PhysicsPrior
+
+__all__ = ['OnlineIdentification']
+
+
+class OnlineIdentification:
+    """Fits a :class:`PhysicsPrior`'s parameters from labelled samples (see module docstring).
+
+    ``update(q, qd, qdd, tau)`` adds one sample (a (n,) state and its measured torque); every
+    ``solve_every`` samples the new parameters go into ``prior.set_parameters``.
+    ``rate_hz`` sets the forgetting factor from ``memory_s``; :meth:`set_rate` changes it (the
+    estimator measures the rate only after the first samples).
+    """
+
+    def __init__(self, prior: PhysicsPrior, memory_s: float = 5.0, regularization: float = 0.1,
+                 rate_hz: float = 1000.0, solve_every: int = 50) -> None:
+        self.prior = prior
+        robot = prior.robot
+        self.memory_s = float(memory_s)
+        self.theta0 = robot.theta0.copy()
+        p = robot.n_params
+        self._r_unit = 1.0 / np.square(robot.param_scale)
+        self.regularization = float(regularization)
+        self._A = np.zeros((p, p))
+        self._b = np.zeros(p)
+        self._weight = 0.0                     # sum of lambda^(N-k): the effective sample count
+        self.solve_every = int(solve_every)
+        self._since_solve = 0
+        self.lam = 1.0
+        self.set_rate(rate_hz)
+        self.counters = {'samples': 0, 'solves': 0, 'solve_failures': 0, 'rejected': 0}
+
+    def set_rate(self, rate_hz: float) -> None:
+        if rate_hz and math.isfinite(rate_hz) and rate_hz > 0:
+            self.lam = 1.0 - 1.0 / max(2.0, self.memory_s * float(rate_hz))
+
+    def update(self, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray, tau: np.ndarray) -> bool:
+        """Add one sample; returns True when new parameters were just set."""
+        if not (np.isfinite(tau).all() and np.isfinite(q).all() and np.isfinite(qd).all()
+                and np.isfinite(qdd).all()):
+            self.counters['rejected'] += 1
+            return False
+        Y = self.prior.regressor(q, qd, qdd)
+        lam = self.lam
+        A, b = self._A, self._b
+        A *= lam
+        A += Y.T @ Y
+        b *= lam
+        b += Y.T @ tau
+        self._weight = lam * self._weight + 1.0
+        self.counters['samples'] += 1
+        self._since_solve += 1
+        if self._since_solve >= self.solve_every:
+            self._since_solve = 0
+            return self.solve()
+        return False
+
+    def solve(self) -> bool:
+        """Solve the normal equations now and set the prior's parameters; False if it failed."""
+        R = (self.regularization * max(self._weight, 1.0)) * self._r_unit
+        try:
+            theta = np.linalg.solve(self._A + np.diag(R), self._b + R * self.theta0)
+        except np.linalg.LinAlgError:
+            self.counters['solve_failures'] += 1
+            return False
+        if not np.isfinite(theta).all():
+            self.counters['solve_failures'] += 1
+            return False
+        self.prior.set_parameters(theta)
+        self.counters['solves'] += 1
+        return True
+
+    @property
+    def effective_samples(self) -> float:
+        return self._weight
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain arrays (checkpoint): the statistics and the current parameters."""
+        return {'A': self._A.copy(), 'b': self._b.copy(), 'weight': self._weight,
+                'theta': np.array(self.prior.theta), 'theta0': self.theta0.copy()}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        """Resume from :meth:`state_dict`; raises ValueError if it belongs to another model."""
+        theta0 = np.asarray(d['theta0'], dtype=np.float64)
+        if theta0.shape != self.theta0.shape:
+            raise ValueError(f'identification state has {theta0.size} parameters, '
+                             f'this model {self.theta0.size}')
+        A = np.asarray(d['A'], dtype=np.float64)
+        b = np.asarray(d['b'], dtype=np.float64)
+        theta = np.asarray(d['theta'], dtype=np.float64)
+        if A.shape != self._A.shape or b.shape != self._b.shape or \
+                not (np.isfinite(A).all() and np.isfinite(b).all() and np.isfinite(theta).all()):
+            raise ValueError('identification state: wrong shapes or non-finite values')
+        self._A[:] = A
+        self._b[:] = b
+        self._weight = float(d.get('weight', 0.0))
+        self.prior.set_parameters(theta)

@@ -1,0 +1,103 @@
+"""identification.py: recovers a simulated arm's parameters from exciting motion, follows a payload
+change, and stays at the URDF's values where the motion says nothing."""
+import numpy as np
+import pytest
+
+from invdyn_ros.identification import OnlineIdentification
+from invdyn_ros.physics import PhysicsPrior, RobotModel, perturbed_urdf_model
+from invdyn_ros.sim.arm import ArmConfig, SimulatedArm, find_robot_urdf
+from invdyn_ros.sim.trajectory import FourierTrajectory
+
+UR5 = ['shoulder_pan_joint', 'shoulder_lift_joint', 'elbow_joint', 'wrist_1_joint',
+       'wrist_2_joint', 'wrist_3_joint']
+RATE = 100.0
+
+
+def motion(seed, seconds, rate=RATE, **kw):
+    traj = FourierTrajectory(6, seed=seed, **kw)
+    t = np.arange(0.0, seconds, 1.0 / rate)
+    return traj.sample(t)
+
+
+def true_torque(arm, q, qd, qdd):
+    return np.array([arm.rnea(a, b, c) for a, b, c in zip(q, qd, qdd)])
+
+
+def nmse(pred, tau):
+    return float(np.mean(np.mean((pred - tau) ** 2, axis=0) / np.var(tau, axis=0)))
+
+
+@pytest.fixture(scope='module')
+def arm():
+    return SimulatedArm(ArmConfig(payload_kg=2.0, friction_eps=0.05))
+
+
+def test_recovers_the_true_arm_from_a_wrong_urdf_and_predicts_unseen_motion(arm):
+    robot = RobotModel(perturbed_urdf_model(find_robot_urdf('ur5').read_text(), 0.25, 1), UR5)
+    prior = PhysicsPrior(robot)
+    ident = OnlineIdentification(prior, memory_s=30.0, regularization=0.01, rate_hz=RATE)
+    q, qd, qdd = motion(0, 30.0)
+    tau = true_torque(arm, q, qd, qdd)
+    q2, qd2, qdd2 = motion(5, 10.0)          # another trajectory: scored, never learned
+    tau2 = true_torque(arm, q2, qd2, qdd2)
+    before = nmse(prior.predict_many(q2, qd2, qdd2), tau2)
+    for i in range(len(q)):
+        ident.update(q[i], qd[i], qdd[i], tau[i])
+    after = nmse(prior.predict_many(q2, qd2, qdd2), tau2)
+    assert before > 0.2                      # +-25 % masses, no payload, no friction
+    assert after < 0.01 < before / 50
+    assert ident.counters['solves'] > 0 and ident.counters['solve_failures'] == 0
+    # the friction it found is the arm's (the simulator's Coulomb term has the same shape)
+    fr = robot.friction_parameters(prior.theta)
+    np.testing.assert_allclose(fr[:3, 1], arm.coulomb[:3], rtol=0.2)
+    np.testing.assert_allclose(fr[:3, 0], arm.viscous[:3], rtol=0.3, atol=0.2)
+
+
+def test_follows_a_payload_change_within_a_few_memory_constants(arm):
+    robot = RobotModel(find_robot_urdf('ur5').read_text(), UR5)
+    prior = PhysicsPrior(robot)
+    ident = OnlineIdentification(prior, memory_s=2.0, regularization=0.01, rate_hz=RATE)
+    q, qd, qdd = motion(2, 40.0)
+    light = arm.with_config(payload_kg=0.0)
+    heavy = arm.with_config(payload_kg=4.0)
+    half = len(q) // 2
+    tau = np.concatenate((true_torque(light, q[:half], qd[:half], qdd[:half]),
+                          true_torque(heavy, q[half:], qd[half:], qdd[half:])))
+    err = np.zeros(len(q))
+    for i in range(len(q)):
+        err[i] = np.sqrt(np.mean((prior.predict(q[i], qd[i], qdd[i]) - tau[i]) ** 2))
+        ident.update(q[i], qd[i], qdd[i], tau[i])
+    settled = err[half - 200:half].mean()
+    jump = err[half:half + 20].mean()
+    after = err[half + int(10 * RATE):half + int(12 * RATE)].mean()    # 10 s after the change
+    assert jump > 5 * settled
+    assert after < max(1.5 * settled, 0.1 * jump)
+
+
+def test_unexcited_parameters_stay_at_the_urdf_values():
+    robot = RobotModel(find_robot_urdf('ur5').read_text(), UR5)
+    prior = PhysicsPrior(robot)
+    ident = OnlineIdentification(prior, memory_s=5.0, regularization=0.01, rate_hz=RATE)
+    q0 = np.array([0.1, -1.2, 1.0, -1.4, -1.5, 0.2])
+    # the arm held still: only gravity is seen, dynamics and friction are not excited
+    tau = prior.predict(q0, np.zeros(6), np.zeros(6))
+    for _ in range(500):
+        ident.update(q0, np.zeros(6), np.zeros(6), tau)
+    assert np.abs(prior.theta - robot.theta0).max() < 1e-6 * np.abs(robot.theta0).max() + 1e-9
+
+
+def test_bad_samples_are_rejected_and_state_round_trips():
+    robot = RobotModel(find_robot_urdf('ur5').read_text(), UR5)
+    prior = PhysicsPrior(robot)
+    ident = OnlineIdentification(prior, rate_hz=RATE, solve_every=5)
+    q, qd, qdd = motion(1, 1.0)
+    assert not ident.update(q[0], qd[0], qdd[0], np.full(6, np.nan))
+    assert ident.counters['rejected'] == 1
+    for i in range(20):
+        ident.update(q[i], qd[i], qdd[i], prior.predict(q[i], qd[i], qdd[i]) + 1.0)
+    other = OnlineIdentification(PhysicsPrior(robot), rate_hz=RATE)
+    other.load_state_dict(ident.state_dict())
+    np.testing.assert_array_equal(other.prior.theta, prior.theta)
+    small = RobotModel(find_robot_urdf('ur5').read_text(), UR5[:5])
+    with pytest.raises(ValueError):
+        OnlineIdentification(PhysicsPrior(small)).load_state_dict(ident.state_dict())

@@ -1,0 +1,125 @@
+"""physics.py: the URDF model, the RNEA prior, gravity and the regressor against Pinocchio itself."""
+import numpy as np
+import pinocchio as pin
+import pytest
+
+from invdyn_ros.errors import ConfigError
+from invdyn_ros.physics import (PhysicsConfig, PhysicsPrior, RobotModel, load_urdf_text,
+                                perturbed_urdf_model)
+from invdyn_ros.sim.arm import find_robot_urdf
+
+UR5 = ['shoulder_pan_joint', 'shoulder_lift_joint', 'elbow_joint', 'wrist_1_joint',
+       'wrist_2_joint', 'wrist_3_joint']
+PANDA = [f'panda_joint{i}' for i in range(1, 8)]
+
+
+def urdf(robot='ur5'):
+    return find_robot_urdf(robot).read_text()
+
+
+def panda_urdf():
+    return (find_robot_urdf('ur5').parents[2] / 'panda_description' / 'urdf' /
+            'panda.urdf').read_text()
+
+
+def states(n, k=5, seed=0):
+    rng = np.random.default_rng(seed)
+    return [tuple(rng.normal(size=(3, n))) for _ in range(k)]
+
+
+def test_prior_equals_pinocchio_rnea_on_known_states():
+    model = pin.buildModelFromXML(urdf())
+    data = model.createData()
+    prior = PhysicsPrior(RobotModel(urdf(), UR5))
+    for q, qd, qdd in states(6):
+        np.testing.assert_allclose(prior.predict(q, qd, qdd), pin.rnea(model, data, q, qd, qdd),
+                                   rtol=1e-12, atol=1e-10)
+        np.testing.assert_allclose(prior.gravity(q), pin.computeGeneralizedGravity(model, data, q),
+                                   rtol=1e-12, atol=1e-10)
+
+
+def test_joint_order_is_the_configured_one_not_the_urdf_one():
+    order = [3, 0, 5, 1, 4, 2]
+    names = [UR5[i] for i in order]
+    ref = PhysicsPrior(RobotModel(urdf(), UR5))
+    shuffled = PhysicsPrior(RobotModel(urdf(), names))
+    assert not shuffled.robot.identity
+    for q, qd, qdd in states(6):
+        expected = ref.predict(q, qd, qdd)[order]
+        np.testing.assert_allclose(shuffled.predict(q[order], qd[order], qdd[order]), expected,
+                                   atol=1e-10)
+        np.testing.assert_allclose(shuffled.gravity(q[order]), ref.gravity(q)[order], atol=1e-10)
+        Y = shuffled.regressor(q[order], qd[order], qdd[order])
+        np.testing.assert_allclose(Y @ shuffled.theta, expected, atol=1e-10)
+
+
+def test_regressor_is_linear_form_of_the_prior_for_any_parameters():
+    robot = RobotModel(urdf(), UR5)
+    prior = PhysicsPrior(robot)
+    rng = np.random.default_rng(3)
+    theta = robot.theta0 * (1 + 0.4 * rng.uniform(-1, 1, robot.n_params))
+    theta[robot.n_inertial:] = rng.normal(size=3 * robot.n)      # friction and offsets
+    prior.set_parameters(theta)
+    for q, qd, qdd in states(6):
+        np.testing.assert_allclose(prior.regressor(q, qd, qdd) @ theta,
+                                   prior.predict(q, qd, qdd), atol=1e-9)
+    fr = robot.friction_parameters(theta)
+    q, qd, qdd = states(6)[0]
+    # friction terms as documented: viscous * qd + coulomb * tanh(qd / v_c) + offset
+    base = PhysicsPrior(robot)
+    no_friction = theta.copy()
+    no_friction[robot.n_inertial:] = 0.0
+    base.set_parameters(no_friction)
+    np.testing.assert_allclose(prior.predict(q, qd, qdd) - base.predict(q, qd, qdd),
+                               fr[:, 0] * qd + fr[:, 1] * np.tanh(qd / 0.05) + fr[:, 2],
+                               atol=1e-9)
+
+
+def test_other_movable_joints_are_locked_and_a_payload_adds_gravity():
+    robot = RobotModel(panda_urdf(), PANDA)
+    assert robot.model.nv == 7                         # the two finger joints are locked
+    heavy = PhysicsPrior(RobotModel(panda_urdf(), PANDA, payload_mass_kg=2.0,
+                                    payload_com=(0.0, 0.0, 0.1)))
+    light = PhysicsPrior(robot)
+    q = np.array([0.0, -0.3, 0.0, -2.0, 0.0, 1.8, 0.8])
+    dg = heavy.gravity(q) - light.gravity(q)
+    assert np.abs(dg[:4]).max() > 1.0                  # 2 kg at the flange: N m on the big joints
+    assert heavy.robot.theta0[10 * 6] == pytest.approx(light.robot.theta0[10 * 6] + 2.0)
+
+
+def test_a_joint_missing_from_the_urdf_is_a_config_error_naming_it():
+    with pytest.raises(ConfigError, match='lbr_A7'):
+        RobotModel(urdf(), UR5[:5] + ['lbr_A7'])
+    with pytest.raises(ConfigError, match='robot_description'):
+        RobotModel('<robot name="x"><link name=', UR5)
+
+
+def test_config_needs_a_urdf_for_the_prior_and_for_minus_gravity():
+    with pytest.raises(ConfigError, match='robot_description'):
+        PhysicsConfig(prior='rnea').validate()
+    with pytest.raises(ConfigError, match='minus_gravity'):
+        PhysicsConfig(feedforward_mode='minus_gravity').validate()
+    with pytest.raises(ConfigError, match='prior'):
+        PhysicsConfig(prior='magic', urdf='x').validate()
+    PhysicsConfig().validate()                         # none / total: no model needed
+
+
+def test_load_urdf_text(tmp_path):
+    f = tmp_path / 'r.urdf'
+    f.write_text('<robot/>')
+    assert load_urdf_text('', str(f)) == '<robot/>'
+    assert load_urdf_text('<robot name="a"/>', str(f)) == '<robot name="a"/>'
+    assert load_urdf_text('', '') is None
+    with pytest.raises(ConfigError, match='urdf_path'):
+        load_urdf_text('', str(tmp_path / 'missing.urdf'))
+
+
+def test_perturbed_urdf_changes_masses_within_bounds_and_keeps_kinematics():
+    a = RobotModel(urdf(), UR5)
+    b = RobotModel(perturbed_urdf_model(urdf(), 0.25, seed=1), UR5)
+    ma, mb = a.body_parameters(a.theta0)[:, 0], b.body_parameters(b.theta0)[:, 0]
+    ratio = mb / ma
+    assert np.all(np.abs(ratio - 1) <= 0.25 + 1e-9) and np.any(np.abs(ratio - 1) > 0.02)
+    for i in range(1, a.model.njoints):
+        np.testing.assert_allclose(a.model.jointPlacements[i].homogeneous,
+                                   b.model.jointPlacements[i].homogeneous)
