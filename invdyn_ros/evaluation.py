@@ -75,7 +75,14 @@ __all__ = ['NETWORK_MODELS', 'BASELINE_MODELS', 'MODELS', 'PROTOCOLS', 'DEFAULT_
 
 NETWORK_MODELS: tuple[str, ...] = ('lstm', 'gru', 'mlp', 'va_sta_reslstm')
 BASELINE_MODELS: tuple[str, ...] = ('naive', 'gp')
-MODELS: tuple[str, ...] = NETWORK_MODELS + ('gp', 'naive', 'dual')
+#: need the robot model (``urdf_path`` / ``robot_description``): the URDF's nominal model
+#: (``rnea``), the model with parameters identified on the training part (``identified``), and
+#: each network learning the residual of the identified model (``residual_<network>``). With a
+#: URDF, ``dual`` is the physics + residual network beside the black-box second network.
+PHYSICS_MODELS: tuple[str, ...] = ('rnea', 'identified')
+RESIDUAL_MODELS: tuple[str, ...] = tuple(f'residual_{m}' for m in NETWORK_MODELS)
+MODELS: tuple[str, ...] = NETWORK_MODELS + ('gp', 'naive', 'dual') + PHYSICS_MODELS + \
+    RESIDUAL_MODELS
 PROTOCOLS: tuple[str, ...] = ('split', 'prequential')
 
 #: Extra passes over the replay buffer after the training stream (split protocol). Measured on
@@ -504,11 +511,19 @@ def _pipeline_params(base: Mapping[str, Any], model: str, joint_names: Sequence[
     params = dict(base)
     params['joint_names'] = list(joint_names)
     params['seed'] = int(seed)
+    has_urdf = bool(params.get('robot_description') or params.get('urdf_path'))
     if model == 'dual':
         params['dual_enabled'] = True
-    else:
+        if has_urdf and params.get('prior', 'none') == 'none':
+            params['prior'] = 'rnea'
+    elif model in RESIDUAL_MODELS:
+        params['model'] = model[len('residual_'):]
+        params['dual_enabled'] = False
+        params['prior'] = 'rnea'
+    else:                                   # a black-box network: no prior
         params['model'] = model
         params['dual_enabled'] = False
+        params['prior'] = 'none'
     return params
 
 
@@ -726,6 +741,9 @@ def evaluate(samples_or_recording: Any, models: str | Iterable[str] = ('naive', 
         if model in BASELINE_MODELS:
             pred, tr_s, pr_s, det = _run_baseline(model, ref, protocol, train_mask, gp_samples,
                                                   gp_refit_every, seed, progress)
+        elif model in PHYSICS_MODELS:
+            pred, tr_s, pr_s, det = _run_physics(model, ref, protocol, train_mask, params,
+                                                 stream.joint_names, seed)
         else:
             run = _run_network(model, stream, params, protocol, n_train, epochs, seed, progress)
             runs[model] = run
@@ -820,6 +838,43 @@ def evaluate(samples_or_recording: Any, models: str | Iterable[str] = ('naive', 
         source=source, params=jsonable(params), series=series)
     report.wall_seconds = time.perf_counter() - wall0
     return report
+
+
+def _run_physics(model: str, ref: ReferenceStates, protocol: str, train_mask: np.ndarray,
+                 params: Mapping[str, Any], joint_names: Sequence[str], seed: int
+                 ) -> tuple[np.ndarray, float, float, dict]:
+    """rnea / identified on the estimator's states: the pipeline's own physics stage
+    (``residual.PhysicsStage``); ``identified`` learns on the training part (split) or on every
+    sample after predicting it (prequential), like the pipeline."""
+    from invdyn_ros.pipeline import PipelineConfig
+    from invdyn_ros.residual import PhysicsStage
+
+    config = PipelineConfig.from_params(_pipeline_params(params, 'residual_lstm', joint_names,
+                                                         seed))
+    phys = dataclasses.replace(config.physics, identify=model == 'identified')
+    stage = PhysicsStage(phys, config.joint_names, seed=seed)
+    stage.set_rate(1.0 / float(np.median(np.diff(ref.t[ref.valid])))
+                   if ref.valid.sum() > 2 else None)
+    N, n = ref.tau.shape
+    pred = np.full((N, n), np.nan)
+    q, qd, qdd = ref.X[:, :n], ref.X[:, n:2 * n], ref.X[:, 2 * n:]
+    t0 = time.perf_counter()
+    learn_rows = ref.labeled & (train_mask if protocol == 'split' else True)
+    for i in np.flatnonzero(ref.valid):
+        tp = stage.begin(q[i], qd[i], qdd[i])
+        if protocol == 'prequential' and tp is not None:
+            pred[i] = tp
+        if learn_rows[i] and tp is not None:
+            stage.learn(q[i], qd[i], qdd[i], ref.tau[i])
+    t1 = time.perf_counter()
+    if protocol == 'split':
+        test = ref.valid & ~train_mask
+        pred[test] = stage.prior.predict_many(q[test], qd[test], qdd[test])
+    t2 = time.perf_counter()
+    det = {'parameters': stage.prior.report()}
+    if stage.identification is not None:
+        det['identification'] = dict(stage.identification.counters)
+    return pred, t1 - t0, t2 - t1, det
 
 
 def _run_baseline(model: str, ref: ReferenceStates, protocol: str, train_mask: np.ndarray,

@@ -91,7 +91,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectoryPoint
 
 from invdyn_ros import kernels
-from invdyn_ros.errors import CheckpointError, ConfigError, InvdynError
+from invdyn_ros.errors import CheckpointError, ConfigError, InvdynError, TrainerError
 from invdyn_ros.pipeline import (NODE_ONLY_PARAMETERS, PIPELINE_PARAMETERS, TRAINER_KINDS,
                                  Pipeline, PipelineConfig, checkpoint_files, make_trainer)
 from invdyn_ros.serialized import SerializedJointState
@@ -171,6 +171,31 @@ PARAMETER_DOCS: dict[str, tuple[Any, str]] = {
                              'that runs the callbacks); 0 = normal scheduling. Needs '
                              'CAP_SYS_NICE or an rtprio limit; if refused the node warns and '
                              'runs normally'),
+    'prior': ('none', 'physics prior: none (black-box networks only) | rnea (the URDF model with '
+                      'online-identified parameters; the primary network learns the residual, '
+                      'the second network stays black-box)'),
+    'robot_description': ('', 'the URDF as XML text (as robot_state_publisher\'s parameter); '
+                              'wins over urdf_path. Neither set and a model needed: the node '
+                              'waits for the robot_description topic (transient local)'),
+    'urdf_path': ('', 'URDF file of the robot (used when robot_description is empty)'),
+    'payload_mass_kg': (0.0, 'known tool / payload mass at the last joint (kg)'),
+    'payload_com': ([0.0, 0.0, 0.0], 'its centre of mass in the last joint\'s frame (m)'),
+    'gravity': ([0.0, 0.0, -9.81], 'gravity in the URDF base frame (m/s^2; a wall or ceiling '
+                                   'mount differs)'),
+    'identify': (True, 'identify the model\'s inertial and friction parameters online'),
+    'identification_memory_s': (5.0, 'time constant of the identification\'s forgetting (s): '
+                                     'how fast it follows a payload change'),
+    'identification_regularization': (0.01, 'pull toward the URDF\'s nominal parameters '
+                                            '((N m)^2 per squared relative deviation)'),
+    'coulomb_velocity': (0.05, 'velocity scale (rad/s) of the smooth Coulomb friction sign'),
+    'residual_trust_distance': (0.5, 'distance (std of the visited states) beyond which the '
+                                     'learned residual fades toward the physics model'),
+    'feedforward_mode': ('total', 'what ~/feedforward carries: total (the predicted torque) | '
+                                  'minus_gravity (predicted torque minus the model\'s gravity '
+                                  'torque: for KUKA FRI, UR direct torque and Franka torque '
+                                  'interfaces, which add their own gravity compensation)'),
+    'robot_description_timeout_s': (0.0, 'give up waiting for the robot_description topic '
+                                         'after this long (s; exit code 1); 0 = wait forever'),
 }
 assert set(PARAMETER_DOCS) == \
     (set(PIPELINE_PARAMETERS) | set(NODE_ONLY_PARAMETERS)) - {'use_sim_time'}
@@ -231,6 +256,10 @@ class InvdynNode(Node):
         kwargs.setdefault('automatically_declare_parameters_from_overrides', True)
         super().__init__(kwargs.pop('node_name', NODE_NAME), **kwargs)
         self.params = self._read_parameters()
+        if self._needs_robot_model(self.params):
+            self.params['robot_description'] = self._wait_for_robot_description(
+                _positive('robot_description_timeout_s', self.params['robot_description_timeout_s'],
+                          allow_zero=True))
         self.config = PipelineConfig.from_params(self.params)
         if self.config.torque_limits is None:
             raise ConfigError('torque_limits: required (one |torque| limit in N m per joint): '
@@ -298,7 +327,7 @@ class InvdynNode(Node):
         self._ff.layout.dim = [MultiArrayDimension(label='joint', size=n, stride=n)]
         self._zeros = _farray(np.zeros(n))
         self._id_msg = Float64MultiArray()
-        a, b = self.config.network_names[0], self.config.network_names[-1]
+        a, b = self.config.predictor_labels[0], self.config.predictor_labels[-1]
         self._id_msg.layout.dim = [
             MultiArrayDimension(label=f'active,std_{a},std_{b}', size=3, stride=3 * n),
             MultiArrayDimension(label=','.join(self.joint_names), size=n, stride=n)]
@@ -329,12 +358,64 @@ class InvdynNode(Node):
         if self.checkpoint_path and self.checkpoint_period_s > 0:
             self.create_timer(self.checkpoint_period_s, self._on_checkpoint_timer)
         log.info(f'{n} joints {list(self.joint_names)}, networks '
-                 f'{list(self.config.network_names)}, window {self.config.learner.window}, '
+                 f'{list(self.config.predictor_labels)}, prior {self.config.physics.prior}, '
+                 f'feedforward {self.config.physics.feedforward_mode}, window {self.config.learner.window}, '
                  f'trainer {self.trainer_kind}, fast path {FAST_PATH}, checkpoint '
                  f'{self.checkpoint_path or "(none)"}; publishing zeros until ready '
                  f'(nMSE < {self.config.ready_nmse})')
 
     # ------------------------------------------------------------------ set-up
+    @staticmethod
+    def _needs_robot_model(p: dict[str, Any]) -> bool:
+        """A prior or minus_gravity is asked for, and neither robot_description nor urdf_path
+        is set: the model has to come from the topic."""
+        wanted = p.get('prior', 'none') != 'none' or p.get('feedforward_mode') == 'minus_gravity'
+        given = any(isinstance(p.get(k), str) and p[k].strip()
+                    for k in ('robot_description', 'urdf_path'))
+        return wanted and not given
+
+    def _wait_for_robot_description(self, timeout_s: float) -> str:
+        """The URDF from the ``robot_description`` topic (std_msgs/String, transient local, as
+        robot_state_publisher publishes it; relative, so it follows the node's namespace and can
+        be remapped). Warns every 5 s while waiting; a stop request ends the wait
+        (:class:`TrainerError`, handled by main as a stop during start-up)."""
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import DurabilityPolicy
+        from std_msgs.msg import String
+
+        got: list[str] = []
+        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                         history=HistoryPolicy.KEEP_LAST)
+        sub = self.create_subscription(String, 'robot_description',
+                                       lambda msg: got.append(msg.data), qos)
+        topic = self.resolve_topic_name('robot_description')
+        executor = SingleThreadedExecutor(context=self.context)
+        executor.add_node(self)
+        t0 = last_warn = time.monotonic()
+        try:
+            while not got or not got[-1].strip():
+                if self._abort is not None and self._abort.is_set():
+                    raise TrainerError('stopped while waiting for the robot description')
+                executor.spin_once(timeout_sec=0.1)
+                now = time.monotonic()
+                if timeout_s and now - t0 > timeout_s:
+                    raise InvdynError(f'no robot description on {topic} within {timeout_s} s '
+                                      '(set robot_description or urdf_path, or start '
+                                      'robot_state_publisher)')
+                if now - last_warn >= 5.0:
+                    last_warn = now
+                    self.get_logger().warning(
+                        f'prior / feedforward_mode need the robot model: waiting for {topic} '
+                        f'(std_msgs/String, transient local) for {now - t0:.0f} s; set '
+                        'robot_description or urdf_path to skip')
+        finally:
+            executor.remove_node(self)
+            executor.shutdown()
+            self.destroy_subscription(sub)
+        self.get_logger().info(f'robot description received on {topic} ({len(got[-1])} bytes)')
+        return got[-1]
+
     def _read_parameters(self) -> dict[str, Any]:
         """All parameters as a plain dict; unknown names in the overrides are a ConfigError."""
         known = set(PARAMETER_DOCS)
@@ -515,7 +596,8 @@ class InvdynNode(Node):
             self.counters['outputs'] += 1
             if t_in - self._ref_time >= self.stale_timeout_s:   # no fresh reference
                 if out.ready:
-                    self._publish_ff(_farray(out.torque), 'feedforward_measured')
+                    self._publish_ff(_farray(pipeline.feedforward(out.torque, out.q)),
+                                     'feedforward_measured')
                 else:
                     self._publish_ff(self._zeros, 'feedforward_zero')
             pipeline.finish()
@@ -562,7 +644,8 @@ class InvdynNode(Node):
                 return                      # invalid (counted by the pipeline) or warming up
             self._ref_time = t_in
             if self.pipeline.ready and t_in - self._last_output < self.stale_timeout_s:
-                self._publish_ff(_farray(torque), 'feedforward_reference')
+                self._publish_ff(_farray(self.pipeline.feedforward(torque, msg.positions)),
+                                 'feedforward_reference')
             else:
                 self._publish_ff(self._zeros, 'feedforward_zero')
         except Exception as exc:  # noqa: BLE001
@@ -714,6 +797,23 @@ class InvdynNode(Node):
             ('trainer_error', stats['trainer_error'] or ''),
             ('checkpoint', getattr(self, '_last_checkpoint', 'none yet')),
         ]
+        phys = stats.get('physics')
+        values.append(('prior', self.config.physics.prior))
+        values.append(('feedforward_mode', self.config.physics.feedforward_mode))
+        if phys:
+            par = phys['parameters']
+            values += [('physics.residual_trust', round(phys['trust'], 3)),
+                       ('physics.visited_states', phys['visited']),
+                       ('physics.prior_error_rms', ','.join(f'{v:.3g}' for v in
+                                                            phys['prior_error_rms'])),
+                       ('physics.max_relative_parameter_change',
+                        round(par['max_relative_change'], 3))]
+            values += [(f'physics.{j}', f"mass {par[j]['mass']:.3f} kg, viscous "
+                                        f"{par[j]['viscous']:.3g}, coulomb {par[j]['coulomb']:.3g}, "
+                                        f"offset {par[j]['offset']:.3g}")
+                       for j in self.joint_names]
+            if 'identification' in phys:
+                values.append(('physics.identification', phys['identification']))
         for name, s in learners.items():
             if not isinstance(s, dict):
                 continue

@@ -57,7 +57,9 @@ def direct_states(rec: Recording):
 def test_parse_models():
     assert parse_models('naive, lstm,naive') == ['naive', 'lstm']
     assert parse_models(['dual']) == ['dual']
-    assert set(MODELS) == {'lstm', 'gru', 'mlp', 'va_sta_reslstm', 'gp', 'naive', 'dual'}
+    assert set(MODELS) == {'lstm', 'gru', 'mlp', 'va_sta_reslstm', 'gp', 'naive', 'dual',
+                           'rnea', 'identified', 'residual_lstm', 'residual_gru',
+                           'residual_mlp', 'residual_va_sta_reslstm'}
     for bad in ('svm', 'lstm,,foo', ''):
         with pytest.raises(ConfigError):
             parse_models(bad)

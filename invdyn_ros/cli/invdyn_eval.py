@@ -39,6 +39,14 @@ def _csv_list(text: str) -> list[str]:
     return [x.strip() for x in text.split(',') if x.strip()]
 
 
+def _csv_floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in _csv_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected comma-separated numbers, got {text!r}') \
+            from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from invdyn_ros.evaluation import (DEFAULT_EPOCHS, DEFAULT_GP_REFIT_EVERY, DEFAULT_GP_SAMPLES,
                                        MODELS, PROTOCOLS)
@@ -80,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
                         '%(default)s')
     p.add_argument('--gp-refit-every', type=int, default=DEFAULT_GP_REFIT_EVERY,
                    help='prequential: refit the GP every N samples (default %(default)s)')
+    p.add_argument('--urdf', default=None,
+                   help='the robot\'s URDF file: enables the models rnea, identified and '
+                        'residual_<network>, and makes dual the physics + residual network beside '
+                        'the black-box one (sets the parameters urdf_path and prior: rnea)')
+    p.add_argument('--payload-mass', type=float, default=None,
+                   help='kg at the last joint (the parameter payload_mass_kg)')
+    p.add_argument('--payload-com', type=_csv_floats, default=None,
+                   help='x,y,z of the payload\'s centre of mass in the last joint\'s frame (m)')
     p.add_argument('--progress', action='store_true',
                    help='show the progress bar even when stderr is not a terminal')
     p.add_argument('--no-plots', action='store_true', help='skip the PNG plots')
@@ -197,6 +213,27 @@ class _Progress:
 
 
 # ---------------------------------------------------------------------------- main
+def apply_physics_options(params: dict[str, Any], args: argparse.Namespace) -> None:
+    """--urdf / --payload-mass / --payload-com into the node parameters they stand for; a model
+    that needs the URDF without one is a ConfigError."""
+    from invdyn_ros.errors import ConfigError
+    from invdyn_ros.evaluation import PHYSICS_MODELS, RESIDUAL_MODELS, parse_models
+
+    if args.urdf:
+        params['urdf_path'] = args.urdf
+        params.pop('robot_description', None)
+        if params.get('prior', 'none') == 'none':
+            params['prior'] = 'rnea'
+    if args.payload_mass is not None:
+        params['payload_mass_kg'] = args.payload_mass
+    if args.payload_com is not None:
+        params['payload_com'] = args.payload_com
+    needs = [m for m in parse_models(args.models) if m in PHYSICS_MODELS + RESIDUAL_MODELS]
+    if needs and not (params.get('urdf_path') or params.get('robot_description')):
+        raise ConfigError(f'models {needs} need the robot model: give --urdf FILE (or urdf_path '
+                          'in --config)')
+
+
 def run(args: argparse.Namespace) -> int:
     import time
 
@@ -216,6 +253,7 @@ def run(args: argparse.Namespace) -> int:
     rec = read_recording(args.bag, topic=args.topic, joints=joints)
     if args.joints:
         params['joint_names'] = list(args.joints)
+    apply_physics_options(params, args)
     out_dir = Path(args.output) if args.output else Path.cwd() / f'{Path(args.bag).name}_eval'
     progress = _Progress(args.progress or None)
     try:

@@ -1,0 +1,114 @@
+"""invdyn_node with the physics prior over real DDS: the URDF from a transient-local
+robot_description topic, the prior's torques, minus_gravity feedforward, a joint missing from the
+URDF refused at start-up."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from test_node import (UR5, Harness, log_of, node_env, start_node, stop_node,  # noqa: F401
+                       write_params)
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+rclpy = pytest.importorskip('rclpy')
+from rclpy.context import Context  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+
+from invdyn_ros.physics import PhysicsPrior, RobotModel  # noqa: E402
+from invdyn_ros.sim.arm import find_robot_urdf  # noqa: E402
+
+LIMITS = [150.0, 150.0, 150.0, 28.0, 28.0, 28.0]
+URDF = find_robot_urdf('ur5').read_text()
+
+
+class DescriptionPublisher:
+    """robot_state_publisher's side: the URDF once, transient local (latched)."""
+
+    def __init__(self, text: str, topic: str = '/robot_description') -> None:
+        self.ctx = Context()
+        rclpy.init(context=self.ctx)
+        self.node = rclpy.create_node('fake_robot_state_publisher', context=self.ctx)
+        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.pub = self.node.create_publisher(String, topic, qos)
+        self.pub.publish(String(data=text))
+
+    def close(self) -> None:
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.ctx)
+
+
+def test_urdf_from_a_transient_local_topic_prior_torques_and_minus_gravity(tmp_path):
+    # published BEFORE the node exists: only transient-local durability delivers it
+    desc = DescriptionPublisher(URDF)
+    params = {'joint_names': UR5, 'torque_limits': LIMITS, 'prior': 'rnea',
+              'feedforward_mode': 'minus_gravity', 'identify': False, 'rate_hz': 100.0,
+              'window': 5, 'hidden_size': 8, 'num_layers': 1, 'trainer': 'inline',
+              'ready_min_samples': 50, 'ready_window': 50, 'dual_enabled': True,
+              'aux_decimation': 1, 'stale_timeout_s': 1.0}
+    pfile = write_params(tmp_path / 'p.yaml', params)
+    proc = start_node(['--ros-args', '--params-file', str(pfile)], tmp_path / 'node.log')
+    h = Harness()
+    prior = PhysicsPrior(RobotModel(URDF, UR5))
+    try:
+        h.wait_for_node(proc)
+        assert 'robot description received on /robot_description' in log_of(proc)
+        assert "networks ['rnea+lstm', 'gru']" in log_of(proc)
+        # slow motion whose measured torque is exactly the URDF model's
+        t = np.arange(0.0, 4.0, 0.01)
+        w = 2 * np.pi * 0.3
+        ph = np.arange(6)
+        q0 = np.array([0.2, -1.0, 1.2, -1.5, -1.4, 0.1])
+        q = q0 + 0.3 * np.sin(w * t[:, None] + ph)
+        qd = 0.3 * w * np.cos(w * t[:, None] + ph)
+        qdd = -0.3 * w * w * np.sin(w * t[:, None] + ph)
+        tau = np.array([prior.predict(a, b, c) for a, b, c in zip(q, qd, qdd)])
+        keys = []
+        for i in range(len(t)):
+            keys.append(h.send(100.0 + t[i], UR5, q[i], qd[i], tau[i]))
+            time.sleep(0.01)
+        d = h.wait_diag(lambda d: int(d.get('feedforward_measured', 0)) > 0, timeout=30)
+        assert d['prior'] == 'rnea' and d['feedforward_mode'] == 'minus_gravity'
+        got = [(i, h.outputs[k]) for i, k in enumerate(keys) if k in h.outputs]
+        assert len(got) >= 300, log_of(proc)[-3000:]
+        # the published prediction is the prior (the residual is not trusted yet / is ~0) for
+        # the filtered state it reports
+        for i, m in got[-50:]:
+            pos = np.asarray(m.position)
+            vel = np.asarray(m.velocity)
+            assert np.abs(np.asarray(m.effort) - prior.predict(pos, vel, np.zeros(6))).max() \
+                < 0.1 * np.abs(tau).max()
+        # ready from the prior alone; minus_gravity: each feedforward is a published prediction
+        # minus g(q) of its position -- pair them by arrival order (most pairs line up)
+        pairs = [(h.ff[j], h.outputs[h.output_order[k - 1]])
+                 for j, k in enumerate(h.ff_at_output) if k > 0 and any(h.ff[j])]
+        assert len(pairs) > 50
+        diffs = [np.abs(np.asarray(ff) - (np.asarray(m.effort) -
+                                          prior.gravity(np.asarray(m.position)))).max()
+                 for ff, m in pairs]
+        assert np.median(diffs) < 1e-6, np.median(diffs)
+        g = np.array([prior.gravity(np.asarray(m.position)) for _, m in pairs])
+        assert np.abs(g).max() > 10.0                 # 'total' would differ by tens of N m
+        assert h.identifier and 'rnea+lstm' in h.identifier[-1].layout.dim[0].label
+    finally:
+        h.close()
+        assert stop_node(proc) == 0
+        desc.close()
+
+
+def test_a_joint_missing_from_the_urdf_stops_the_node_naming_it(tmp_path):
+    names = UR5[:5] + ['lbr_A7']
+    pfile = write_params(tmp_path / 'bad.yaml', {'joint_names': names, 'torque_limits': LIMITS,
+                                                 'prior': 'rnea', 'robot_description': URDF})
+    proc = subprocess.run([sys.executable, '-m', 'invdyn_ros.node', '--ros-args', '--params-file',
+                           str(pfile)], cwd=str(REPO), env=node_env(), capture_output=True,
+                          text=True, timeout=180)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert 'lbr_A7' in proc.stderr and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
