@@ -541,11 +541,56 @@ def test_invalid_parameter_file_exits_with_code_2_and_names_the_parameter(tmp_pa
     assert 'torque_limits' in proc.stderr, proc.stderr[-2000:]
 
 
+def serial_arm_urdf(names, masses=(4.0, 4.0, 3.0, 2.7, 1.7, 1.8, 0.3)) -> str:
+    """A 7-link serial arm URDF with the given joint names (no KUKA URDF ships here)."""
+    links = ['<link name="base"/>']
+    joints = []
+    parent = 'base'
+    for i, (name, m) in enumerate(zip(names, masses)):
+        child = f'link{i + 1}'
+        axis = '0 0 1' if i % 2 == 0 else '0 1 0'
+        links.append(f'<link name="{child}"><inertial><origin xyz="0 0 0.1"/><mass value="{m}"/>'
+                     f'<inertia ixx="0.02" ixy="0" ixz="0" iyy="0.02" iyz="0" izz="0.01"/>'
+                     f'</inertial></link>')
+        joints.append(f'<joint name="{name}" type="revolute"><parent link="{parent}"/>'
+                      f'<child link="{child}"/><origin xyz="0 0 0.2"/><axis xyz="{axis}"/>'
+                      f'<limit lower="-2.9" upper="2.9" effort="176" velocity="1.7"/></joint>')
+        parent = child
+    return '<robot name="serial7">' + ''.join(links + joints) + '</robot>'
+
+
+class DescriptionPublisher:
+    """robot_state_publisher's side: the URDF once on ``topic``, transient local (latched)."""
+
+    def __init__(self, text: str, topic: str = '/robot_description') -> None:
+        from rclpy.qos import DurabilityPolicy
+        from std_msgs.msg import String
+        self.ctx = Context()
+        rclpy.init(context=self.ctx)
+        self.node = rclpy.create_node('fake_robot_state_publisher', context=self.ctx)
+        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.pub = self.node.create_publisher(String, topic, qos)
+        self.pub.publish(String(data=text))
+
+    def close(self) -> None:
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.ctx)
+
+
+PANDA = [f'panda_joint{i}' for i in range(1, 8)]
+
+
 @pytest.mark.parametrize('config, names, rate', [('kuka_lwr.yaml', KUKA, 1000.0),
-                                                 ('ur5.yaml', UR5, 500.0)])
+                                                 ('ur5.yaml', UR5, 500.0),
+                                                 ('franka.yaml', PANDA, 1000.0)])
 def test_starts_from_config_files_as_the_launch_file_passes_them(tmp_path, config, names, rate):
     """``--params-file`` + the two remappings of launch/invdyn.launch.py; HOME is a temp dir, so
-    the configs' ``~/.ros/invdyn/...`` checkpoints land there. A corrupt checkpoint is renamed."""
+    the configs' ``~/.ros/invdyn/...`` checkpoints land there. A corrupt checkpoint is renamed.
+    The configs ask for the physics prior: the URDF comes from the robot_description topic (UR5,
+    as a driver's robot_state_publisher would publish it) or from urdf_path (KUKA: a 7-link arm
+    with its joint names; Franka: example-robot-data's panda.urdf, fingers locked)."""
+    from invdyn_ros.sim.arm import find_robot_urdf
     stem = Path(config).stem
     ckpt_dir = tmp_path / '.ros' / 'invdyn'
     ckpt_dir.mkdir(parents=True)
@@ -553,6 +598,15 @@ def test_starts_from_config_files_as_the_launch_file_passes_them(tmp_path, confi
     args = ['--ros-args', '-r', '__node:=invdyn_node', '--params-file',
             str(REPO / 'config' / config), '-r', 'joint_states:=/robot/joint_states',
             '-r', '~/feedforward:=/effort_controller/commands']
+    desc = None
+    if config == 'ur5.yaml':
+        desc = DescriptionPublisher(find_robot_urdf('ur5').read_text())
+    elif config == 'kuka_lwr.yaml':
+        (tmp_path / 'kuka.urdf').write_text(serial_arm_urdf(KUKA))
+        args += ['-p', f'urdf_path:={tmp_path / "kuka.urdf"}']
+    else:
+        panda = find_robot_urdf('ur5').parents[2] / 'panda_description' / 'urdf' / 'panda.urdf'
+        args += ['-p', f'urdf_path:={panda}']
     proc = start_node(args, tmp_path / 'node.log', env=node_env(home=tmp_path))
     h = Harness(ff_topic='/effort_controller/commands', js_topic='/robot/joint_states')
     try:
@@ -576,8 +630,13 @@ def test_starts_from_config_files_as_the_launch_file_passes_them(tmp_path, confi
         # the configs ask for SCHED_FIFO 50 (granted here as root, else a warning, never a failure)
         assert 'runs under SCHED_FIFO 50' in log_of(proc) or \
             'realtime_priority 50: SCHED_FIFO refused' in log_of(proc)
+        assert 'prior rnea, feedforward minus_gravity' in log_of(proc)
+        if desc is not None:
+            assert 'robot description received on /robot_description' in log_of(proc)
     finally:
         h.close()
+        if desc is not None:
+            desc.close()
         assert stop_node(proc) == 0
     assert (ckpt_dir / f'{stem}.lstm.pt').is_file() and (ckpt_dir / f'{stem}.gru.pt').is_file()
 

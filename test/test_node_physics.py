@@ -11,38 +11,17 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from test_node import (UR5, Harness, log_of, node_env, start_node, stop_node,  # noqa: F401
-                       write_params)
+from test_node import (UR5, DescriptionPublisher, Harness, log_of, node_env, start_node,
+                       stop_node, write_params)
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 rclpy = pytest.importorskip('rclpy')
-from rclpy.context import Context  # noqa: E402
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
-from std_msgs.msg import String  # noqa: E402
-
 from invdyn_ros.physics import PhysicsPrior, RobotModel  # noqa: E402
 from invdyn_ros.sim.arm import find_robot_urdf  # noqa: E402
 
 LIMITS = [150.0, 150.0, 150.0, 28.0, 28.0, 28.0]
 URDF = find_robot_urdf('ur5').read_text()
-
-
-class DescriptionPublisher:
-    """robot_state_publisher's side: the URDF once, transient local (latched)."""
-
-    def __init__(self, text: str, topic: str = '/robot_description') -> None:
-        self.ctx = Context()
-        rclpy.init(context=self.ctx)
-        self.node = rclpy.create_node('fake_robot_state_publisher', context=self.ctx)
-        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.pub = self.node.create_publisher(String, topic, qos)
-        self.pub.publish(String(data=text))
-
-    def close(self) -> None:
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.ctx)
 
 
 def test_urdf_from_a_transient_local_topic_prior_torques_and_minus_gravity(tmp_path):
