@@ -53,12 +53,24 @@ def stream(n_samples: int, seed: int = 0) -> tuple[np.ndarray, ...]:
     return t, q, qd, tau
 
 
-def make_pipeline() -> Pipeline:
+def panda_urdf() -> str:
+    from invdyn_ros.sim.arm import find_robot_urdf
+    return (find_robot_urdf('ur5').parents[2] / 'panda_description' / 'urdf' /
+            'panda.urdf').read_text()
+
+
+def make_pipeline(prior: bool = False) -> Pipeline:
+    """The bench pipeline; ``prior``: with the physics prior (Panda URDF, 7 joints; the
+    residual LSTM + black-box GRU), whose fast-path share is the prior's RNEA and the
+    visited-region distance."""
+    from invdyn_ros.physics import PhysicsConfig
     learner = LearnerConfig(model='lstm', model_options=dict(NET), window=10,
                             min_samples=10 ** 9, buffer_capacity=1000, recent_capacity=100)
-    cfg = PipelineConfig(joint_names=tuple(f'j{i}' for i in range(N_JOINTS)),
+    names = tuple(f'panda_joint{i + 1}' for i in range(N_JOINTS))
+    physics = PhysicsConfig(prior='rnea', urdf=panda_urdf()) if prior else PhysicsConfig()
+    cfg = PipelineConfig(joint_names=names,
                          filter=FilterConfig(rate_hz=RATE_HZ), learner=learner,
-                         second_model='gru', second_model_options=dict(NET))
+                         second_model='gru', second_model_options=dict(NET), physics=physics)
     return Pipeline(cfg, make_trainer(cfg, 'inline'))
 
 
@@ -133,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         r = {'estimator update': time_estimator(est, data)[skip:]}
         proc, torques = time_pipeline(pipe, data)
         r['Pipeline.process(defer=True)'] = proc[skip:]
+        pipe_prior = make_pipeline(prior=True)
+        if path == 'numpy':
+            use_numpy(pipe_prior)
+        r['Pipeline.process(defer=True), prior rnea'] = time_pipeline(pipe_prior, data)[0][skip:]
         for name, v in time_readout(pipe, rows).items():
             r[f'{name} push(defer=True)'] = v[skip:]
         results[path] = r

@@ -150,7 +150,16 @@ DEMO_NODE_PARAMETERS: dict[str, Any] = {
     # average, floor 1e-4). With all of today's settings, one run with normal scheduling: 1.66x
     # (497 missed), as under SCHED_FIFO.
     'realtime_priority': 50,
+    # The robot's own physics as the starting point, as a user has it: the UR5 URDF with every
+    # link's mass and inertia off by up to +-25 % (seeded, DEMO_URDF_PERTURBATION; the simulator
+    # keeps the true ones, plus friction the URDF lacks), identified online; the network learns
+    # the residual. The simulated controller adds the feedforward to its PD and has no gravity
+    # compensation of its own, so the feedforward is the total torque.
+    'prior': 'rnea',
+    'feedforward_mode': 'total',
 }
+#: How wrong the demo's URDF is: masses and inertias scaled by factors in [1 - x, 1 + x].
+DEMO_URDF_PERTURBATION = 0.25
 #: The demo's PD gains: 4 x the UR5 defaults of invdyn_ros.sim.controller (kd critically damped
 #: again). Why: with the exact model, PD + ideal feedforward tracks to the position-sensor noise
 #: (~0.1 mrad) whatever the gains, while the error left by a learned feedforward is its torque
@@ -303,14 +312,24 @@ def find_params_file(name: str = 'ur5.yaml') -> Path | None:
 
 
 def node_parameters(joint_names: Sequence[str], effort_limits: Sequence[float], seed: int,
-                    base: dict[str, Any] | None, overrides: dict[str, Any]) -> dict[str, Any]:
+                    base: dict[str, Any] | None, overrides: dict[str, Any],
+                    robot_urdf: str | None = None) -> dict[str, Any]:
     """invdyn_node's parameters for the demo: ``base`` (config/ur5.yaml's) + the simulated arm's
-    joints and limits + DEMO_NODE_PARAMETERS + ``overrides``."""
+    joints and limits + DEMO_NODE_PARAMETERS + ``overrides``; ``robot_urdf`` (the simulated
+    robot's URDF) becomes the node's robot_description, perturbed as DEMO_URDF_PERTURBATION
+    says (seeded by ``seed``)."""
+    from invdyn_ros.physics import perturbed_urdf_model
+
     params = dict(base or {})
     params.update(joint_names=list(joint_names),
                   torque_limits=[float(x) for x in effort_limits],
                   effort_scale=[1.0] * len(joint_names), seed=int(seed))
     params.update(DEMO_NODE_PARAMETERS)
+    if robot_urdf is not None:
+        params['robot_description'] = perturbed_urdf_model(robot_urdf, DEMO_URDF_PERTURBATION,
+                                                           int(seed))
+    else:
+        params.update(prior='none', feedforward_mode='total')
     params.update(overrides)
     return params
 
@@ -691,7 +710,8 @@ def run(args: argparse.Namespace) -> int:
     params_path = out / 'invdyn_node_params.yaml'
     base_file = find_params_file('ur5.yaml')
     params = node_parameters(arm.joint_names, arm.effort_limits, args.seed,
-                             load_base_parameters(base_file), dict(args.node_param))
+                             load_base_parameters(base_file), dict(args.node_param),
+                             robot_urdf=arm.urdf_path.read_text())
     write_params_file(params_path, params)
     rate_hz = 1.0 / arm.config.dt
     _say(f'invdyn_demo: {args.robot}, {args.duration:g} s simulated '
