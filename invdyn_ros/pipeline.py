@@ -1171,10 +1171,7 @@ class Pipeline:
         prior_unc = None
         if self.residual is not None and m:       # prior + trusted residual, as _push
             TP, trust, prior_rms = self.physics.predict_many(sb.q, sb.qd, sb.qdd)
-            net = preds[self.residual]
-            comb = TP.copy()
-            ok = have[self.residual]
-            comb[ok] += trust[ok, None] * net[ok]
+            comb = self.physics.combine_many(TP, trust, preds[self.residual])
             preds[self.residual] = comb
             have[self.residual] = np.isfinite(comb).all(axis=1)
             prior_unc = (1.0 - trust)[:, None] * prior_rms[None, :]

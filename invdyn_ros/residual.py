@@ -15,6 +15,11 @@ pipeline's prediction for that network is::
   the residual counts fully; beyond, it fades as ``exp(-((d - d0) / d0)^2)``: off the visited
   region the prediction falls back to the identified model instead of extrapolating a network.
   Before any labelled sample the trust is 0 (the prior alone).
+* ``gate`` per joint, 0 or 1: whether the residual has earned its place. The stage keeps rolling
+  squared errors (``GATE_MEMORY_SAMPLES``) of the model alone and of the model plus the trusted
+  residual against every labelled sample; a joint uses the residual only while that makes its
+  error smaller (with ``GATE_HYSTERESIS``). A network that has not learned yet, or learns
+  something wrong, can therefore never make a joint worse than the identified model.
 * ``uncertainty``: ``(1 - trust) * rms(tau - tau_prior)`` per joint -- where the residual is not
   trusted, the model's own recent error is what the prediction may be off by.
 
@@ -36,6 +41,10 @@ __all__ = ['VisitedRegion', 'PhysicsStage', 'IDENTIFICATION_RATE_HZ']
 #: Identification updates per second at most (each costs a regressor and a rank-n update,
 #: ~30-60 µs for 6-7 joints); samples in between are skipped for identification only.
 IDENTIFICATION_RATE_HZ = 100.0
+#: Memory (labelled samples) of the rolling errors behind the residual's per-joint gate.
+GATE_MEMORY_SAMPLES = 500
+#: The gate opens when the residual's error is below (1 - h) x the model's, closes above it.
+GATE_HYSTERESIS = 0.05
 
 
 class VisitedRegion:
@@ -145,7 +154,10 @@ class PhysicsStage:
         self.region = VisitedRegion(2 * n, seed=seed, std_floor=1e-3)
         self._x = np.zeros(2 * n)
         self._err2 = np.zeros(n)              # EMA of (tau - tau_prior)^2
+        self._err2_comb = np.zeros(n)         # EMA of (tau - tau_prior - trust * residual)^2
         self._err_count = 0
+        self.gate = np.zeros(n)               # per joint: use the residual (1) or not (0)
+        self._residual: np.ndarray | None = None
         self._stride = 1
         self._since_ident = 0
         self.tau_prior = np.zeros(n)          # of the current sample (after begin)
@@ -176,10 +188,12 @@ class PhysicsStage:
         return tp
 
     def combine(self, residual: np.ndarray | None) -> np.ndarray:
-        """The prediction of the residual network's side: prior + trust * residual."""
+        """The prediction of the residual network's side: prior + trust * gate * residual."""
+        self._residual = residual
         if residual is None or self.trust == 0.0:
             return self.tau_prior.copy()
-        out = residual * self.trust
+        out = residual * self.gate
+        out *= self.trust
         out += self.tau_prior
         return out
 
@@ -195,7 +209,7 @@ class PhysicsStage:
             return tp
         x = np.concatenate((q, qd))
         return tp + float(trust_of(self.region.distance(x),
-                                   self.config.residual_trust_distance)) * residual
+                                   self.config.residual_trust_distance)) * self.gate * residual
 
     def uncertainty(self) -> np.ndarray:
         """(n,) ``(1 - trust) * rms(tau - tau_prior)``."""
@@ -206,8 +220,16 @@ class PhysicsStage:
         identification (every ``stride``-th sample)."""
         e = tau - self.tau_prior
         self._err_count += 1
-        a = max(1.0 / self._err_count, 1e-3)          # ~1000-sample memory once warmed up
+        a = max(1.0 / self._err_count, 1.0 / GATE_MEMORY_SAMPLES)
         self._err2 += a * (e * e - self._err2)
+        if self._residual is not None:               # the residual's own record, gate or not
+            ec = e - self.trust * self._residual
+            self._err2_comb += a * (ec * ec - self._err2_comb)
+            better = self._err2_comb < (1.0 - GATE_HYSTERESIS) * self._err2
+            worse = self._err2_comb > self._err2
+            self.gate[better] = 1.0
+            self.gate[worse] = 0.0
+            self._residual = None
         self.region.add(self._x.copy())
         if self.identification is not None:
             self._since_ident += 1
@@ -225,12 +247,22 @@ class PhysicsStage:
         trust = trust_of(self.region.distance_many(X), self.config.residual_trust_distance)
         return tp, trust, np.sqrt(self._err2)
 
+    def combine_many(self, tau_prior: np.ndarray, trust: np.ndarray,
+                     residual: np.ndarray) -> np.ndarray:
+        """:meth:`combine` for rows (the gate as it is now; NaN residual rows: the prior)."""
+        out = tau_prior.copy()
+        ok = np.isfinite(residual).all(axis=1)
+        out[ok] += trust[ok, None] * self.gate[None, :] * residual[ok]
+        return out
+
     def gravity(self, q: np.ndarray) -> np.ndarray:
         return self.prior.gravity(q)
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {'trust': self.trust, 'visited': len(self.region),
                                'prior_error_rms': np.sqrt(self._err2).tolist(),
+                               'residual_error_rms': np.sqrt(self._err2_comb).tolist(),
+                               'residual_gate': self.gate.tolist(),
                                'parameters': self.prior.report()}
         if self.identification is not None:
             out['identification'] = dict(self.identification.counters)
@@ -238,6 +270,7 @@ class PhysicsStage:
 
     def state_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {'theta': np.array(self.prior.theta), 'err2': self._err2.copy(),
+                             'err2_comb': self._err2_comb.copy(), 'gate': self.gate.copy(),
                              'region': self.region.state_dict()}
         if self.identification is not None:
             d['identification'] = self.identification.state_dict()
@@ -246,7 +279,9 @@ class PhysicsStage:
     def load_state_dict(self, d: dict[str, Any]) -> None:
         self.prior.set_parameters(np.asarray(d['theta'], dtype=np.float64))
         self._err2[:] = d['err2']
-        self._err_count = 1000
+        self._err2_comb[:] = d.get('err2_comb', d['err2'])
+        self.gate[:] = d.get('gate', 0.0)
+        self._err_count = GATE_MEMORY_SAMPLES
         self.region.load_state_dict(d['region'])
         if self.identification is not None and 'identification' in d:
             self.identification.load_state_dict(d['identification'])
