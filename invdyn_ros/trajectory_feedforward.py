@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from scipy.interpolate import BPoly, CubicHermiteSpline, CubicSpline
+from scipy.interpolate import CubicHermiteSpline, CubicSpline, PPoly
 
 from .errors import InvdynError
 
@@ -145,8 +145,7 @@ class TrajectorySpline:
             return
         self._const = None
         if qd is not None and qdd is not None:
-            y = np.stack([q, qd, qdd], axis=1)           # (N, 3 derivatives, n)
-            p = BPoly.from_derivatives(times, y)
+            p = _quintic_hermite(times, q, qd, qdd)
         elif qd is not None:
             p = CubicHermiteSpline(times, q, qd, axis=0)
         else:
@@ -169,6 +168,19 @@ class TrajectorySpline:
             if after.any():
                 out[k][after] = self._last[k]
         return out[0], out[1], out[2]
+
+
+def _quintic_hermite(t: np.ndarray, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray) -> PPoly:
+    """The piecewise quintic through positions, velocities and accelerations at the points (what
+    ``BPoly.from_derivatives`` builds, vectorized: that one loops over the intervals in Python,
+    ~0.3 s for 1000 points)."""
+    h = np.diff(t)[:, None]
+    p0, p1, v0, v1, a0, a1 = q[:-1], q[1:], qd[:-1], qd[1:], qdd[:-1], qdd[1:]
+    dp = p1 - p0
+    c3 = (20 * dp - (8 * v1 + 12 * v0) * h - (3 * a0 - a1) * h ** 2) / (2 * h ** 3)
+    c4 = (-30 * dp + (14 * v1 + 16 * v0) * h + (3 * a0 - 2 * a1) * h ** 2) / (2 * h ** 4)
+    c5 = (12 * dp - 6 * (v1 + v0) * h - (a0 - a1) * h ** 2) / (2 * h ** 5)
+    return PPoly(np.stack([c5, c4, c3, 0.5 * a0, v0, p0]), t)
 
 
 def window_times(times: np.ndarray, window: int, rate_hz: float) -> np.ndarray:

@@ -109,7 +109,7 @@ def test_points_on_the_grid_get_exactly_the_prediction_for_their_window(weights)
     assert not res.outside.any()
     assert np.abs(res.efforts).max() > 1.0          # a real torque, not zeros
     # the grid windows: point i's window is rows i-L+1..i, the first ones hold the first point
-    np.testing.assert_array_equal(res.q, q)
+    np.testing.assert_allclose(res.q, q, atol=1e-12)
 
 
 def test_sparse_points_and_missing_derivatives_give_the_dense_prediction(weights):
