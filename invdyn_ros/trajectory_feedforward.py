@@ -250,7 +250,7 @@ def annotate_trajectory(pipeline: Any, joint_names: Sequence[str], times: Any, p
         try:
             p = np.asarray(prior(q_pt[outside], qd_pt[outside], qdd_pt[outside]),
                            dtype=np.float64)
-        except (TypeError, ValueError, ArithmeticError):
+        except Exception:  # noqa: BLE001 - a failing prior means zero, never a lost trajectory
             p = None
         if p is not None and p.shape == (int(outside.sum()), n) and np.isfinite(p).all():
             fallback[outside] = p
