@@ -9,14 +9,15 @@
    (a) PD only, (b) PD + the per-sample learned feedforward -- ``Pipeline.predict_reference``
    at every control step, what ``~/reference`` -> ``~/feedforward`` computes --, (c) PD + the
    trajectory feedforward: the reference as a JointTrajectory of points every ``--point-dt`` s
-   (positions, velocities, accelerations), annotated once by ``annotate_trajectory`` and followed
-   by ``sim.controller.TrajectoryFollower`` (JTC-like: spline states, efforts linearly
-   interpolated), and (d) PD + the ideal feedforward (``rnea``), the ceiling.
+   (positions, velocities, accelerations; one run per spacing), annotated once by
+   ``annotate_trajectory`` and followed by ``sim.controller.TrajectoryFollower`` (JTC-like:
+   spline states, efforts linearly interpolated), and (d) PD + the ideal feedforward (``rnea``), the ceiling.
 3. Print the tracking RMS (mrad, after the ramp-in, mean over joints and per joint), the ratio
    (c) / (b), and the annotation time for 1000 points with these networks and with
    config/ur5.yaml's (dual 2 x 64 LSTM + GRU, window 10).
 
-    python bench/trajectory_feedforward.py [--train-s 120] [--track-s 40] [--epochs 2]
+    python bench/trajectory_feedforward.py [--train-s 60] [--track-s 40] [--epochs 2]
+        [--point-dt 0.02,0.1]
 """
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ def record(arm, reference, pd, duration_s):
     dt = arm.config.dt
     steps = int(round(duration_s / dt))
     n = arm.n
-    t, q, qd, tau = np.zeros(steps), np.zeros((steps, n)), np.zeros((steps, n)), np.zeros((steps, n))
+    t = np.zeros(steps)
+    q, qd, tau = np.zeros((steps, n)), np.zeros((steps, n)), np.zeros((steps, n))
     for k in range(steps):
         tk = arm.time
         q_d, qd_d, _ = reference.sample(tk)
@@ -85,12 +87,13 @@ def annotation_time(pipeline, reference, points=1000, dt=0.02, repeats=3):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    ap.add_argument('--train-s', type=float, default=120.0)
+    ap.add_argument('--train-s', type=float, default=60.0)
     ap.add_argument('--track-s', type=float, default=40.0)
     ap.add_argument('--epochs', type=float, default=2.0,
                     help='extra Adam steps after the stream, in passes over the buffer')
-    ap.add_argument('--point-dt', type=float, default=0.02,
-                    help='spacing of the trajectory points (s)')
+    ap.add_argument('--point-dt', default='0.02,0.1',
+                    help='spacings of the trajectory points (s), comma-separated: one '
+                         'trajectory-feedforward run each')
     ap.add_argument('--seed', type=int, default=0)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -142,23 +145,26 @@ def main() -> int:
         return pipe.predict_reference(q_d, qd_d, qdd_d, stamp=tk)
 
     runs['learned (per sample)'] = track(a, ref, pd, args.track_s, feedforward=per_sample)
-    a, ref = fresh()
-    times = np.arange(0.0, args.track_s + args.point_dt, args.point_dt)
-    pq, pqd, pqdd = ref.sample(times)
-    t1 = time.perf_counter()
-    res = annotate_trajectory(pipe, config.joint_names, times, pq, pqd, pqdd,
-                              require_ready=False)
-    annotate_s = time.perf_counter() - t1
-    follower = TrajectoryFollower(times, pq, pqd, pqdd, res.efforts)
-    runs['trajectory (points)'] = track(a, follower, pd, args.track_s,
-                                        feedforward=follower.feedforward)
+    notes = []
+    for dt_s in (float(x) for x in args.point_dt.split(',')):
+        a, ref = fresh()
+        times = np.arange(0.0, args.track_s + dt_s, dt_s)
+        pq, pqd, pqdd = ref.sample(times)
+        t1 = time.perf_counter()
+        res = annotate_trajectory(pipe, config.joint_names, times, pq, pqd, pqdd,
+                                  require_ready=False)
+        annotate_s = time.perf_counter() - t1
+        follower = TrajectoryFollower(times, pq, pqd, pqdd, res.efforts)
+        label = f'trajectory ({1e3 * dt_s:g} ms)'
+        runs[label] = track(a, follower, pd, args.track_s, feedforward=follower.feedforward)
+        notes.append(f'{label}: {len(times)} points annotated in {1e3 * annotate_s:.0f} ms, '
+                     f'{res.n_outside} outside the trained region')
     a, ref = fresh()
     runs['ideal'] = track(a, ref, pd, args.track_s, feedforward='ideal')
 
     start = ref.ramp_duration + 2.0
-    print(f'\ntracking RMS after t = {start:.1f} s (mrad; {len(times)} points every '
-          f'{1e3 * args.point_dt:g} ms annotated in {1e3 * annotate_s:.0f} ms, '
-          f'{res.n_outside} outside the trained region):')
+    print('\n' + '\n'.join(notes))
+    print(f'tracking RMS after t = {start:.1f} s (mrad):')
     names = [j.replace('_joint', '') for j in config.joint_names]
     print(f'{"feedforward":22s} {"mean":>7s} ' + ' '.join(f'{x[:9]:>9s}' for x in names))
     rms = {}
@@ -166,8 +172,9 @@ def main() -> int:
         r = rms_mrad(run, start)
         rms[name] = r
         print(f'{name:22s} {r.mean():7.3f} ' + ' '.join(f'{x:9.3f}' for x in r))
-    ratio = rms['trajectory (points)'].mean() / rms['learned (per sample)'].mean()
-    print(f'\ntrajectory / per-sample learned tracking RMS: {ratio:.3f} (target <= 1.2)')
+    for label in (k for k in rms if k.startswith('trajectory')):
+        ratio = rms[label].mean() / rms['learned (per sample)'].mean()
+        print(f'{label} / learned (per sample) tracking RMS: {ratio:.3f} (target <= 1.2)')
 
     # 3. annotation cost
     print(f'\nannotation of 1000 points (best of 3), this machine:')

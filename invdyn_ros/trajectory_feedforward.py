@@ -1,4 +1,4 @@
-"""Learned feedforward for a whole planned trajectory: the ``effort`` of every JointTrajectory point.
+"""Learned feedforward for a whole planned trajectory: the ``effort`` of each JointTrajectory point.
 
 ros2_controllers' ``joint_trajectory_controller`` (JTC) with an ``effort`` command interface adds
 the ``effort`` of the trajectory (interpolated between points) to its PID output as a feedforward
