@@ -98,10 +98,14 @@ def node(tmp_path_factory):
 
 
 def send_and_wait(h, msg, count_before, timeout=30.0):
-    h.traj_pub.publish(msg)
+    """Publish until the answer comes back (a first message may race the discovery of the
+    node's publisher by our subscription; the node's answer to a repeat is the same)."""
     deadline = time.monotonic() + timeout
     while len(h.traj_out) <= count_before and time.monotonic() < deadline:
-        time.sleep(0.05)
+        h.traj_pub.publish(msg)
+        resend = time.monotonic() + 3.0
+        while len(h.traj_out) <= count_before and time.monotonic() < min(resend, deadline):
+            time.sleep(0.05)
     assert len(h.traj_out) > count_before, 'no trajectory came back'
     return h.traj_out[count_before]
 
@@ -139,10 +143,11 @@ def test_trajectory_passes_through_before_ready_then_gets_the_learned_efforts(no
         h.send(t[i], NAMES, jq[i], jqd[i], jtau[i])
         time.sleep(0.005)
     d = h.wait_diag(lambda d: d['ready'] == 'True', timeout=30)
-    assert int(d['trajectories_rejected']) == 1 and int(d['trajectories_passed_through']) == 1
+    assert int(d['trajectories_rejected']) == 1 and int(d['trajectories_passed_through']) >= 1
+    assert int(d['trajectories_annotated']) == 0
 
     # 4. ready: the same trajectory comes back with the pipeline's efforts, in its joint order
-    out = send_and_wait(h, msg, 1)
+    out = send_and_wait(h, msg, len(h.traj_out))
     assert out.header.frame_id == 'plan-42' and out.header.stamp.sec == 7
     assert list(out.joint_names) == names and len(out.points) == len(times)
     for p, t_ in zip(out.points, times):
