@@ -95,6 +95,8 @@ def main() -> int:
                     help='spacings of the trajectory points (s), comma-separated: one '
                          'trajectory-feedforward run each')
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--timing-only', action='store_true',
+                    help='only the annotation time of config/ur5.yaml\'s networks')
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
@@ -111,6 +113,9 @@ def main() -> int:
     params.update(DEMO_NODE_PARAMETERS)
     params.update(trainer='inline', rate_hz=1.0 / arm.config.dt)
     config = PipelineConfig.from_params(params)
+    if args.timing_only:
+        ur5_timing(base, arm, reference)
+        return 0
 
     # 1. record and learn
     t0 = time.perf_counter()
@@ -181,13 +186,23 @@ def main() -> int:
     print(f'  these networks ({config.learner.model} {config.learner.model_options}, window '
           f'{config.learner.window}, dual {config.dual_enabled}): '
           f'{1e3 * annotation_time(pipe, ref):.1f} ms')
+    ur5_timing(base, arm, ref)
+    return 0
+
+
+def ur5_timing(base, arm, reference) -> None:
+    """Annotation time of config/ur5.yaml's dual networks, with one of them in use for every
+    joint (only it runs) and with both in use."""
     ur5 = dict(base, joint_names=list(arm.joint_names),
                torque_limits=[float(x) for x in arm.effort_limits], rate_hz=500.0)
     cfg5 = PipelineConfig.from_params(ur5)
     pipe5 = Pipeline(cfg5, make_trainer(cfg5, 'inline'))
-    print(f'  config/ur5.yaml (dual {cfg5.network_names}, hidden {base["hidden_size"]}, '
-          f'window {cfg5.learner.window}): {1e3 * annotation_time(pipe5, ref):.1f} ms')
-    return 0
+    for label, active in (('one network in use', np.zeros(arm.n, dtype=np.int64)),
+                          ('both in use', np.arange(arm.n) % 2)):
+        pipe5.identifier._active[:] = active     # the identifier's choice, as if learned
+        print(f'  config/ur5.yaml (dual {cfg5.network_names}, hidden {base["hidden_size"]}, '
+              f'window {cfg5.learner.window}), {label}: '
+              f'{1e3 * annotation_time(pipe5, reference):.1f} ms')
 
 
 if __name__ == '__main__':

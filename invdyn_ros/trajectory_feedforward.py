@@ -274,31 +274,46 @@ def _empty(x: Any) -> bool:
 
 def _predict(pipeline: Any, windows: np.ndarray, max_std: float
              ) -> tuple[np.ndarray, np.ndarray]:
-    """Selected torque (N, n) and the outside mask (N,) for raw windows (N, L, 3n)."""
+    """Selected torque (N, n) and the outside mask (N,) for raw windows (N, L, 3n).
+
+    Only the networks that some joint uses run over all windows (like ``process``'s fast path);
+    the other one only over the windows where a chosen prediction is not finite (the fallback of
+    ``DualIdentifier.select``)."""
     N = windows.shape[0]
     n = pipeline.n
     names = list(pipeline.names)
+    nets = [names[0], names[-1]] if pipeline.dual else [names[0]]
     chunk = getattr(pipeline, 'BATCH_CHUNK', 4096)
-    preds = {}
     outside = np.zeros(N, dtype=bool)
-    for name in (names[0], names[-1]) if pipeline.dual else (names[0],):
-        predictor = pipeline.predictors[name]
-        y = np.empty((N, n))
-        for s in range(0, N, chunk):
-            y[s:s + chunk] = pipeline._predict_windows(predictor, windows[s:s + chunk])
-        preds[name] = y
-        sc = predictor.in_scaler
+    for name in nets:
+        sc = pipeline.predictors[name].in_scaler
         z = np.abs(windows - sc.mean) / sc.std              # (N, L, 3n)
         outside |= (z > max_std).any(axis=(1, 2))
-    pa = preds[names[0]]
+
+    def run(name: str, rows: np.ndarray) -> np.ndarray:
+        predictor = pipeline.predictors[name]
+        y = np.empty((rows.size, n))
+        for s in range(0, rows.size, chunk):
+            y[s:s + chunk] = pipeline._predict_windows(predictor, windows[rows[s:s + chunk]])
+        return y
+
+    every = np.arange(N)
+    active = np.asarray(pipeline.identifier.active if pipeline.dual else np.zeros(n),
+                        dtype=np.int64)
+    preds = {k: np.full((N, n), np.nan) for k in range(len(nets))}
+    for k in range(len(nets)):
+        if (active == k).any():
+            preds[k][:] = run(nets[k], every)
+    torque = np.where(active == 1, preds[len(nets) - 1], preds[0])
     if pipeline.dual:
-        pb = preds[names[-1]]
-        active = np.broadcast_to(pipeline.identifier.active, (N, n)).copy()
-        fa, fb = np.isfinite(pa), np.isfinite(pb)
-        active[~fa & fb] = 1
-        active[fa & ~fb] = 0
-        torque = np.where(active == 1, pb, pa)
-    else:
-        torque = pa.copy()
+        bad = np.flatnonzero(~np.isfinite(torque).all(axis=1))
+        for k in range(2):                   # the unused network where a chosen one failed
+            if bad.size and not (active == k).any():
+                preds[k][bad] = run(nets[k], bad)
+        fa, fb = np.isfinite(preds[0]), np.isfinite(preds[1])
+        choice = np.broadcast_to(active, (N, n)).copy()
+        choice[~fa & fb] = 1
+        choice[fa & ~fb] = 0
+        torque = np.where(choice == 1, preds[1], preds[0])
     outside |= ~np.isfinite(torque).all(axis=1)
     return torque, outside

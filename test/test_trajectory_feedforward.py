@@ -248,3 +248,29 @@ def test_spline_matches_the_points_and_holds_outside():
     sq, sqd, sqdd = single.sample(np.array([-1.0, 0.0, 2.0]))
     np.testing.assert_array_equal(sq, np.repeat(q[:1], 3, axis=0))
     assert not sqd.any() and not sqdd.any()
+
+
+def test_dual_selection_follows_the_identifier_and_falls_back_on_a_broken_network(weights):
+    pipe = make_pipeline(weights)
+    t = np.arange(80) / RATE
+    q, qd, qdd, _ = motion(t)
+    L = pipe.window
+    W = make_windows(np.concatenate((q, qd, qdd), axis=1), L)
+    pa = pipe.predictors['lstm'].predict_many(W)
+    pb = pipe.predictors['gru'].predict_many(W)
+    for active in ([0, 0], [1, 0], [1, 1]):
+        pipe.identifier._active[:] = active
+        res = annotate_trajectory(pipe, NAMES, t, q, qd, qdd)
+        np.testing.assert_allclose(res.efforts[L - 1:],
+                                   np.where(np.array(active) == 1, pb, pa), atol=1e-6)
+    # the active network (gru, every joint) returns NaN: the lstm's prediction is used
+    pipe.identifier._active[:] = 1
+    gru = pipe.predictors['gru']
+    real = gru.predict_many
+    gru.predict_many = lambda w: np.full((len(w), 2), np.nan)
+    try:
+        res = annotate_trajectory(pipe, NAMES, t, q, qd, qdd)
+    finally:
+        gru.predict_many = real
+    np.testing.assert_allclose(res.efforts[L - 1:], pa, atol=1e-6)
+    assert not res.outside.any()
