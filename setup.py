@@ -16,6 +16,7 @@ EXECUTABLES = {
     'invdyn_eval': 'invdyn_ros.cli.invdyn_eval:main',
     'invdyn_bag': 'invdyn_ros.cli.invdyn_bag:main',
     'invdyn_replay': 'invdyn_ros.cli.invdyn_replay:main',
+    'invdyn_traj': 'invdyn_ros.cli.invdyn_traj:main',
     'invdyn_demo': 'invdyn_ros.cli.invdyn_demo:main',
     'sim_arm': 'invdyn_ros.sim.sim_arm_node:main',
     'torque_controller': 'invdyn_ros.sim.controller_node:main',

@@ -17,6 +17,11 @@ Topics (``~`` = the node's name, ``/invdyn_node`` by default)
         of the filters and is copied to the outputs).
     in  ``~/reference`` (trajectory_msgs/JointTrajectoryPoint, best effort so any publisher
         matches): desired positions, velocities, accelerations in ``joint_names`` order.
+    in  ``~/trajectory_in`` (trajectory_msgs/JointTrajectory, reliable) -> out
+        ``~/trajectory_out`` (reliable; remap it to joint_trajectory_controller's
+        ``~/joint_trajectory``): the same trajectory with every point's ``effort`` = the learned
+        feedforward for its desired state (``trajectory_feedforward``; passed through unchanged
+        with a warning until ready, dropped with a warning if malformed).
     out ``~/predicted_effort`` (sensor_msgs/JointState, reliable, depth 10): stamp of the input,
         ``name = joint_names``, the *filtered* position / velocity (they describe the robot
         ``filter_delay_s`` before the stamp, see ``estimation``), effort = the predicted torque for
@@ -88,7 +93,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 from std_srvs.srv import Trigger
-from trajectory_msgs.msg import JointTrajectoryPoint
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from invdyn_ros import kernels
 from invdyn_ros.errors import CheckpointError, ConfigError, InvdynError, TrainerError
@@ -96,6 +101,7 @@ from invdyn_ros.pipeline import (NODE_ONLY_PARAMETERS, PIPELINE_PARAMETERS, TRAI
                                  Pipeline, PipelineConfig, checkpoint_files, make_trainer)
 from invdyn_ros.serialized import SerializedJointState
 from invdyn_ros.stopflag import StopFlag
+from invdyn_ros.trajectory_msgs_io import TrajectoryRelay
 
 FAST_PATH = 'compiled (numba)' if kernels.AVAILABLE else \
     f'numpy (numba not installed or {kernels.DISABLE_ENV} set)'
@@ -352,6 +358,10 @@ class InvdynNode(Node):
             event_callbacks=SubscriptionEventCallbacks(message_lost=self._on_lost))
         self.create_subscription(JointTrajectoryPoint, '~/reference', self._on_reference,
                                  BEST_EFFORT)
+        self._trajectories = TrajectoryRelay(self.pipeline, self.get_logger())
+        self.traj_pub = self.create_publisher(JointTrajectory, '~/trajectory_out', RELIABLE)
+        self.create_subscription(JointTrajectory, '~/trajectory_in', self._on_trajectory,
+                                 RELIABLE)
         self.create_service(Trigger, '~/save_checkpoint', self._on_save_checkpoint)
         self.create_timer(min(0.05, self.stale_timeout_s / 2.0), self._on_watchdog)
         self.create_timer(diag_period, self._on_diagnostics)
@@ -652,6 +662,16 @@ class InvdynNode(Node):
             self.counters['internal_errors'] += 1
             self._last_error = f'{type(exc).__name__}: {exc}'
 
+    def _on_trajectory(self, msg: Any) -> None:
+        """A planned trajectory: one batched prediction for all its points (trajectory_msgs_io)."""
+        try:
+            out = self._trajectories.handle(msg)
+            if out is not None:
+                self.traj_pub.publish(out)
+        except Exception as exc:  # noqa: BLE001
+            self.counters['internal_errors'] += 1
+            self._last_error = f'{type(exc).__name__}: {exc}'
+
     def _on_lost(self, info: Any) -> None:
         self.counters['lost'] += int(getattr(info, 'total_count_change', 1) or 1)
 
@@ -792,6 +812,7 @@ class InvdynNode(Node):
             ('feedforward_zero', c['feedforward_zero']),
             ('feedforward_measured', c['feedforward_measured']),
             ('feedforward_reference', c['feedforward_reference']),
+            *self._trajectories.diagnostics(),
             ('trainer', self.trainer_kind),
             ('scheduling', self.scheduling),
             ('trainer_error', stats['trainer_error'] or ''),

@@ -84,3 +84,20 @@ def test_closed_loop_is_stable_and_within_limits(tracking):
         # and the error in the last second stays below the PD's gravity-sag scale.
         assert np.max(np.abs(out['qd'])) < 2.0
         assert np.max(np.abs(out['q_d'] - out['q'])[-500:]) < 0.3
+
+
+def test_trajectory_follower_interpolates_states_and_point_efforts():
+    from invdyn_ros.sim.controller import TrajectoryFollower
+
+    t = np.array([0.0, 0.5, 1.0])
+    q = np.array([[0.0, 1.0], [0.5, 1.0], [1.0, 1.0]])
+    eff = np.array([[1.0, -2.0], [3.0, -2.0], [5.0, 0.0]])
+    f = TrajectoryFollower(t, q, np.zeros_like(q), np.zeros_like(q), eff)
+    np.testing.assert_allclose(f.sample(0.5)[0], [0.5, 1.0])
+    np.testing.assert_allclose(f.effort(0.25), [2.0, -2.0])
+    np.testing.assert_allclose(f.feedforward(0.75, None, None, None), [4.0, -1.0])
+    np.testing.assert_allclose(f.effort(-1.0), eff[0])
+    np.testing.assert_allclose(f.effort(9.0), eff[-1])
+    np.testing.assert_array_equal(TrajectoryFollower(t, q).effort(0.3), 0.0)
+    with pytest.raises(ValueError):
+        TrajectoryFollower(t, q, efforts=eff[:2])

@@ -239,3 +239,27 @@ def test_a_wrong_urdf_never_makes_a_joint_worse_than_the_black_box(arm):
     # the wrong model lost the elbow to the black-box network
     assert pipe.identifier.active[UR5.index('elbow_joint')] == 1
     pipe.close()
+
+
+def test_trajectory_feedforward_includes_the_prior(arm):
+    """A planned trajectory's efforts with prior: rnea are the identified model's torque plus the
+    gated residual: with every gate closed, the model's torque; opened, the residual is added."""
+    from invdyn_ros.trajectory_feedforward import annotate_trajectory
+    config = PipelineConfig.from_params(params(dual_enabled=False, identify=False))
+    pipe = Pipeline(config, LabelTrainer(config))
+    t, q, qd, tau = recording(arm, seconds=4.0)
+    for i in range(len(t)):
+        pipe.process(t[i], q[i], qd[i], tau[i])
+    pipe.physics.gate[:] = 0.0
+    traj = FourierTrajectory(6, seed=4, max_amplitude=0.3)
+    times = np.linspace(0.5, 3.0, 26)
+    pq, pqd, pqdd = traj.sample(times)
+    res = annotate_trajectory(pipe, UR5, times, pq, pqd, pqdd, require_ready=False)
+    prior = PhysicsPrior(RobotModel(URDF, UR5))
+    expected = np.clip(prior.predict_many(pq, pqd, pqdd), -np.array(LIMITS), LIMITS)
+    np.testing.assert_allclose(res.efforts, expected, atol=1e-6 * np.abs(expected).max() + 1e-9)
+    pipe.physics.gate[:] = 1.0
+    opened = annotate_trajectory(pipe, UR5, times, pq, pqd, pqdd, require_ready=False)
+    inside = ~opened.outside
+    assert inside.any() and np.abs(opened.efforts[inside] - expected[inside]).max() > 1e-3
+    pipe.close()

@@ -134,3 +134,51 @@ def track(arm, trajectory, controller: PDController, duration_s: float, feedforw
 
 
 __all__ += ['track']
+
+
+class TrajectoryFollower:
+    """A joint_trajectory_controller-like consumer of a JointTrajectory whose points carry efforts.
+
+    ``sample(t) -> (q_d, qd_d, qdd_d)`` is the desired motion through the points as JTC
+    interpolates it (:class:`invdyn_ros.trajectory_feedforward.TrajectorySpline`: quintic /
+    cubic Hermite / cubic spline by what the points hold), so it can stand in for a reference in
+    :func:`track`; ``effort(t) -> (n,)`` is the points' effort linearly interpolated at ``t`` (held
+    before the first and after the last point), which JTC with an ``effort`` command interface
+    adds to its PID output (``track(..., feedforward=follower.feedforward)``). ``times`` are
+    ``time_from_start`` (s); arrays ``(N, n)`` in the controller's joint order.
+    """
+
+    def __init__(self, times, positions, velocities=None, accelerations=None,
+                 efforts=None) -> None:
+        from invdyn_ros.trajectory_feedforward import TrajectorySpline
+
+        self.times = np.asarray(times, dtype=float).reshape(-1)
+        q = np.asarray(positions, dtype=float)
+        if q.ndim != 2 or q.shape[0] != self.times.size or not np.isfinite(q).all() \
+                or not np.isfinite(self.times).all() or np.any(np.diff(self.times) <= 0):
+            raise ValueError('times / positions: need (N,) increasing times and (N, n) finite '
+                             'positions')
+        arrays = [None if a is None else np.asarray(a, dtype=float)
+                  for a in (velocities, accelerations, efforts)]
+        for name, a in zip(('velocities', 'accelerations', 'efforts'), arrays):
+            if a is not None and (a.shape != q.shape or not np.isfinite(a).all()):
+                raise ValueError(f'{name}: need shape {q.shape} and finite values')
+        self.n = q.shape[1]
+        self._spline = TrajectorySpline(self.times, q, arrays[0], arrays[1])
+        self.efforts = arrays[2]
+
+    def sample(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        q, qd, qdd = self._spline.sample(np.array([float(t)]))
+        return q[0], qd[0], qdd[0]
+
+    def effort(self, t: float) -> np.ndarray:
+        if self.efforts is None:
+            return np.zeros(self.n)
+        return np.array([np.interp(t, self.times, self.efforts[:, j]) for j in range(self.n)])
+
+    def feedforward(self, t: float, *_reference) -> np.ndarray:
+        """:func:`track`'s feedforward callable: the points' effort at ``t``."""
+        return self.effort(t)
+
+
+__all__ += ['TrajectoryFollower']

@@ -1,0 +1,209 @@
+"""Trajectory feedforward (point efforts for joint_trajectory_controller) vs the per-sample
+(topic) feedforward, on the simulated UR5, in-process (no ROS).
+
+1. Record ``--train-s`` of the simulated arm (Pinocchio, friction, the simulator's default sensor
+   noise) tracking the demo's Fourier reference with the demo's PD alone, and learn it: the demo's
+   node parameters (config/ur5.yaml + ``DEMO_NODE_PARAMETERS``) through ``Pipeline.process`` with
+   an InlineTrainer, then ``--epochs`` extra passes of Adam steps over the replay buffer.
+2. Track the same reference for ``--track-s`` from the same start with
+   (a) PD only, (b) PD + the per-sample learned feedforward -- ``Pipeline.predict_reference``
+   at every control step, what ``~/reference`` -> ``~/feedforward`` computes --, (c) PD + the
+   trajectory feedforward: the reference as a JointTrajectory of points every ``--point-dt`` s
+   (positions, velocities, accelerations; one run per spacing), annotated once by
+   ``annotate_trajectory`` and followed by ``sim.controller.TrajectoryFollower`` (JTC-like:
+   spline states, efforts linearly interpolated), and (d) PD + the ideal feedforward (``rnea``), the ceiling.
+3. Print the tracking RMS (mrad, after the ramp-in, mean over joints and per joint), the ratio
+   (c) / (b), and the annotation time for 1000 points with these networks and with
+   config/ur5.yaml's (dual 2 x 64 LSTM + GRU, window 10).
+
+    python bench/trajectory_feedforward.py [--train-s 60] [--track-s 40] [--epochs 2]
+        [--point-dt 0.02,0.1]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from common import REPO, format_machine, machine_info  # noqa: F401 (sets sys.path)
+
+import torch  # noqa: E402
+
+from invdyn_ros.cli.invdyn_demo import DEMO_NODE_PARAMETERS, demo_gains  # noqa: E402
+from invdyn_ros.cli.invdyn_eval import load_params  # noqa: E402
+from invdyn_ros.pipeline import Pipeline, PipelineConfig, make_trainer  # noqa: E402
+from invdyn_ros.sim.arm import UR_HOME, ArmConfig, SimulatedArm  # noqa: E402
+from invdyn_ros.sim.controller import PDController, TrajectoryFollower, track  # noqa: E402
+from invdyn_ros.sim.trajectory import FourierTrajectory  # noqa: E402
+from invdyn_ros.trajectory_feedforward import annotate_trajectory  # noqa: E402
+
+NOISE = dict(position_noise_std=1e-4, velocity_noise_std=2e-3, effort_noise_std=0.2)
+
+
+def make_arm(seed: int) -> SimulatedArm:
+    return SimulatedArm(ArmConfig(robot='ur5', initial_positions=list(UR_HOME), seed=seed,
+                                  **NOISE))
+
+
+def make_reference(arm: SimulatedArm, seed: int) -> FourierTrajectory:
+    return FourierTrajectory(arm.n, seed=seed, center=np.array(UR_HOME[:arm.n]),
+                             start=arm.true_state()[0], lower=arm.lower_limits,
+                             upper=arm.upper_limits)
+
+
+def record(arm, reference, pd, duration_s):
+    """PD alone along the reference; the measured (noisy) q, qd, effort per period."""
+    dt = arm.config.dt
+    steps = int(round(duration_s / dt))
+    n = arm.n
+    t = np.zeros(steps)
+    q, qd, tau = np.zeros((steps, n)), np.zeros((steps, n)), np.zeros((steps, n))
+    for k in range(steps):
+        tk = arm.time
+        q_d, qd_d, _ = reference.sample(tk)
+        q_m, qd_m, tau_m = arm.measure()
+        arm.step(pd.compute(q_d, qd_d, q_m, qd_m))
+        t[k], q[k], qd[k], tau[k] = tk, q_m, qd_m, tau_m
+    return t, q, qd, tau
+
+
+def rms_mrad(run, start_s):
+    keep = run['t'] >= start_s
+    return 1e3 * np.sqrt(np.mean((run['q'][keep] - run['q_d'][keep]) ** 2, axis=0))
+
+
+def annotation_time(pipeline, reference, points=1000, dt=0.02, repeats=3):
+    times = np.arange(points) * dt
+    q, qd, qdd = reference.sample(times)
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        annotate_trajectory(pipeline, pipeline.config.joint_names, times, q, qd, qdd,
+                            require_ready=False)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--train-s', type=float, default=60.0)
+    ap.add_argument('--track-s', type=float, default=40.0)
+    ap.add_argument('--epochs', type=float, default=2.0,
+                    help='extra Adam steps after the stream, in passes over the buffer')
+    ap.add_argument('--point-dt', default='0.02,0.1',
+                    help='spacings of the trajectory points (s), comma-separated: one '
+                         'trajectory-feedforward run each')
+    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--timing-only', action='store_true',
+                    help='only the annotation time of config/ur5.yaml\'s networks')
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(args.seed)
+    print(format_machine(machine_info()))
+
+    arm = make_arm(args.seed)
+    reference = make_reference(arm, args.seed)
+    kp, kd = demo_gains()
+    pd = PDController(kp, kd, arm.effort_limits)
+    base = load_params(REPO / 'config' / 'ur5.yaml')
+    params = dict(base, joint_names=list(arm.joint_names),
+                  torque_limits=[float(x) for x in arm.effort_limits],
+                  effort_scale=[1.0] * arm.n, seed=args.seed)
+    params.update(DEMO_NODE_PARAMETERS)
+    params.update(trainer='inline', rate_hz=1.0 / arm.config.dt)
+    config = PipelineConfig.from_params(params)
+    if args.timing_only:
+        ur5_timing(base, arm, reference)
+        return 0
+
+    # 1. record and learn
+    t0 = time.perf_counter()
+    t, q, qd, tau = record(arm, reference, pd, args.train_s)
+    trainer = make_trainer(config, 'inline')
+    pipe = Pipeline(config, trainer)
+    for i in range(len(t)):
+        pipe.process(1.0 + t[i], q[i], qd[i], tau[i])
+    for lr in trainer.learners.values():
+        for _ in range(int(args.epochs * len(lr.buffer) / lr.config.batch_size)):
+            lr.step()
+    pipe.refresh_weights()
+    steps = {k: v.steps for k, v in trainer.learners.items()}
+    print(f'learned {len(t)} samples ({args.train_s:g} s at {1 / arm.config.dt:g} Hz) in '
+          f'{time.perf_counter() - t0:.0f} s: Adam steps {steps}, ready {pipe.ready}, '
+          f'recent nMSE {pipe.recent_nmse:.4f}')
+
+    # 2. track the same reference from the same start
+    runs = {}
+
+    def fresh():
+        a = make_arm(args.seed + 1)           # other sensor noise than in training
+        return a, make_reference(a, args.seed)
+
+    a, ref = fresh()
+    runs['pd'] = track(a, ref, pd, args.track_s)
+    a, ref = fresh()
+    for p in pipe.ref_predictors.values():
+        p.reset_stream()
+
+    def per_sample(tk, q_d, qd_d, qdd_d):
+        return pipe.predict_reference(q_d, qd_d, qdd_d, stamp=tk)
+
+    runs['learned (per sample)'] = track(a, ref, pd, args.track_s, feedforward=per_sample)
+    notes = []
+    for dt_s in (float(x) for x in args.point_dt.split(',')):
+        a, ref = fresh()
+        times = np.arange(0.0, args.track_s + dt_s, dt_s)
+        pq, pqd, pqdd = ref.sample(times)
+        t1 = time.perf_counter()
+        res = annotate_trajectory(pipe, config.joint_names, times, pq, pqd, pqdd,
+                                  require_ready=False)
+        annotate_s = time.perf_counter() - t1
+        follower = TrajectoryFollower(times, pq, pqd, pqdd, res.efforts)
+        label = f'trajectory ({1e3 * dt_s:g} ms)'
+        runs[label] = track(a, follower, pd, args.track_s, feedforward=follower.feedforward)
+        notes.append(f'{label}: {len(times)} points annotated in {1e3 * annotate_s:.0f} ms, '
+                     f'{res.n_outside} outside the trained region')
+    a, ref = fresh()
+    runs['ideal'] = track(a, ref, pd, args.track_s, feedforward='ideal')
+
+    start = ref.ramp_duration + 2.0
+    print('\n' + '\n'.join(notes))
+    print(f'tracking RMS after t = {start:.1f} s (mrad):')
+    names = [j.replace('_joint', '') for j in config.joint_names]
+    print(f'{"feedforward":22s} {"mean":>7s} ' + ' '.join(f'{x[:9]:>9s}' for x in names))
+    rms = {}
+    for name, run in runs.items():
+        r = rms_mrad(run, start)
+        rms[name] = r
+        print(f'{name:22s} {r.mean():7.3f} ' + ' '.join(f'{x:9.3f}' for x in r))
+    for label in (k for k in rms if k.startswith('trajectory')):
+        ratio = rms[label].mean() / rms['learned (per sample)'].mean()
+        print(f'{label} / learned (per sample) tracking RMS: {ratio:.3f} (target <= 1.2)')
+
+    # 3. annotation cost
+    print(f'\nannotation of 1000 points (best of 3), this machine:')
+    print(f'  these networks ({config.learner.model} {config.learner.model_options}, window '
+          f'{config.learner.window}, dual {config.dual_enabled}): '
+          f'{1e3 * annotation_time(pipe, ref):.1f} ms')
+    ur5_timing(base, arm, ref)
+    return 0
+
+
+def ur5_timing(base, arm, reference) -> None:
+    """Annotation time of config/ur5.yaml's dual networks, with one of them in use for every
+    joint (only it runs) and with both in use."""
+    ur5 = dict(base, joint_names=list(arm.joint_names),
+               torque_limits=[float(x) for x in arm.effort_limits], rate_hz=500.0)
+    cfg5 = PipelineConfig.from_params(ur5)
+    pipe5 = Pipeline(cfg5, make_trainer(cfg5, 'inline'))
+    for label, active in (('one network in use', np.zeros(arm.n, dtype=np.int64)),
+                          ('both in use', np.arange(arm.n) % 2)):
+        pipe5.identifier._active[:] = active     # the identifier's choice, as if learned
+        print(f'  config/ur5.yaml (dual {cfg5.network_names}, hidden {base["hidden_size"]}, '
+              f'window {cfg5.learner.window}), {label}: '
+              f'{1e3 * annotation_time(pipe5, reference):.1f} ms')
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
