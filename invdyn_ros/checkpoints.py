@@ -88,23 +88,31 @@ def write_set(path_prefix: str | os.PathLike, states: Mapping[str, Mapping[str, 
     os.makedirs(directory, exist_ok=True)
     entries: dict[str, dict[str, Any]] = {}
     n_joints = None
-    for name, state in states.items():
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        data = buf.getbuffer()
-        final = checkpoint_path(prefix, name)
-        atomic_write(staged_path(final), lambda f, d=data: f.write(d), durable=True)
-        n_joints = int(state['n_joints'])
-        entries[name] = {'file': os.path.basename(final),
-                         'sha256': hashlib.sha256(data).hexdigest(), 'size': len(data),
-                         'kind': state.get('kind'), 'n_joints': n_joints}
-    manifest = {'format': MANIFEST_FORMAT, 'invdyn_version': __version__,
-                'written': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
-                'n_joints': n_joints,
-                'joint_names': None if joint_names is None else [str(j) for j in joint_names],
-                'networks': entries}
-    atomic_write_text(manifest_path(prefix), json.dumps(manifest, indent=1) + '\n',
-                      durable=True)                                    # the commit
+    try:
+        for name, state in states.items():
+            buf = io.BytesIO()
+            torch.save(state, buf)
+            data = buf.getbuffer()
+            final = checkpoint_path(prefix, name)
+            atomic_write(staged_path(final), lambda f, d=data: f.write(d), durable=True)
+            n_joints = int(state['n_joints'])
+            entries[name] = {'file': os.path.basename(final),
+                             'sha256': hashlib.sha256(data).hexdigest(), 'size': len(data),
+                             'kind': state.get('kind'), 'n_joints': n_joints}
+        manifest = {'format': MANIFEST_FORMAT, 'invdyn_version': __version__,
+                    'written': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+                    'n_joints': n_joints,
+                    'joint_names': None if joint_names is None else [str(j) for j in joint_names],
+                    'networks': entries}
+        atomic_write_text(manifest_path(prefix), json.dumps(manifest, indent=1) + '\n',
+                          durable=True)                                # the commit
+    except BaseException:
+        for entry in entries.values():     # not committed: the staged files are debris
+            try:
+                os.unlink(staged_path(os.path.join(directory, entry['file'])))
+            except OSError:
+                pass
+        raise
     for entry in entries.values():
         final = os.path.join(directory, entry['file'])
         os.replace(staged_path(final), final)

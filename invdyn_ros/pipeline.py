@@ -1374,6 +1374,8 @@ class Pipeline:
         trainer is left alone until it is done); False if one is already running or the trainer
         has failed. :meth:`checkpoint_result` tells the outcome; ``on_done(ok, detail)``, if
         given, is also called with it (from the background thread)."""
+        if self._save_thread is not None and not self._save_thread.is_alive():
+            self._save_thread = None     # finished while no sample came to tidy it up
         if self._save_thread is not None or self.trainer_error is not None:
             return False
         self._save_result = None
