@@ -215,6 +215,7 @@ def _worker_main(n_joints: int, nets: list[tuple[str, dict]], checkpoints: dict[
                                    checkpoints)
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
         replies_q.put(('init_error', type(exc).__name__, str(exc)))
+        _flush_briefly(replies_q, 5.0)
         return
     export = lambda: {n: _to_numpy_tree(lr.export_weights()) for n, lr in learners.items()}  # noqa: E731
     stats = lambda: {n: lr.stats() for n, lr in learners.items()}  # noqa: E731
@@ -297,12 +298,13 @@ def _worker_main(n_joints: int, nets: list[tuple[str, dict]], checkpoints: dict[
 
 
 def _flush_briefly(q: Any, timeout: float) -> None:
-    """Give a queue whose feeder is not joined at exit (``cancel_join_thread``) up to ``timeout``
-    seconds to hand its buffered messages to the pipe (a reader that is alive gets them)."""
-    deadline = time.monotonic() + timeout
-    while getattr(q, '_buffer', None) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.05)
+    """Before the worker exits: give a queue whose feeder is not joined at exit
+    (``cancel_join_thread``) up to ``timeout`` seconds to write its last messages (a reader that
+    is alive gets them; a pipe nobody reads cannot hold the exit longer than that)."""
+    q.close()
+    thread = getattr(q, '_thread', None)
+    if thread is not None:
+        thread.join(timeout)
 
 
 class ProcessTrainer:
