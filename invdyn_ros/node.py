@@ -40,18 +40,30 @@ Topics (``~`` = the node's name, ``/invdyn_node`` by default)
         dropped counts by reason, buffer fill, training loss, recent nMSE, ready, the active
         network per joint.
 
-Service ``~/save_checkpoint`` (std_srvs/Trigger) starts writing a checkpoint in the background
-(the control loop keeps running; the outcome is logged and shown in /diagnostics). A checkpoint is
-also written every ``checkpoint_period_s`` and on shutdown, and loaded at start-up when present; a
-checkpoint that cannot be loaded is renamed to ``<file>.corrupt-<time>`` with a warning and
-learning starts fresh.
+Checkpoints: one set per ``checkpoint_path`` prefix, a file per network (``<prefix>.<network>.pt``)
+and ``<prefix>.manifest.json`` (sha256, size, model kind of each file, the joint names) written
+last: a save is atomic as a whole (:mod:`invdyn_ros.checkpoints`). Service ``~/save_checkpoint``
+(std_srvs/Trigger) writes one in the background and answers when it is done: ``success`` is the
+real outcome (``false`` with the reason, e.g. a full disk; the previous set is kept and
+/diagnostics turns WARN until a save succeeds). With ``executor: events`` the control loop keeps
+running meanwhile; with ``single`` rclpy's executor cannot, so the loop waits for the save. A
+checkpoint is also written every ``checkpoint_period_s`` and on shutdown (SIGINT or SIGTERM, to
+the node or to its process group: the trainer process ignores both and is stopped by the node
+after the final save; a stop takes well under 2 s), and resumed at start-up, its checksums
+verified. A checkpoint that does not fit the robot (joint names or count, networks) or fails its
+checksums is never renamed, deleted or overwritten: the node exits with code 2 and a one-line
+message naming the path and the mismatch, unless ``checkpoint_mismatch: fresh`` (then it learns
+anew under ``<prefix>-<robot id>`` beside it and resumes from there on later starts). Debris of
+interrupted saves (temp and staged files) is removed at start-up. Old sets without a manifest
+still load (logged as unverified).
 
 Threads and processes: the learners train in their own process (``trainer: process``,
 :class:`~invdyn_ros.training.ProcessTrainer`) so training never blocks the subscriber;
 ``trainer: thread`` exists for comparison (bench/latency.py). The executor is rclpy's
 ``EventsExecutor`` (``executor: events``; ``single`` = SingleThreadedExecutor), spun by the main
 thread; on SIGINT / SIGTERM it stops spinning, publishes zero feedforward, writes the final
-checkpoint and shuts the trainer down. The trainer process runs at ``trainer_nice`` so a shared
+checkpoint and shuts the trainer down. The trainer process cannot outlive the node (it gets
+SIGKILL when the node dies, ``PR_SET_PDEATHSIG``, and checks its parent on every loop). The trainer process runs at ``trainer_nice`` so a shared
 core serves the control loop first; ``realtime_priority`` > 0 puts the spinning thread under
 SCHED_FIFO (:meth:`InvdynNode.apply_realtime_priority`). Nothing on the per-message path logs: warnings about rejected
 input come from the diagnostics timer (at most one per period).
