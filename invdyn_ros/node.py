@@ -450,19 +450,22 @@ class InvdynNode(Node):
                         'manifest: written by an older invdyn_ros; the next save adds one)')
         return self._renice(trainer)
 
-    def _renice(self, trainer: Any) -> Any:
+    def _renice(self, trainer: Any, nice: int | None = None) -> Any:
         """Lower the priority of the training worker process (``multiprocessing`` children of
-        this process named by ProcessTrainer), so on a shared core the scheduler runs the
-        control loop first. Failure to renice is only logged."""
+        this process named by ProcessTrainer) to ``nice`` (default ``trainer_nice``), so on a
+        shared core the scheduler runs the control loop first. Failure to renice is only
+        logged (``nice`` 0 at shutdown needs CAP_SYS_NICE: quietly skipped without)."""
         if self.trainer_kind != 'process' or self.trainer_nice == 0:
             return trainer
         import multiprocessing
         for child in multiprocessing.active_children():
             if child.name == 'invdyn-trainer' and child.pid:
                 try:
-                    os.setpriority(os.PRIO_PROCESS, child.pid, self.trainer_nice)
+                    os.setpriority(os.PRIO_PROCESS, child.pid,
+                                   self.trainer_nice if nice is None else nice)
                 except OSError as exc:
-                    self.get_logger().warning(f'could not renice the trainer: {exc}')
+                    if nice is None:
+                        self.get_logger().warning(f'could not renice the trainer: {exc}')
         return trainer
 
     def apply_realtime_priority(self) -> bool:
@@ -834,6 +837,9 @@ class InvdynNode(Node):
         except Exception:  # noqa: BLE001 - the context may already be shut down
             pass
         if self.checkpoint_path:
+            # the final save is the trainer's last job and the stop waits for it: full priority
+            # (a niced worker behind busy processes would take seconds)
+            self._renice(None, nice=0)
             try:
                 files = self.pipeline.save_checkpoint(self.checkpoint_path, final=True)
                 log.info(f'final checkpoint written: {sorted(files.values())}')
