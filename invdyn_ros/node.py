@@ -106,7 +106,7 @@ from invdyn_ros import kernels
 from invdyn_ros.errors import CheckpointError, ConfigError, InvdynError
 from invdyn_ros.checkpoints import clean_stale
 from invdyn_ros.pipeline import (NODE_ONLY_PARAMETERS, PIPELINE_PARAMETERS, TRAINER_KINDS,
-                                 Pipeline, PipelineConfig, checkpoint_files, checkpoint_prefix,
+                                 Pipeline, PipelineConfig, checkpoint_prefix,
                                  checkpoint_to_resume, fresh_checkpoint_path, make_trainer)
 from invdyn_ros.serialized import SerializedJointState
 from invdyn_ros.stopflag import StopFlag
