@@ -890,6 +890,11 @@ def main(argv: list[str] | None = None) -> int:
                 stream.flush()
             except (OSError, ValueError):
                 pass
+        try:   # C stdio too (rcutils' console logging): os._exit skips its flush
+            import ctypes
+            ctypes.CDLL(None).fflush(None)
+        except (OSError, AttributeError):
+            pass
         os._exit(code)
     return code
 
