@@ -445,8 +445,8 @@ class _GatedTrainer:
     def stats(self) -> Any:
         return self.inner.stats()
 
-    def save(self, path_prefix: Any) -> Any:
-        return self.inner.save(path_prefix)
+    def save(self, path_prefix: Any, **options: Any) -> Any:
+        return self.inner.save(path_prefix, **options)
 
     def close(self) -> None:
         self.inner.close()

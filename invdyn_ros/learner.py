@@ -54,6 +54,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import __version__
 from .atomic import atomic_write
+from .checkpoints import verified_file
 from .errors import CheckpointError, ConfigError
 from .models import MODEL_KINDS, build_model, config_to_dict, make_config
 from .scaling import RunningScaler
@@ -384,12 +385,16 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 
 
 def load_checkpoint_dict(path: str | os.PathLike) -> dict[str, Any]:
-    """``torch.load(path, weights_only=True)`` with every failure mapped to :class:`CheckpointError`."""
+    """``torch.load(path, weights_only=True)`` with every failure mapped to :class:`CheckpointError`.
+
+    Where a checkpoint manifest lists the file (:mod:`invdyn_ros.checkpoints`), its sha256 is
+    verified first: a file that does not match is refused (CheckpointError naming both)."""
     path = Path(path)
-    if not path.is_file():
+    source, _ = verified_file(path)   # the manifest's sha256, where one lists the file
+    if not os.path.isfile(source):
         raise CheckpointError(f'checkpoint {path} does not exist (or is not a file)')
     try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+        ckpt = torch.load(source, map_location='cpu', weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile,
             KeyError, AttributeError, TypeError, IndexError) as exc:
         raise CheckpointError(f'checkpoint {path} is truncated, corrupt or not a torch checkpoint: '

@@ -45,18 +45,30 @@ Topics (``~`` = the node's name, ``/invdyn_node`` by default)
         dropped counts by reason, buffer fill, training loss, recent nMSE, ready, the active
         network per joint.
 
-Service ``~/save_checkpoint`` (std_srvs/Trigger) starts writing a checkpoint in the background
-(the control loop keeps running; the outcome is logged and shown in /diagnostics). A checkpoint is
-also written every ``checkpoint_period_s`` and on shutdown, and loaded at start-up when present; a
-checkpoint that cannot be loaded is renamed to ``<file>.corrupt-<time>`` with a warning and
-learning starts fresh.
+Checkpoints: one set per ``checkpoint_path`` prefix, a file per network (``<prefix>.<network>.pt``)
+and ``<prefix>.manifest.json`` (sha256, size, model kind of each file, the joint names) written
+last: a save is atomic as a whole (:mod:`invdyn_ros.checkpoints`). Service ``~/save_checkpoint``
+(std_srvs/Trigger) writes one in the background and answers when it is done: ``success`` is the
+real outcome (``false`` with the reason, e.g. a full disk; the previous set is kept and
+/diagnostics turns WARN until a save succeeds). With ``executor: events`` the control loop keeps
+running meanwhile; with ``single`` rclpy's executor cannot, so the loop waits for the save. A
+checkpoint is also written every ``checkpoint_period_s`` and on shutdown (SIGINT or SIGTERM, to
+the node or to its process group: the trainer process ignores both and is stopped by the node
+after the final save; a stop takes well under 2 s), and resumed at start-up, its checksums
+verified. A checkpoint that does not fit the robot (joint names or count, networks) or fails its
+checksums is never renamed, deleted or overwritten: the node exits with code 2 and a one-line
+message naming the path and the mismatch, unless ``checkpoint_mismatch: fresh`` (then it learns
+anew under ``<prefix>-<robot id>`` beside it and resumes from there on later starts). Debris of
+interrupted saves (temp and staged files) is removed at start-up. Old sets without a manifest
+still load (logged as unverified).
 
 Threads and processes: the learners train in their own process (``trainer: process``,
 :class:`~invdyn_ros.training.ProcessTrainer`) so training never blocks the subscriber;
 ``trainer: thread`` exists for comparison (bench/latency.py). The executor is rclpy's
 ``EventsExecutor`` (``executor: events``; ``single`` = SingleThreadedExecutor), spun by the main
 thread; on SIGINT / SIGTERM it stops spinning, publishes zero feedforward, writes the final
-checkpoint and shuts the trainer down. The trainer process runs at ``trainer_nice`` so a shared
+checkpoint and shuts the trainer down. The trainer process cannot outlive the node (it gets
+SIGKILL when the node dies, ``PR_SET_PDEATHSIG``, and checks its parent on every loop). The trainer process runs at ``trainer_nice`` so a shared
 core serves the control loop first; ``realtime_priority`` > 0 puts the spinning thread under
 SCHED_FIFO (:meth:`InvdynNode.apply_realtime_priority`). Nothing on the per-message path logs: warnings about rejected
 input come from the diagnostics timer (at most one per period).
@@ -96,9 +108,11 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from invdyn_ros import kernels
+from invdyn_ros.checkpoints import clean_stale
 from invdyn_ros.errors import CheckpointError, ConfigError, InvdynError, TrainerError
 from invdyn_ros.pipeline import (NODE_ONLY_PARAMETERS, PIPELINE_PARAMETERS, TRAINER_KINDS,
-                                 Pipeline, PipelineConfig, checkpoint_files, make_trainer)
+                                 Pipeline, PipelineConfig, checkpoint_prefix,
+                                 checkpoint_to_resume, fresh_checkpoint_path, make_trainer)
 from invdyn_ros.serialized import SerializedJointState
 from invdyn_ros.stopflag import StopFlag
 from invdyn_ros.trajectory_msgs_io import TrajectoryRelay
@@ -112,6 +126,7 @@ BEST_EFFORT = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT,
                          history=HistoryPolicy.KEEP_LAST)
 NODE_NAME = 'invdyn_node'
 EXECUTORS = ('events', 'single')
+CHECKPOINT_MISMATCH = ('refuse', 'fresh')
 LATENCY_RING = 1 << 14          # callback latencies kept for the diagnostics percentiles
 MISSED_GAP_MAX_S = 1.0          # longer stamp gaps are pauses of the source, not missed samples
 
@@ -165,8 +180,14 @@ PARAMETER_DOCS: dict[str, tuple[Any, str]] = {
                                  'filter delay: keeps friction steps sharp; for clean efforts)'),
     'trainer': ('process', 'where training runs: process | thread | inline'),
     'publish_period_s': (1.0, 'the trainer sends new weights this often (s)'),
-    'checkpoint_path': ('', 'checkpoint prefix (files <prefix>.<network>.pt); empty = none'),
+    'checkpoint_path': ('', 'checkpoint prefix (files <prefix>.<network>.pt and '
+                            '<prefix>.manifest.json); empty = none'),
     'checkpoint_period_s': (300.0, 'periodic checkpoint (s); 0 = only on shutdown and service'),
+    'checkpoint_mismatch': ('refuse', 'a checkpoint at checkpoint_path that does not fit this '
+                                      'robot (joint names, networks) or is corrupt is never '
+                                      'touched. refuse: the node exits (code 2) naming it; '
+                                      'fresh: learning starts fresh with checkpoints at '
+                                      '<prefix>-<robot id> beside it (resumed from there later)'),
     'stale_timeout_s': (0.1, 'input / reference older than this (s) is stale'),
     'diagnostics_period_s': (1.0, '/diagnostics period (s)'),
     'aux_decimation': (10, 'publish ~/identifier and ~/uncertainty every N outputs'),
@@ -288,6 +309,11 @@ class InvdynNode(Node):
         if not isinstance(p['checkpoint_path'], str):
             raise ConfigError(f'checkpoint_path: expected a string, got {p["checkpoint_path"]!r}')
         self.checkpoint_path = os.path.expanduser(p['checkpoint_path'].strip())
+        self.checkpoint_mismatch = p['checkpoint_mismatch']
+        if self.checkpoint_mismatch not in CHECKPOINT_MISMATCH:
+            raise ConfigError(f'checkpoint_mismatch: must be one of {CHECKPOINT_MISMATCH}, got '
+                              f'{self.checkpoint_mismatch!r}')
+        self._checkpoint_failed: str | None = None
         self.trainer_nice = _integer('trainer_nice', p['trainer_nice'], 0, 19)
         self.realtime_priority = _integer('realtime_priority', p['realtime_priority'], 0, 99,
                                           ' (0 = normal scheduling)')
@@ -362,7 +388,12 @@ class InvdynNode(Node):
         self.traj_pub = self.create_publisher(JointTrajectory, '~/trajectory_out', RELIABLE)
         self.create_subscription(JointTrajectory, '~/trajectory_in', self._on_trajectory,
                                  RELIABLE)
-        self.create_service(Trigger, '~/save_checkpoint', self._on_save_checkpoint)
+        # EventsExecutor runs other callbacks while the coroutine waits for the save; rclpy's
+        # SingleThreadedExecutor would re-run a waiting coroutine before anything else (busy),
+        # so there the callback waits for the save thread plainly (the loop waits with it)
+        self.create_service(Trigger, '~/save_checkpoint',
+                            self._on_save_checkpoint_async if self.executor_kind == 'events'
+                            else self._on_save_checkpoint)
         self.create_timer(min(0.05, self.stale_timeout_s / 2.0), self._on_watchdog)
         self.create_timer(diag_period, self._on_diagnostics)
         if self.checkpoint_path and self.checkpoint_period_s > 0:
@@ -450,12 +481,20 @@ class InvdynNode(Node):
         return values
 
     def _make_trainer(self, publish_period: float, max_updates: float) -> Any:
-        """The trainer, resumed from the checkpoint if there is a usable one.
+        """The trainer, resumed from the checkpoint at ``checkpoint_path`` if there is one.
 
-        The worker process ignores SIGINT (``ProcessTrainer`` starts it that way: Ctrl-C in a
-        terminal hits the whole process group; the node, not the worker, decides when training
-        stops and saves the final checkpoint first). A stop requested while the worker is still
-        starting (``abort``) ends its start-up at once with :class:`TrainerError`.
+        A checkpoint that does not fit (joint names / count, networks) or fails its checksums
+        is never renamed, deleted or overwritten: ``checkpoint_mismatch: refuse`` raises
+        :class:`CheckpointError` (main exits with code 2 naming the path and the problem);
+        ``fresh`` switches ``checkpoint_path`` to :func:`fresh_checkpoint_path` (resumed from
+        there when it holds a fitting set). Debris of interrupted saves is tidied first
+        (:func:`invdyn_ros.checkpoints.clean_stale`), only for a set the node will use.
+
+        The worker process ignores SIGINT and SIGTERM (``ProcessTrainer`` starts it that way: a
+        terminal's Ctrl-C and ``kill -TERM -PGID`` hit the whole process group; the node, not
+        the worker, decides when training stops and saves the final checkpoint first). A stop
+        requested while the worker is still starting (``abort``) ends its start-up at once with
+        :class:`TrainerError`.
         """
         options: dict[str, Any] = {}
         if self.trainer_kind in ('process', 'thread'):
@@ -465,42 +504,59 @@ class InvdynNode(Node):
             options['nice'] = self.trainer_nice
         if self.trainer_kind == 'process' and self._abort is not None:
             options['abort'] = self._abort
-        files = checkpoint_files(self.config, self.checkpoint_path) \
-            if self.checkpoint_path else {}
-        present = [f for f in files.values() if os.path.isfile(f)]
-        if present:
+        if not self.checkpoint_path:
+            return self._renice(make_trainer(self.config, self.trainer_kind, **options))
+        try:
+            return self._resume(self.checkpoint_path, options)
+        except CheckpointError as exc:
+            if self.checkpoint_mismatch == 'refuse':
+                raise CheckpointError(f'{exc} -- left untouched; set another checkpoint_path, or '
+                                      'checkpoint_mismatch: fresh to learn anew beside it') \
+                    from None
+            fresh = fresh_checkpoint_path(self.config, self.checkpoint_path)
+            self.get_logger().warning(
+                f'checkpoint not used ({exc}); left untouched; checkpoint_mismatch: fresh: '
+                f'this node uses checkpoint_path {fresh}')
+            self.checkpoint_path = fresh
             try:
-                trainer = make_trainer(self.config, self.trainer_kind,
-                                       checkpoint=self.checkpoint_path, **options)
-                self.get_logger().info(f'resumed from checkpoint {present}')
-                return self._renice(trainer)
-            except CheckpointError as exc:
-                stamp = time.strftime('%Y%m%d-%H%M%S')
-                moved = []
-                for f in present:
-                    try:
-                        os.replace(f, f'{f}.corrupt-{stamp}')
-                        moved.append(f'{f}.corrupt-{stamp}')
-                    except OSError:
-                        pass
-                self.get_logger().warning(
-                    f'checkpoint could not be loaded ({exc}); renamed aside to {moved}; '
-                    'learning starts fresh')
-        return self._renice(make_trainer(self.config, self.trainer_kind, **options))
+                return self._resume(fresh, options)
+            except CheckpointError as exc2:
+                raise CheckpointError(f'{exc2} (the checkpoint_mismatch: fresh location; both '
+                                      'left untouched)') from None
 
-    def _renice(self, trainer: Any) -> Any:
+    def _resume(self, path: str, options: dict[str, Any]) -> Any:
+        """The trainer resumed from the checkpoint set at ``path`` (fresh if there is none);
+        CheckpointError if it does not fit or is corrupt."""
+        log = self.get_logger()
+        files, verified = checkpoint_to_resume(self.config, path)   # raises on a mismatch
+        for line in clean_stale(checkpoint_prefix(path)):
+            log.info(f'checkpoint {path}: {line}')
+        if not files:
+            return self._renice(make_trainer(self.config, self.trainer_kind, **options))
+        trainer = make_trainer(self.config, self.trainer_kind, checkpoint=files, **options)
+        if verified:
+            log.info(f'resumed from checkpoint {sorted(files.values())} (sha256 verified)')
+        else:
+            log.warning(f'resumed from checkpoint {sorted(files.values())}: UNVERIFIED (no '
+                        'manifest: written by an older invdyn_ros; the next save adds one)')
+        return self._renice(trainer)
+
+    def _renice(self, trainer: Any, nice: int | None = None) -> Any:
         """Lower the priority of the training worker process (``multiprocessing`` children of
-        this process named by ProcessTrainer), so on a shared core the scheduler runs the
-        control loop first. Failure to renice is only logged."""
+        this process named by ProcessTrainer) to ``nice`` (default ``trainer_nice``), so on a
+        shared core the scheduler runs the control loop first. Failure to renice is only
+        logged (``nice`` 0 at shutdown needs CAP_SYS_NICE: quietly skipped without)."""
         if self.trainer_kind != 'process' or self.trainer_nice == 0:
             return trainer
         import multiprocessing
         for child in multiprocessing.active_children():
             if child.name == 'invdyn-trainer' and child.pid:
                 try:
-                    os.setpriority(os.PRIO_PROCESS, child.pid, self.trainer_nice)
+                    os.setpriority(os.PRIO_PROCESS, child.pid,
+                                   self.trainer_nice if nice is None else nice)
                 except OSError as exc:
-                    self.get_logger().warning(f'could not renice the trainer: {exc}')
+                    if nice is None:
+                        self.get_logger().warning(f'could not renice the trainer: {exc}')
         return trainer
 
     def apply_realtime_priority(self) -> bool:
@@ -692,19 +748,42 @@ class InvdynNode(Node):
             self.get_logger().warning('periodic checkpoint skipped (one is running or the '
                                       'trainer has failed)')
 
-    def _on_save_checkpoint(self, request: Any, response: Any) -> Any:
+    def _start_save(self, response: Any, on_done: Any) -> bool:
+        """Start the background save for the service; False (response filled) if it cannot."""
+        response.success = False
         if not self.checkpoint_path:
-            response.success = False
             response.message = 'checkpoint_path is not set'
-            return response
-        started = self.pipeline.start_checkpoint(self.checkpoint_path)
-        files = list(checkpoint_files(self.config, self.checkpoint_path).values())
-        response.success = started or self.pipeline.checkpoint_running
-        response.message = (f'writing {files} in the background; the result is logged and '
-                            'reported in /diagnostics' if started else
-                            'a checkpoint is already being written' if response.success else
+            return False
+        if self.pipeline.start_checkpoint(self.checkpoint_path, on_done=on_done):
+            return True
+        response.message = ('a checkpoint is already being written (periodic or requested); '
+                            'call again when it is done' if self.pipeline.checkpoint_running else
                             f'cannot checkpoint: trainer failed: {self.pipeline.trainer_error}')
+        return False
+
+    def _answer_save(self, response: Any, ok: bool, detail: Any) -> Any:
+        response.success = bool(ok)
+        response.message = (f'checkpoint written: {sorted(detail.values())}' if ok else
+                            f'checkpoint failed: {detail} (the previous checkpoint is kept)')
         return response
+
+    async def _on_save_checkpoint_async(self, request: Any, response: Any) -> Any:
+        """``~/save_checkpoint``: answers when the save is done; ``success`` is its outcome."""
+        from rclpy.task import Future
+        done: Future = Future()
+        if not self._start_save(response, lambda ok, detail: done.set_result((ok, detail))):
+            return response
+        ok, detail = await done
+        return self._answer_save(response, ok, detail)
+
+    def _on_save_checkpoint(self, request: Any, response: Any) -> Any:
+        """``~/save_checkpoint`` for ``executor: single``: waits for the save thread."""
+        result: list = []
+        if not self._start_save(response, lambda ok, detail: result.append((ok, detail))):
+            return response
+        self.pipeline.save_checkpoint_wait()
+        ok, detail = result[0] if result else (False, 'the save thread ended without a result')
+        return self._answer_save(response, ok, detail)
 
     def _check_checkpoint_result(self) -> None:
         result = self.pipeline.checkpoint_result()
@@ -714,9 +793,12 @@ class InvdynNode(Node):
         if ok:
             self.get_logger().info(f'checkpoint written: {sorted(detail.values())}')
             self._last_checkpoint = f'ok {time.strftime("%H:%M:%S")}'
+            self._checkpoint_failed = None
         else:
-            self.get_logger().error(f'checkpoint failed: {detail}')
+            self.get_logger().error(f'checkpoint failed: {detail} (the previous checkpoint is '
+                                    'kept)')
             self._last_checkpoint = f'failed: {detail}'
+            self._checkpoint_failed = str(detail)
 
     # ------------------------------------------------------------------ diagnostics
     def _latency_stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
@@ -849,6 +931,9 @@ class InvdynNode(Node):
         status.hardware_id = ','.join(self.joint_names)
         if stats['trainer_error']:
             status.level, status.message = DiagnosticStatus.ERROR, 'trainer failed'
+        elif self._checkpoint_failed is not None:
+            status.level, status.message = DiagnosticStatus.WARN, \
+                'checkpoint failed (the previous one is kept)'
         elif self._stale:
             status.level, status.message = DiagnosticStatus.WARN, 'no valid joint states'
         elif not stats['ready']:
@@ -873,8 +958,11 @@ class InvdynNode(Node):
         except Exception:  # noqa: BLE001 - the context may already be shut down
             pass
         if self.checkpoint_path:
+            # the final save is the trainer's last job and the stop waits for it: full priority
+            # (a niced worker behind busy processes would take seconds)
+            self._renice(None, nice=0)
             try:
-                files = self.pipeline.save_checkpoint(self.checkpoint_path)
+                files = self.pipeline.save_checkpoint(self.checkpoint_path, final=True)
                 log.info(f'final checkpoint written: {sorted(files.values())}')
             except (InvdynError, OSError) as exc:
                 log.error(f'final checkpoint failed: {exc}')
@@ -909,7 +997,30 @@ def make_executor(kind: str, context: Any = None) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``invdyn_node``; returns the exit code (2 = invalid parameters)."""
+    """Entry point of ``invdyn_node``; returns the exit code (2 = invalid parameters or a
+    checkpoint that does not fit).
+
+    Run as the program (``argv`` None), the process leaves with ``os._exit`` once everything is
+    closed (final checkpoint written, trainer stopped, rclpy shut down, output flushed): the
+    interpreter's teardown of torch, numba and rclpy would add ~0.5 s of CPU to every stop,
+    seconds on a loaded machine, past launch's SIGTERM -> SIGKILL escalation."""
+    code = _run(argv)
+    if argv is None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        try:   # C stdio too (rcutils' console logging): os._exit skips its flush
+            import ctypes
+            ctypes.CDLL(None).fflush(None)
+        except (OSError, AttributeError):
+            pass
+        os._exit(code)
+    return code
+
+
+def _run(argv: list[str] | None) -> int:
     argv = list(sys.argv if argv is None else argv)
     import rclpy
     from rclpy.signals import SignalHandlerOptions
@@ -933,6 +1044,9 @@ def main(argv: list[str] | None = None) -> int:
             node = InvdynNode(abort=stop)
         except ConfigError as exc:
             print(f'[invdyn_node] invalid parameter: {exc}', file=sys.stderr)
+            return 2
+        except CheckpointError as exc:       # does not fit / corrupt: refused, left untouched
+            print(f'[invdyn_node] checkpoint refused: {exc}', file=sys.stderr)
             return 2
         except InvdynError as exc:
             if stop.is_set():                # SIGINT/SIGTERM while starting: a normal stop

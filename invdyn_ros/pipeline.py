@@ -56,12 +56,14 @@ from .models import MODEL_KINDS, make_config
 from .physics import PhysicsConfig, load_urdf_text
 from .predictor import Predictor
 from .residual import PhysicsStage
+from .checkpoints import checkpoint_path, read_set, robot_id, write_set
 from .training import (InlineTrainer, ProcessTrainer, TrainerError, learn_chunk,
-                       checkpoint_path, per_network_labels)
+                       per_network_labels)
 from .windows import WindowBuffer, make_windows
 
 __all__ = ['PipelineConfig', 'Pipeline', 'Output', 'BatchOutput', 'ThreadTrainer', 'make_trainer',
-           'PIPELINE_PARAMETERS', 'NODE_ONLY_PARAMETERS', 'TRAINER_KINDS', 'checkpoint_files']
+           'PIPELINE_PARAMETERS', 'NODE_ONLY_PARAMETERS', 'TRAINER_KINDS', 'checkpoint_files',
+           'checkpoint_to_resume', 'fresh_checkpoint_path', 'checkpoint_prefix']
 
 TRAINER_KINDS = ('inline', 'process', 'thread')
 EFFORT_LABELS = ('filtered', 'delayed')
@@ -127,6 +129,7 @@ NODE_ONLY_PARAMETERS: dict[str, Any] = {
     'max_updates_per_sample': 1.0,
     'checkpoint_path': '',
     'checkpoint_period_s': 300.0,
+    'checkpoint_mismatch': 'refuse',
     'stale_timeout_s': 0.1,
     'diagnostics_period_s': 1.0,
     'aux_decimation': 10,
@@ -623,13 +626,10 @@ class ThreadTrainer:
     def stats(self) -> dict:
         return {n: dict(s) for n, s in self._stats.items()}
 
-    def save(self, path_prefix: Any) -> dict[str, str]:
-        paths = {}
+    def save(self, path_prefix: Any, joint_names: Sequence[str] | None = None) -> dict[str, str]:
         with self._lock:
-            for name, lr in self.learners.items():
-                paths[name] = checkpoint_path(path_prefix, name)
-                lr.save(paths[name])
-        return paths
+            states = {name: lr.state_dict() for name, lr in self.learners.items()}
+        return write_set(path_prefix, states, joint_names)
 
     @property
     def alive(self) -> bool:
@@ -647,17 +647,42 @@ class ThreadTrainer:
         self.close()
 
 
-def _checkpoint_prefix(path: str | os.PathLike) -> str:
+def checkpoint_prefix(path: str | os.PathLike) -> str:
     """The trainers' path prefix for a user's ``checkpoint_path`` (a trailing ``.pt`` is dropped,
     so ``/x/kuka.pt`` gives ``/x/kuka.lstm.pt`` rather than ``/x/kuka.pt.lstm.pt``)."""
     p = os.path.expanduser(os.fspath(path))
     return p[:-3] if p.endswith('.pt') else p
 
 
+_checkpoint_prefix = checkpoint_prefix
+
+
 def checkpoint_files(config: PipelineConfig, path: str | os.PathLike) -> dict[str, str]:
-    """``{network name: file}`` that a checkpoint at ``path`` consists of for this config."""
+    """``{network name: file}`` that a checkpoint at ``path`` consists of for this config (plus
+    the set's manifest, ``<prefix>.manifest.json``, see :mod:`invdyn_ros.checkpoints`)."""
     prefix = _checkpoint_prefix(path)
     return {name: checkpoint_path(prefix, name) for name in config.network_names}
+
+
+def checkpoint_to_resume(config: PipelineConfig, path: str | os.PathLike) -> tuple[dict[str, str], bool]:
+    """``({network name: file}, verified)`` to resume ``config`` from the checkpoint at ``path``.
+
+    A set with a manifest must fit the robot: the same joint names (and count), the same
+    networks and model kinds, else :class:`CheckpointError` naming the manifest and the mismatch
+    (the checksums are verified when the files are loaded). Without a manifest (an old
+    checkpoint): the network files that exist, unverified ({} when there is none)."""
+    files, manifest = read_set(_checkpoint_prefix(path), config.network_names,
+                               joint_names=config.joint_names,
+                               kinds={name: cfg.model for name, cfg in config.networks()})
+    return files, manifest is not None
+
+
+def fresh_checkpoint_path(config: PipelineConfig, path: str | os.PathLike) -> str:
+    """Where ``checkpoint_mismatch: fresh`` writes when the checkpoint at ``path`` does not fit:
+    ``<prefix>-<robot id>`` beside it (8 hex digits of a hash of the joint names and the
+    networks, :func:`invdyn_ros.checkpoints.robot_id`): the same robot finds its own set there
+    on the next start, and the one at ``path`` is never written to."""
+    return f'{_checkpoint_prefix(path)}-{robot_id(config.joint_names, config.networks())}'
 
 
 def make_trainer(config: PipelineConfig, kind: str = 'inline', checkpoint: Any = None,
@@ -665,17 +690,17 @@ def make_trainer(config: PipelineConfig, kind: str = 'inline', checkpoint: Any =
     """A trainer for ``config``'s networks: ``'inline'`` (deterministic, in the caller),
     ``'process'`` (:class:`ProcessTrainer`, what the node uses) or ``'thread'``.
 
-    ``checkpoint``: a ``checkpoint_path`` (files of the networks that exist are resumed, the others
-    start fresh) or an explicit ``{name: file}`` mapping. A damaged file raises
-    :class:`CheckpointError`. ``options`` go to the trainer (e.g. ``publish_period_s``).
+    ``checkpoint``: a ``checkpoint_path`` (a checkpoint set, :func:`checkpoint_to_resume`; of an
+    old set without a manifest the networks whose files exist are resumed, the others start
+    fresh) or an explicit ``{name: file}`` mapping. A damaged file or a checkpoint of another
+    robot raises :class:`CheckpointError`. ``options`` go to the trainer (e.g. ``publish_period_s``).
     """
     if kind not in TRAINER_KINDS:
         raise ConfigError(f'trainer: must be one of {TRAINER_KINDS}, got {kind!r}')
     config.validate()
     ckpt = checkpoint
     if checkpoint is not None and not isinstance(checkpoint, Mapping):
-        ckpt = {name: path for name, path in checkpoint_files(config, checkpoint).items()
-                if os.path.isfile(path)} or None
+        ckpt = checkpoint_to_resume(config, checkpoint)[0] or None
     cls = {'inline': InlineTrainer, 'process': ProcessTrainer, 'thread': ThreadTrainer}[kind]
     return cls(config.n_joints, config.networks(), checkpoint=ckpt, **options)
 
@@ -1459,21 +1484,26 @@ class Pipeline:
         }
 
     # ------------------------------------------------------------------ checkpoints
-    def save_checkpoint(self, path: str | os.PathLike) -> dict[str, str]:
-        """Write every network's learner checkpoint now (blocking); returns ``{name: file}``.
+    def save_checkpoint(self, path: str | os.PathLike, final: bool = False) -> dict[str, str]:
+        """Write the checkpoint set of every network now (blocking); returns ``{name: file}``.
 
-        ``path`` is the user's ``checkpoint_path``; the files are :func:`checkpoint_files`.
-        The directory is created if needed. Raises TrainerError / OSError on failure.
+        ``path`` is the user's ``checkpoint_path``; the files are :func:`checkpoint_files` and the
+        manifest. The directory is created if needed. ``final`` (shutdown): a process trainer
+        writes what it has learned without first learning its queued samples. Raises
+        TrainerError / OSError on failure (the previous set stays the checkpoint).
         """
         if self._save_thread is not None:
             self._save_thread.join()
             self._save_thread = None
-        return self._write_checkpoint(path)
+        return self._write_checkpoint(path, final)
 
-    def start_checkpoint(self, path: str | os.PathLike) -> bool:
+    def start_checkpoint(self, path: str | os.PathLike, on_done: Any = None) -> bool:
         """Start writing a checkpoint in a background thread (``process`` keeps running, the
         trainer is left alone until it is done); False if one is already running or the trainer
-        has failed. :meth:`checkpoint_result` tells the outcome."""
+        has failed. :meth:`checkpoint_result` tells the outcome; ``on_done(ok, detail)``, if
+        given, is also called with it (from the background thread)."""
+        if self._save_thread is not None and not self._save_thread.is_alive():
+            self._save_thread = None     # finished while no sample came to tidy it up
         if self._save_thread is not None or self.trainer_error is not None:
             return False
         self._save_result = None
@@ -1481,19 +1511,31 @@ class Pipeline:
         def run() -> None:
             normal_scheduling()          # not the SCHED_FIFO of a real-time control thread
             try:
-                self._save_result = (True, self._write_checkpoint(path))
+                result = (True, self._write_checkpoint(path))
             except Exception as exc:  # noqa: BLE001 - reported through checkpoint_result
-                self._save_result = (False, f'{type(exc).__name__}: {exc}')
+                result = (False, f'{type(exc).__name__}: {exc}')
+            self._save_result = result
+            if on_done is not None:
+                on_done(*result)
 
         thread = threading.Thread(target=run, name='invdyn-checkpoint', daemon=True)
         self._save_thread = thread
         thread.start()
         return True
 
-    def _write_checkpoint(self, path: str | os.PathLike) -> dict[str, str]:
+    def _write_checkpoint(self, path: str | os.PathLike, final: bool = False) -> dict[str, str]:
         prefix = _checkpoint_prefix(path)
         os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
-        return self.trainer.save(prefix)
+        options: dict[str, Any] = {'joint_names': self.config.joint_names}
+        if final and isinstance(self.trainer, ProcessTrainer):
+            options['learn_pending'] = False
+        return self.trainer.save(prefix, **options)
+
+    def save_checkpoint_wait(self, timeout: float | None = None) -> None:
+        """Wait for a background save to end (it reports through checkpoint_result)."""
+        thread = self._save_thread
+        if thread is not None:
+            thread.join(timeout)
 
     @property
     def checkpoint_running(self) -> bool:

@@ -19,9 +19,17 @@ stats}``, ``save(path_prefix) -> {name: path}``, ``close()``; both are context m
   shared-memory tensor passing needs file descriptors and the sender alive, both fragile here) and
   are turned back into CPU tensors on arrival.
 
-Checkpoints: ``save(prefix)`` writes one atomic file per network, ``checkpoint_path(prefix, name)``
-(``<prefix>.<name>.pt``); both trainers resume from such files (``checkpoint=prefix`` or a
-``{name: path}`` mapping).
+Checkpoints: ``save(prefix, joint_names=None)`` writes one checkpoint *set*: a file per network,
+``checkpoint_path(prefix, name)`` (``<prefix>.<name>.pt``), and the manifest ``<prefix>.manifest.json``
+written last (:mod:`invdyn_ros.checkpoints`: atomic as a whole, sha256-verified on load); both
+trainers resume from such sets (``checkpoint=prefix``) or from files (a ``{name: path}`` mapping).
+
+The worker process of :class:`ProcessTrainer` cannot outlive its owner: it ignores SIGINT and
+SIGTERM (a stop signal to the whole process group must not kill it before the owner has saved
+its state; the owner stops it), gets SIGKILL when the thread that started it dies
+(``PR_SET_PDEATHSIG``, Linux; set when the owner is its process's main thread), checks that its
+parent is alive on every loop, and never waits on a pipe at exit (its queue feeder threads are
+not joined: a full pipe whose reader is gone would hold the exit forever).
 """
 from __future__ import annotations
 
@@ -39,15 +47,11 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
+from .checkpoints import checkpoint_path, read_set, write_set
 from .errors import CheckpointError, ConfigError, TrainerError  # noqa: F401 (TrainerError re-exported)
 from .learner import LearnerConfig, OnlineLearner
 
 __all__ = ['InlineTrainer', 'ProcessTrainer', 'TrainerError', 'checkpoint_path']
-
-
-def checkpoint_path(path_prefix: str | os.PathLike, name: str) -> str:
-    """The checkpoint file of network ``name`` for a ``save(path_prefix)`` call."""
-    return f'{os.fspath(path_prefix)}.{name}.pt'
 
 
 def _resolve_checkpoints(checkpoint: str | os.PathLike | Mapping[str, Any] | None,
@@ -59,6 +63,9 @@ def _resolve_checkpoints(checkpoint: str | os.PathLike | Mapping[str, Any] | Non
         if unknown:
             raise ConfigError(f'checkpoint given for unknown network(s) {unknown}')
         return {k: os.fspath(v) for k, v in checkpoint.items()}
+    files, manifest = read_set(checkpoint, names)   # a set with a manifest: all of it, checked
+    if manifest is not None:
+        return files
     return {name: checkpoint_path(checkpoint, name) for name in names}
 
 
@@ -152,12 +159,12 @@ class InlineTrainer:
     def stats(self) -> dict[str, dict]:
         return {name: lr.stats() for name, lr in self.learners.items()}
 
-    def save(self, path_prefix: str | os.PathLike) -> dict[str, str]:
-        paths = {}
-        for name, learner in self.learners.items():
-            paths[name] = checkpoint_path(path_prefix, name)
-            learner.save(paths[name])
-        return paths
+    def save(self, path_prefix: str | os.PathLike,
+             joint_names: Sequence[str] | None = None) -> dict[str, str]:
+        """Write the checkpoint set (all networks, manifest last); ``joint_names`` go into the
+        manifest (what a later start checks the robot against)."""
+        return write_set(path_prefix, {n: lr.state_dict() for n, lr in self.learners.items()},
+                         joint_names)
 
     def close(self) -> None:
         self._closed = True
@@ -186,10 +193,48 @@ def _to_torch_tree(obj: Any) -> Any:
     return obj
 
 
+def _set_parent_death_signal(sig: int) -> bool:
+    """``prctl(PR_SET_PDEATHSIG, sig)`` (Linux): the kernel sends ``sig`` to this process when the
+    thread that created it exits. False where unavailable."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(1, int(sig), 0, 0, 0) == 0      # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError, TypeError):
+        return False
+
+
+def _parent_gone(parent_pid: int) -> bool:
+    """The worker's liveness check: re-parented (the owner died) or the owner's pid is gone."""
+    if os.getppid() != parent_pid:
+        return True
+    try:
+        os.kill(parent_pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        pass
+    return False
+
+
 def _worker_main(n_joints: int, nets: list[tuple[str, dict]], checkpoints: dict[str, str],
                  samples_q: Any, control_q: Any, results_q: Any, replies_q: Any,
-                 publish_period_s: float, max_updates_per_sample: float) -> None:
+                 publish_period_s: float, max_updates_per_sample: float,
+                 parent_pid: int | None = None, death_signal: bool = False) -> None:
     """The training process. Talks to the parent only through the four queues."""
+    # the owner decides when training stops (after saving), not a signal to the process group
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if parent_pid is None:
+        parent_pid = os.getppid()
+    if death_signal:
+        _set_parent_death_signal(signal.SIGKILL)
+    if _parent_gone(parent_pid):          # the owner died before the death signal was set
+        os._exit(0)
+    # Never wait on a pipe at exit: a feeder thread blocked on a full pipe (its reader gone or
+    # not reading) would hold the interpreter's exit forever (multiprocessing joins feeders).
+    results_q.cancel_join_thread()
+    replies_q.cancel_join_thread()
     torch.set_num_threads(1)
     parent = mp.parent_process()
     try:
@@ -197,6 +242,7 @@ def _worker_main(n_joints: int, nets: list[tuple[str, dict]], checkpoints: dict[
                                    checkpoints)
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
         replies_q.put(('init_error', type(exc).__name__, str(exc)))
+        _flush_briefly(replies_q, 5.0)
         return
     export = lambda: {n: _to_numpy_tree(lr.export_weights()) for n, lr in learners.items()}  # noqa: E731
     stats = lambda: {n: lr.stats() for n, lr in learners.items()}  # noqa: E731
@@ -211,21 +257,22 @@ def _worker_main(n_joints: int, nets: list[tuple[str, dict]], checkpoints: dict[
                 while True:
                     cmd = control_q.get_nowait()
                     if cmd[0] == 'stop':
-                        return
+                        # at once: everything the owner needs has been handed over, and the
+                        # interpreter's teardown (torch) takes ~1 s of CPU, seconds under load
+                        os._exit(0)
                     if cmd[0] == 'save':
-                        _, prefix, req = cmd
+                        _, prefix, req, joint_names, learn_pending = cmd
                         try:   # learn what was submitted before the request, then write
-                            while True:
+                            while learn_pending:
                                 windows, taus = samples_q.get_nowait()
                                 extra['received_chunks'] += 1
                                 learn_chunk(learners, windows, taus)
                         except queue.Empty:
                             pass
                         try:
-                            paths = {}
-                            for name, learner in learners.items():
-                                paths[name] = checkpoint_path(prefix, name)
-                                learner.save(paths[name])
+                            paths = write_set(prefix, {n: lr.state_dict()
+                                                       for n, lr in learners.items()},
+                                              joint_names)
                             replies_q.put(('saved', req, paths))
                         except Exception as exc:  # noqa: BLE001 - e.g. disk full: the parent raises
                             replies_q.put(('save_error', req, f'{type(exc).__name__}: {exc}'))
@@ -265,13 +312,24 @@ def _worker_main(n_joints: int, nets: list[tuple[str, dict]], checkpoints: dict[
                         published = steps
                 except queue.Full:
                     extra['dropped_publishes'] += 1
-            if parent is not None and not parent.is_alive():
-                return
+            if (parent is not None and not parent.is_alive()) or _parent_gone(parent_pid):
+                os._exit(0)   # the owner is gone: nobody reads, nothing to hand over
             if not got and not stepped:
                 time.sleep(0.005)  # idle: nothing to learn and the step cap is reached
     except Exception:  # noqa: BLE001 - a bug: tell the parent, then die
         replies_q.put(('error', traceback.format_exc()))
+        _flush_briefly(replies_q, 2.0)
         raise
+
+
+def _flush_briefly(q: Any, timeout: float) -> None:
+    """Before the worker exits: give a queue whose feeder is not joined at exit
+    (``cancel_join_thread``) up to ``timeout`` seconds to write its last messages (a reader that
+    is alive gets them; a pipe nobody reads cannot hold the exit longer than that)."""
+    q.close()
+    thread = getattr(q, '_thread', None)
+    if thread is not None:
+        thread.join(timeout)
 
 
 class ProcessTrainer:
@@ -317,7 +375,10 @@ class ProcessTrainer:
             target=_worker_main, name='invdyn-trainer', daemon=True,
             args=(self.n_joints, [(n, c.to_dict()) for n, c in nets], checkpoints,
                   self._samples_q, self._control_q, self._results_q, self._replies_q,
-                  float(publish_period_s), float(max_updates_per_sample)))
+                  float(publish_period_s), float(max_updates_per_sample), os.getpid(),
+                  # PR_SET_PDEATHSIG fires when the creating *thread* exits: only ask for it
+                  # when that thread lives as long as the process
+                  threading.current_thread() is threading.main_thread()))
         self._pending_w: list[np.ndarray] = []
         self._pending_t: list[np.ndarray] = []
         self._pending_since = 0.0
@@ -331,19 +392,23 @@ class ProcessTrainer:
         self.counters = {'submitted': 0, 'rejected': 0, 'sent': 0, 'dropped': 0,
                          'weights_received': 0, 'worker_alive': False, 'worker_exitcode': None}
         self.worker_counters: dict[str, int] = {}
-        # The worker ignores SIGINT: it inherits the disposition through spawn's exec. Ctrl-C in a
-        # terminal hits the whole process group; the owner decides when training stops (and
-        # saves first), not a KeyboardInterrupt in the middle of an Adam step.
-        previous = None
+        # The worker ignores SIGINT and SIGTERM: it inherits the dispositions through spawn's
+        # exec (so a signal during its start-up is ignored too) and sets them again itself.
+        # Ctrl-C in a terminal and `kill -TERM -PGID` (systemd) hit the whole process group;
+        # the owner decides when training stops (and saves first), not a signal in the middle of
+        # an Adam step.
+        previous = {}
         if threading.current_thread() is threading.main_thread():
-            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, signal.SIG_IGN)
         try:
             self._proc.start()
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         self._finalizer = weakref.finalize(self, ProcessTrainer._shutdown, self._proc,
-                                           self._control_q, self._samples_q, 5.0)
+                                           self._control_q, self._samples_q,
+                                           (self._results_q, self._replies_q), 2.0)
         self._wait_ready(start_timeout_s, abort)
         self._start_feeders()
 
@@ -395,8 +460,15 @@ class ProcessTrainer:
                 raise TrainerError(f'training worker failed during start-up:\n{msg[1]}')
 
     @staticmethod
-    def _shutdown(proc: Any, control_q: Any, samples_q: Any, timeout: float) -> None:
-        """Stop the worker: sentinel, join, terminate, kill (each only if still needed)."""
+    def _shutdown(proc: Any, control_q: Any, samples_q: Any, incoming: tuple,
+                  timeout: float) -> None:
+        """Stop the worker: stop sentinel, join, then SIGKILL (it ignores SIGTERM) if needed.
+
+        The worker leaves with ``os._exit`` as soon as it reads the sentinel, without waiting for
+        its queue feeders (``cancel_join_thread``): a feeder blocked on a full pipe cannot hold
+        it. Nothing is read from the worker's queues here: a message it was still writing when
+        it exited would be cut short, and reading that would block forever (this process holds
+        the pipe's write end too, so no end-of-file ever comes)."""
         if proc.is_alive():
             try:
                 control_q.put(('stop',))
@@ -404,27 +476,24 @@ class ProcessTrainer:
                 pass
             proc.join(timeout)
         if proc.is_alive():
-            proc.terminate()
-            proc.join(2.0)
-        if proc.is_alive():
             proc.kill()
             proc.join(2.0)
-        for q in (samples_q, control_q):
+        for q in (samples_q, control_q, *incoming):
             q.cancel_join_thread()   # never block interpreter exit on data for a dead reader
             q.close()
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Stop the worker and release the queues (idempotent). Unsent pending samples are dropped."""
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop the worker and release the queues (idempotent). Unsent pending samples are
+        dropped. The worker answers the stop within milliseconds (it finishes its current
+        chunk or step); after ``timeout`` seconds it is killed."""
         if self._closed:
             return
         self._closed = True
         self._finalizer.detach()
-        ProcessTrainer._shutdown(self._proc, self._control_q, self._samples_q, timeout)
+        ProcessTrainer._shutdown(self._proc, self._control_q, self._samples_q,
+                                 (self._results_q, self._replies_q), timeout)
         self.counters['worker_alive'] = False
         self.counters['worker_exitcode'] = self._proc.exitcode
-        for q in (self._results_q, self._replies_q):
-            q.cancel_join_thread()
-            q.close()
 
     def __enter__(self) -> 'ProcessTrainer':
         return self
@@ -532,18 +601,25 @@ class ProcessTrainer:
                 self.counters['worker_exitcode'] = self._proc.exitcode
         return {name: dict(s) for name, s in self._stats.items()}
 
-    def save(self, path_prefix: str | os.PathLike, timeout: float = 60.0) -> dict[str, str]:
-        """Ask the worker to checkpoint every learner (atomic files) and wait for it (≤ ``timeout``).
+    def save(self, path_prefix: str | os.PathLike, timeout: float = 60.0,
+             joint_names: Sequence[str] | None = None,
+             learn_pending: bool = True) -> dict[str, str]:
+        """Ask the worker to write the checkpoint set (all learners, manifest last, see
+        :func:`invdyn_ros.checkpoints.write_set`) and wait for it (≤ ``timeout``).
 
-        Pending samples are shipped first so they are part of the checkpoint when the queue has room.
+        ``learn_pending``: pending samples are shipped and learned first so they are part of the
+        checkpoint (when the queue has room); False (a shutdown) writes what is learned now.
         Raises :class:`TrainerError` if the worker is dead, fails to write, or does not answer in time.
         """
         if self._closed:
             raise TrainerError('trainer is closed')
-        self._flush()
+        if learn_pending:
+            self._flush()
         self._check_worker()
         req = next(self._req)
-        self._control_q.put(('save', os.fspath(path_prefix), req))
+        self._control_q.put(('save', os.fspath(path_prefix), req,
+                             None if joint_names is None else [str(j) for j in joint_names],
+                             bool(learn_pending)))
         deadline = time.monotonic() + timeout
         while req not in self._replies:
             if time.monotonic() > deadline:

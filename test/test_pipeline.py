@@ -58,7 +58,7 @@ class FixedTrainer:
     def stats(self) -> dict:
         return {}
 
-    def save(self, prefix):
+    def save(self, prefix, **options):
         time.sleep(self.save_delay_s)
         return {}
 
@@ -419,7 +419,7 @@ class FrozenTrainer:
     def stats(self) -> dict:
         return {}
 
-    def save(self, prefix):
+    def save(self, prefix, **options):
         return {}
 
     def close(self) -> None:

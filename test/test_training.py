@@ -224,3 +224,29 @@ def test_a_realtime_caller_does_not_pass_sched_fifo_to_the_trainers_helper_threa
                 assert os.sched_getscheduler(t.native_id) == os.SCHED_OTHER, t
     finally:
         pipe.close()
+
+
+def test_process_worker_ignores_stop_signals_and_exits_cleanly_past_a_full_pipe(tmp_path):
+    """SIGINT / SIGTERM to the worker (a signal to the whole process group) leave it running:
+    its owner saves from it first. Weights it publishes every 10 ms fill the results pipe when
+    nobody polls; its feeder thread then blocks on the pipe, and the worker must still leave at
+    once on the stop sentinel (exit code 0, not killed after the join timeout)."""
+    import os
+    import signal
+    big = [(n, LearnerConfig(model=c.model, model_options={'hidden_size': 64, 'num_layers': 2},
+                             window=c.window, min_samples=c.min_samples, seed=c.seed))
+           for n, c in networks()]
+    tr = ProcessTrainer(3, big, publish_period_s=0.01, start_timeout_s=DEADLINE_S)
+    try:
+        W, T = smooth_windows(64, seed=5)
+        for w, t in zip(W, T):
+            tr.submit(w, t)
+        tr.save(tmp_path / 'x')                 # all learned: new weights to publish, ~200 kB
+        os.kill(tr._proc.pid, signal.SIGTERM)
+        os.kill(tr._proc.pid, signal.SIGINT)
+        tr.save(tmp_path / 'y')                  # still alive and answering
+        time.sleep(1.0)                          # nobody reads: the pipe fills, the feeder blocks
+        assert tr._proc.is_alive()
+    finally:
+        tr.close(timeout=DEADLINE_S)
+    assert tr._proc.exitcode == 0
