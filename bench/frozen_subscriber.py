@@ -12,6 +12,9 @@ measures it:
 3. publishes 7-joint JointStates at ``--rate`` Hz from this process, which also subscribes
    ``~/predicted_effort`` (reliable) and counts what arrives per second, and reads the node's
    ``/diagnostics`` (callback latency p50 / p99 / max of every period);
+   ``publish() p50`` = callback p50 - hand-off p50 (the hand-off stops when ``publish()`` is
+   called): if a frozen reliable reader made the node's ``publish()`` block, this grows while
+   the reader is frozen; CPU contention moves both p50s alike;
 4. phases: ``--warmup`` s (not reported), ``before`` s, ``frozen`` s (SIGSTOP to the second
    subscriber), ``after`` s (SIGCONT). A diagnostics period is reported in the phase in which it
    was published, except the first period after each boundary (it straddles it).
@@ -218,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
                      float(np.max(col('callback_latency_p99_us'))),
                      float(np.max(col('callback_latency_max_us'))),
                      float(np.max(col('callback_handoff_p99_us'))),
+                     float(np.median(col('callback_latency_p50_us') -
+                                     col('callback_handoff_p50_us'))),
                      min(per_s) if per_s else -1, max(per_s) if per_s else -1,
                      float(lag.max())])
     lost = [d.get('lost_by_dds') for d in diags[-1:]]
@@ -227,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         f'{lost}')
     out(format_table(['phase', 'periods', 'input Hz', 'cb p50 us (median)', 'cb p99 us (median)',
                       'cb p99 us (max)', 'cb max us', 'handoff p99 us (max)',
+                      'publish() p50 us (cb - handoff)',
                       'other sub msg/s min', 'max', 'bench pub lag max ms'], rows,
                      floatfmt='.1f'))
     return 0
