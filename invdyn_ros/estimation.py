@@ -70,8 +70,8 @@ WARMUP_INTERVALS = 20
 #: ``RATE_TOLERANCE``) but not with the current period re-estimate the rate (a sustained change;
 #: one burst or pause moves one block at most). Blocks hold ``RATE_BLOCK_SHORT`` differences
 #: while the estimate settles (the first design needs two agreeing blocks = ``WARMUP_INTERVALS``
-#: differences; after a design or a reset ``SETTLE_BLOCKS`` short blocks follow, so a start-up
-#: burst that fooled the first design is corrected within a few dozen samples), then
+#: differences; after a (re)design ``SETTLE_BLOCKS`` short blocks follow, so a start-up burst
+#: that fooled the first design is corrected within a few dozen samples; after a reset one), then
 #: ``RATE_BLOCK``.
 RATE_BLOCK_SHORT = WARMUP_INTERVALS // 2
 RATE_BLOCK = 50
@@ -420,23 +420,24 @@ class StreamingEstimator:
         self._fast_dt = min(self.config.max_gap_s, self._jump_dt)
 
     def reset(self) -> None:
-        """Forget the signal history (filter, previous sample). Keeps the rate and the counters;
-        the rate monitor starts a new (short) block: the stream may come back at another rate."""
+        """Forget the signal history (filter, previous sample). Keeps the rate (settled or not)
+        and the counters; the rate monitor starts a new, short block: the stream may come back at
+        another rate."""
         self._have_prev = False
         self._t_prev = -math.inf
         self._primed = False
         self._tau_seen = False
         self._held_t = None
         self._dts.clear()
-        self._rate_cand = None
-        self._rate_blocks = 0
+        self._rate_cand = None               # a settled rate stays settled; a short block first
         self._block_size = RATE_BLOCK_SHORT
         self._update_jump()
 
     @property
     def rate_settled(self) -> bool:
-        """The rate is known and has been confirmed since the last (re)design or reset (always
-        True for a configured rate): per-period bookkeeping (missed samples) may trust it."""
+        """The rate is known and has been confirmed by ``SETTLE_BLOCKS`` blocks since the last
+        (re)design (always True for a configured rate): per-period bookkeeping (missed samples,
+        stamps ahead) may trust it."""
         return not self._measure or (self.sos is not None and self._rate_blocks >= SETTLE_BLOCKS)
 
     def _rate_block(self) -> None:
