@@ -59,13 +59,33 @@ from invdyn_ros import kernels
 from invdyn_ros.errors import ConfigError, DatasetError
 
 __all__ = ['FilterConfig', 'State', 'StateBatch', 'StreamingEstimator', 'estimate_offline',
-           'filter_delay_s', 'design_filter']
+           'filter_delay_s', 'design_filter', 'cutoff_error', 'robust_period']
 
 #: Stamp differences collected before the nominal rate is estimated (``rate_hz=None``).
 WARMUP_INTERVALS = 20
-#: When the (measured) rate puts the cutoff at or above Nyquist, the cutoff is clamped to this
-#: fraction of the rate instead of failing at run time.
-MAX_CUTOFF_FRACTION = 0.45
+#: Rate monitoring (``rate_hz=None``): stamp differences of accepted samples are collected in
+#: blocks; a block's robust median (differences below ``BURST_FRACTION`` x the reference period
+#: are a burst and left out, unless fewer than a quarter of the block would remain) is compared
+#: with the current period. Two consecutive blocks that agree with each other (within
+#: ``RATE_TOLERANCE``) but not with the current period re-estimate the rate (a sustained change;
+#: one burst or pause moves one block at most). Blocks hold ``RATE_BLOCK_SHORT`` differences
+#: while the estimate settles (the first design needs two agreeing blocks = ``WARMUP_INTERVALS``
+#: differences; after a (re)design ``SETTLE_BLOCKS`` short blocks follow, so a start-up burst
+#: that fooled the first design is corrected within a few dozen samples; after a reset one), then
+#: ``RATE_BLOCK``.
+RATE_BLOCK_SHORT = WARMUP_INTERVALS // 2
+RATE_BLOCK = 50
+SETTLE_BLOCKS = 5
+RATE_TOLERANCE = 0.2
+BURST_FRACTION = 0.2
+#: A stamp more than this many nominal periods (but at most ``max_gap_s``) ahead of the previous
+#: one is held back: if the next sample continues the old time axis, the held one was an outlier
+#: (dropped, counted ``dropped_future_stamp``); if the next one is after it, the jump was real
+#: (``stamp_jumps``) and the time axis moves (one sample lost). One bad stamp then drops one
+#: sample instead of every genuine sample until the stream catches up with it. (Beyond
+#: ``max_gap_s`` the filter resets at the new stamp as before, and a genuine sample after an
+#: outlier resets it back: nothing genuine is dropped there.)
+FUTURE_JUMP_PERIODS = 5.0
 #: ``update_many``: clean runs shorter than this go through ``update`` (setting up the vectorized
 #: form costs about as much as a few per-sample calls; both give identical results).
 MIN_BATCH_RUN = 8
@@ -79,7 +99,8 @@ class FilterConfig:
     """Parameters of the estimator.
 
     order / cutoff_hz: Butterworth low-pass applied per stage (two stages in the causal chain).
-    rate_hz: nominal sample rate; None measures it (median of the first 20 stamp differences).
+    rate_hz: nominal sample rate; None measures it (robust median of the first 20 stamp
+    differences) and keeps monitoring it (see ``RATE_BLOCK``).
     max_gap_s: a longer stamp difference resets the filters.
     max_abs_*: samples beyond these magnitudes (rad or m, rad/s or m/s, N m or N) are rejected.
     """
@@ -163,8 +184,9 @@ class _BatchRows(NamedTuple):
     qd_finite: np.ndarray    # (N, n) bool: the driver's velocity is used (else position difference)
     need_diff: np.ndarray    # (N,) bool: some velocity comes from positions
     tau: np.ndarray          # (N, n)
-    tau_present: np.ndarray  # (N,) bool
+    tau_present: np.ndarray  # (N,) bool (False where the effort is beyond the label limits)
     row_ok: np.ndarray       # (N,) bool: passes update()'s checks but stamp order and dq/dt
+    label_bad: np.ndarray    # (N,) bool: effort dropped (beyond effort_limits, see update())
 
 
 def _positive_finite(value: object) -> bool:
@@ -175,17 +197,66 @@ def _positive_finite(value: object) -> bool:
     return math.isfinite(v) and v > 0.0 and not isinstance(value, bool)
 
 
-def design_filter(config: FilterConfig, rate_hz: float) -> tuple[np.ndarray, float]:
-    """The Butterworth ``sos`` of one stage at ``rate_hz`` and the cutoff actually used.
+def cutoff_error(config: FilterConfig, rate_hz: float) -> str | None:
+    """Why no filter can be designed for ``rate_hz`` (None: it can): the cutoff must be below the
+    Nyquist frequency. The message names the node parameter ``filter_cutoff_hz``."""
+    if config.cutoff_hz < 0.5 * rate_hz:
+        return None
+    return (f'filter_cutoff_hz ({config.cutoff_hz:g} Hz) must be below the Nyquist frequency of '
+            f'the joint state rate ({rate_hz:.4g} Hz / 2 = {0.5 * rate_hz:.4g} Hz)')
 
-    The cutoff is clamped to ``MAX_CUTOFF_FRACTION * rate_hz`` when a measured rate is too low for
-    the configured one (a configured rate is checked by :meth:`FilterConfig.validate` instead).
+
+def design_filter(config: FilterConfig, rate_hz: float) -> tuple[np.ndarray, float]:
+    """The Butterworth ``sos`` of one stage at ``rate_hz`` and its cutoff.
+
+    Raises :class:`ConfigError` when the cutoff is at or above the Nyquist frequency of
+    ``rate_hz`` (:func:`cutoff_error`; never silently moved: the user asked for that cutoff).
     """
     if not _positive_finite(rate_hz):
         raise ConfigError(f'rate_hz must be a finite number > 0, got {rate_hz!r}')
-    cutoff = min(float(config.cutoff_hz), MAX_CUTOFF_FRACTION * float(rate_hz))
+    problem = cutoff_error(config, float(rate_hz))
+    if problem is not None:
+        raise ConfigError(problem)
+    cutoff = float(config.cutoff_hz)
     sos = scipy.signal.butter(int(config.order), cutoff, btype='low', output='sos', fs=float(rate_hz))
     return np.ascontiguousarray(sos, dtype=np.float64), cutoff
+
+
+def _median_sorted(s: list[float]) -> float:
+    h = len(s) // 2
+    return s[h] if len(s) % 2 else (s[h - 1] + s[h]) / 2   # = np.median
+
+
+def robust_period(dts: list[float], ref: float | None = None) -> float:
+    """The median of stamp differences ``dts`` without a burst's: differences below
+    ``BURST_FRACTION`` x ``ref`` (default: their own median) are left out, unless fewer than a
+    quarter of them would remain (then the stream itself got faster: plain median).
+
+    Plain Python on a short list (~5 us for a block of 50; numpy's per-call overhead would put
+    ~40 us on the message path once per block, visible in the p99 latency)."""
+    s = sorted(dts)
+    m = _median_sorted(s)
+    lo = BURST_FRACTION * (m if ref is None else ref)
+    keep = [d for d in s if d >= lo]
+    if keep and 4 * len(keep) >= len(s):
+        m = _median_sorted(keep)
+    return m
+
+
+def _agree(a: float, b: float) -> bool:
+    return max(a, b) <= (1.0 + RATE_TOLERANCE) * min(a, b)
+
+
+def _rate_step(period: float | None, candidate: list[float] | None, blocks: int,
+               block: list[float]) -> tuple[float | None, list[float] | None, int, bool]:
+    """One completed block of stamp differences -> (period, candidate block, blocks since the
+    last (re)design, whether the period changed). Pure: ``update`` and ``update_many`` share it."""
+    m = robust_period(block, period)
+    if period is not None and _agree(m, period):
+        return period, None, blocks + 1, False
+    if candidate is not None and _agree(m, robust_period(candidate, period)):
+        return robust_period(candidate + block), None, 0, True
+    return period, block, blocks, False
 
 
 def filter_delay_s(config: FilterConfig, rate_hz: float) -> float:
@@ -246,15 +317,35 @@ class StreamingEstimator:
     """Causal per-sample estimator; see the module docstring for the chain and its delay.
 
     ``update`` costs one in-place ``sosfilt`` over all channels stacked plus a few vector operations
-    on preallocated buffers. ``counters`` (cumulative): accepted, rejected_nonfinite, rejected_shape,
-    rejected_magnitude, dropped_stamp, resets (automatic: gaps and clock jumps),
-    velocity_from_positions (samples where at least one joint's velocity came from positions).
+    on preallocated buffers. ``counters`` (cumulative, plain ints): accepted, rejected_nonfinite,
+    rejected_shape, rejected_magnitude, dropped_stamp, resets (automatic: gaps, clock jumps and
+    re-estimated rates), velocity_from_positions (samples where at least one joint's velocity came
+    from positions), dropped_future_stamp and stamp_jumps (``FUTURE_JUMP_PERIODS``), rate_changes
+    (the measured rate was re-estimated and the filter redesigned: the caller should warn;
+    ``rate_hz`` is the new rate), rejected_labels (efforts beyond ``effort_limits``: the sample is
+    kept as one without efforts), cutoff_above_nyquist (samples without output because the
+    measured rate puts the cutoff at or above Nyquist: ``filter_error`` says so).
+
+    effort_limits: optional per-joint |effort| limits of a usable *label* (the pipeline passes
+    ``torque_limits`` x a margin). A larger (but finite, <= ``max_abs_effort``) effort is not a
+    torque the arm can have produced: the sample's state is still estimated and returned, with
+    ``tau`` None, and the effort never enters the effort filter (a spike would otherwise smear
+    over the following labels). The check is part of the range check (no cost per clean sample).
+
+    Measured rate (``rate_hz=None``) beyond the cutoff: no filter is designed (never a silently
+    moved cutoff), ``filter_error`` holds a message naming ``filter_cutoff_hz``, and samples give
+    no State until the monitored rate changes to one that allows the cutoff. A node keeps running
+    and publishes nothing learned: stopping it would take the feedforward's zeros with it and a
+    respawning launch would loop; the error belongs in its log and diagnostics.
     """
 
     _COUNTER_NAMES = ('accepted', 'rejected_nonfinite', 'rejected_shape', 'rejected_magnitude',
-                      'dropped_stamp', 'resets', 'velocity_from_positions')
+                      'dropped_stamp', 'resets', 'velocity_from_positions',
+                      'dropped_future_stamp', 'stamp_jumps', 'rate_changes', 'rejected_labels',
+                      'cutoff_above_nyquist')
 
-    def __init__(self, n_joints: int, config: FilterConfig | None = None) -> None:
+    def __init__(self, n_joints: int, config: FilterConfig | None = None,
+                 effort_limits: object = None) -> None:
         if isinstance(n_joints, bool) or not isinstance(n_joints, (int, np.integer)) or n_joints < 1:
             raise ConfigError(f'n_joints must be a positive integer, got {n_joints!r}')
         self.n = int(n_joints)
@@ -271,12 +362,28 @@ class StreamingEstimator:
         # specialisation of the range check on the first message)
         self._limits = np.repeat(np.array([cfg.max_abs_position, cfg.max_abs_velocity,
                                            cfg.max_abs_effort], dtype=np.float64), n)
+        self._label_limits: np.ndarray | None = None
+        if effort_limits is not None:
+            lim = np.asarray(effort_limits, dtype=np.float64)
+            if lim.shape != (n,) or not (lim > 0).all():
+                raise ConfigError(f'effort_limits: need {n} values > 0, got {effort_limits!r}')
+            self._label_limits = lim
+            np.minimum(self._limits[2 * n:], lim, out=self._limits[2 * n:])
         self._raw_prev = np.zeros(3 * n)     # ... of the previous accepted (filtered) sample
         self._tv = np.zeros(n)               # time each velocity refers to
         self._tv_prev = np.zeros(n)
         self._q_prev = np.zeros(n)           # for position differences
         self._tau_hold = np.zeros(n)         # last efforts, fed while a sample has none
-        self._dts: list[float] = []
+        self._dts: list[float] = []          # the rate monitor's current block
+        self._measure = cfg.rate_hz is None
+        self._period: float | None = None    # the monitored nominal period (measured rates)
+        self._rate_cand: list[float] | None = None
+        self._rate_blocks = 0
+        self._block_size = RATE_BLOCK_SHORT
+        self._held_t: float | None = None    # a stamp far ahead, held back (FUTURE_JUMP_PERIODS)
+        self._jump_dt = math.inf
+        self._fast_dt = cfg.max_gap_s        # stamp differences in (0, _fast_dt] need no check
+        self.filter_error: str | None = None
         # compiled per-sample kernels (None without numba: the numpy path below)
         self._in_range, self._filter_step = kernels.in_range, kernels.filter_step
         kernels.warm_up()
@@ -290,21 +397,115 @@ class StreamingEstimator:
 
     # ------------------------------------------------------------------ state handling
     def _design(self, rate_hz: float) -> None:
-        self.sos, self.cutoff_hz = design_filter(self.config, rate_hz)
         self.rate_hz = rate_hz
+        self.filter_error = cutoff_error(self.config, rate_hz)
+        if self.filter_error is not None:    # measured rate too low for the cutoff: no filter
+            self.sos = self.cutoff_hz = self.delay_s = None
+            self._primed = False
+            self._update_jump()
+            return
+        self.sos, self.cutoff_hz = design_filter(self.config, rate_hz)
         self.delay_s = filter_delay_s(self.config, rate_hz)
         self._sos2 = np.ascontiguousarray(np.vstack([self.sos, self.sos]))   # the two stages
         self._zi_unit = scipy.signal.sosfilt_zi(self._sos2)                  # (2 n_sections, 2)
         self._zi = np.zeros((self._x.shape[0], self._sos2.shape[0], 2))
         self._den_floor = 0.1 / rate_hz
+        self._update_jump()
+
+    def _update_jump(self) -> None:
+        """Stamps are held back as possible outliers (``FUTURE_JUMP_PERIODS``) only while the
+        rate is settled: with a wrong rate every genuine stamp could look like a jump."""
+        self._jump_dt = FUTURE_JUMP_PERIODS / self.rate_hz \
+            if self.rate_settled and self.rate_hz else math.inf
+        self._fast_dt = min(self.config.max_gap_s, self._jump_dt)
 
     def reset(self) -> None:
-        """Forget the signal history (filter, previous sample). Keeps the rate and the counters."""
+        """Forget the signal history (filter, previous sample). Keeps the rate (settled or not)
+        and the counters; the rate monitor starts a new, short block: the stream may come back at
+        another rate."""
         self._have_prev = False
         self._t_prev = -math.inf
         self._primed = False
         self._tau_seen = False
+        self._held_t = None
         self._dts.clear()
+        self._rate_cand = None               # a settled rate stays settled; a short block first
+        self._block_size = RATE_BLOCK_SHORT
+        self._update_jump()
+
+    @property
+    def rate_settled(self) -> bool:
+        """The rate is known and has been confirmed by ``SETTLE_BLOCKS`` blocks since the last
+        (re)design (always True for a configured rate): per-period bookkeeping (missed samples,
+        stamps ahead) may trust it."""
+        return not self._measure or (self.sos is not None and self._rate_blocks >= SETTLE_BLOCKS)
+
+    def _rate_block(self) -> None:
+        """A full block of stamp differences: re-estimate (and redesign) on a sustained change."""
+        block, self._dts = self._dts, []
+        period, self._rate_cand, self._rate_blocks, changed = _rate_step(
+            self._period, self._rate_cand, self._rate_blocks, block)
+        self._block_size = RATE_BLOCK_SHORT if self._rate_blocks < SETTLE_BLOCKS else RATE_BLOCK
+        if changed:
+            assert period is not None
+            self._set_period(period)
+        self._update_jump()
+
+    def _set_period(self, period: float) -> None:
+        first = self._period is None
+        self._period = period
+        self._design(1.0 / period)
+        if not first:                        # a new design: the filter state no longer fits
+            self.counters['rate_changes'] += 1
+            self.counters['resets'] += 1
+            self._primed = False
+            self._tau_seen = False
+
+    def _rate_feed(self, dts: np.ndarray, commit: bool) -> int | None:
+        """``update``'s monitoring for the stamp differences of a batch run: the index of the
+        first one that re-estimates the rate or settles it (None: none does; both change what
+        the following samples are checked against). ``commit``: apply them (only for differences
+        that change neither, as found by a call with ``commit=False``)."""
+        period, cand, blocks, size = self._period, self._rate_cand, self._rate_blocks, \
+            self._block_size
+        cur = list(self._dts)
+        pos, T = 0, len(dts)
+        while T - pos >= size - len(cur):
+            take = size - len(cur)
+            block = cur + dts[pos:pos + take].tolist()
+            pos += take
+            settled = blocks >= SETTLE_BLOCKS
+            period, cand, blocks, changed = _rate_step(period, cand, blocks, block)
+            if changed or settled != (blocks >= SETTLE_BLOCKS):
+                return pos - 1
+            cur = []
+            size = RATE_BLOCK_SHORT if blocks < SETTLE_BLOCKS else RATE_BLOCK
+        if commit:
+            cur += dts[pos:].tolist()
+            self._dts[:] = cur
+            self._rate_cand, self._rate_blocks, self._block_size = cand, blocks, size
+        return None
+
+    def _check_stamp(self, t: float, dt: float) -> str | None:
+        """The slow path of the stamp checks (dt outside (0, _fast_dt]): 'reset', the counter of
+        a dropped sample, or None (go on)."""
+        cfg = self.config
+        held = self._held_t
+        if -cfg.max_gap_s <= dt <= 0.0:
+            return 'dropped_stamp'
+        if self._jump_dt < dt <= cfg.max_gap_s and held is None:
+            self._held_t = t                 # an outlier unless the next sample follows it
+            return 'dropped_future_stamp'
+        if held is not None:
+            self._held_t = None
+            if t >= held:                    # two samples agree: the time axis really moved
+                self.counters['stamp_jumps'] += 1
+        if dt > cfg.max_gap_s or dt < -cfg.max_gap_s:
+            # A gap, or the clock jumped back by more than a gap (restarted source, looped
+            # bag): history no longer describes this signal. Without this rule one far-future
+            # stamp would make every later sample look "backwards" forever.
+            return 'reset'
+        return None
 
     def _auto_reset(self) -> None:
         self.counters['resets'] += 1
@@ -339,7 +540,7 @@ class StreamingEstimator:
                 or (tau is not None and not np.isfinite(tau).all()):
             return 'rejected_nonfinite'
         n, ok = self.n, self._ok
-        if not ok[:n].all() or not ok[2 * n:].all():
+        if not ok[:n].all() or (tau is not None and not ok[2 * n:].all()):
             return 'rejected_magnitude'
         if qd is None:
             return None
@@ -347,6 +548,14 @@ class StreamingEstimator:
         if (qd_finite & ~ok[n:2 * n]).any():
             return 'rejected_magnitude'
         return qd_finite
+
+    def _beyond_label(self, tau: np.ndarray) -> bool:
+        """A finite effort within ``max_abs_effort`` but beyond ``effort_limits`` (not a label)."""
+        if self._label_limits is None or not np.isfinite(tau).all():
+            return False
+        a = np.abs(tau)
+        return bool((a <= self.config.max_abs_effort).all()) and \
+            not bool((a <= self._label_limits).all())
 
     # ------------------------------------------------------------------ main entry
     def update(self, stamp: float, q: object, qd: object = None, tau: object = None) -> State | None:
@@ -381,24 +590,31 @@ class StreamingEstimator:
             np.abs(raw, out=self._abs)
             in_range = np.less_equal(self._abs, self._limits, out=self._ok).all()
         qd_finite = None                     # None: every driver velocity usable (or none given)
+        bad_label = False
         if not (math.isfinite(t) and in_range):
-            verdict = self._classify(t, q_arr, qd_arr, tau_arr)
-            if isinstance(verdict, str):
-                counters[verdict] += 1
-                return None
-            qd_finite = verdict
+            if tau_arr is not None and self._beyond_label(tau_arr):
+                bad_label, tau_arr = True, None  # keep the sample, not its effort
+                raw[2 * n:] = self._tau_hold
+                in_range = bool(self._ok[:2 * n].all())
+            if not (math.isfinite(t) and in_range):
+                verdict = self._classify(t, q_arr, qd_arr, tau_arr)
+                if isinstance(verdict, str):
+                    counters[verdict] += 1
+                    return None
+                qd_finite = verdict
         cfg = self.config
         # Stamp order and gaps (after the data checks, so a bad sample is counted once).
         dt = t - self._t_prev
         if self._have_prev:
-            if -cfg.max_gap_s <= dt <= 0.0:
-                counters['dropped_stamp'] += 1
-                return None
-            if dt > cfg.max_gap_s or dt < -cfg.max_gap_s:
-                # A gap, or the clock jumped back by more than a gap (restarted source, looped
-                # bag): history no longer describes this signal. Without this rule one far-future
-                # stamp would make every later sample look "backwards" forever.
-                self._auto_reset()
+            if not 0.0 < dt <= self._fast_dt:
+                stamp_verdict = self._check_stamp(t, dt)
+                if stamp_verdict == 'reset':
+                    self._auto_reset()
+                elif stamp_verdict is not None:
+                    counters[stamp_verdict] += 1
+                    return None
+            elif self._held_t is not None:   # continues the old axis: the held one was an outlier
+                self._held_t = None
         have_diff = self._have_prev          # False right after start / reset
         need_diff = qd_arr is None or qd_finite is not None
         if need_diff and have_diff:
@@ -410,6 +626,8 @@ class StreamingEstimator:
 
         # ---- accepted: from here on the state may change
         counters['accepted'] += 1
+        if bad_label:
+            counters['rejected_labels'] += 1
         self._have_prev = True
         self._t_prev = t
         self._q_prev[:] = q_arr
@@ -429,12 +647,15 @@ class StreamingEstimator:
         if tau_arr is not None:
             self._tau_hold[:] = tau_arr
 
-        if self.sos is None:                 # measuring the nominal rate
-            if have_diff:
-                self._dts.append(dt)
-            if len(self._dts) < WARMUP_INTERVALS:
-                return None
-            self._design(1.0 / float(np.median(self._dts)))
+        if have_diff and self._measure:      # measuring / monitoring the nominal rate
+            dts = self._dts
+            dts.append(dt)
+            if len(dts) >= self._block_size:
+                self._rate_block()
+        if self.sos is None:                 # not yet known, or too low for the cutoff
+            if self.filter_error is not None:
+                counters['cutoff_above_nyquist'] += 1
+            return None
 
         out = np.empty(4 * n)
         if self._filter_step is not None and self._primed and (tau_arr is None or self._tau_seen):
@@ -544,6 +765,7 @@ class StreamingEstimator:
                         b = np.searchsorted(tau_rows, i)
                         if b < len(tau_rows):
                             end = min(end, int(tau_rows[b]))
+                    end = self._cut_run(rows, i, end)
                     if end - i >= MIN_BATCH_RUN and self._update_run(rows, i, end, out):
                         produced[i:end] = True
                         has_tau[i:end] = rows.tau_present[i:end]
@@ -551,6 +773,7 @@ class StreamingEstimator:
                         out_t[i:end] = rows.t[i:end]
                         i = end
                         continue
+                end = max(end, i + 1)
                 for k in range(i, end):               # the ground truth, sample by sample
                     state = self.update(stamps[k], q[k],  # type: ignore[index]
                                         None if qd is None else qd[k],  # type: ignore[index]
@@ -598,10 +821,16 @@ class StreamingEstimator:
             # |x| <= limit is False for NaN, Inf and absurd values alike, as in update()
             row_ok &= (np.abs(q_arr) <= cfg.max_abs_position).all(axis=1)
             row_ok &= ~(qd_finite & ~(np.abs(qd_arr) <= cfg.max_abs_velocity)).any(axis=1)
-            row_ok &= ~tau_present | (np.abs(tau_arr) <= cfg.max_abs_effort).all(axis=1)
+            tau_abs = np.abs(tau_arr)
+            row_ok &= ~tau_present | (tau_abs <= cfg.max_abs_effort).all(axis=1)
+            label_bad = np.zeros(N, dtype=bool)
+            if self._label_limits is not None:      # update(): the effort goes, the sample stays
+                label_bad = tau_present & (tau_abs <= cfg.max_abs_effort).all(axis=1) \
+                    & ~(tau_abs <= self._label_limits).all(axis=1)
+                tau_present = tau_present & ~label_bad
         return _BatchRows(t=t, q=q_arr, qd=qd_arr, qd_finite=qd_finite,
                           need_diff=~qd_finite.all(axis=1), tau=tau_arr, tau_present=tau_present,
-                          row_ok=row_ok)
+                          row_ok=row_ok, label_bad=label_bad)
 
     def _batch_vectors(self, seq: object, N: int,
                        optional: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -640,7 +869,7 @@ class StreamingEstimator:
     def _starts_run(self, rows: _BatchRows, i: int) -> bool:
         """Whether ``update`` would accept row i as a plain steady-state sample (no reset/prime)."""
         dt = rows.t[i] - self._t_prev
-        if not 0.0 < dt <= self.config.max_gap_s:
+        if not 0.0 < dt <= self._fast_dt or self._held_t is not None:
             return False
         if rows.tau_present[i] and not self._tau_seen:
             return False
@@ -650,6 +879,23 @@ class StreamingEstimator:
             if np.abs(v_diff).max() > self.config.max_abs_velocity:
                 return False
         return True
+
+    def _cut_run(self, rows: _BatchRows, i: int, end: int) -> int:
+        """The end of a clean run from row i (row i starts one) before anything that depends on
+        the current rate: a stamp jump (``_check_stamp``) or a block that re-estimates it."""
+        ts = rows.t[i:end]
+        d = np.empty(end - i)
+        d[0] = ts[0] - self._t_prev
+        np.subtract(ts[1:], ts[:-1], out=d[1:])
+        jumps = np.flatnonzero(d > self._fast_dt)
+        if len(jumps):
+            end = i + int(jumps[0])
+            d = d[:end - i]
+        if self._measure:
+            k = self._rate_feed(d, commit=False)
+            if k is not None:
+                end = i + k
+        return end
 
     def _update_run(self, rows: _BatchRows, i: int, end: int, out: np.ndarray) -> bool:
         """Rows i..end-1 (all accepted, steady state) in one kernel call; False changes nothing.
@@ -708,6 +954,9 @@ class StreamingEstimator:
         counters = self.counters
         counters['accepted'] += T
         counters['velocity_from_positions'] += int(rows.need_diff[i:end].sum())
+        counters['rejected_labels'] += int(rows.label_bad[i:end].sum())
+        if self._measure:
+            self._rate_feed(dt, commit=True)
         self._t_prev = float(ts[-1])
         self._q_prev[:] = qs[-1]
         self._tau_hold[:] = cur[-1, 2 * n:]

@@ -129,6 +129,7 @@ EXECUTORS = ('events', 'single')
 CHECKPOINT_MISMATCH = ('refuse', 'fresh')
 LATENCY_RING = 1 << 14          # callback latencies kept for the diagnostics percentiles
 MISSED_GAP_MAX_S = 1.0          # longer stamp gaps are pauses of the source, not missed samples
+LOST_CHANGE_MAX = 2 ** 31       # a larger "lost messages" change is a wrapped / garbage report
 
 #: Every parameter of the node: (default, description). ``None`` defaults mean "not set".
 PARAMETER_DOCS: dict[str, tuple[Any, str]] = {
@@ -280,7 +281,9 @@ class InvdynNode(Node):
         """``abort``: an event (``is_set()``) that ends a slow start-up early (see
         ``_make_trainer``); ``kwargs`` go to ``rclpy.node.Node``."""
         self._abort = abort
-        kwargs.setdefault('automatically_declare_parameters_from_overrides', True)
+        # not rclpy's automatic declaration: it declares every override statically typed, and an
+        # empty list (``joint_names: []``) has no type -- a ValueError naming nothing
+        kwargs.setdefault('automatically_declare_parameters_from_overrides', False)
         super().__init__(kwargs.pop('node_name', NODE_NAME), **kwargs)
         self.params = self._read_parameters()
         if self._needs_robot_model(self.params):
@@ -328,7 +331,8 @@ class InvdynNode(Node):
         # ---- state of the data path
         self.counters = {'received': 0, 'outputs': 0, 'rejected_names': 0,
                          'rejected_shape': 0, 'rejected_stamp': 0, 'internal_errors': 0,
-                         'lost': 0, 'missed_by_stamp_gap': 0, 'references': 0,
+                         'lost': 0, 'lost_reports_ignored': 0, 'missed_by_stamp_gap': 0,
+                         'references': 0,
                          'stale_events': 0,
                          'feedforward_zero': 0, 'feedforward_measured': 0,
                          'feedforward_reference': 0}
@@ -460,7 +464,12 @@ class InvdynNode(Node):
     def _read_parameters(self) -> dict[str, Any]:
         """All parameters as a plain dict; unknown names in the overrides are a ConfigError."""
         known = set(PARAMETER_DOCS)
-        unknown = sorted(name for name in self.get_parameters_by_prefix('')
+        # the overrides (params files, -p, the constructor's parameter_overrides): rclpy keeps
+        # them in this attribute and declares from it; it has no public accessor
+        overrides = dict(getattr(self, '_parameter_overrides', {}))
+        overrides.update({name: None for name in self.get_parameters_by_prefix('')
+                          if name not in overrides})
+        unknown = sorted(name for name in overrides
                          if name not in known and name not in _BUILTIN_PARAMETERS
                          and not name.startswith('qos_overrides.'))
         if unknown:
@@ -468,6 +477,12 @@ class InvdynNode(Node):
                               f'{sorted(known)}')
         values: dict[str, Any] = {}
         for name, (default, description) in PARAMETER_DOCS.items():
+            given = overrides.get(name)
+            if given is not None and given.type_ == given.Type.NOT_SET:
+                raise ConfigError(f'{name}: no value (an empty list or a null): ' + (
+                    'required, give at least one element' if default is None and
+                    description.startswith('REQUIRED') else
+                    'leave the parameter out for its default'))
             if not self.has_parameter(name):
                 self.declare_parameter(name, default, ParameterDescriptor(
                     description=description, dynamic_typing=True, read_only=True))
@@ -669,7 +684,8 @@ class InvdynNode(Node):
             pipeline.finish()
             # samples that never reached us (DDS queue overflow in a burst, a lagging loop): a
             # stamp gap of k nominal periods means k-1 missed; gaps over 1 s count as pauses
-            rate = pipeline.estimator.rate_hz
+            est = pipeline.estimator
+            rate = est.rate_hz if est.rate_settled else None   # not from a burst's estimate
             gap = out.stamp - self._last_stamp
             self._last_stamp = out.stamp
             if rate and 1.5 < gap * rate and gap <= MISSED_GAP_MAX_S:
@@ -729,7 +745,17 @@ class InvdynNode(Node):
             self._last_error = f'{type(exc).__name__}: {exc}'
 
     def _on_lost(self, info: Any) -> None:
-        self.counters['lost'] += int(getattr(info, 'total_count_change', 1) or 1)
+        """Messages the middleware reports lost. The change is an unsigned count: a garbage or
+        wrapped-around value (seen: 18446744075857035401) is not added but counted as an
+        ignored report, so ``lost_by_dds`` stays a plain, believable int."""
+        try:
+            change = int(getattr(info, 'total_count_change', 1))
+        except (TypeError, ValueError, OverflowError):
+            change = -1
+        if 0 < change <= LOST_CHANGE_MAX:
+            self.counters['lost'] += change
+        else:
+            self.counters['lost_reports_ignored'] += 1
 
     def _on_watchdog(self) -> None:
         """Zero feedforward while the input is stale (a controller holds the last command)."""
@@ -852,6 +878,9 @@ class InvdynNode(Node):
             'rejected_references': pipe['rejected_references'],
             'internal_errors': c['internal_errors'],
             'missed_by_stamp_gap': c['missed_by_stamp_gap'],
+            'rejected_labels': est['rejected_labels'],
+            'dropped_future_stamp': est['dropped_future_stamp'],
+            'lost_reports_ignored': c['lost_reports_ignored'],
         }
         new_bad = {k: v - self._warned_counts.get(k, 0) for k, v in rejected.items()
                    if v != self._warned_counts.get(k, 0)}
@@ -861,6 +890,20 @@ class InvdynNode(Node):
                                       + (f' (last: {self._last_error})' if self._last_error
                                          else ''))
             self._warned_counts = dict(rejected)
+        estimator = self.pipeline.estimator
+        changes = est['rate_changes']
+        if changes != getattr(self, '_rate_changes_warned', 0):
+            self._rate_changes_warned = changes
+            self.get_logger().warning(
+                f'the joint state rate changed: now {estimator.rate_hz:.1f} Hz (re-estimated '
+                f'{changes} time(s)); the filter was redesigned and the windows restarted')
+        filter_error = estimator.filter_error
+        if filter_error != getattr(self, '_filter_error_logged', None):
+            self._filter_error_logged = filter_error
+            if filter_error:
+                self.get_logger().error(f'{filter_error}: no filter, nothing is published '
+                                        '(feedforward zero) until the rate or the parameter '
+                                        'is fixed')
         capacity = self.config.learner.buffer_capacity
         values: list[tuple[str, Any]] = [
             ('input_rate_hz', f'{rate:.1f}'),
@@ -890,6 +933,8 @@ class InvdynNode(Node):
              else round(1e3 * stats['filter_delay_s'], 3)),
             ('rate_hz_estimated', None if stats['rate_hz'] is None
              else round(stats['rate_hz'], 2)),
+            ('rate_changes', changes), ('stamp_jumps', est['stamp_jumps']),
+            ('filter_error', filter_error or ''),
             ('stale_input', self._stale), ('stale_events', c['stale_events']),
             ('feedforward_zero', c['feedforward_zero']),
             ('feedforward_measured', c['feedforward_measured']),
@@ -931,6 +976,8 @@ class InvdynNode(Node):
         status.hardware_id = ','.join(self.joint_names)
         if stats['trainer_error']:
             status.level, status.message = DiagnosticStatus.ERROR, 'trainer failed'
+        elif filter_error:
+            status.level, status.message = DiagnosticStatus.ERROR, filter_error
         elif self._checkpoint_failed is not None:
             status.level, status.message = DiagnosticStatus.WARN, \
                 'checkpoint failed (the previous one is kept)'
@@ -984,6 +1031,39 @@ def build_arg_parser() -> argparse.ArgumentParser:
                '--ros-args -p name:=value):\n' + '\n'.join(lines))
 
 
+def ros_args_error(message: str) -> str:
+    """One line for rcl's argument errors (e.g. a list of mixed types in a params file or a
+    ``-p`` rule): the parameter (for a file: the key of the failing line or of the block it is
+    in), the file and line, and rcl's reason without its source locations."""
+    import re
+    text = ' '.join(message.split())
+    found = re.search(r"Error: (.*?)(?: at line_num (\d+)|, at /|$)", text)
+    reason = found.group(1).rstrip(' .,') if found else text
+    rule = re.search(r"-p ([A-Za-z_][\w.]*):=", text)
+    if rule:
+        return f'{rule.group(1)}: {reason} (-p rule)'
+    params = re.search(r"--params-file (.+?)'", text)
+    if not params or not found or not found.group(2):
+        return reason
+    path, line = params.group(1), int(found.group(2))
+    name = ''
+    try:
+        with open(path, encoding='utf-8') as f:
+            lines = f.read().splitlines()[:line]
+        indent = None
+        for raw in reversed(lines):            # the key of the line, or of the block it is in
+            stripped = raw.split('#', 1)[0].rstrip()
+            key = re.match(r'^(\s*)([A-Za-z_][\w.]*)\s*:', stripped)
+            if key and (indent is None or len(key.group(1)) < indent):
+                name = key.group(2)
+                break
+            if stripped.strip() and indent is None:
+                indent = len(stripped) - len(stripped.lstrip())
+    except OSError:
+        pass
+    return f'{name}: {reason} ({path}, line {line})' if name else f'{path}, line {line}: {reason}'
+
+
 def make_executor(kind: str, context: Any = None) -> Any:
     """rclpy's EventsExecutor (much less overhead per message) or SingleThreadedExecutor."""
     if kind == 'events':
@@ -1023,14 +1103,24 @@ def main(argv: list[str] | None = None) -> int:
 def _run(argv: list[str] | None) -> int:
     argv = list(sys.argv if argv is None else argv)
     import rclpy
+    from rclpy.impl.implementation_singleton import rclpy_implementation
     from rclpy.signals import SignalHandlerOptions
     from rclpy.utilities import remove_ros_args
 
-    build_arg_parser().parse_args(remove_ros_args(argv)[1:])
+    try:
+        plain_args = remove_ros_args(argv)
+    except rclpy_implementation.RCLInvalidROSArgsError as exc:
+        print(f'[invdyn_node] invalid parameter: {ros_args_error(str(exc))}', file=sys.stderr)
+        return 2
+    build_arg_parser().parse_args(plain_args[1:])
     import torch
     torch.set_num_threads(1)       # the control loop needs one core, not a torch thread pool
 
-    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+    except rclpy_implementation.RCLInvalidROSArgsError as exc:
+        print(f'[invdyn_node] invalid parameter: {ros_args_error(str(exc))}', file=sys.stderr)
+        return 2
     stop = StopFlag()      # not threading.Event: its set() takes a lock (see stopflag)
 
     def on_signal(signum: int, frame: Any) -> None:

@@ -67,6 +67,9 @@ __all__ = ['PipelineConfig', 'Pipeline', 'Output', 'BatchOutput', 'ThreadTrainer
 
 TRAINER_KINDS = ('inline', 'process', 'thread')
 EFFORT_LABELS = ('filtered', 'delayed')
+#: An effort beyond ``torque_limits`` x this is not a torque the arm produced (a glitch, a wrong
+#: unit): the sample is still predicted, its effort is never a label (see ``Pipeline``).
+LABEL_LIMIT_MARGIN = 1.5
 
 #: Flat parameter names that ``PipelineConfig.from_params`` turns into the config, with defaults.
 #: ``rate_hz = 0`` means: measure the rate from the first stamps. Empty lists mean: not set.
@@ -731,7 +734,12 @@ class Pipeline:
         self.trainer = trainer
         self.names = config.network_names
         self.dual = config.dual_enabled
-        self.estimator = StreamingEstimator(n, config.filter)
+        # efforts beyond the torque limits x LABEL_LIMIT_MARGIN are not labels (the estimator
+        # keeps the sample and drops its effort, counted 'rejected_labels'): never learned,
+        # never scored, never in the identifier; process and process_arrays alike
+        self.estimator = StreamingEstimator(
+            n, config.filter, effort_limits=None if config.torque_limits is None
+            else LABEL_LIMIT_MARGIN * np.asarray(config.torque_limits, dtype=np.float64))
         self.windows = WindowBuffer(L, 3 * n)
         kinds = dict(config.networks())
         self.predictors = {name: Predictor(cfg.model, n, cfg.model_options, L)
@@ -972,8 +980,8 @@ class Pipeline:
             self._reset_streams()
         if state is None:
             return None
-        if self._label_delayed:
-            self._record_effort(tau)                 # the label itself is made in finish()
+        if self._label_delayed:                      # the label itself is made in finish()
+            self._record_effort(tau if state.tau is not None else None)
         self._state = state
         if self.residual is not None:
             self._prior_ok = self.physics.begin(state.q, state.qd, state.qdd) is not None

@@ -374,12 +374,154 @@ def test_nominal_rate_from_the_median_of_the_first_20_intervals(velocity_given):
     np.testing.assert_allclose(out[20].q, q[20], rtol=1e-12)   # primed at its own steady state
 
 
-def test_cutoff_is_clamped_when_the_measured_rate_is_too_low():
+def test_cutoff_at_or_above_nyquist_of_the_measured_rate_designs_no_filter():
+    """Never a silently moved cutoff: no output, a message naming filter_cutoff_hz, a counter;
+    once the stream runs at a rate that allows the cutoff, the filter is designed."""
     est = StreamingEstimator(1, FilterConfig(cutoff_hz=30.0))
     t = np.arange(60) / 40.0                                   # 40 Hz: Nyquist 20 Hz < 30 Hz
     out = run(est, t, np.zeros((60, 1)), np.zeros((60, 1)))
-    assert est.cutoff_hz == pytest.approx(0.45 * 40.0)
-    assert out[-1] is not None
+    assert all(o is None for o in out)
+    assert est.sos is None and est.rate_hz == pytest.approx(40.0)
+    assert 'filter_cutoff_hz' in est.filter_error and '20' in est.filter_error
+    assert est.counters['cutoff_above_nyquist'] == 60 - 20
+    t2 = t[-1] + 0.01 + np.arange(300) / 100.0                 # the driver now runs at 100 Hz
+    out = run(est, t2, np.zeros((300, 1)), np.zeros((300, 1)))
+    assert est.filter_error is None and est.rate_hz == pytest.approx(100.0)
+    assert est.counters['rate_changes'] == 1
+    assert out[-1] is not None and sum(o is None for o in out) <= 3 * 10
+
+
+def _rate_stream(t, n=2):
+    q = A * np.sin(W * t[:, None] + np.arange(n))
+    qd = A * W * np.cos(W * t[:, None] + np.arange(n))
+    return q, qd, 5.0 * q
+
+
+def test_startup_burst_is_detected_and_the_rate_re_estimated():
+    """30 messages 10 us apart, then 1 kHz (the probe): the burst fools the first design, the
+    monitor corrects it within a few dozen samples, with a rate change to warn about."""
+    t = np.concatenate([10.0 + 1e-5 * np.arange(30), 10.0 + 3e-4 + np.arange(3000) * T])
+    q, qd, tau = _rate_stream(t)
+    est = StreamingEstimator(2, FilterConfig())
+    out, rates = [], []
+    for k in range(len(t)):
+        out.append(est.update(t[k], q[k], qd[k], tau[k]))
+        rates.append(est.rate_hz)
+    assert est.rate_hz == pytest.approx(RATE, rel=1e-6)
+    assert est.counters['rate_changes'] == 1 and est.rate_settled
+    fooled = [k for k, o in enumerate(out) if o is not None and rates[k] > 2 * RATE]
+    assert 0 < len(fooled) <= 40                               # outputs of the fooled design
+    # afterwards the estimate tracks the signal (delay-compensated, the chain's own error)
+    d = filter_delay_s(FilterConfig(), RATE)
+    last = out[-1]
+    np.testing.assert_allclose(last.q, A * np.sin(W * (t[-1] - d) + np.arange(2)), atol=1e-3)
+
+
+@pytest.mark.parametrize('first', [True, False])
+def test_a_burst_a_pause_and_jitter_with_drops_keep_the_rate(first):
+    """A short burst (5 stamps 10 us apart) at the start or mid-run, pauses below and above
+    max_gap_s, +-10 % jitter and 5 % dropped messages: no rate change."""
+    rng = np.random.default_rng(4)
+    t = 10.0 + np.arange(6000) * T + rng.uniform(-0.1 * T, 0.1 * T, 6000)
+    t = t[rng.random(6000) > 0.05]
+    k = 0 if first else 2000
+    t = np.concatenate([t[:k], t[k] - 1e-5 * np.arange(5, 0, -1), t[k:]])
+    t[3000:] += 0.05                                           # a pause below max_gap_s
+    t[4000:] += 0.5                                            # and one above it (a reset)
+    q, qd, tau = _rate_stream(t)
+    est = StreamingEstimator(2, FilterConfig())
+    run(est, t, q, qd, tau)
+    assert est.counters['rate_changes'] == 0
+    assert est.rate_hz == pytest.approx(RATE, rel=0.05)
+    assert est.counters['resets'] == 1
+
+
+@pytest.mark.parametrize('new_rate', [500.0, 2000.0, 10000.0])
+def test_a_rate_change_mid_run_is_re_estimated(new_rate):
+    t1 = 10.0 + np.arange(1000) * T
+    t = np.concatenate([t1, t1[-1] + (1 + np.arange(4000)) / new_rate])
+    q, qd, tau = _rate_stream(t)
+    est = StreamingEstimator(2, FilterConfig())
+    out, rates = [], []
+    for k in range(len(t)):
+        out.append(est.update(t[k], q[k], qd[k], tau[k]))
+        rates.append(est.rate_hz)
+    assert est.counters['rate_changes'] == 1 and est.counters['resets'] == 1
+    assert est.rate_hz == pytest.approx(new_rate, rel=1e-6)
+    assert est.delay_s == pytest.approx(filter_delay_s(FilterConfig(), new_rate))
+    # detected within two long blocks of the change (plus the one the change starts in)
+    changed_at = next(k for k in range(1001, len(t)) if rates[k] != rates[1000])
+    assert changed_at - 1000 <= 3 * estimation.RATE_BLOCK
+    assert all(o is not None for o in out[changed_at:])       # re-primed at once: no gap
+
+
+def test_a_configured_rate_is_not_monitored():
+    t = np.concatenate([10.0 + np.arange(500) * T, 10.5 + np.arange(500) * 2 * T])
+    q, qd, tau = _rate_stream(t)
+    est = StreamingEstimator(2, FilterConfig(rate_hz=RATE))
+    run(est, t, q, qd, tau)
+    assert est.rate_hz == RATE and est.counters['rate_changes'] == 0 and est.rate_settled
+
+
+@pytest.mark.parametrize('rate_hz', [None, RATE])
+def test_one_stamp_in_the_future_drops_only_itself(rate_hz):
+    """One stamp 40 ms ahead: dropped and counted; every genuine sample after it gives exactly
+    the state of a stream without it."""
+    t = 10.0 + np.arange(400) * T
+    q, qd, tau = _rate_stream(t)
+    bad_t = t.copy()
+    bad_t[200] += 0.040
+    est, ref = StreamingEstimator(2, FilterConfig(rate_hz=rate_hz)), \
+        StreamingEstimator(2, FilterConfig(rate_hz=rate_hz))
+    out = run(est, bad_t, q, qd, tau)
+    keep = np.arange(400) != 200
+    expected = run(ref, t[keep], q[keep], qd[keep], tau[keep])
+    assert out[200] is None
+    got = [o for k, o in enumerate(out) if k != 200]
+    for a, b in zip(got, expected):
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_array_equal(a.q, b.q)
+            np.testing.assert_array_equal(a.qdd, b.qdd)
+    c = est.counters
+    assert c['dropped_future_stamp'] == 1 and c['dropped_stamp'] == 0
+    assert c['stamp_jumps'] == 0 and c['resets'] == 0
+
+
+def test_a_persistent_stamp_jump_moves_the_time_axis():
+    t = 10.0 + np.arange(400) * T
+    t[200:] += 0.040                                           # the source's clock jumped
+    q, qd, tau = _rate_stream(t)
+    est = StreamingEstimator(2, FilterConfig(rate_hz=RATE))
+    out = run(est, t, q, qd, tau)
+    c = est.counters
+    assert c['dropped_future_stamp'] == 1 and c['stamp_jumps'] == 1 and c['resets'] == 0
+    assert out[200] is None and all(o is not None for o in out[201:])
+
+
+def test_efforts_beyond_the_label_limits_are_dropped_not_the_sample():
+    t = 10.0 + np.arange(300) * T
+    q, qd, tau = _rate_stream(t)
+    bad = tau.copy()
+    bad[150, 1] = 9000.0                                       # > 1.5 x 100, < max_abs_effort
+    est = StreamingEstimator(2, FilterConfig(rate_hz=RATE), effort_limits=[100.0, 150.0])
+    ref = StreamingEstimator(2, FilterConfig(rate_hz=RATE), effort_limits=[100.0, 150.0])
+    out = run(est, t, q, qd, bad)
+    taus = [None if k == 150 else tau[k] for k in range(300)]
+    expected = run(ref, t, q, qd, taus)
+    assert out[150] is not None and out[150].tau is None       # the state is still estimated
+    for a, b in zip(out, expected):
+        np.testing.assert_array_equal(a.q, b.q)
+        assert (a.tau is None) == (b.tau is None)
+        if a.tau is not None:
+            np.testing.assert_array_equal(a.tau, b.tau)       # the spike never got filtered in
+    assert est.counters['rejected_labels'] == 1 and est.counters['rejected_magnitude'] == 0
+    bad[160, 0] = 1e5                                          # absurd: the sample goes, as before
+    est2 = StreamingEstimator(2, FilterConfig(rate_hz=RATE), effort_limits=[100.0, 150.0])
+    run(est2, t, q, qd, bad)
+    assert est2.counters['rejected_magnitude'] == 1 and est2.counters['rejected_labels'] == 1
+    with pytest.raises(ConfigError, match='effort_limits'):
+        StreamingEstimator(2, FilterConfig(), effort_limits=[1.0])
 
 
 def test_manual_reset_keeps_rate_and_counters():
@@ -451,6 +593,8 @@ from invdyn_ros import estimation  # noqa: E402
 from invdyn_ros.estimation import StateBatch  # noqa: E402
 
 _STATE_ATTRS = ('_have_prev', '_t_prev', '_primed', '_tau_seen', '_dts', 'rate_hz', 'cutoff_hz',
+                '_period', '_rate_cand', '_rate_blocks', '_block_size', '_held_t', '_jump_dt',
+                '_fast_dt', 'filter_error',
                 'delay_s', 'sos', '_zi', '_raw_prev', '_tv_prev', '_q_prev', '_tau_hold', '_x',
                 '_tv', '_raw')
 _BAD_KINDS = ('nan_q', 'inf_tau', 'nan_stamp', 'absurd_q', 'absurd_qd', 'absurd_tau', 'absurd_dq',
@@ -676,8 +820,10 @@ def test_update_many_uses_the_vectorized_path_for_clean_streams():
     q = A * np.sin(W * t[:, None] + np.arange(n))
     qd = A * W * np.cos(W * t[:, None] + np.arange(n))
     tau = 5.0 * q
-    for qd_in, rate_hz, expected_calls in ((qd, 100.0, 1), (None, 100.0, 2), (qd, None, 21),
-                                           (None, None, 21)):
+    # measured rate: the 21 warm-up samples, and the one whose block settles the rate (from
+    # then on stamps ahead are checked against it: the run ends there)
+    for qd_in, rate_hz, expected_calls in ((qd, 100.0, 1), (None, 100.0, 2), (qd, None, 22),
+                                           (None, None, 22)):
         cfg = FilterConfig(rate_hz=rate_hz)
         seq, bat = StreamingEstimator(n, cfg), StreamingEstimator(n, cfg)
         calls = []
@@ -760,3 +906,41 @@ def test_update_many_on_real_kuka_data(shared_datasets):
     states, resets = _sequential(seq, rec.t, rec.q, rec.qd, rec.tau)
     _assert_batch_equals(bat.update_many(rec.t, rec.q, rec.qd, rec.tau), states, resets)
     _assert_same_state(seq, bat)
+
+
+@pytest.mark.parametrize('seed', range(3))
+def test_update_many_equals_update_with_rate_changes_jumps_and_bad_labels(seed, run_sizes):
+    """Bursts, rate changes, stamps ahead (outliers and real jumps) and efforts beyond the label
+    limits, with a measured rate: batch and per-sample give the same States and state."""
+    rng = np.random.default_rng(seed)
+    parts, t0 = [], 50.0
+    for rate in (1000.0, 1000.0, 250.0, 2000.0):
+        k = int(rng.integers(300, 900))
+        parts.append(t0 + 1e-5 * np.arange(int(rng.integers(0, 40))))   # a burst
+        t0 = parts[-1][-1] + 1e-3 if len(parts[-1]) else t0
+        seg = t0 + np.arange(k) / rate + rng.uniform(-0.1, 0.1, k) / rate
+        parts.append(seg)
+        t0 = seg[-1] + 1.0 / rate
+    t = np.concatenate(parts)
+    N = len(t)
+    for k in rng.integers(50, N, 6):
+        t[k] += 0.03                                          # single stamps ahead
+    j = int(rng.integers(N // 2, N))
+    t[j:] += 0.02                                             # a real jump
+    n = 3
+    q = A * np.sin(W * t[:, None] + np.arange(n))
+    qd = A * W * np.cos(W * t[:, None] + np.arange(n))
+    tau = 5.0 * q
+    tau[rng.random(N) < 0.01, 1] = 500.0                      # beyond the label limit
+    cfg = FilterConfig(cutoff_hz=10.0)
+    lim = [10.0, 10.0, 10.0]
+    seq, bat = StreamingEstimator(n, cfg, effort_limits=lim), \
+        StreamingEstimator(n, cfg, effort_limits=lim)
+    states, resets = _sequential(seq, t, q, qd, tau)
+    batch = bat.update_many(t, q, qd, tau)
+    _assert_batch_equals(batch, states, resets)
+    _assert_same_state(seq, bat)
+    c = bat.counters
+    assert c['rate_changes'] >= 2 and c['dropped_future_stamp'] >= 3 and c['stamp_jumps'] >= 1
+    assert c['rejected_labels'] >= 3
+    _tail(seq, bat, n, float(batch.stamp[-1]), rate=2000.0)

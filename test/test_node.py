@@ -877,3 +877,43 @@ def test_a_burst_of_stop_signals_still_stops_the_node():
             proc.kill()
             proc.wait()
         proc.log_file.close()  # type: ignore[attr-defined]
+
+
+def test_startup_burst_and_a_stamp_ahead_do_not_corrupt_the_rate_or_drop_samples(tmp_path):
+    """The probe's stream: 30 messages 10 us apart at start-up, then 1 kHz stamps (published
+    slower than that in wall-clock time: the stamps are the time axis), with one stamp 40 ms
+    ahead. The rate is re-estimated (warning, rate_changes), missed_by_stamp_gap does not
+    explode, and the genuine samples after the stamp ahead are all predicted."""
+    names = ['a', 'b']
+    pfile = write_params(tmp_path / 'p.yaml', {
+        'joint_names': names, 'torque_limits': [5.0, 5.0], 'trainer': 'inline',
+        'model': 'mlp', 'dual_enabled': False, 'hidden_size': 8, 'window': 3,
+        'checkpoint_path': '', 'diagnostics_period_s': 0.2, 'stale_timeout_s': 1.0})
+    proc = start_node(['--ros-args', '--params-file', str(pfile)], tmp_path / 'node.log')
+    h = Harness()
+    try:
+        h.wait_for_node(proc)
+        stamps = list(9000.0 + 1e-5 * np.arange(30)) + list(9000.001 + 1e-3 * np.arange(600))
+        ahead = 400
+        keys = []
+        for i, s in enumerate(stamps):
+            sent = s + 0.040 if i == ahead else s
+            k = h.send(sent, names, [0.1 * np.sin(s), 0.2], [0.0, 0.0], [1.0, 1.0])
+            keys.append(k)
+            time.sleep(0.003)
+        d = h.wait_diag(lambda d: int(d['received']) >= len(stamps) - 20, timeout=30)
+        time.sleep(0.5)
+        d = h.diags[-1]
+        assert float(d['rate_hz_estimated']) == pytest.approx(1000.0, rel=1e-3), d
+        assert int(d['rate_changes']) >= 1
+        assert int(d['missed_by_stamp_gap']) < 100, d                # was 4.4 million
+        after = keys[ahead + 1:ahead + 41]                           # inside the 40 ms ahead
+        assert sum(k in h.outputs for k in after) >= 30, d           # was 0
+        assert int(d['dropped_future_stamp']) <= 1 and int(d['stale_events']) == 0
+        assert stop_node(proc) == 0
+        log = (tmp_path / 'node.log').read_text()
+        assert 'joint state rate changed' in log
+    finally:
+        h.close()
+        if proc.poll() is None:
+            proc.kill()

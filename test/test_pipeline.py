@@ -222,19 +222,63 @@ def test_ready_is_the_rolling_nmse_of_the_published_torque_with_hysteresis():
 
 
 def test_torque_is_clamped_and_effort_scaled():
-    cfg = mlp_config(torque_limits=[0.5, 3.0], effort_scale=[2.0, -1.0])
+    cfg = mlp_config(torque_limits=[2.5, 3.0], effort_scale=[2.0, -1.0])
     trainer = FixedTrainer(constant_mlp_weights([10.0, -10.0], [1.0, 1.0]))
     pipe = Pipeline(cfg, trainer)
     outs = [o for o in feed_constant(pipe, 50, np.zeros(2), np.array([1.5, 4.0])) if o is not None]
     assert len(outs) == 50 - 2           # window 3: the first 2 rows only fill it
     for o in outs:
-        np.testing.assert_array_equal(o.torque, [0.5, -3.0])
+        np.testing.assert_array_equal(o.torque, [2.5, -3.0])
         np.testing.assert_allclose(o.tau, [3.0, -4.0], atol=1e-9)   # effort * effort_scale
     assert trainer.submitted == 50 - 2
     ref = [pipe.predict_reference([0.0, 0.0], [0.0, 0.0], [0.0, 0.0], stamp=i * 0.01)
            for i in range(4)]
     assert ref[0] is None and ref[1] is None                        # the reference window fills
-    np.testing.assert_array_equal(ref[3], [0.5, -3.0])
+    np.testing.assert_array_equal(ref[3], [2.5, -3.0])
+
+
+@pytest.mark.parametrize('label', ['filtered', 'delayed'])
+def test_efforts_beyond_the_torque_limits_are_never_learned_nor_scored(label):
+    """The probe: an effort of 9000 N m with a limit of 176. The sample is still predicted and
+    published; its effort is no label (not submitted, not scored, not in the identifier) and
+    never reaches the effort filter; counted. process and process_arrays alike."""
+    cfg = mlp_config(torque_limits=[176.0, 176.0], effort_label=label)
+    tau = np.array([1.0, 2.0])
+
+    def stream(spike_at):
+        t = 10.0 + np.arange(300) / 100.0
+        taus = np.tile(tau, (300, 1))
+        for k in spike_at:
+            taus[k, 1] = 9000.0 if k % 2 else -1.6 * 176.0
+        return t, np.zeros((300, 2)), np.zeros((300, 2)), taus
+
+    spikes = [100, 151, 200]
+    clean_tr, bad_tr = (FixedTrainer(constant_mlp_weights([1.0, 2.0], [1.0, 1.0]))
+                        for _ in range(2))
+    clean, bad = Pipeline(cfg, clean_tr), Pipeline(cfg, bad_tr)
+    t, q, qd, taus = stream(spikes)
+    outs = [bad.process(t[k], q[k], qd[k], taus[k]) for k in range(300)]
+    ref = [clean.process(t[k], q[k], qd[k], None if k in spikes else taus[k])
+           for k in range(300)]
+    for k in spikes:
+        assert outs[k] is not None and outs[k].tau is None
+        np.testing.assert_array_equal(outs[k].torque, [1.0, 2.0])   # still predicted
+    for a, b in zip(outs, ref):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert (a.tau is None) == (b.tau is None)
+            if a.tau is not None:
+                np.testing.assert_array_equal(a.tau, b.tau)   # the spike never got filtered in
+            assert a.recent_nmse == b.recent_nmse
+    assert bad_tr.submitted == clean_tr.submitted < 300 - 2
+    assert bad.stats()['estimator']['rejected_labels'] == len(spikes)
+    assert bad.ready == clean.ready and bad.recent_nmse == clean.recent_nmse
+    # the batch form (learning off) uses the same rule
+    batch = Pipeline(cfg, FixedTrainer(constant_mlp_weights([1.0, 2.0], [1.0, 1.0])))
+    res = batch.process_arrays(t, q, qd, taus)
+    assert res.valid[spikes].all() and not res.has_tau[spikes].any()
+    assert res.has_tau[res.valid].sum() == res.valid.sum() - len(spikes)
+    assert batch.stats()['estimator']['rejected_labels'] == len(spikes)
 
 
 def test_bad_samples_are_dropped_counted_and_never_produce_nonfinite_output():
