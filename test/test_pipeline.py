@@ -438,7 +438,9 @@ def test_thread_trainer_learns_and_hands_out_weights():
             trainer.submit(rng.normal(size=(3, 6)), rng.normal(size=2))
         deadline = time.monotonic() + 20
         weights = None
-        while time.monotonic() < deadline and not (weights and weights['mlp']['steps'] > 0):
+        # the thread learns the samples in chunks: wait for weights that have seen all 100
+        while time.monotonic() < deadline and not (weights and weights['mlp']['steps'] > 0 and
+                                                   weights['mlp']['samples'] == 100):
             weights = trainer.poll() or weights
             time.sleep(0.02)
         assert weights and weights['mlp']['samples'] == 100 and weights['mlp']['steps'] > 0
