@@ -868,3 +868,36 @@ def test_a_bag_written_by_invdyn_bag_is_accepted_from_its_first_message(tmp_path
     finally:
         h.close()
         assert stop_node(proc) == 0
+
+
+def test_the_throttled_warning_gives_the_reason_of_the_counters_that_grew(capfd):
+    """A reason belongs to its counter: after a zero stamp, a later period with other rejections
+    must not repeat "header.stamp is zero" (it once did: ``{'missed_by_stamp_gap': 88} (last:
+    header.stamp is zero)``)."""
+    from invdyn_ros.node import bad_input_warning
+
+    assert bad_input_warning({'missed_by_stamp_gap': 88}, {'rejected_stamp': 'header.stamp is zero'}) \
+        == "dropped bad input / missed samples in the last period: {'missed_by_stamp_gap': 88}"
+    ctx = Context()
+    rclpy.init(context=ctx)
+    try:
+        node = _in_process_node(ctx, node_name='invdyn_reason_test')
+        h = Harness.joint_state(None, 0.0, ['a', 'b', 'c'], [0.1, 0.2, 0.3])   # zero stamp
+        node._on_joint_states_msg(h)
+        node._on_diagnostics()
+        short = Harness.joint_state(None, 12.0, ['a', 'b', 'c'], [0.1, 0.2])   # wrong length
+        node._on_joint_states_msg(short)
+        node._on_diagnostics()
+        nan = Harness.joint_state(None, 12.5, ['a', 'b', 'c'], [0.1, float('nan'), 0.3])
+        node._on_joint_states_msg(nan)                 # counted by the estimator, no reason text
+        node._on_diagnostics()
+        node._on_diagnostics()                          # nothing new: no warning
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)
+    lines = [line for line in capfd.readouterr().err.splitlines() if 'dropped bad input' in line]
+    assert len(lines) == 3, lines
+    assert "{'rejected_stamp': 1} (last: rejected_stamp: header.stamp is zero)" in lines[0]
+    assert "{'rejected_shape': 1} (last: rejected_shape: position / velocity / effort" in lines[1]
+    assert 'stamp is zero' not in lines[1]
+    assert "{'rejected_nonfinite': 1}" in lines[2] and '(last:' not in lines[2]
