@@ -41,19 +41,22 @@ setup(
     version='0.1.0',
     packages=find_packages(exclude=['test', 'test.*', 'bench']),
     python_requires='>=3.10',
-    # rclpy and the message packages come from a ROS 2 install (or requirements-ros.txt);
-    # and torch==2.13.0 is pinned here and in requirements.txt. Only what a ROS install does not provide is listed.
+    # rclpy and the message packages come from a ROS 2 install (or requirements-ros.txt). Ranges,
+    # not pins: their lower ends are Ubuntu 24.04's apt versions (what ROS 2 Jazzy's own Python
+    # extensions are built against; `make test-min` runs the suite with exactly those, see
+    # requirements-min.txt); the exact pins of `make venv` are in requirements.txt/constraints.txt.
     install_requires=[
-        'numpy',
-        'scipy',
+        'numpy>=1.26.4,<3',
+        'scipy>=1.11.4,<2',
         'torch==2.13.0',  # the CPU build; any other version pulls GBs of CUDA packages
-        'scikit-learn',
-        'rosbags',
-        'PyYAML',
-        'matplotlib',
+        'scikit-learn>=1.4.1.post1,<2',
+        'rosbags>=0.11.0,<0.12',
+        'PyYAML>=6.0.1,<7',
+        'matplotlib>=3.6.3,<4',
+        'tqdm>=4.66.2,<5',
     ],
-    extras_require={'sim': ['pin', 'example-robot-data'],
-                    'fast': ['numba']},  # compiled read-out (kernels.py); numpy without it
+    extras_require={'sim': ['pin>=2.7', 'example-robot-data>=4.1'],
+                    'fast': ['numba>=0.59.1']},  # compiled read-out (kernels.py); numpy without it
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
         ('share/' + PACKAGE, ['package.xml']),

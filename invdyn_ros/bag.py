@@ -8,8 +8,15 @@ converted and evaluated offline and in CI. Both rosbag2 storage plugins are supp
 Time: every message carries two times. ``header.stamp`` is when the driver sampled the joints and
 is what the estimator differentiates with; the bag's *log time* is when the recorder received the
 message and is what ``ros2 bag play`` (and :mod:`invdyn_ros.cli.invdyn_replay`) schedule by.
-:func:`write_joint_states` sets both to ``start_time_ns + round(t * 1e9)``. Stamps are handled as
-integer nanoseconds throughout: a float of seconds since 1970 only resolves ~0.2 µs.
+:func:`write_joint_states` sets both to ``start_time_ns + round(t * 1e9)``: by default the
+recording's own time (a bag read back keeps its stamps), else :data:`DEFAULT_START_TIME_NS`, a
+realistic epoch time -- never 0, which ROS reads as "no stamp" (the node rejects such messages).
+Stamps are handled as integer nanoseconds throughout: a float of seconds since 1970 only resolves
+~0.2 µs.
+
+Format: rosbag2 metadata version 8 by default (:data:`DEFAULT_ROSBAG_VERSION`), which every
+``ros2 bag`` from Humble on reads (Humble reads the QoS profiles of versions <= 8 as a YAML string;
+version 9 writes them as a YAML list, which only Jazzy and newer parse); version 9 on request.
 
 Every failure to open or parse a bag (missing path, not a bag, corrupt database, truncated MCAP,
 missing topic, wrong message type) raises :class:`~invdyn_ros.errors.BagError` with the path.
@@ -33,9 +40,13 @@ __all__ = [
     'JOINT_STATE_TYPE',
     'JointStateSample',
     'JointStateStream',
+    'DEFAULT_ROSBAG_VERSION',
+    'DEFAULT_START_TIME_NS',
+    'ROSBAG_VERSIONS',
     'STORAGES',
     'TopicSummary',
     'bag_info',
+    'default_start_time_ns',
     'joint_state_typestore',
     'read_joint_states',
     'read_recording',
@@ -46,6 +57,14 @@ JOINT_STATE_TYPE = 'sensor_msgs/msg/JointState'
 STORAGES = ('sqlite3', 'mcap')
 _NS = 1_000_000_000
 _INT32_MAX = 2**31 - 1
+#: rosbag2 metadata versions the writer supports: 8 (read by Humble, Iron, Jazzy and newer) and 9
+#: (Jazzy and newer only)
+ROSBAG_VERSIONS = (8, 9)
+DEFAULT_ROSBAG_VERSION = 8
+#: header stamp of t = 0 for a recording without its own absolute time: 2023-11-14 22:13:20 UTC
+DEFAULT_START_TIME_NS = 1_700_000_000 * _NS
+#: a recording whose time axis starts later than this (2001-09-09) is already in epoch time
+_EPOCH_TIME_MIN_S = 1e9
 
 
 def joint_state_typestore() -> Any:
@@ -395,16 +414,33 @@ def _nonzero(counts: dict[str, int]) -> dict[str, int]:
 
 
 # ---------------------------------------------------------------------- writing
+def default_start_time_ns(recording: Recording) -> int:
+    """The header stamp of ``t = 0`` when none is given: the recording's own time if it has one.
+
+    - a recording read from a bag: its first stamp (``meta['start_time_ns']``), so a bag written
+      back keeps the original stamps;
+    - a time axis already in epoch seconds (e.g. a CSV ``time`` column of ROS stamps): 0;
+    - otherwise (datasets with t from 0): :data:`DEFAULT_START_TIME_NS`.
+    """
+    own = recording.meta.get('start_time_ns')
+    if isinstance(own, (int, np.integer)) and not isinstance(own, bool) and own > 0:
+        return int(own)
+    if len(recording.t) and float(recording.t[0]) >= _EPOCH_TIME_MIN_S:
+        return 0
+    return DEFAULT_START_TIME_NS
+
+
 def write_joint_states(path: str | Path, recording: Recording, topic: str = '/joint_states',
-                       storage: str = 'sqlite3', start_time_ns: int = 0,
-                       frame_id: str = '') -> BagInfo:
+                       storage: str = 'sqlite3', start_time_ns: int | None = None,
+                       frame_id: str = '', version: int = DEFAULT_ROSBAG_VERSION) -> BagInfo:
     """Write ``recording`` as a new rosbag2 bag, one ``sensor_msgs/msg/JointState`` per sample.
 
     ``header.stamp`` and the log time are ``start_time_ns + round(t * 1e9)``; ``name`` is
     ``joint_names``; ``position`` q, ``velocity`` qd (empty when the recording has none), ``effort``
-    tau. ``storage`` is ``'sqlite3'`` or ``'mcap'``. The bag is rosbag2 format version 9 (Jazzy and
-    newer). ``path`` must not exist; a partly written bag is removed on error. Returns its
-    :class:`BagInfo`.
+    tau. ``start_time_ns`` None: :func:`default_start_time_ns`. A first stamp of 0 is refused (ROS
+    reads it as unset). ``storage`` is ``'sqlite3'`` or ``'mcap'``; ``version`` the rosbag2 format
+    version, one of :data:`ROSBAG_VERSIONS` (8: readable by Humble and newer; 9: Jazzy and newer).
+    ``path`` must not exist; a partly written bag is removed on error. Returns its :class:`BagInfo`.
     """
     from rosbags.rosbag2 import StoragePlugin, Writer
 
@@ -413,14 +449,17 @@ def write_joint_states(path: str | Path, recording: Recording, topic: str = '/jo
         raise BagError(f'storage must be one of {STORAGES}, got {storage!r}')
     if not isinstance(topic, str) or not topic or any(c.isspace() for c in topic):
         raise BagError(f'invalid topic name {topic!r}')
+    if version not in ROSBAG_VERSIONS:
+        raise BagError(f'rosbag2 version must be one of {ROSBAG_VERSIONS}, got {version!r}')
     if path.exists():
         raise BagError(f'{path}: exists already; not overwriting')
-    start_time_ns = int(start_time_ns)
+    start_time_ns = default_start_time_ns(recording) if start_time_ns is None else int(start_time_ns)
     if start_time_ns < 0:
         raise BagError(f'start_time_ns must be >= 0, got {start_time_ns}')
     stamps = start_time_ns + np.rint(recording.t * _NS).astype(np.int64)
-    if stamps[0] < 0:
-        raise BagError(f'{recording.name}: first stamp {stamps[0]} ns is negative; raise start_time_ns')
+    if stamps[0] <= 0:
+        raise BagError(f'{recording.name}: first stamp {stamps[0]} ns is not positive (ROS reads a '
+                       f'zero header.stamp as unset); raise start_time_ns')
     if stamps[-1] // _NS > _INT32_MAX:
         raise BagError(f'{recording.name}: stamps beyond builtin_interfaces/Time (int32 seconds)')
     if len(stamps) > 1 and not np.all(np.diff(stamps) > 0):
@@ -435,7 +474,7 @@ def write_joint_states(path: str | Path, recording: Recording, topic: str = '/jo
     plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
     created = False
     try:
-        writer = Writer(path, version=Writer.VERSION_LATEST, storage_plugin=plugin)
+        writer = Writer(path, version=version, storage_plugin=plugin)
         writer.open()
         created = True
         try:

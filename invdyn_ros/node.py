@@ -352,7 +352,7 @@ class InvdynNode(Node):
         self._lat_reported = 0
         self._diag_last = (time.perf_counter(), 0)
         self._warned_counts: dict[str, int] = {}
-        self._last_error = ''
+        self._last_error: dict[str, str] = {}   # counter -> reason of its latest increment
 
         # ---- pre-built messages
         # ~/predicted_effort as CDR bytes: serialized once by rclpy, per message only the stamp
@@ -605,13 +605,13 @@ class InvdynNode(Node):
             k = len(names)
             if len(set(names)) != k:
                 self.counters['rejected_names'] += 1
-                self._last_error = 'duplicate joint names'
+                self._last_error['rejected_names'] = 'duplicate joint names'
                 return None
             try:
                 idx = np.array([names.index(j) for j in self.joint_names], dtype=np.intp)
             except ValueError:
                 self.counters['rejected_names'] += 1
-                self._last_error = 'a configured joint is missing'
+                self._last_error['rejected_names'] = 'a configured joint is missing'
                 return None
             self._names_cache = list(names)
             self._idx = idx
@@ -620,12 +620,13 @@ class InvdynNode(Node):
         pos, vel, eff = msg.position, msg.velocity, msg.effort
         if len(pos) != k or (len(vel) != 0 and len(vel) != k) or (len(eff) != 0 and len(eff) != k):
             self.counters['rejected_shape'] += 1
-            self._last_error = 'position / velocity / effort length does not match name'
+            self._last_error['rejected_shape'] = ('position / velocity / effort length does not '
+                                                  'match name')
             return None
         st = msg.header.stamp
         if st.sec == 0 and st.nanosec == 0:
             self.counters['rejected_stamp'] += 1
-            self._last_error = 'header.stamp is zero'
+            self._last_error['rejected_stamp'] = 'header.stamp is zero'
             return None
         stamp = st.sec + 1e-9 * st.nanosec
         if self._identity:
@@ -696,7 +697,7 @@ class InvdynNode(Node):
                 self._publish_aux(out)
         except Exception as exc:  # noqa: BLE001 - never let one message kill the node
             self.counters['internal_errors'] += 1
-            self._last_error = f'{type(exc).__name__}: {exc}'
+            self._last_error['internal_errors'] = f'{type(exc).__name__}: {exc}'
 
     def _publish_ff(self, data: array.array, counter: str) -> None:
         self._ff.data = data
@@ -732,7 +733,7 @@ class InvdynNode(Node):
                 self._publish_ff(self._zeros, 'feedforward_zero')
         except Exception as exc:  # noqa: BLE001
             self.counters['internal_errors'] += 1
-            self._last_error = f'{type(exc).__name__}: {exc}'
+            self._last_error['internal_errors'] = f'{type(exc).__name__}: {exc}'
 
     def _on_trajectory(self, msg: Any) -> None:
         """A planned trajectory: one batched prediction for all its points (trajectory_msgs_io)."""
@@ -885,10 +886,7 @@ class InvdynNode(Node):
         new_bad = {k: v - self._warned_counts.get(k, 0) for k, v in rejected.items()
                    if v != self._warned_counts.get(k, 0)}
         if new_bad:
-            self.get_logger().warning(f'dropped bad input / missed samples in the last period: '
-                                      f'{new_bad}'
-                                      + (f' (last: {self._last_error})' if self._last_error
-                                         else ''))
+            self.get_logger().warning(bad_input_warning(new_bad, self._last_error))
             self._warned_counts = dict(rejected)
         estimator = self.pipeline.estimator
         changes = est['rate_changes']
@@ -1074,6 +1072,14 @@ def make_executor(kind: str, context: Any = None) -> Any:
             pass
     from rclpy.executors import SingleThreadedExecutor
     return SingleThreadedExecutor(context=context)
+
+
+def bad_input_warning(new_bad: dict[str, int], reasons: dict[str, str]) -> str:
+    """The throttled warning: counts that grew in the period, with the reason of the latest
+    rejection of each of THOSE counters (a reason of a counter that did not grow is stale)."""
+    last = '; '.join(f'{k}: {reasons[k]}' for k in new_bad if reasons.get(k))
+    return (f'dropped bad input / missed samples in the last period: {new_bad}'
+            + (f' (last: {last})' if last else ''))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,10 +6,15 @@
 
 Arguments:
   config             parameter file (default: <share>/invdyn_ros/config/kuka_lwr.yaml)
-  joint_states_topic where the driver publishes sensor_msgs/JointState (default /joint_states)
+  joint_states_topic where the driver publishes sensor_msgs/JointState (default joint_states:
+                     relative, so it resolves in the node's namespace)
   feedforward_topic  where ~/feedforward goes, e.g. the `commands` topic of a
                      ForwardCommandController with interface_name: effort
-                     (default /invdyn_node/feedforward, i.e. not remapped)
+                     (default ~/feedforward, i.e. not remapped)
+
+The defaults are relative names, so a pushed namespace applies, e.g. inside
+``PushRosNamespace('lbr')`` the node subscribes to /lbr/joint_states and publishes
+/lbr/invdyn_node/feedforward. Absolute names (leading /) ignore the namespace.
 
 The node is given exactly ``--params-file <config>`` plus the two remappings; everything else
 comes from the file (see config/*.yaml and ``invdyn_node --help``).
@@ -30,12 +35,19 @@ def generate_launch_description() -> LaunchDescription:
     joint_states_topic = LaunchConfiguration('joint_states_topic')
     feedforward_topic = LaunchConfiguration('feedforward_topic')
     return LaunchDescription([
-        DeclareLaunchArgument('config', default_value=default_config,
-                              description='invdyn_node parameter file (YAML)'),
-        DeclareLaunchArgument('joint_states_topic', default_value='/joint_states',
-                              description='sensor_msgs/JointState input topic'),
-        DeclareLaunchArgument('feedforward_topic', default_value='/invdyn_node/feedforward',
-                              description='Float64MultiArray feedforward output topic'),
+        DeclareLaunchArgument(
+            'config', default_value=default_config,
+            description='invdyn_node parameter file (YAML with invdyn_node: ros__parameters:); '
+                        'joint_names and torque_limits are required, see config/*.yaml'),
+        DeclareLaunchArgument(
+            'joint_states_topic', default_value='joint_states',
+            description='sensor_msgs/JointState input topic of the robot driver (relative names '
+                        'resolve in the namespace, e.g. /lbr/joint_states under PushRosNamespace)'),
+        DeclareLaunchArgument(
+            'feedforward_topic', default_value='~/feedforward',
+            description='where the std_msgs/Float64MultiArray feedforward goes, e.g. '
+                        '/effort_controller/commands of a ForwardCommandController with '
+                        'interface_name: effort (default: not remapped)'),
         Node(
             package='invdyn_ros',
             executable='invdyn_node',

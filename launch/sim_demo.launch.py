@@ -9,7 +9,7 @@ a child process and runs the simulated arm (sim_arm) and its controller (torque_
 own process, switches the phases (PD only, PD + feedforward while learning, PD + learned
 feedforward, PD + ideal feedforward[, payload change]) in simulated time, and writes
 ``<output>/summary.json``, ``tracking_error.png`` and ``table.md``. Ctrl-C stops it and every
-child process.
+child process; under launch that is a clean stop (exit 0: ``--interrupt-exit-code 0``).
 
 Arguments (the options of ``invdyn_demo --help``):
   duration           simulated seconds ('' = the demo's default: 150, or 270 with a payload change)
@@ -30,24 +30,37 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-#: launch argument -> (invdyn_demo option, default; '' = leave the option out)
+#: launch argument -> (invdyn_demo option, default ('' = leave the option out), description)
 ARGUMENTS = {
-    'duration': ('--duration', ''),
-    'learning_seconds': ('--learning-seconds', ''),
-    'robot': ('--robot', 'ur5'),
-    'payload': ('--payload', '0.0'),
-    'payload_change': ('--payload-change', ''),
-    'seed': ('--seed', '0'),
-    'output': ('--output', 'results/demo'),
-    'real_time_factor': ('--real-time-factor', '1.0'),
-    'domain_id': ('--domain-id', 'auto'),
+    'duration': ('--duration', '',
+                 "simulated seconds of the whole run ('' = the demo's default: 150, or 270 with "
+                 'a payload change)'),
+    'learning_seconds': ('--learning-seconds', '',
+                         "simulated seconds of learning before the learned phase ('' = "
+                         'min(60, 0.4 x duration))'),
+    'robot': ('--robot', 'ur5', 'simulated arm: ur3, ur5 or ur10 (example-robot-data models)'),
+    'payload': ('--payload', '0.0', 'payload at the flange in kg'),
+    'payload_change': ('--payload-change', '',
+                       "new payload in kg for a payload-change phase ('' = no change)"),
+    'seed': ('--seed', '0', 'seed of the reference trajectory, the noise and the networks'),
+    'output': ('--output', 'results/demo',
+               'folder for summary.json, table.md, tracking_error.png and the logs (relative to '
+               'the working directory)'),
+    'real_time_factor': ('--real-time-factor', '1.0', 'simulated seconds per wall second'),
+    'domain_id': ('--domain-id', 'auto',
+                  "ROS domain: 'auto' = a private one (the demo publishes effort commands on "
+                  "/effort_controller/commands and must never reach a real arm), 'env' = the "
+                  "caller's ROS_DOMAIN_ID (localhost discovery unless set), or a number 0-101"),
 }
+#: under launch a Ctrl-C (launch's SIGINT, then SIGTERM) is the normal way to stop the demo:
+#: exit 0 then, so launch reports a clean finish instead of "process has died ... exit code 130"
+INTERRUPT_EXIT_CODE = '0'
 
 
 def _demo(context, *args, **kwargs):
     """The invdyn_demo process with the options whose launch arguments are not empty."""
-    argv = []
-    for name, (option, _) in ARGUMENTS.items():
+    argv = ['--interrupt-exit-code', INTERRUPT_EXIT_CODE]
+    for name, (option, _, _) in ARGUMENTS.items():
         value = LaunchConfiguration(name).perform(context).strip()
         if value:
             argv += [option, value]
@@ -65,6 +78,6 @@ def _demo(context, *args, **kwargs):
 
 def generate_launch_description() -> LaunchDescription:
     declared = [DeclareLaunchArgument(name, default_value=default,
-                                      description=f'invdyn_demo {option}')
-                for name, (option, default) in ARGUMENTS.items()]
+                                      description=f'{description} (invdyn_demo {option})')
+                for name, (option, default, description) in ARGUMENTS.items()]
     return LaunchDescription(declared + [OpaqueFunction(function=_demo)])

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from invdyn_ros.bag import (BagReader, JOINT_STATE_TYPE, bag_info, joint_state_typestore,
-                            read_joint_states, read_recording, write_joint_states)
+from invdyn_ros.bag import (DEFAULT_START_TIME_NS, BagReader, JOINT_STATE_TYPE, bag_info,
+                            joint_state_typestore, read_joint_states, read_recording,
+                            write_joint_states)
 from invdyn_ros.datasets import Recording, make_time_axis
 from invdyn_ros.errors import BagError, DatasetError
 
@@ -234,7 +235,52 @@ def test_write_refuses_existing_path_and_bad_arguments(tmp_path):
         write_joint_states(tmp_path / 'x', rec, storage='rosbag1')
     with pytest.raises(BagError, match='start_time_ns'):
         write_joint_states(tmp_path / 'y', rec, start_time_ns=-5)
-    assert not (tmp_path / 'x').exists() and not (tmp_path / 'y').exists()
+    with pytest.raises(BagError, match='not positive'):     # a zero stamp means "unset" in ROS
+        write_joint_states(tmp_path / 'z', rec, start_time_ns=0)
+    with pytest.raises(BagError, match='version'):
+        write_joint_states(tmp_path / 'v', rec, version=5)
+    assert not any((tmp_path / p).exists() for p in 'xyzv')
+
+
+def test_default_stamps_are_the_recordings_own_time_or_a_realistic_epoch(tmp_path):
+    rec = synthetic_recording(10)                               # t from 0, no absolute time
+    write_joint_states(tmp_path / 'a', rec)
+    first = [s.stamp_ns for s in read_joint_states(tmp_path / 'a')]
+    assert first[0] == DEFAULT_START_TIME_NS == 1_700_000_000 * 10**9
+    # a recording read from a bag keeps its stamps when written again
+    write_joint_states(tmp_path / 'b', rec, start_time_ns=START_NS)
+    write_joint_states(tmp_path / 'c', read_recording(tmp_path / 'b'))
+    assert [s.stamp_ns for s in read_joint_states(tmp_path / 'c')] == \
+        [s.stamp_ns for s in read_joint_states(tmp_path / 'b')]
+    # a time axis already in epoch seconds is taken as it is
+    epoch = dataclasses.replace(rec, t=rec.t + 1_650_000_000.0)
+    write_joint_states(tmp_path / 'd', epoch)
+    got = read_recording(tmp_path / 'd').meta['start_time_ns']
+    assert abs(got - 1_650_000_000 * 10**9) < 1000
+
+
+@pytest.mark.parametrize('storage', ['sqlite3', 'mcap'])
+def test_rosbag2_version_8_is_what_humble_parses_and_9_is_optional(tmp_path, storage):
+    """Humble's rosbag2 (metadata_io.cpp) reads ``offered_qos_profiles`` with
+    ``as<std::string>()`` for every version >= 4: version 8 writes that string, version 9 a YAML
+    list (which only Jazzy's reader parses)."""
+    import yaml
+
+    rec = synthetic_recording(10)
+    for version in (8, 9):
+        path = tmp_path / f'v{version}'
+        write_joint_states(path, rec, storage=storage, version=version)
+        meta = yaml.safe_load((path / 'metadata.yaml').read_text())['rosbag2_bagfile_information']
+        assert meta['version'] == version
+        qos = meta['topics_with_message_count'][0]['topic_metadata']['offered_qos_profiles']
+        assert isinstance(qos, str if version == 8 else list), qos
+        assert meta['files'] and meta['files'][0]['message_count'] == len(rec)   # Humble: >= 5
+        back = read_recording(path)
+        np.testing.assert_array_equal(back.q, rec.q)
+    default = tmp_path / 'default'
+    write_joint_states(default, rec, storage=storage)
+    assert yaml.safe_load((default / 'metadata.yaml').read_text())[
+        'rosbag2_bagfile_information']['version'] == 8
 
 
 def test_stream_is_reiterable_and_reader_context(tmp_path):

@@ -4,8 +4,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+import yaml
 
-from invdyn_ros.bag import bag_info, read_joint_states, read_recording
+from invdyn_ros.bag import DEFAULT_START_TIME_NS, bag_info, read_joint_states, read_recording
 from invdyn_ros.cli.invdyn_bag import main
 from invdyn_ros.datasets import KUKA_JOINTS
 
@@ -58,7 +59,32 @@ def test_csv_input_needs_rate_without_time(tmp_path, capsys):
     assert_user_error(capsys, main([str(csv), '-o', str(tmp_path / 'o1')]), 'rate')
     assert not (tmp_path / 'o1').exists()
     assert main([str(csv), '-o', str(tmp_path / 'o2'), '--rate', '10']) == 0
-    assert [s.stamp_ns for s in read_joint_states(tmp_path / 'o2')] == [0, 100_000_000, 200_000_000]
+    # t starts at 0: the stamps start at a realistic epoch time, never at 0 (= unset in ROS)
+    assert [s.stamp_ns for s in read_joint_states(tmp_path / 'o2')] == \
+        [DEFAULT_START_TIME_NS + k * 100_000_000 for k in range(3)]
+
+
+def test_stamps_keep_the_recordings_own_time_and_start_time_option(tmp_path):
+    csv = tmp_path / 'rec.csv'
+    csv.write_text('time,q_a,tau_a\n1700000123.5,1,10\n1700000123.6,2,20\n')  # epoch seconds
+    assert main([str(csv), '-o', str(tmp_path / 'own')]) == 0
+    stamps = [s.stamp_ns for s in read_joint_states(tmp_path / 'own')]
+    assert abs(stamps[0] - 1_700_000_123_500_000_000) < 1000 and stamps[1] > stamps[0]
+    assert main([str(csv), '-o', str(tmp_path / 'given'), '--start-time-ns', '5']) == 0
+    assert read_joint_states(tmp_path / 'given').__iter__().__next__().stamp_ns > 5
+
+
+def test_rosbag_version_8_by_default_and_9_on_request(tmp_path, kuka_mat, capsys):
+    assert main([str(kuka_mat), '-o', str(tmp_path / 'v8')]) == 0
+    assert 'rosbag2 version 8' in capsys.readouterr().out
+    meta = yaml.safe_load((tmp_path / 'v8' / 'metadata.yaml').read_text())
+    assert meta['rosbag2_bagfile_information']['version'] == 8
+    assert main([str(kuka_mat), '-o', str(tmp_path / 'v9'), '--rosbag-version', '9']) == 0
+    meta = yaml.safe_load((tmp_path / 'v9' / 'metadata.yaml').read_text())
+    assert meta['rosbag2_bagfile_information']['version'] == 9
+    assert read_recording(tmp_path / 'v9').joint_names == KUKA_JOINTS
+    assert main([str(kuka_mat), '-o', str(tmp_path / 'v5'), '--rosbag-version', '5']) == 2
+    assert not (tmp_path / 'v5').exists()
 
 
 def test_existing_output_needs_force_and_force_only_replaces_bags(tmp_path, kuka_mat, capsys):

@@ -356,13 +356,17 @@ def test_node_that_dies_fails_the_demo_clearly(tmp_path):
 
 @pytest.mark.ros
 @pytest.mark.slow
-@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGKILL])
-def test_interrupted_or_killed_demo_leaves_no_child(tmp_path, sig):
-    """Ctrl-C: clean stop, exit 130. SIGKILL (no cleanup code runs): invdyn_node still goes,
-    through PR_SET_PDEATHSIG, and takes its trainer with it."""
+@pytest.mark.parametrize('sig, extra, status', [
+    (signal.SIGINT, (), cli.EXIT_INTERRUPTED),
+    (signal.SIGINT, ('--interrupt-exit-code', '0'), 0),     # as sim_demo.launch.py runs it
+    (signal.SIGKILL, (), -signal.SIGKILL)])
+def test_interrupted_or_killed_demo_leaves_no_child(tmp_path, sig, extra, status):
+    """Ctrl-C: clean stop, exit 130 (0 with --interrupt-exit-code 0, as under launch). SIGKILL
+    (no cleanup code runs): invdyn_node still goes, through PR_SET_PDEATHSIG, and takes its
+    trainer with it."""
     out = tmp_path / 'demo'
-    proc = subprocess.Popen(_demo_cmd('--duration', '600', '--output', str(out)), env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(_demo_cmd('--duration', '600', '--output', str(out), *extra),
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     try:
         deadline = time.monotonic() + 200
@@ -373,8 +377,7 @@ def test_interrupted_or_killed_demo_leaves_no_child(tmp_path, sig):
         pgid = _node_group(''.join(lines))
         assert len(_group_members(pgid)) >= 2, 'invdyn_node and its trainer should be running'
         proc.send_signal(sig)
-        status = proc.wait(timeout=60)
-        assert status == (cli.EXIT_INTERRUPTED if sig == signal.SIGINT else -signal.SIGKILL)
+        assert proc.wait(timeout=60) == status
     finally:
         if proc.poll() is None:
             proc.kill()

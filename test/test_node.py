@@ -917,3 +917,85 @@ def test_startup_burst_and_a_stamp_ahead_do_not_corrupt_the_rate_or_drop_samples
         h.close()
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_bag_written_by_invdyn_bag_is_accepted_from_its_first_message(tmp_path):
+    """A recording whose time axis starts at 0 (a CSV without a time column, as the datasets have)
+    converted by invdyn_bag and played to the node message by message: no message is rejected
+    (the bag's first stamp used to be 0, which ROS reads as "no stamp": ``rejected_stamp: 1``)."""
+    from invdyn_ros.bag import DEFAULT_START_TIME_NS, read_joint_states
+    from invdyn_ros.cli.invdyn_bag import main as bag_main
+
+    rows = 60
+    t = np.arange(rows) / 100.0
+    cols = {'q_a': 0.5 * np.sin(t), 'q_b': np.cos(t), 'tau_a': 2.0 + t, 'tau_b': 1.0 - t}
+    csv = tmp_path / 'rec.csv'
+    csv.write_text(','.join(cols) + '\n' + '\n'.join(
+        ','.join(repr(float(cols[c][i])) for c in cols) for i in range(rows)) + '\n')
+    assert bag_main([str(csv), '-o', str(tmp_path / 'bag'), '--rate', '100']) == 0
+    samples = list(read_joint_states(tmp_path / 'bag'))
+    assert len(samples) == rows and samples[0].stamp_ns == DEFAULT_START_TIME_NS
+
+    pfile = write_params(tmp_path / 'p.yaml', {
+        'joint_names': ['a', 'b'], 'torque_limits': [10.0, 10.0], 'trainer': 'inline',
+        'checkpoint_path': '', 'hidden_size': 8, 'window': 3, 'diagnostics_period_s': 0.3,
+        'rate_hz': 100.0})
+    proc = start_node(['--ros-args', '--params-file', str(pfile),
+                       '-r', 'joint_states:=/bagtest/joint_states'], tmp_path / 'node.log')
+    h = Harness(js_topic='/bagtest/joint_states')
+    try:
+        h.wait_for_node(proc)
+        for s in samples:        # the bag's messages as stored, in order, paced at 40 Hz
+            msg = JointState()
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(s.stamp_ns, 1_000_000_000)
+            msg.name = list(s.names)
+            msg.position, msg.velocity, msg.effort = (s.position.tolist(), s.velocity.tolist(),
+                                                      s.effort.tolist())
+            h.js_pub.publish(msg)
+            time.sleep(0.025)
+        h.wait_diag(lambda d: int(d['received']) >= 1, timeout=30.0)
+        d = h.wait_diag(timeout=5.0)                  # one more period: every message counted
+        for key in ('rejected_stamp', 'rejected_names', 'rejected_shape', 'rejected_nonfinite',
+                    'rejected_magnitude', 'dropped_stamp', 'internal_errors'):
+            assert d[key] == '0', (key, d, log_of(proc)[-2000:])
+        assert 'header.stamp is zero' not in log_of(proc)
+        # the first message went through (best-effort input: a loaded machine may lose later
+        # ones, never a rejected first one)
+        assert int(d['received']) >= 1 and int(d['outputs']) >= 1
+        assert all(k in {s.stamp_ns for s in samples} for k in h.outputs)
+    finally:
+        h.close()
+        assert stop_node(proc) == 0
+
+
+def test_the_throttled_warning_gives_the_reason_of_the_counters_that_grew(capfd):
+    """A reason belongs to its counter: after a zero stamp, a later period with other rejections
+    must not repeat "header.stamp is zero" (it once did: ``{'missed_by_stamp_gap': 88} (last:
+    header.stamp is zero)``)."""
+    from invdyn_ros.node import bad_input_warning
+
+    assert bad_input_warning({'missed_by_stamp_gap': 88}, {'rejected_stamp': 'header.stamp is zero'}) \
+        == "dropped bad input / missed samples in the last period: {'missed_by_stamp_gap': 88}"
+    ctx = Context()
+    rclpy.init(context=ctx)
+    try:
+        node = _in_process_node(ctx, node_name='invdyn_reason_test')
+        h = Harness.joint_state(None, 0.0, ['a', 'b', 'c'], [0.1, 0.2, 0.3])   # zero stamp
+        node._on_joint_states_msg(h)
+        node._on_diagnostics()
+        short = Harness.joint_state(None, 12.0, ['a', 'b', 'c'], [0.1, 0.2])   # wrong length
+        node._on_joint_states_msg(short)
+        node._on_diagnostics()
+        nan = Harness.joint_state(None, 12.5, ['a', 'b', 'c'], [0.1, float('nan'), 0.3])
+        node._on_joint_states_msg(nan)                 # counted by the estimator, no reason text
+        node._on_diagnostics()
+        node._on_diagnostics()                          # nothing new: no warning
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)
+    lines = [line for line in capfd.readouterr().err.splitlines() if 'dropped bad input' in line]
+    assert len(lines) == 3, lines
+    assert "{'rejected_stamp': 1} (last: rejected_stamp: header.stamp is zero)" in lines[0]
+    assert "{'rejected_shape': 1} (last: rejected_shape: position / velocity / effort" in lines[1]
+    assert 'stamp is zero' not in lines[1]
+    assert "{'rejected_nonfinite': 1}" in lines[2] and '(last:' not in lines[2]

@@ -2,7 +2,13 @@
 
     invdyn_bag INPUT -o OUT_BAG [--format kuka|baxter|ur10|csv|npz|auto] [--joints a,b,c]
                [--rate HZ] [--storage sqlite3|mcap] [--topic /joint_states]
-               [--trajectories 1,2] [--start-time-ns NS] [--force]
+               [--trajectories 1,2] [--start-time-ns NS] [--rosbag-version 8|9] [--force]
+
+Stamps: ``header.stamp`` (and the log time) of sample t is ``--start-time-ns + t``; by default the
+recording's own time where it has one (a bag, or a CSV time column in epoch seconds), else
+1.7e9 s (2023-11-14), never 0 (ROS reads a zero stamp as unset and invdyn_node rejects it).
+Format: rosbag2 version 8 by default, read by ``ros2 bag`` of Humble, Iron, Jazzy and newer;
+``--rosbag-version 9`` for Jazzy and newer only.
 
 The bag can be replayed with ``invdyn_replay`` or ``ros2 bag play`` to feed the live node exactly
 what a real arm would have published. Exit status: 0 on success, 2 on a user error (unreadable
@@ -54,8 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--topic', default='/joint_states')
     p.add_argument('--trajectories', type=str, default=None,
                    help='comma-separated 1-based trajectory numbers to keep (e.g. 9,10)')
-    p.add_argument('--start-time-ns', type=int, default=0,
-                   help='header stamp of t = 0 in nanoseconds (default 0)')
+    p.add_argument('--start-time-ns', type=int, default=None,
+                   help='header stamp of t = 0 in nanoseconds (default: the recording\'s own '
+                        'epoch time if it has one, else %d = 1.7e9 s; a first stamp of 0 is '
+                        'refused)' % bagmod.DEFAULT_START_TIME_NS)
+    p.add_argument('--rosbag-version', type=int, choices=bagmod.ROSBAG_VERSIONS,
+                   default=bagmod.DEFAULT_ROSBAG_VERSION,
+                   help='rosbag2 format version: 8 (default) is read by ros2 bag of Humble and '
+                        'newer, 9 only by Jazzy and newer')
     p.add_argument('--force', action='store_true',
                    help='replace OUTPUT if it is an existing bag (or an empty directory)')
     return p
@@ -126,10 +138,12 @@ def run(args: argparse.Namespace) -> str:
     out = Path(args.output).expanduser()
     _prepare_output(out, args.force)
     info = bagmod.write_joint_states(out, rec, topic=args.topic, storage=args.storage,
-                                     start_time_ns=args.start_time_ns)
+                                     start_time_ns=args.start_time_ns,
+                                     version=args.rosbag_version)
     count = info.topics[args.topic].count
     return (f'wrote {count} JointState messages ({rec.n_joints} joints, {len(rec.segments)} '
-            f'segments, {info.duration_s:.2f} s) on {args.topic} to {out} ({args.storage})')
+            f'segments, {info.duration_s:.2f} s) on {args.topic} to {out} ({args.storage}, '
+            f'rosbag2 version {args.rosbag_version})')
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -45,7 +45,7 @@ limited to localhost; ``--domain-id env`` keeps the caller's domain (to watch it
 never next to a real arm).
 
 Exit status: 0 success; 1 the run failed (no valid result); 2 bad options; 3 invdyn_node died or
-never came up; 130 interrupted (Ctrl-C / SIGTERM). Every child process is stopped on every exit
+never came up; 130 interrupted (Ctrl-C / SIGTERM; ``--interrupt-exit-code``). Every child process is stopped on every exit
 path (own process group, atexit, and PR_SET_PDEATHSIG so even a killed demo leaves no orphan).
 """
 from __future__ import annotations
@@ -248,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
                         'predictions and feedforwards')
     p.add_argument('--node-start-timeout', type=float, default=NODE_START_TIMEOUT_S,
                    help=argparse.SUPPRESS)
+    p.add_argument('--interrupt-exit-code', type=int, default=EXIT_INTERRUPTED, metavar='N',
+                   help='exit status after a Ctrl-C / SIGTERM stop (default 130; '
+                        'sim_demo.launch.py passes 0: under launch that is a clean stop)')
     return p
 
 
@@ -845,7 +848,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print('invdyn_demo: interrupted; child processes stopped, no summary written',
               file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return args.interrupt_exit_code
     except (DemoError, InvdynError) as exc:
         print(f'invdyn_demo: error: {exc}', file=sys.stderr)
         return EXIT_FAILED

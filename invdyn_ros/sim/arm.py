@@ -182,7 +182,8 @@ class SimulatedArm:
         # Payload: a solid sphere at the tool flange, added to the inertia of the flange's parent
         # link. The flange placement and the bare link inertia are kept to rebuild it at runtime.
         frame = self.model.frames[self.model.getFrameId(TOOL_FRAME)]
-        self._payload_joint = int(frame.parentJoint)
+        joint = getattr(frame, 'parentJoint', None)      # Pinocchio >= 3; `parent` in 2.x
+        self._payload_joint = int(frame.parent if joint is None else joint)
         self._payload_placement = frame.placement.copy()
         self._bare_inertia = self.model.inertias[self._payload_joint].copy()
         self.payload_kg = 0.0
