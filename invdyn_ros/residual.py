@@ -67,6 +67,7 @@ class VisitedRegion:
         self._floor = np.broadcast_to(np.asarray(std_floor, dtype=np.float64), (self.dim,)).copy()
         self._inv_std = 1.0 / self._floor
         self._scaled = np.zeros((self.capacity, self.dim))     # points * inv_std, kept in step
+        self._norm2 = np.zeros(self.capacity)                  # |scaled point|^2, kept in step
 
     def __len__(self) -> int:
         return self._size
@@ -90,16 +91,24 @@ class VisitedRegion:
         if k <= 16 or k % self.capacity == 0:
             std = np.sqrt(self._m2 / max(k - 1, 1))
             self._inv_std = 1.0 / np.maximum(std, self._floor)
-            np.multiply(self._points[:self._size], self._inv_std, out=self._scaled[:self._size])
+            self._rescale()
         elif slot >= 0:
-            np.multiply(x, self._inv_std, out=self._scaled[slot])
+            row = np.multiply(x, self._inv_std, out=self._scaled[slot])
+            self._norm2[slot] = row @ row
+
+    def _rescale(self) -> None:
+        S = np.multiply(self._points[:self._size], self._inv_std, out=self._scaled[:self._size])
+        self._norm2[:self._size] = np.einsum('ij,ij->i', S, S)
 
     def distance(self, x: np.ndarray) -> float:
-        if self._size == 0:
+        """|s - p|^2 = |p|^2 - 2 p.s + |s|^2 with the |p|^2 kept: one matrix-vector product
+        (the control loop's fast path)."""
+        size = self._size
+        if size == 0:
             return math.inf
-        d = self._scaled[:self._size] - x * self._inv_std
-        d *= d
-        return math.sqrt(float(d.sum(axis=1).min()) / self.dim)
+        xs = x * self._inv_std
+        d2 = float((self._norm2[:size] - 2.0 * (self._scaled[:size] @ xs)).min()) + float(xs @ xs)
+        return math.sqrt(max(d2, 0.0) / self.dim)
 
     def distance_many(self, X: np.ndarray) -> np.ndarray:
         """:meth:`distance` for (N, d) rows (chunked to bound memory)."""
@@ -107,7 +116,7 @@ class VisitedRegion:
         if self._size == 0:
             return out
         P = self._scaled[:self._size]
-        p2 = np.einsum('ij,ij->i', P, P)
+        p2 = self._norm2[:self._size]
         for lo in range(0, len(X), 2048):
             S = X[lo:lo + 2048] * self._inv_std
             d2 = np.einsum('ij,ij->i', S, S)[:, None] - 2.0 * S @ P.T + p2[None]
@@ -129,7 +138,7 @@ class VisitedRegion:
         self._m2[:] = d['m2']
         std = np.sqrt(self._m2 / max(self._seen - 1, 1))
         self._inv_std = 1.0 / np.maximum(std, self._floor)
-        np.multiply(self._points[:self._size], self._inv_std, out=self._scaled[:self._size])
+        self._rescale()
 
 
 def trust_of(distance: Any, d0: float) -> Any:
