@@ -8,6 +8,8 @@ differs), 2 % of the torque range where the points are sparse (interpolation bet
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -176,12 +178,15 @@ def test_passes_through_unchanged_before_ready(weights):
 
 
 def test_efforts_are_clamped_to_the_torque_limits(weights):
-    free = make_pipeline(weights)
+    # one primed pipeline, then tighter limits for the annotation only: priming a pipeline with
+    # the tight limits would reject its labels (beyond 1.5 x the limits: never learned or
+    # scored) and it would never become ready
+    pipe = make_pipeline(weights)
     t = np.arange(200) / RATE
     q, qd, qdd, _ = motion(t)
-    raw = annotate_trajectory(free, NAMES, t, q, qd, qdd).efforts
+    raw = annotate_trajectory(pipe, NAMES, t, q, qd, qdd).efforts
     lim = 0.5 * np.abs(raw).max(axis=0)
-    pipe = make_pipeline(weights, torque_limits=lim.tolist())
+    pipe.config = dataclasses.replace(pipe.config, torque_limits=tuple(lim.tolist()))
     res = annotate_trajectory(pipe, NAMES, t, q, qd, qdd)
     assert (np.abs(res.efforts) <= lim + 1e-12).all()
     assert (np.isclose(np.abs(res.efforts), lim)).any(axis=0).all()
