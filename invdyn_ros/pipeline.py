@@ -56,6 +56,7 @@ from .models import MODEL_KINDS, make_config
 from .physics import PhysicsConfig, load_urdf_text
 from .predictor import Predictor
 from .residual import PhysicsStage
+from .scaling import RunningScaler
 from .checkpoints import checkpoint_path, read_set, robot_id, write_set
 from .training import (InlineTrainer, ProcessTrainer, TrainerError, learn_chunk,
                        per_network_labels)
@@ -759,9 +760,7 @@ class Pipeline:
         self._prior_ok = False
         self._physics_rate: float | None = None
         self._state = None
-        self._labels_seen = 0                    # Welford of the labels (prior: target variance)
-        self._label_mean = np.zeros(n)
-        self._label_m2 = np.zeros(n)
+        self._label_stats = RunningScaler(n)     # the labels' variance (prior: readiness scale)
         self._limits = np.asarray(config.torque_limits, dtype=np.float64) \
             if config.torque_limits is not None else np.full(n, np.inf)
         self._neg_limits = -self._limits
@@ -924,13 +923,10 @@ class Pipeline:
             return
         phys.learn(state.q, state.qd, state.qdd, tau)
         if self.residual is not None:            # the readiness score's scale: var(label)
-            k = self._labels_seen = self._labels_seen + 1
-            delta = tau - self._label_mean
-            self._label_mean += delta / k
-            self._label_m2 += delta * (tau - self._label_mean)
-            if k >= 2:       # floor: 0.1 % of the torque limit (a joint whose torque never
+            stats = self._label_stats.partial_fit(tau[None])
+            if stats.count >= 2:  # floor: 0.1 % of the torque limit (a joint whose torque never
                 # changes must not turn a 1e-9 N m error into an nMSE of 1e6)
-                self._target_var = np.maximum(self._label_m2 / (k - 1), self._var_floor)
+                self._target_var = np.maximum(stats.var, self._var_floor)
 
     def feedforward(self, torque: np.ndarray, q: np.ndarray) -> np.ndarray:
         """The command for a predicted (clamped) ``torque`` at position ``q``:

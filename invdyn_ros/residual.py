@@ -239,7 +239,7 @@ class PhysicsStage:
             self.gate[better] = 1.0
             self.gate[worse] = 0.0
             self._residual = None
-        self.region.add(self._x.copy())
+        self.region.add(self._x)                     # add() copies what it keeps
         if self.identification is not None:
             self._since_ident += 1
             if self._since_ident >= self._stride:
