@@ -921,8 +921,9 @@ class Pipeline:
             return
         if self.residual is None and phys.begin(state.q, state.qd, state.qdd) is None:
             return
-        phys.learn(state.q, state.qd, state.qdd, tau)
-        if self.residual is not None:            # the readiness score's scale: var(label)
+        sampled = phys.learn(state.q, state.qd, state.qdd, tau)
+        if self.residual is not None and sampled:   # the readiness score's scale: var(label),
+            # from the samples the physics stage keeps (a RunningScaler update costs ~50 µs)
             stats = self._label_stats.partial_fit(tau[None])
             if stats.count >= 2:  # floor: 0.1 % of the torque limit (a joint whose torque never
                 # changes must not turn a 1e-9 N m error into an nMSE of 1e6)
