@@ -16,8 +16,8 @@ The trainers' interface, their shared loop and the in-process trainers are in
 
 Checkpoints: ``save(prefix, joint_names=None)`` writes one checkpoint *set*: a file per network,
 ``checkpoint_path(prefix, name)`` (``<prefix>.<name>.pt``), and the manifest ``<prefix>.manifest.json``
-written last (:mod:`invdyn_ros.checkpoints`: atomic as a whole, sha256-verified on load); both
-trainers resume from such sets (``checkpoint=prefix``) or from files (a ``{name: path}`` mapping).
+written last (:mod:`invdyn_ros.checkpoints`: atomic as a whole, sha256-verified on load); every
+trainer resumes from such sets (``checkpoint=prefix``) or from files (a ``{name: path}`` mapping).
 
 The worker process of :class:`ProcessTrainer` cannot outlive its owner: it ignores SIGINT and
 SIGTERM (a stop signal to the whole process group must not kill it before the owner has saved
