@@ -375,14 +375,14 @@ def test_node_that_dies_fails_the_demo_clearly(tmp_path):
     (signal.SIGINT, ('--interrupt-exit-code', '0'), 0),     # as sim_demo.launch.py runs it
     (signal.SIGTERM, (), cli.EXIT_INTERRUPTED),             # systemd, kill, launch's 2nd step
     ('launch', ('--interrupt-exit-code', '0'), 0),          # SIGINT, SIGTERM 5 s, SIGKILL 10 s
-    ('launch-fast', ('--interrupt-exit-code', '0'), 0),     # the SIGTERM during the cleanup
+    ('launch-fast', ('--interrupt-exit-code', '0'), 0),     # SIGTERM during the cleanup
     (signal.SIGKILL, (), -signal.SIGKILL)])
 def test_interrupted_or_killed_demo_leaves_no_child(tmp_path, sig, extra, status):
     """Ctrl-C or SIGTERM: clean stop, exit 130 (0 with --interrupt-exit-code 0, as under launch).
     Under ``ros2 launch``'s escalation (SIGINT; SIGTERM 5 s later; SIGKILL 5 s after that if
     still running) the demo exits by itself before the SIGKILL, also when the SIGTERM comes
-    while it is stopping its children (0.3 s after the SIGINT): a second signal hurries that
-    cleanup, it never abandons it. SIGKILL (no cleanup code runs): invdyn_node still goes,
+    while it is stopping its children (0.05 s after the SIGINT): a second signal hurries that
+    cleanup, it never abandons it, nor turns the exit status into -15. SIGKILL (no cleanup code runs): invdyn_node still goes,
     through PR_SET_PDEATHSIG, and takes its trainer with it."""
     out = tmp_path / 'demo'
     proc = subprocess.Popen(_demo_cmd('--duration', '600', '--output', str(out), *extra),
@@ -397,7 +397,7 @@ def test_interrupted_or_killed_demo_leaves_no_child(tmp_path, sig, extra, status
         pgid = _node_group(''.join(lines))
         assert len(_group_members(pgid)) >= 2, 'invdyn_node and its trainer should be running'
         if isinstance(sig, str):
-            term_after = 5.0 if sig == 'launch' else 0.3
+            term_after = 5.0 if sig == 'launch' else 0.05
             steps = ((0.0, signal.SIGINT), (term_after, signal.SIGTERM), (10.0, signal.SIGKILL))
             start = time.monotonic()
             for at, s in steps:

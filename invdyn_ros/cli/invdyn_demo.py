@@ -940,8 +940,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f'invdyn_demo: error: {exc}', file=sys.stderr)
         return EXIT_FAILED
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        # After an interrupt the handler stays: a later signal (launch's SIGTERM 5 s after its
+        # SIGINT) that comes while the interpreter exits must not turn exit 130 / 0 into -15.
+        if not STOP_SIGNALS.interrupted:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 if __name__ == '__main__':
