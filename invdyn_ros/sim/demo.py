@@ -867,7 +867,8 @@ def plot_run(run: RecordedRun, schedule: Schedule, path: str | os.PathLike,
     ax2.set_ylabel('prediction nMSE\n(1 s rolling)')
     ax2.set_xlabel('simulated time (s)')
     ax.legend(loc='upper right', fontsize=8)
-    fig.suptitle('invdyn_demo: PD vs PD + learned feedforward vs PD + ideal feedforward', y=0.995,
+    fig.suptitle('invdyn_demo: PD vs PD + learned feedforward (topic, trajectory) vs PD + ideal '
+                 'feedforward', y=0.995,
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(os.fspath(path))
