@@ -30,8 +30,8 @@ while it learns), ``learned`` (PD + learned feedforward, from ``--learning-secon
 learning on), ``trajectory`` (PD + the trajectory feedforward: :data:`TRAJECTORY_LEAD_S` before
 the phase the demo, as a planner would, sends the rest of the reference as a JointTrajectory to
 the node's ``~/trajectory_in``; the controller adds the point efforts of ``~/trajectory_out`` like
-joint_trajectory_controller), ``ideal`` (PD + RNEA with the simulator's own parameters, the ceiling), and with
-``--payload-change`` a ``payload`` phase in which the payload changes (``/sim_arm/payload_kg``) and
+joint_trajectory_controller), ``ideal`` (PD + RNEA with the simulator's own parameters, the
+ceiling), and with ``--payload-change`` a ``payload`` phase in which the payload changes (``/sim_arm/payload_kg``) and
 the prediction error's jump and recovery are measured. The controller's mode is switched at the
 phase boundaries in simulated time, so the schedule is the same however fast the machine is.
 
