@@ -112,25 +112,31 @@ class RollingNMSE:
         return value
 
     def value(self, var: np.ndarray) -> float:
-        """nMSE of the samples in the window with per-joint variance ``var``; inf before any."""
+        """nMSE of the samples in the window with per-joint variance ``var``; inf before any.
+        Summed afresh from the ring (not the running sum), so equal rings give equal values."""
         if self.count == 0:
             return math.inf
         with np.errstate(divide='ignore', invalid='ignore', over='ignore'):
-            return self.nmse(self.sum, self.count, var)
+            return self.nmse(np.sum(self.sq, axis=0), self.count, var)
 
-    def errors(self) -> np.ndarray:
-        """The absolute errors in the window, oldest first (count, n) (for checkpoints)."""
-        rows = self.sq[:self.count] if self.count < self.window else \
-            np.roll(self.sq, -self.pos, axis=0)
-        return np.sqrt(rows)
-
-    def load_errors(self, errors: np.ndarray) -> None:
-        """Refill from errors (m, n), oldest first; only the newest ``window`` are kept."""
-        keep = np.asarray(errors, dtype=np.float64).reshape(-1, self.n)[-self.window:]
-        self.sq[:] = 0.0
-        self.sq[:len(keep)] = np.square(keep)
-        self.count = len(keep)
-        self.pos = self.count % self.window
+    def load(self, ring: Any, pos: int, count: int, squared: bool = True) -> None:
+        """Restore a ring (``ring``, ``pos``, ``count`` as :attr:`sq`, :attr:`pos`,
+        :attr:`count`; ``squared=False``: the ring holds errors, not their squares). A ring of
+        another window length gives its newest ``window`` errors, oldest first."""
+        ring = np.asarray(ring, dtype=np.float64)
+        if not squared:
+            ring = np.square(ring)
+        count = min(int(count), len(ring))
+        if ring.shape == self.sq.shape:
+            self.sq[:] = ring
+            self.pos, self.count = int(pos) % self.window, count
+        else:
+            keep = ring[(int(pos) - count + np.arange(count)) % max(len(ring), 1)]
+            keep = keep.reshape(-1, self.n)[-self.window:]
+            self.sq[:] = 0.0
+            self.sq[:len(keep)] = keep
+            self.count = len(keep)
+            self.pos = self.count % self.window
         np.sum(self.sq, axis=0, out=self.sum)
 
 
