@@ -64,8 +64,8 @@ from .training import (InlineTrainer, ProcessTrainer, TrainerError, learn_chunk,
                        per_network_labels)
 from .windows import WindowBuffer
 
-__all__ = ['PipelineConfig', 'Pipeline', 'Output', 'BatchOutput', 'ThreadTrainer', 'make_trainer',
-           'PIPELINE_PARAMETERS', 'NODE_ONLY_PARAMETERS', 'TRAINER_KINDS', 'checkpoint_files',
+__all__ = ['PipelineConfig', 'Pipeline', 'Output', 'Published', 'BatchOutput', 'ThreadTrainer',
+           'make_trainer', 'PIPELINE_PARAMETERS', 'NODE_ONLY_PARAMETERS', 'TRAINER_KINDS', 'checkpoint_files',
            'checkpoint_to_resume', 'fresh_checkpoint_path', 'checkpoint_prefix']
 
 TRAINER_KINDS = ('inline', 'process', 'thread')
@@ -475,18 +475,10 @@ def _node_name_for(message: str) -> str:
 
 # ======================================================================================= output
 @dataclass(frozen=True)
-class Output:
-    """One published sample. Arrays are (n,) float64 in joint order, all finite.
-
-    ``q, qd, qdd``: the filtered state the prediction is for (delayed by the filter, see
-    ``estimation``); ``tau``: the filtered, scaled measured torque (None if the sample had none);
-    ``torque``: the selected, clamped prediction; ``predictions``: every network's raw prediction
-    (None where a network had no output yet); ``active``: index into ``network_names`` per joint;
-    ``std_a`` / ``std_b``: the networks' rolling error spreads, ``uncertainty``:
-    ``max(std_active, |pred_a - pred_b|)`` (N m). ``ready`` / ``recent_nmse`` as of before this
-    sample. After ``process(..., defer=True)`` the ``predictions`` of a network no joint uses,
-    ``std_a`` / ``std_b`` and ``uncertainty`` are completed (in place) by ``Pipeline.finish()``.
-    """
+class Published:
+    """What ``Pipeline.process(..., defer=True)`` returns when the torque can be published: the
+    fields of :class:`Output` known then (same meaning). ``Pipeline.finish()`` returns the
+    complete :class:`Output`; a Published is never changed afterwards."""
 
     stamp: float
     q: np.ndarray
@@ -494,13 +486,28 @@ class Output:
     qdd: np.ndarray
     tau: np.ndarray | None
     torque: np.ndarray
-    predictions: dict
     active: np.ndarray
+    ready: bool
+    recent_nmse: float
+
+
+@dataclass(frozen=True)
+class Output(Published):
+    """One published sample, complete. Arrays are (n,) float64 in joint order, all finite.
+
+    ``q, qd, qdd``: the filtered state the prediction is for (delayed by the filter, see
+    ``estimation``); ``tau``: the filtered, scaled measured torque (None if the sample had none);
+    ``torque``: the selected, clamped prediction; ``predictions``: every network's raw prediction
+    (None where a network had no output yet); ``active``: index into ``network_names`` per joint;
+    ``std_a`` / ``std_b``: the networks' rolling error spreads, ``uncertainty``:
+    ``max(std_active, |pred_a - pred_b|)`` (N m). ``ready`` / ``recent_nmse`` as of before this
+    sample.
+    """
+
+    predictions: dict
     std_a: np.ndarray
     std_b: np.ndarray
     uncertainty: np.ndarray
-    ready: bool
-    recent_nmse: float
 
 
 @dataclass(frozen=True, eq=False)
@@ -1040,7 +1047,7 @@ class Pipeline:
             unc = sel.uncertainty
             if self.residual is not None and self._prior_ok:
                 np.maximum(unc, self.physics.uncertainty(), out=unc)
-            out = Output(**published.fields(), predictions=preds, std_a=ident.std_a,
+            out = Output(**vars(published), predictions=preds, std_a=ident.std_a,
                          std_b=ident.std_b, uncertainty=unc)
         self.windows.push(self._row)
         label = self._delayed_label() if self._label_delayed else tau
@@ -1300,25 +1307,3 @@ class Pipeline:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-
-@dataclass(frozen=True)
-class Published:
-    """What ``Pipeline.process(..., defer=True)`` returns: the part of :class:`Output` known
-    when the torque is published (same fields, same meaning); ``Pipeline.finish()`` returns the
-    complete :class:`Output` (every network's prediction, error spreads, uncertainty)."""
-
-    stamp: float
-    q: np.ndarray
-    qd: np.ndarray
-    qdd: np.ndarray
-    tau: np.ndarray | None
-    torque: np.ndarray
-    active: np.ndarray
-    ready: bool
-    recent_nmse: float
-
-    def fields(self) -> dict[str, Any]:
-        """The fields as keyword arguments (no copies)."""
-        return {'stamp': self.stamp, 'q': self.q, 'qd': self.qd, 'qdd': self.qdd,
-                'tau': self.tau, 'torque': self.torque, 'active': self.active,
-                'ready': self.ready, 'recent_nmse': self.recent_nmse}
