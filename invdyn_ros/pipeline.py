@@ -51,6 +51,7 @@ import torch
 from .errors import CheckpointError, ConfigError, InvdynError
 from .estimation import FilterConfig, StreamingEstimator
 from .identifier import DualIdentifier
+from .labels import DelayedEffort
 from .learner import LearnerConfig, OnlineLearner
 from .models import MODEL_KINDS, make_config
 from .physics import PhysicsConfig, load_urdf_text
@@ -780,12 +781,7 @@ class Pipeline:
         self._row = np.zeros(3 * n)
         self._resets_seen = 0
         # effort_label 'delayed': the newest scaled raw efforts (NaN rows: samples without)
-        self._label_delayed = config.effort_label == 'delayed'
-        self._raw_tau = np.zeros((0, n))
-        self._raw_tau_pos = 0
-        self._raw_tau_count = 0
-        self._label_delay = (0, 0.0)             # whole samples, fraction
-        self._label_rate: float | None = None
+        self._delayed = DelayedEffort(n) if config.effort_label == 'delayed' else None
         # readiness: the rolling nMSE of the published torque; its scale (var) is the primary
         # network's target scaler's variance, or the labels' variance with a prior
         self.readiness = Readiness(n, config.ready_window, config.ready_nmse,
@@ -863,40 +859,6 @@ class Pipeline:
                 pass                       # the estimator rejects and counts it
         return tau
 
-    def _record_effort(self, tau: Any) -> None:
-        """``effort_label='delayed'``: keep this accepted sample's raw (scaled) effort, NaN when it
-        has none, in a ring of the last ``floor(filter_delay_s * rate) + 2`` samples."""
-        est = self.estimator
-        if self._raw_tau.shape[0] == 0 or self._label_rate != est.rate_hz:
-            d = est.delay_s * est.rate_hz            # samples
-            whole = int(math.floor(d))
-            self._label_delay = (whole, d - whole)
-            self._label_rate = est.rate_hz
-            self._raw_tau = np.full((whole + 2, self.n), np.nan)
-            self._raw_tau_pos = self._raw_tau_count = 0
-        ring = self._raw_tau
-        pos = self._raw_tau_pos
-        if tau is None or np.shape(tau) != (self.n,):
-            ring[pos] = np.nan
-        else:
-            ring[pos] = tau
-        self._raw_tau_pos = (pos + 1) % ring.shape[0]
-        self._raw_tau_count = min(self._raw_tau_count + 1, ring.shape[0])
-
-    def _delayed_label(self) -> np.ndarray | None:
-        """The effort recorded ``filter_delay_s`` before the newest recorded sample (linear
-        interpolation between the two nearest samples), or None: not enough history since the
-        last reset, or a sample without effort involved."""
-        ring = self._raw_tau
-        whole, frac = self._label_delay
-        if self._raw_tau_count < whole + 2:
-            return None
-        size = ring.shape[0]
-        newest = self._raw_tau_pos - 1
-        label = (1.0 - frac) * ring[(newest - whole) % size] \
-            + frac * ring[(newest - whole - 1) % size]
-        return label if np.isfinite(label).all() else None
-
     def _push(self, name: str, row: np.ndarray, defer: bool = False) -> np.ndarray | None:
         """One network's prediction for ``row``: its streaming output, or -- for the residual
         network -- the prior plus the trusted residual (the prior alone while the network has no
@@ -943,7 +905,8 @@ class Pipeline:
 
     def _reset_streams(self) -> None:
         self.finish()
-        self._raw_tau_count = 0
+        if self._delayed is not None:
+            self._delayed.reset()
         self.windows.reset()
         for p in self.predictors.values():
             p.reset_stream()
@@ -981,8 +944,9 @@ class Pipeline:
             self._reset_streams()
         if state is None:
             return None
-        if self._label_delayed:                      # the label itself is made in finish()
-            self._record_effort(tau if state.tau is not None else None)
+        if self._delayed is not None:                # the label itself is made in finish()
+            self._delayed.record(tau if state.tau is not None else None, est.delay_s,
+                                 est.rate_hz)
         self._state = state
         if self.residual is not None:
             self._prior_ok = self.physics.begin(state.q, state.qd, state.qdd) is not None
@@ -1050,7 +1014,7 @@ class Pipeline:
             out = Output(**vars(published), predictions=preds, std_a=ident.std_a,
                          std_b=ident.std_b, uncertainty=unc)
         self.windows.push(self._row)
-        label = self._delayed_label() if self._label_delayed else tau
+        label = self._delayed.label() if self._delayed is not None else tau
         if label is not None and self.windows.full and (self.residual is None or self._prior_ok):
             self._submit(self.windows.window(), self._labels(label))
         if self.physics is not None:
