@@ -6,9 +6,10 @@ Per measured sample (``Pipeline.process``)::
         -> estimation.StreamingEstimator      filtered State(q, qd, qdd, tau), equally delayed
         -> feature row [q, qd, qdd]
         -> one streaming Predictor per network  predicts BEFORE training on the sample
-        -> WindowBuffer -> trainer.submit(window, tau)   learning happens elsewhere (trainer)
-        -> DualIdentifier.update(pred_a, pred_b, tau)    per-joint network choice, error spreads
-        -> DualIdentifier.select -> clamp to torque_limits -> Output
+        -> DualIdentifier.choose / select_from -> clamp to torque_limits -> Published (publish)
+        -> finish(): WindowBuffer -> trainer.submit(window, tau)   learning happens elsewhere
+                     DualIdentifier.update(pred_a, pred_b, tau)   per-joint choice, error spreads
+                     readiness.Readiness.update(torque, tau)       rolling nMSE, ready -> Output
 
 Why the pieces sit where they do:
 
