@@ -68,6 +68,7 @@ import numpy as np
 from invdyn_ros import metrics
 from invdyn_ros.baselines import GPBaseline, NaiveBaseline, PrequentialGP
 from invdyn_ros.errors import ConfigError, DatasetError
+from invdyn_ros.readiness import window_nmse, window_sums
 
 __all__ = ['NETWORK_MODELS', 'BASELINE_MODELS', 'MODELS', 'PROTOCOLS', 'DEFAULT_EPOCHS',
            'DEFAULT_GP_SAMPLES', 'DEFAULT_GP_REFIT_EVERY', 'Stream', 'ModelResult', 'Series',
@@ -655,21 +656,20 @@ def _pipeline_filter(params: Mapping[str, Any], joint_names: Sequence[str], seed
 
 
 # =========================================================================== evaluate
-def _curve(t: np.ndarray, y: np.ndarray, pred: np.ndarray, mean: np.ndarray, std: np.ndarray,
+def _curve(t: np.ndarray, y: np.ndarray, pred: np.ndarray, std: np.ndarray,
            mask: np.ndarray, bins: int = 100) -> tuple[np.ndarray, np.ndarray]:
-    """nMSE (mean over joints) in consecutive bins of the masked samples: (bin times, values)."""
+    """nMSE (mean over joints; ``readiness.window_nmse``) in consecutive bins of the masked
+    samples: (bin times, values)."""
     idx = np.flatnonzero(mask & np.isfinite(pred).all(axis=1))
     if idx.size == 0:
         return np.empty(0), np.empty(0)
     size = max(20, int(math.ceil(idx.size / bins)))
-    ts, vs = [], []
-    for k in range(0, idx.size, size):
-        sel = idx[k:k + size]
-        if sel.size < max(5, size // 4):
-            continue
-        ts.append(float(np.mean(t[sel])))
-        vs.append(float(np.mean(metrics.nmse(y[sel], pred[sel], mean, std))))
-    return np.asarray(ts), np.asarray(vs)
+    lo = np.arange(0, idx.size, size)
+    hi = np.minimum(lo + size, idx.size)
+    full = hi - lo >= max(5, size // 4)           # a short last bin is left out
+    lo, hi = lo[full], hi[full]
+    ts = window_sums(t[idx], lo, hi) / (hi - lo)
+    return ts, window_nmse(pred[idx] - y[idx], np.square(std), lo, hi)
 
 
 def evaluate(samples_or_recording: Any, models: str | Iterable[str] = ('naive', 'lstm'),
@@ -802,7 +802,7 @@ def evaluate(samples_or_recording: Any, models: str | Iterable[str] = ('naive', 
 
     # --- series for plots / predictions.npz
     curve_mask = ref.labeled
-    curves = {m: _curve(ref.t, ref.tau, preds[m], y_mean, y_std, curve_mask) for m in models}
+    curves = {m: _curve(ref.t, ref.tau, preds[m], y_std, curve_mask) for m in models}
     series = Series(t=t_scored, measured=y, predictions={m: preds[m][common] for m in models},
                     curves=curves,
                     learning_stops_at=float(stream.stamps[n_train]) if protocol == 'split'

@@ -64,6 +64,9 @@ _MAX_SUMSQ = MAX_ERROR_NORM ** 2
 # error of what is reported stays below ~1e-9 for window 1000.
 _DRIFT_TOL = 1e-3
 
+# uses -> needed (the networks a prediction needs under the current choice)
+_NEEDED = {(True, True): (0, 1), (True, False): (0,), (False, True): (1,), (False, False): (0,)}
+
 # update_many works on at most this many rows at a time (memory: a few arrays of
 # 2 x (rows + 2 window) x n float64).
 _BATCH_ROWS = 50_000
@@ -183,6 +186,12 @@ class DualIdentifier:
         """(some joint uses ``names[0]``, some joint uses ``names[1]``) under the current choice:
         the networks a prediction needs. Kept up to date with the choice (no array work)."""
         return self._uses
+
+    @property
+    def needed(self) -> tuple[int, ...]:
+        """Indexes of the networks the current choice uses: ``(0,)``, ``(1,)`` or ``(0, 1)``; the
+        predictions :meth:`choose` needs (the fast path runs only those networks)."""
+        return self._needed
 
     @property
     def std_a(self) -> np.ndarray:
@@ -351,6 +360,7 @@ class DualIdentifier:
         self._coef[1] = np.where(self._active == 1, law, 0.0)   # a clearly better: switch to a
         self._coef[2:] = _DRIFT_TOL
         self._uses = (bool((self._active == 0).any()), bool(self._active.any()))
+        self._needed = _NEEDED[self._uses]
 
     # ------------------------------------------------------------------ batch
     def _as_batch(self, x, name: str) -> np.ndarray:
@@ -555,6 +565,98 @@ class DualIdentifier:
         diff = np.where(np.isfinite(diff), diff, 0.0)
         unc = np.maximum(std_active, diff)
         return IdentifierOutput(torque, active, self._std[0].copy(), self._std[1].copy(), unc)
+
+    def choose(self, preds) -> np.ndarray | None:
+        """The fast path of :meth:`select`: per joint the current choice's prediction.
+
+        ``preds`` holds one prediction per network, indexed like ``names`` (one entry: single
+        network, the prediction itself); only the :attr:`needed` ones must be given, the others
+        may be None. Returns None when a needed prediction is missing or a chosen value is not
+        finite: then :meth:`select_from` with every network's prediction decides (its fallback).
+        Otherwise the torque equals ``select(...).torque`` (not a copy in the one-network case).
+        """
+        needed = self._needed
+        if len(preds) == 1 or needed == (0,):
+            torque = preds[0]
+        elif needed == (1,):
+            torque = preds[1]
+        else:
+            pa, pb = preds
+            if pa is None or pb is None:
+                return None
+            torque = np.where(self._active == 1, pb, pa)
+        if torque is None or not np.isfinite(torque).all():
+            return None
+        return torque
+
+    def select_from(self, preds) -> IdentifierOutput | None:
+        """:meth:`select` for one prediction per network (``preds`` indexed like ``names``; one
+        entry: single network) where None marks a network without a prediction (treated as a
+        non-finite one: the other network is used); None when no network has one. The
+        ``uncertainty`` is finite (0 where it would not be)."""
+        pa = preds[0]
+        if len(preds) == 1:
+            if pa is None:
+                return None
+            sel = self.select(pa)
+        else:
+            pb = preds[1]
+            if pa is None and pb is None:
+                return None
+            nan = np.full(self.n_joints, np.nan)
+            sel = self.select(nan if pa is None else pa, nan if pb is None else pb)
+        unc = sel.uncertainty
+        if not np.isfinite(unc).all():
+            unc[~np.isfinite(unc)] = 0.0
+        return sel
+
+    def select_many(self, pred_a, pred_b=None, tau_measured=None) -> IdentifierOutput:
+        """A loop of ``select`` then ``update`` over recorded rows, vectorized (offline replay).
+
+        Row ``t`` (inputs (T, n); a row of NaN: that network had no prediction) is selected with
+        the statistics of the rows before it, exactly as :meth:`select_from` would per row; then,
+        if ``tau_measured`` is given and the row's predictions and torque are all finite, its
+        errors are pushed (:meth:`update_many`; ``pred_b=None``: single network, the errors of
+        ``pred_a`` for both). Returns the per-row selections as an ``IdentifierOutput`` of (T, n)
+        arrays (``uncertainty`` finite); the identifier is left as the loop would leave it.
+        """
+        PA = self._as_batch(pred_a, 'pred_a')
+        dual = pred_b is not None
+        PB = self._as_batch(pred_b, 'pred_b') if dual else PA
+        T = PA.shape[0]
+        if PB.shape[0] != T:
+            raise ValueError(f'pred_a and pred_b must have the same number of rows, '
+                             f'got {T}, {PB.shape[0]}')
+        fa, fb = np.isfinite(PA), np.isfinite(PB)
+        if tau_measured is None:
+            upd = np.zeros(0, dtype=np.int64)
+        else:
+            tau = self._as_batch(tau_measured, 'tau_measured')
+            upd = np.flatnonzero(fa.all(axis=1) & fb.all(axis=1) & np.isfinite(tau).all(axis=1))
+        if upd.size:
+            trace = self.update_many(PA[upd], PB[upd], tau[upd])
+            act_b, sa_b, sb_b = trace.active_before, trace.std_a_before, trace.std_b_before
+        else:
+            act_b = sa_b = sb_b = np.zeros((0, self.n_joints))
+        # row t sees the updates of the rows before it: the trace's 'before' of the next
+        # updated row at or after t, or the final state
+        before = np.searchsorted(upd, np.arange(T), side='left')
+        SA = np.concatenate((sa_b, self._std[0][None]))[before]
+        SB = np.concatenate((sb_b, self._std[1][None]))[before]
+        if not dual:
+            active = np.zeros((T, self.n_joints), dtype=np.int64)
+            torque, unc = PA.copy(), SA.copy()
+        else:
+            active = np.concatenate((act_b.astype(np.int64), self._active[None]))[before]
+            active[~fa & fb] = 1                     # a missing network never hides a working one
+            active[fa & ~fb] = 0
+            torque = np.where(active == 1, PB, PA)
+            with np.errstate(invalid='ignore'):
+                diff = np.abs(PA - PB)
+            diff[~np.isfinite(diff)] = 0.0
+            unc = np.maximum(np.where(active == 1, SB, SA), diff)
+        unc[~np.isfinite(unc)] = 0.0
+        return IdentifierOutput(torque, active, SA, SB, unc)
 
     def __repr__(self) -> str:
         return (f'DualIdentifier(n_joints={self.n_joints}, window={self.window}, '

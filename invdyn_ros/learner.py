@@ -57,6 +57,7 @@ from .atomic import atomic_write
 from .checkpoints import verified_file
 from .errors import CheckpointError, ConfigError
 from .models import MODEL_KINDS, build_model, config_to_dict, make_config
+from .readiness import RollingNMSE
 from .scaling import RunningScaler
 
 __all__ = ['LearnerConfig', 'ReplayBuffer', 'OnlineLearner', 'CHECKPOINT_FORMAT_VERSION',
@@ -459,9 +460,7 @@ class OnlineLearner:
         self._loss_hist: deque[float] = deque(maxlen=_LOSS_HISTORY)
         self._credit = 0.0
         # prequential errors (raw torque units) of the last ready_window samples
-        self._err = np.zeros((cfg.ready_window, n))
-        self._err_pos = 0
-        self._err_count = 0
+        self._recent = RollingNMSE(n, cfg.ready_window)
         self._snapshot: tuple[dict, dict] | None = None
         self._shadow: nn.Module | None = None
         self._take_snapshot()
@@ -481,12 +480,7 @@ class OnlineLearner:
     def recent_nmse(self) -> float:
         """Mean over joints of the prequential MSE over the last ``ready_window`` samples divided by
         the torque variance seen so far (the target scaler's); ``inf`` before any sample."""
-        if self._err_count == 0:
-            return math.inf
-        e = self._err[:self._err_count]
-        per_joint = np.mean(e * e, axis=0) / np.square(self.out_scaler.std)
-        value = float(np.mean(per_joint))
-        return value if math.isfinite(value) else math.inf
+        return self._recent.value(np.square(self.out_scaler.std))
 
     @property
     def ready(self) -> bool:
@@ -612,10 +606,7 @@ class OnlineLearner:
         if bad.any():   # a broken prediction counts as a very bad one, never as NaN
             self.counters['nonfinite_predictions'] += int(bad.sum())
             err[bad] = 10.0 * self.out_scaler.std + np.abs(T[bad] - self.out_scaler.mean)
-        for e in err:
-            self._err[self._err_pos] = e
-            self._err_pos = (self._err_pos + 1) % len(self._err)
-            self._err_count = min(self._err_count + 1, len(self._err))
+        self._recent.push_many(err)
 
     def fit_scalers(self, windows: Any, taus: Any) -> None:
         """Pre-fit the scalers from recorded data (all rows of the windows; non-finite rows skipped)."""
@@ -759,8 +750,11 @@ class OnlineLearner:
             'loss': {'ema': self.loss_ema, 'last': self.last_loss,
                      'history': torch.tensor(list(self._loss_hist), dtype=torch.float64),
                      'credit': self._credit},
-            'prequential': {'errors': torch.from_numpy(self._err.copy()), 'pos': self._err_pos,
-                            'count': self._err_count},
+            # the ring of squared errors, its position and fill ('errors': their square roots,
+            # for readers of checkpoints before 'squared_errors')
+            'prequential': {'squared_errors': torch.from_numpy(self._recent.sq.copy()),
+                            'errors': torch.from_numpy(np.sqrt(self._recent.sq)),
+                            'pos': self._recent.pos, 'count': self._recent.count},
         }
 
     def save(self, path: str | os.PathLike, include_buffer: bool = True) -> None:
@@ -846,17 +840,9 @@ class OnlineLearner:
             learner._loss_hist.extend(float(v) for v in _np(loss['history']).reshape(-1))
             learner._credit = float(loss['credit'])
             pq = ckpt['prequential']
-            errs = _np(pq['errors'])
-            if errs.shape == learner._err.shape:
-                learner._err[:] = errs
-                learner._err_pos, learner._err_count = int(pq['pos']), int(pq['count'])
-            else:   # a different ready_window: keep the newest errors, oldest first
-                cnt = int(pq['count'])
-                order = (int(pq['pos']) - cnt + np.arange(cnt)) % len(errs)
-                keep = errs[order][-len(learner._err):]
-                learner._err[:len(keep)] = keep
-                learner._err_count = len(keep)
-                learner._err_pos = len(keep) % len(learner._err)
+            squared = 'squared_errors' in pq
+            learner._recent.load(_np(pq['squared_errors' if squared else 'errors']),
+                                 int(pq['pos']), int(pq['count']), squared=squared)
             learner._take_snapshot()
         except CheckpointError:
             raise

@@ -585,7 +585,7 @@ class InvdynNode(Node):
                                      'feedforward_measured')
                 else:
                     self._publish_ff(self._zeros, 'feedforward_zero')
-            pipeline.finish()
+            out = pipeline.finish()             # the complete Output of the published sample
             # samples that never reached us (DDS queue overflow in a burst, a lagging loop): a
             # stamp gap of k nominal periods means k-1 missed; gaps over 1 s count as pauses
             est = pipeline.estimator

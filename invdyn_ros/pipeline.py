@@ -6,9 +6,10 @@ Per measured sample (``Pipeline.process``)::
         -> estimation.StreamingEstimator      filtered State(q, qd, qdd, tau), equally delayed
         -> feature row [q, qd, qdd]
         -> one streaming Predictor per network  predicts BEFORE training on the sample
-        -> WindowBuffer -> trainer.submit(window, tau)   learning happens elsewhere (trainer)
-        -> DualIdentifier.update(pred_a, pred_b, tau)    per-joint network choice, error spreads
-        -> DualIdentifier.select -> clamp to torque_limits -> Output
+        -> DualIdentifier.choose / select_from -> clamp to torque_limits -> Published (publish)
+        -> finish(): WindowBuffer -> trainer.submit(window, tau)   learning happens elsewhere
+                     DualIdentifier.update(pred_a, pred_b, tau)   per-joint choice, error spreads
+                     readiness.Readiness.update(torque, tau)       rolling nMSE, ready -> Output
 
 Why the pieces sit where they do:
 
@@ -51,16 +52,19 @@ from .config import PipelineConfig
 from .errors import CheckpointError, InvdynError
 from .estimation import StreamingEstimator
 from .identifier import DualIdentifier
+from .labels import DelayedEffort
 from .parameters import NODE_ONLY_PARAMETERS, PIPELINE_PARAMETERS
 from .predictor import Predictor
+from .readiness import Readiness
+from .replay import BATCH_CHUNK as _BATCH_CHUNK, predict_windows, replay
 from .residual import PhysicsStage
 from .scaling import RunningScaler
 from .trainers import ThreadTrainer
 from .training import TRAINER_KINDS, ProcessTrainer, TrainerError, make_trainer
-from .windows import WindowBuffer, make_windows
+from .windows import WindowBuffer
 
-__all__ = ['PipelineConfig', 'Pipeline', 'Output', 'BatchOutput', 'ThreadTrainer', 'make_trainer',
-           'PIPELINE_PARAMETERS', 'NODE_ONLY_PARAMETERS', 'TRAINER_KINDS', 'checkpoint_files',
+__all__ = ['PipelineConfig', 'Pipeline', 'Output', 'Published', 'BatchOutput', 'ThreadTrainer',
+           'make_trainer', 'PIPELINE_PARAMETERS', 'NODE_ONLY_PARAMETERS', 'TRAINER_KINDS', 'checkpoint_files',
            'checkpoint_to_resume', 'fresh_checkpoint_path', 'checkpoint_prefix']
 
 #: An effort beyond ``torque_limits`` x this is not a torque the arm produced (a glitch, a wrong
@@ -71,18 +75,10 @@ _checkpoint_prefix = checkpoint_prefix
 
 # ======================================================================================= output
 @dataclass(frozen=True)
-class Output:
-    """One published sample. Arrays are (n,) float64 in joint order, all finite.
-
-    ``q, qd, qdd``: the filtered state the prediction is for (delayed by the filter, see
-    ``estimation``); ``tau``: the filtered, scaled measured torque (None if the sample had none);
-    ``torque``: the selected, clamped prediction; ``predictions``: every network's raw prediction
-    (None where a network had no output yet); ``active``: index into ``network_names`` per joint;
-    ``std_a`` / ``std_b``: the networks' rolling error spreads, ``uncertainty``:
-    ``max(std_active, |pred_a - pred_b|)`` (N m). ``ready`` / ``recent_nmse`` as of before this
-    sample. After ``process(..., defer=True)`` the ``predictions`` of a network no joint uses,
-    ``std_a`` / ``std_b`` and ``uncertainty`` are completed (in place) by ``Pipeline.finish()``.
-    """
+class Published:
+    """What ``Pipeline.process(..., defer=True)`` returns when the torque can be published: the
+    fields of :class:`Output` known then (same meaning). ``Pipeline.finish()`` returns the
+    complete :class:`Output`; a Published is never changed afterwards."""
 
     stamp: float
     q: np.ndarray
@@ -90,13 +86,28 @@ class Output:
     qdd: np.ndarray
     tau: np.ndarray | None
     torque: np.ndarray
-    predictions: dict
     active: np.ndarray
+    ready: bool
+    recent_nmse: float
+
+
+@dataclass(frozen=True)
+class Output(Published):
+    """One published sample, complete. Arrays are (n,) float64 in joint order, all finite.
+
+    ``q, qd, qdd``: the filtered state the prediction is for (delayed by the filter, see
+    ``estimation``); ``tau``: the filtered, scaled measured torque (None if the sample had none);
+    ``torque``: the selected, clamped prediction; ``predictions``: every network's raw prediction
+    (None where a network had no output yet); ``active``: index into ``network_names`` per joint;
+    ``std_a`` / ``std_b``: the networks' rolling error spreads, ``uncertainty``:
+    ``max(std_active, |pred_a - pred_b|)`` (N m). ``ready`` / ``recent_nmse`` as of before this
+    sample.
+    """
+
+    predictions: dict
     std_a: np.ndarray
     std_b: np.ndarray
     uncertainty: np.ndarray
-    ready: bool
-    recent_nmse: float
 
 
 @dataclass(frozen=True, eq=False)
@@ -207,24 +218,13 @@ class Pipeline:
         self._scale = np.asarray(config.effort_scale, dtype=np.float64) \
             if config.effort_scale is not None else None
         self._row = np.zeros(3 * n)
-        self._nan = np.full(n, np.nan)
         self._resets_seen = 0
         # effort_label 'delayed': the newest scaled raw efforts (NaN rows: samples without)
-        self._label_delayed = config.effort_label == 'delayed'
-        self._raw_tau = np.zeros((0, n))
-        self._raw_tau_pos = 0
-        self._raw_tau_count = 0
-        self._label_delay = (0, 0.0)             # whole samples, fraction
-        self._label_rate: float | None = None
-        # readiness: rolling squared errors of the published torque (raw units)
-        self._err2 = np.zeros((config.ready_window, n))
-        self._err2_sum = np.zeros(n)
-        self._err_pos = 0
-        self._err_count = 0
-        self._scored = 0
-        self._target_var = np.full(n, np.inf)   # from the primary network's target scaler
-        self._ready = False
-        self._recent_nmse = math.inf
+        self._delayed = DelayedEffort(n) if config.effort_label == 'delayed' else None
+        # readiness: the rolling nMSE of the published torque; its scale (var) is the primary
+        # network's target scaler's variance, or the labels' variance with a prior
+        self.readiness = Readiness(n, config.ready_window, config.ready_nmse,
+                                   config.unready_factor, config.ready_min_samples)
         # weights / trainer
         self._since_poll = 0
         self._pending_loads: collections.deque = collections.deque()
@@ -270,7 +270,7 @@ class Pipeline:
             self.counters['weight_load_errors'] += 1
             return
         if primary_group and name == self.names[0] and self.residual is None:
-            self._target_var = np.square(predictor.out_scaler.std.astype(np.float64))
+            self.readiness.var = np.square(predictor.out_scaler.std.astype(np.float64))
 
     def refresh_weights(self) -> bool:
         """Poll the trainer now and load any new weights into every predictor at once.
@@ -297,40 +297,6 @@ class Pipeline:
             except (TypeError, ValueError):
                 pass                       # the estimator rejects and counts it
         return tau
-
-    def _record_effort(self, tau: Any) -> None:
-        """``effort_label='delayed'``: keep this accepted sample's raw (scaled) effort, NaN when it
-        has none, in a ring of the last ``floor(filter_delay_s * rate) + 2`` samples."""
-        est = self.estimator
-        if self._raw_tau.shape[0] == 0 or self._label_rate != est.rate_hz:
-            d = est.delay_s * est.rate_hz            # samples
-            whole = int(math.floor(d))
-            self._label_delay = (whole, d - whole)
-            self._label_rate = est.rate_hz
-            self._raw_tau = np.full((whole + 2, self.n), np.nan)
-            self._raw_tau_pos = self._raw_tau_count = 0
-        ring = self._raw_tau
-        pos = self._raw_tau_pos
-        if tau is None or np.shape(tau) != (self.n,):
-            ring[pos] = np.nan
-        else:
-            ring[pos] = tau
-        self._raw_tau_pos = (pos + 1) % ring.shape[0]
-        self._raw_tau_count = min(self._raw_tau_count + 1, ring.shape[0])
-
-    def _delayed_label(self) -> np.ndarray | None:
-        """The effort recorded ``filter_delay_s`` before the newest recorded sample (linear
-        interpolation between the two nearest samples), or None: not enough history since the
-        last reset, or a sample without effort involved."""
-        ring = self._raw_tau
-        whole, frac = self._label_delay
-        if self._raw_tau_count < whole + 2:
-            return None
-        size = ring.shape[0]
-        newest = self._raw_tau_pos - 1
-        label = (1.0 - frac) * ring[(newest - whole) % size] \
-            + frac * ring[(newest - whole - 1) % size]
-        return label if np.isfinite(label).all() else None
 
     def _push(self, name: str, row: np.ndarray, defer: bool = False) -> np.ndarray | None:
         """One network's prediction for ``row``: its streaming output, or -- for the residual
@@ -365,7 +331,7 @@ class Pipeline:
             stats = self._label_stats.partial_fit(tau[None])
             if stats.count >= 2:  # floor: 0.1 % of the torque limit (a joint whose torque never
                 # changes must not turn a 1e-9 N m error into an nMSE of 1e6)
-                self._target_var = np.maximum(stats.var, self._var_floor)
+                self.readiness.var = np.maximum(stats.var, self._var_floor)
 
     def feedforward(self, torque: np.ndarray, q: np.ndarray) -> np.ndarray:
         """The command for a predicted (clamped) ``torque`` at position ``q``:
@@ -379,28 +345,31 @@ class Pipeline:
 
     def _reset_streams(self) -> None:
         self.finish()
-        self._raw_tau_count = 0
+        if self._delayed is not None:
+            self._delayed.reset()
         self.windows.reset()
         for p in self.predictors.values():
             p.reset_stream()
         self.counters['stream_resets'] += 1
 
     def process(self, stamp: float, q: Any, qd: Any = None, tau: Any = None,
-                defer: bool = False) -> Output | None:
+                defer: bool = False) -> 'Output | Published | None':
         """One measured sample (stamp in s; q, qd, tau (n,) in joint order; qd / tau optional).
 
-        Order per sample: predict (before training: prequential), select per joint with the
+        Order per sample: predict (before training: prequential), choose per joint with the
         identifier statistics of the *previous* samples, clamp; then the bookkeeping -- window ->
         trainer, identifier update with this sample's errors, readiness score, weights.
 
-        ``defer=True`` returns right after the clamp and leaves the rest to :meth:`finish`, so the
-        node can publish in between and the bookkeeping is off its latency path. On that fast path
-        only the networks that some joint currently uses predict, and of those only the read-out
-        chain runs (``Predictor.push(row, defer=True)``); their other chains are advanced and the
-        other network's prediction (it must still see every row) is made in :meth:`finish`, which also completes
-        the Output in place: ``predictions`` of every network and ``uncertainty`` (which needs both
-        networks). Results are identical to ``defer=False``. A pending :meth:`finish` is done at
-        the start of the next call anyway.
+        Two phases for the latency trick (publish now, complete later); nothing returned is
+        changed afterwards. ``defer=False``: both at once, returns the complete :class:`Output`.
+        ``defer=True`` returns a :class:`Published` right after the clamp (what the node
+        publishes) and leaves the rest to :meth:`finish`, which returns the complete
+        :class:`Output`. On that fast path only the networks that some joint currently uses
+        predict (``DualIdentifier.needed`` / ``choose``), and of those only the read-out chain
+        runs (``Predictor.push(row, defer=True)``); their other chains, the other network's
+        prediction (it must still see every row), the selection's error spreads and uncertainty
+        come in :meth:`finish`. Results are identical to ``defer=False``. A pending
+        :meth:`finish` is done at the start of the next call anyway (its Output is dropped).
         """
         if self._pending is not None:
             self.finish()
@@ -415,8 +384,9 @@ class Pipeline:
             self._reset_streams()
         if state is None:
             return None
-        if self._label_delayed:                      # the label itself is made in finish()
-            self._record_effort(tau if state.tau is not None else None)
+        if self._delayed is not None:                # the label itself is made in finish()
+            self._delayed.record(tau if state.tau is not None else None, est.delay_s,
+                                 est.rate_hz)
         self._state = state
         if self.residual is not None:
             self._prior_ok = self.physics.begin(state.q, state.qd, state.qdd) is not None
@@ -427,37 +397,20 @@ class Pipeline:
         row[2 * n:] = state.qdd
         names, ident = self.names, self.identifier
         preds: dict[str, np.ndarray | None] = {}
-        torque = None
-        if self.dual:
-            active = ident.active
-            use_a, use_b = ident.uses
-            first = names if (use_a and use_b) else (names[1],) if use_b else (names[0],)
-        else:
-            active = np.zeros(n, dtype=np.int64)
-            first = names
-        for name in first:                               # before training on this sample
+        for i in ident.needed if self.dual else (0,):    # before training on this sample
             # defer: only the read-out chain now, the other chains in finish()
-            preds[name] = self._push(name, row, defer=defer)
-        if len(first) == 1:
-            candidate = preds[first[0]]
-        else:
-            pa, pb = preds[names[0]], preds[names[1]]
-            candidate = None if pa is None or pb is None else np.where(active == 1, pb, pa)
-        if candidate is not None and np.isfinite(candidate).all():
-            torque = candidate
-        else:
+            preds[names[i]] = self._push(names[i], row, defer=defer)
+        torque = ident.choose([preds.get(name) for name in names])
+        active, sel = ident.active, None
+        if torque is None:
             # warming up or a non-finite prediction: every network now, the identifier decides
             for name in names:
                 if name not in preds:
                     preds[name] = self._push(name, row)
-            pa = preds[names[0]]
-            pb = preds[names[1]] if self.dual else None
-            if pa is None and pb is None:
+            sel = ident.select_from([preds[name] for name in names])
+            if sel is None:
                 c['warming_up'] += 1
             else:
-                sel = ident.select(pa if pa is not None else self._nan,
-                                   pb if pb is not None else self._nan) if self.dual \
-                    else ident.select(pa)
                 torque, active = sel.torque, sel.active
         out = None
         if torque is not None:
@@ -466,59 +419,58 @@ class Pipeline:
             np.maximum(torque, self._neg_limits, out=torque)
             if np.isfinite(torque).all():
                 c['outputs'] += 1
-                out = Output(stamp=state.stamp, q=state.q, qd=state.qd, qdd=state.qdd,
-                             tau=state.tau, torque=torque, predictions=preds, active=active,
-                             std_a=np.zeros(n), std_b=np.zeros(n), uncertainty=np.zeros(n),
-                             ready=self._ready, recent_nmse=self._recent_nmse)
+                ready = self.readiness
+                out = Published(stamp=state.stamp, q=state.q, qd=state.qd, qdd=state.qdd,
+                                tau=state.tau, torque=torque, active=active,
+                                ready=ready.ready, recent_nmse=ready.nmse)
             else:
                 c['dropped_nonfinite'] += 1
                 torque = None
-        self._pending = (state.tau, preds, torque, out)
-        if not defer:
-            self.finish()
-        return out
+        self._pending = (state.tau, preds, torque, out, sel)
+        return out if defer else self.finish()
 
-    def finish(self) -> None:
-        """The bookkeeping of the last ``process(..., defer=True)`` (no-op if none is pending)."""
+    def finish(self) -> Output | None:
+        """The second phase of the last ``process(..., defer=True)``: the complete
+        :class:`Output` of the published sample (None if none was published or nothing is
+        pending), then the bookkeeping."""
         pending, self._pending = self._pending, None
         if pending is None:
-            return
-        tau, preds, torque, out = pending
+            return None
+        tau, preds, torque, published, sel = pending
         names = self.names
         for name in names:
             if name in preds:                            # deferred chains of the fast path
                 self.predictors[name].complete()
             else:                                        # the networks the fast path skipped
                 preds[name] = self._push(name, self._row)
-        pa = preds[names[0]]
-        pb = preds[names[1]] if self.dual else None
         ident = self.identifier
-        if out is not None:                              # with the statistics used for torque
-            sel = ident.select(pa if pa is not None else self._nan,
-                               pb if pb is not None else self._nan) if self.dual \
-                else ident.select(pa)
-            out.uncertainty[:] = np.where(np.isfinite(sel.uncertainty), sel.uncertainty, 0.0)
+        out = None
+        if published is not None:                        # with the statistics used for torque
+            if sel is None:
+                sel = ident.select_from([preds[name] for name in names])
+            unc = sel.uncertainty
             if self.residual is not None and self._prior_ok:
-                np.maximum(out.uncertainty, self.physics.uncertainty(), out=out.uncertainty)
-            out.std_a[:] = ident.std_a
-            out.std_b[:] = ident.std_b
+                np.maximum(unc, self.physics.uncertainty(), out=unc)
+            out = Output(**vars(published), predictions=preds, std_a=ident.std_a,
+                         std_b=ident.std_b, uncertainty=unc)
         self.windows.push(self._row)
-        label = self._delayed_label() if self._label_delayed else tau
+        label = self._delayed.label() if self._delayed is not None else tau
         if label is not None and self.windows.full and (self.residual is None or self._prior_ok):
             self._submit(self.windows.window(), self._labels(label))
         if self.physics is not None:
             self._learn_physics(self._state, tau)
         if tau is not None:
-            if pa is not None and (pb is not None or not self.dual):
-                ident.update(pa, pb if self.dual else pa, tau)
+            pa = preds[names[0]]
+            pb = preds[names[-1]]
+            if pa is not None and pb is not None:
+                ident.update(pa, pb, tau)
             if torque is not None:
-                self._score(torque, tau)
+                self.readiness.update(torque, tau)
         self._housekeeping()
+        return out
 
-    #: Windows per ``Predictor.predict_many`` call in :meth:`process_batch`: bounds the memory of
-    #: one call (4096 x L x 3n float64, ~7 MB for 7 joints and L = 10) while keeping the per-call
-    #: overhead negligible.
-    BATCH_CHUNK = 4096
+    #: Windows per ``Predictor.predict_many`` call in a replay (``replay.BATCH_CHUNK``)
+    BATCH_CHUNK = _BATCH_CHUNK
 
     def process_batch(self, stamps: Sequence[float], q: Sequence[Any],
                       qd: Sequence[Any] | None = None, tau: Sequence[Any] | None = None
@@ -531,194 +483,28 @@ class Pipeline:
 
     def process_arrays(self, stamps: Sequence[float], q: Any, qd: Any = None, tau: Any = None
                        ) -> 'BatchOutput':
-        """Many recorded samples with LEARNING OFF, vectorized; the result as arrays.
+        """Many recorded samples with LEARNING OFF, vectorized; the result as arrays
+        (:func:`invdyn_ros.replay.replay`: the batch forms of the stages, what differs from
+        :meth:`process` and why)."""
+        return replay(self, stamps, q, qd, tau)
 
-        For offline replay (``invdyn_eval``'s test part), not for the node. ``stamps``, ``q`` and
-        (if given) ``qd`` / ``tau`` have one entry per sample, each entry what :meth:`process`
-        would take (an ``(n,)`` array, or None for a sample without velocity / effort; a row
-        with NaN is passed on as it is, i.e. rejected by the estimator like in ``process``);
-        ``(N, n)`` float arrays are the fast form. Mismatched lengths raise ValueError; bad samples
-        never raise.
+    #: ``replay.predict_windows`` (trajectory_feedforward calls it through the pipeline)
+    _predict_windows = staticmethod(predict_windows)
 
-        What differs from calling :meth:`process` per sample, and why:
-
-        * **Nothing reaches the trainer** (no ``submit``, no ``poll``), so the weights are fixed
-          for the whole batch; that is what makes batching exact. Weights already queued for
-          loading are loaded into every predictor before the batch (``process`` would spread
-          them over the next samples).
-        * Every stage runs over the whole batch instead of sample by sample, each one the batch
-          form of the same code: the estimator (``StreamingEstimator.update_many``: the same
-          rejections, gaps -> stream boundaries, bit-identical states), the networks
-          (``Predictor.predict_many`` over all windows of every continuous segment,
-          :attr:`BATCH_CHUNK` windows per call, instead of one cell step per sample), the dual
-          identifier (``DualIdentifier.update_many``: the same rolling statistics and switching
-          law) and the readiness score (:meth:`_score_many`). The first segment continues the
-          current stream (its last L-1 rows are taken from the window buffer), so a batch right
-          after ``process`` calls predicts what ``process`` would; the first L-1 rows after a gap
-          have no prediction (``warming_up``), like the streaming predictor.
-        * The order per sample is the one of ``process`` + ``finish``: the identifier selects
-          with the previous samples' statistics, the torque is clamped, ``ready`` and
-          ``recent_nmse`` are as of before the sample; then the identifier is updated with the
-          sample's errors and the readiness score advances. Results equal ``process``'s up to
-          float32 rounding of the networks (full-window forward vs. streamed cells) and float64
-          rounding of the rolling statistics (a switching decision exactly at its threshold could
-          differ).
-        * Afterwards the streaming predictors and the window buffer are reset: a following
-          :meth:`process` call starts a fresh window (its first L-1 samples warm up), as after
-          a gap. The estimator keeps its state.
-        """
-        N = len(stamps)
-        if len(q) != N or (qd is not None and len(qd) != N) or (tau is not None and len(tau) != N):
-            raise ValueError(f'process_batch: stamps, q, qd and tau need one entry per sample '
-                             f'({N} stamps, {len(q)} q, {None if qd is None else len(qd)} qd, '
-                             f'{None if tau is None else len(tau)} tau)')
+    def begin_batch(self) -> None:
+        """Before a replay: finish a pending sample, load queued weights into every predictor
+        (the weights are fixed for the whole batch)."""
         if self._pending is not None:
             self.finish()
-        while self._pending_loads:                # fixed weights for the whole batch
+        while self._pending_loads:
             self._load_one()
-        c = self.counters
-        n, L = self.n, self.window
-        names = self.names
-        name_a, name_b = names[0], names[-1]
-        dual = self.dual
-        c['samples'] += N
 
-        # (1) the estimator over the whole batch; stream boundaries where its reset count moves
-        if tau is not None and self._scale is not None:
-            try:                                  # regular (N, n) efforts: scale them at once
-                tau_arr = np.asarray(tau, dtype=np.float64)
-            except (TypeError, ValueError):       # None entries, ragged rows: one by one
-                tau_arr = None
-            if tau_arr is not None and tau_arr.shape == (N, n):
-                tau = tau_arr * self._scale
-            else:
-                tau = [self._scaled_effort(t) for t in tau]
-        sb = self.estimator.update_many(stamps, q, qd, tau)
-        m = len(sb)
-        if N:
-            boundary = np.diff(np.concatenate(([self._resets_seen], sb.resets))) != 0
-            c['stream_resets'] += int(np.count_nonzero(boundary))
-            self._resets_seen = int(sb.resets[-1])
-            segment_of_sample = np.cumsum(boundary)
-        else:
-            segment_of_sample = np.zeros(0, dtype=np.int64)
-        S = sb.index
-        rows = np.concatenate((sb.q, sb.qd, sb.qdd), axis=1) if m else np.empty((0, 3 * n))
-        seg = segment_of_sample[S]
-
-        # (2) every network on all windows of every segment, in chunks
-        preds = {name: np.full((m, n), np.nan) for name in names}
-        prefix = self.windows.window()[-(L - 1):] if L > 1 and len(self.windows) else \
-            np.empty((0, 3 * n))
-        cuts = np.flatnonzero(np.diff(seg)) + 1 if m else np.zeros(0, dtype=np.int64)
-        for k, (lo, hi) in enumerate(zip(np.r_[0, cuts], np.r_[cuts, m])):
-            if hi <= lo:
-                continue
-            head = prefix if (k == 0 and seg[0] == 0) else np.empty((0, 3 * n))
-            R = np.concatenate((head, rows[lo:hi])) if len(head) else rows[lo:hi]
-            if len(R) < L:
-                continue
-            first = len(head)
-            M = R.shape[0]
-            state_of_row = np.full(M, -1)
-            state_of_row[first:] = np.arange(lo, hi)
-            for s0 in range(0, M - L + 1, self.BATCH_CHUNK):
-                W = make_windows(R[s0:s0 + self.BATCH_CHUNK + L - 1], L)
-                target = state_of_row[s0 + L - 1:s0 + L - 1 + W.shape[0]]
-                keep = target >= 0
-                for name in names:
-                    y = self._predict_windows(self.predictors[name], W)
-                    preds[name][target[keep]] = y[keep]
-        have = {}
-        for name in names:
-            finite = np.isfinite(preds[name]).all(axis=1)
-            nonfinite = int(np.count_nonzero(~finite & ~np.isnan(preds[name]).all(axis=1)))
-            self.predictors[name].counters['nonfinite_outputs'] += nonfinite
-            preds[name][~finite] = np.nan
-            have[name] = finite
-        prior_unc = None
-        if self.residual is not None and m:       # prior + trusted residual, as _push
-            TP, trust, prior_rms = self.physics.predict_many(sb.q, sb.qd, sb.qdd)
-            comb = self.physics.combine_many(TP, trust, preds[self.residual])
-            preds[self.residual] = comb
-            have[self.residual] = np.isfinite(comb).all(axis=1)
-            prior_unc = (1.0 - trust)[:, None] * prior_rms[None, :]
-        PA, ha = preds[name_a], have[name_a]
-        PB, hb = (preds[name_b], have[name_b]) if dual else (PA, ha)
-
-        # (3) the identifier over the rows it learns from, then selection with the statistics
-        # from before each row (state j sees the updates of rows < j)
-        ident = self.identifier
-        upd = np.flatnonzero(sb.has_tau & ha & hb)
-        trace = ident.update_many(PA[upd], PB[upd], sb.tau[upd])
-        before = np.searchsorted(upd, np.arange(m), side='left')
-        A = np.concatenate((trace.active_before, ident.active[None]))[before]
-        SA = np.concatenate((trace.std_a_before, ident.std_a[None]))[before]
-        SB = np.concatenate((trace.std_b_before, ident.std_b[None]))[before]
-        out_ok = ha | hb
-        c['warming_up'] += int(np.count_nonzero(~out_ok))
-        if dual:
-            eff = A.copy()
-            eff[~ha & hb] = 1                     # a missing network never hides a working one
-            eff[ha & ~hb] = 0
-            torque = np.where(eff == 1, PB, PA)
-            std_active = np.where(eff == 1, SB, SA)
-            diff = np.abs(PA - PB)
-            diff[~np.isfinite(diff)] = 0.0
-            unc = np.maximum(std_active, diff)
-        else:
-            eff = np.zeros((m, n), dtype=np.int64)
-            torque = PA.copy()
-            unc = SA.copy()
-        unc[~np.isfinite(unc)] = 0.0
-        if prior_unc is not None:
-            np.maximum(unc, prior_unc, out=unc)
-        np.clip(torque, -self._limits, self._limits, out=torque)
-        finite_t = np.isfinite(torque).all(axis=1)
-        c['dropped_nonfinite'] += int(np.count_nonzero(out_ok & ~finite_t))
-        out_ok &= finite_t
-        c['outputs'] += int(np.count_nonzero(out_ok))
-
-        # (4) readiness: scored rows in order, each output row sees the scores of rows before it
-        scored = np.flatnonzero(out_ok & sb.has_tau)
-        nmse0, ready0 = self._recent_nmse, self._ready
-        nmse_after, ready_after = self._score_many(torque[scored], sb.tau[scored])
-        before = np.searchsorted(scored, np.arange(m), side='left')
-        nmse_rows = np.concatenate(([nmse0], nmse_after))[before]
-        ready_rows = np.concatenate(([ready0], ready_after))[before]
-
-        # the streams were not advanced row by row: the next process() starts a fresh window
+    def end_batch(self) -> None:
+        """After a replay: the streams were not advanced row by row, so the next
+        :meth:`process` starts a fresh window (its first L-1 samples warm up), as after a gap."""
         self.windows.reset()
         for p in self.predictors.values():
             p.reset_stream()
-
-        def spread(x: np.ndarray, fill: Any) -> np.ndarray:
-            full = np.full((N,) + x.shape[1:], fill, dtype=x.dtype)
-            full[S[out_ok]] = x[out_ok]
-            return full
-
-        valid = np.zeros(N, dtype=bool)
-        valid[S[out_ok]] = True
-        return BatchOutput(
-            valid=valid, stamp=spread(sb.stamp, np.nan), q=spread(sb.q, np.nan),
-            qd=spread(sb.qd, np.nan), qdd=spread(sb.qdd, np.nan), tau=spread(sb.tau, np.nan),
-            has_tau=spread(sb.has_tau, False), torque=spread(torque, np.nan),
-            predictions={name: spread(preds[name], np.nan) for name in
-                         ((name_a, name_b) if dual else (name_a,))},
-            active=spread(eff.astype(np.int64), -1), std_a=spread(SA, np.nan),
-            std_b=spread(SB, np.nan), uncertainty=spread(unc, np.nan),
-            ready=spread(ready_rows.astype(bool), False), recent_nmse=spread(nmse_rows, np.nan))
-
-    @staticmethod
-    def _predict_windows(predictor: Predictor, windows: np.ndarray) -> np.ndarray:
-        """``predictor.predict_many`` that never raises on data: a value beyond float32 (which
-        ``predict_many`` rejects as non-finite after its cast) is clipped to the float32 range
-        first; after input scaling it is clipped to ``±input_clip`` anyway, as ``push`` does."""
-        try:
-            return predictor.predict_many(windows)
-        except ValueError:
-            big = float(np.finfo(np.float32).max)
-            return predictor.predict_many(np.clip(windows, -big, big))
 
     def _submit(self, window: np.ndarray, tau: np.ndarray) -> None:
         if self.trainer_error is not None:
@@ -752,80 +538,6 @@ class Pipeline:
             weights = self._poll()
             if weights:
                 self._queue_weights(weights)
-
-    def _score(self, torque: np.ndarray, tau: np.ndarray) -> None:
-        """Rolling nMSE of the published torque; ``ready`` with hysteresis."""
-        e = torque - tau
-        e *= e
-        pos = self._err_pos
-        size = len(self._err2)
-        if self._err_count == size:
-            self._err2_sum -= self._err2[pos]
-        else:
-            self._err_count += 1
-        self._err2[pos] = e
-        self._err2_sum += e
-        pos += 1
-        if pos == size:
-            pos = 0
-            np.sum(self._err2, axis=0, out=self._err2_sum)   # no drift of the running sum
-        self._err_pos = pos
-        self._scored += 1
-        nmse = float(np.mean(self._err2_sum / (self._err_count * self._target_var)))
-        self._recent_nmse = nmse if math.isfinite(nmse) else math.inf
-        cfg = self.config
-        if self._scored < cfg.ready_min_samples:
-            self._ready = False
-        elif self._ready:
-            self._ready = self._recent_nmse <= cfg.unready_factor * cfg.ready_nmse
-        else:
-            self._ready = self._recent_nmse < cfg.ready_nmse
-
-    def _score_many(self, torque: np.ndarray, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`_score` over k rows at once; returns ``recent_nmse`` and ``ready`` after each row.
-
-        Rolling sums from a cumulative sum over the ring's rows (oldest first) and the new ones;
-        ``ready``'s hysteresis as a forward fill: below ``ready_nmse`` sets it, above
-        ``unready_factor * ready_nmse`` (or before ``ready_min_samples``) clears it, in between
-        the previous value holds -- the same rule as :meth:`_score` (``unready_factor >= 1``).
-        The ring and its sum are left exactly as k calls of :meth:`_score` leave them."""
-        k = len(torque)
-        if k == 0:
-            return np.zeros(0), np.zeros(0, dtype=bool)
-        E = np.square(torque - tau)
-        size, cnt, pos = len(self._err2), self._err_count, self._err_pos
-        old = self._err2[:cnt] if cnt < size else np.roll(self._err2, -pos, axis=0)
-        allE = np.concatenate((old, E))
-        cs = np.concatenate((np.zeros((1, self.n)), np.cumsum(allE, axis=0)))
-        end = cnt + np.arange(1, k + 1)
-        counts = np.minimum(end, size)
-        sums = cs[end] - cs[end - counts]
-        np.maximum(sums, 0.0, out=sums)
-        with np.errstate(divide='ignore', invalid='ignore', over='ignore'):
-            nmse = np.mean(sums / (counts[:, None] * self._target_var), axis=1)
-        nmse[~np.isfinite(nmse)] = np.inf
-        cfg = self.config
-        n_scored = self._scored + np.arange(1, k + 1)
-        event = np.where(nmse < cfg.ready_nmse, 1,
-                         np.where(nmse > cfg.unready_factor * cfg.ready_nmse, 0, -1))
-        event[n_scored < cfg.ready_min_samples] = 0
-        idx = np.where(event >= 0, np.arange(k), -1)
-        np.maximum.accumulate(idx, out=idx)
-        ready = np.where(idx >= 0, event[np.maximum(idx, 0)] == 1, self._ready)
-        # the ring as k sequential _score calls leave it
-        total = cnt + k
-        if total < size:
-            self._err2[:total] = allE
-            self._err_pos, self._err_count = total, total
-        else:
-            new_pos = (pos + k) % size if cnt == size else total % size
-            self._err2[:] = np.roll(allE[-size:], new_pos, axis=0)
-            self._err_pos, self._err_count = new_pos, size
-        np.sum(self._err2, axis=0, out=self._err2_sum)
-        self._scored += k
-        self._recent_nmse = float(nmse[-1])
-        self._ready = bool(ready[-1])
-        return nmse, ready
 
     # ------------------------------------------------------------------ references
     def predict_reference(self, q: Any, qd: Any, qdd: Any, stamp: float | None = None
@@ -862,15 +574,9 @@ class Pipeline:
         preds = [self.ref_predictors[name].push(row) for name in self.names]
         if self.residual is not None:             # names[0]: prior + trusted residual
             preds[0] = self.physics.evaluate(*arrays, preds[0])
-        pa = preds[0]
-        pb = preds[1] if self.dual else None
-        if pa is None and pb is None:
+        sel = self.identifier.select_from(preds)
+        if sel is None:
             return None
-        if self.dual:
-            sel = self.identifier.select(pa if pa is not None else self._nan,
-                                         pb if pb is not None else self._nan)
-        else:
-            sel = self.identifier.select(pa)
         torque = np.clip(sel.torque, -self._limits, self._limits)
         if not np.isfinite(torque).all():
             c['dropped_nonfinite'] += 1
@@ -881,11 +587,11 @@ class Pipeline:
     # ------------------------------------------------------------------ state
     @property
     def ready(self) -> bool:
-        return self._ready
+        return self.readiness.ready
 
     @property
     def recent_nmse(self) -> float:
-        return self._recent_nmse
+        return self.readiness.nmse
 
     @property
     def filter_delay_s(self) -> float | None:
@@ -913,9 +619,9 @@ class Pipeline:
             'trainer': trainer_counters,
             'learners': learners,
             'trainer_error': self.trainer_error,
-            'ready': self._ready,
-            'recent_nmse': self._recent_nmse if math.isfinite(self._recent_nmse) else None,
-            'scored': self._scored,
+            'ready': self.ready,
+            'recent_nmse': self.recent_nmse if math.isfinite(self.recent_nmse) else None,
+            'scored': self.readiness.scored,
             'weights_version': self.weights_version,
             'active': [self.config.predictor_labels[int(i)] for i in self.identifier.active]
             if self.dual else [self.config.predictor_labels[0]] * self.n,
@@ -1004,3 +710,4 @@ class Pipeline:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+

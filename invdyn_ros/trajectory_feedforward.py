@@ -303,22 +303,16 @@ def _predict(pipeline: Any, windows: np.ndarray, max_std: float
         return y
 
     every = np.arange(N)
-    active = np.asarray(pipeline.identifier.active if pipeline.dual else np.zeros(n),
-                        dtype=np.int64)
-    preds = {k: np.full((N, n), np.nan) for k in range(len(nets))}
-    for k in range(len(nets)):
-        if (active == k).any():
-            preds[k][:] = run(nets[k], every)
-    torque = np.where(active == 1, preds[len(nets) - 1], preds[0])
-    if pipeline.dual:
-        bad = np.flatnonzero(~np.isfinite(torque).all(axis=1))
-        for k in range(2):                   # the unused network where a chosen one failed
-            if bad.size and not (active == k).any():
-                preds[k][bad] = run(nets[k], bad)
-        fa, fb = np.isfinite(preds[0]), np.isfinite(preds[1])
-        choice = np.broadcast_to(active, (N, n)).copy()
-        choice[~fa & fb] = 1
-        choice[fa & ~fb] = 0
-        torque = np.where(choice == 1, preds[1], preds[0])
+    ident = pipeline.identifier           # the switching rule: DualIdentifier.select_many
+    needed = ident.needed if pipeline.dual else (0,)
+    preds = [np.full((N, n), np.nan) for _ in nets]
+    for k in needed:
+        preds[k][:] = run(nets[k], every)
+    torque = ident.select_many(*preds).torque
+    bad = np.flatnonzero(~np.isfinite(torque).all(axis=1))
+    if pipeline.dual and bad.size and len(needed) == 1:
+        other = 1 - needed[0]                # the unused network where a chosen one failed
+        preds[other][bad] = run(nets[other], bad)
+        torque = ident.select_many(*preds).torque
     outside |= ~np.isfinite(torque).all(axis=1)
     return torque, outside

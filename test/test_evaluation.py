@@ -316,3 +316,23 @@ def test_stream_columns_mean_what_sample_means():
     # a clean slice stays a plain (N, n) array: the fast path
     _, _, qd_clean, tau_clean = stream.columns(3, 4)
     assert isinstance(qd_clean, np.ndarray) and isinstance(tau_clean, np.ndarray)
+
+
+def test_learning_curve_bins_are_the_nmse_of_consecutive_masked_samples():
+    from invdyn_ros.evaluation import _curve
+    rng = np.random.default_rng(3)
+    t = np.arange(300) * 0.01
+    y = rng.normal(0, 2, (300, 2))
+    pred = y + rng.normal(0, 0.3, y.shape)
+    pred[7] = np.nan                                    # not predicted: left out
+    mask = np.ones(300, bool)
+    mask[:50] = False                                   # the training part
+    std = np.array([2.0, 1.0])
+    ts, vs = _curve(t, y, pred, std, mask, bins=10)
+    idx = np.flatnonzero(mask)
+    assert len(ts) == 10                                # 250 samples in bins of 25
+    for k in range(10):
+        sel = idx[25 * k:25 * (k + 1)]
+        assert ts[k] == pytest.approx(t[sel].mean(), rel=1e-9)
+        assert vs[k] == pytest.approx(float(np.mean(metrics.nmse(y[sel], pred[sel], np.zeros(2),
+                                                                 std))), rel=1e-9)

@@ -399,3 +399,106 @@ def test_absurd_errors_are_rejected_not_summed(batch):
     assert ident.counters['rejected'] == 2 and ident.count == 2
     np.testing.assert_allclose(ident.std_a, [np.sqrt(0.125), 0.0])
     assert np.isfinite(ident.std_b).all()
+
+
+# ------------------------------------------------------------------ the switching rule's forms
+def _missing_rows(seed, steps, n=3):
+    """_error_stream without its bad values, then whole rows missing: a network without a
+    prediction (NaN row) or a sample without a measured torque."""
+    rng = np.random.default_rng(seed)
+    a, b, tau = _error_stream(seed, steps, n=n, bad_frac=0.0)
+    for arr, frac in ((a, 0.04), (b, 0.04), (tau, 0.1)):
+        arr[rng.random(steps) < frac] = np.nan
+    return a, b, tau
+
+
+def _none_if_nan(row):
+    return None if np.isnan(row).all() else row
+
+
+def test_needed_and_choose_are_select_for_the_networks_in_use():
+    n = 3
+    a, b, tau = _error_stream(5, 400, n=n, bad_frac=0.0)
+    ident = DualIdentifier(n, window=30, hysteresis=0.05)
+    seen = set()
+    for k in range(len(tau)):
+        needed = ident.needed
+        seen.add(needed)
+        assert needed == tuple(i for i in (0, 1) if (ident.active == i).any())
+        preds = [a[k] if 0 in needed else None, b[k] if 1 in needed else None]
+        np.testing.assert_array_equal(ident.choose(preds), ident.select(a[k], b[k]).torque)
+        if needed == (0, 1):
+            assert ident.choose([a[k], None]) is None          # a needed prediction is missing
+        broken = a[k].copy() if 0 in needed else b[k].copy()
+        broken[int(np.flatnonzero(ident.active == needed[0])[0])] = np.nan
+        assert ident.choose([broken, broken]) is None           # a chosen value is not finite
+        ident.update(a[k], b[k], tau[k])
+    assert {(0,), (0, 1)} <= seen                               # joints switched
+    row = a[0].copy()
+    assert ident.choose([row]) is row                           # one network: its prediction
+
+
+def test_select_from_treats_a_missing_network_like_a_non_finite_one():
+    ident = DualIdentifier(2, window=20, min_samples=2)
+    for _ in range(5):
+        ident.update([3.0, 3.0], [0.1, 0.1], [0.0, 0.0])          # network b is better
+    assert list(ident.active) == [1, 1]
+    pa, pb = np.array([1.0, 2.0]), np.array([5.0, 6.0])
+    np.testing.assert_array_equal(ident.select_from([pa, pb]).torque, pb)
+    out = ident.select_from([pa, None])
+    np.testing.assert_array_equal(out.torque, pa)
+    np.testing.assert_array_equal(out.active, [0, 0])
+    assert np.isfinite(out.uncertainty).all()
+    assert ident.select_from([None, None]) is None
+    assert ident.select_from([None]) is None
+    single = ident.select_from([pa])
+    np.testing.assert_array_equal(single.torque, pa)
+    np.testing.assert_array_equal(single.active, [0, 0])
+
+
+@pytest.mark.parametrize('dual', [True, False])
+@pytest.mark.parametrize('start', [0, 45])
+def test_select_many_equals_a_loop_of_select_then_update(dual, start):
+    """Each row selected with the statistics before it, then its errors pushed when it has both
+    predictions and a torque: the per-row outputs and the final state of the loop."""
+    n, window = 3, 30
+    a, b, tau = _missing_rows(11, start + 300, n=n)
+    loop, batch = DualIdentifier(n, window, 0.05), DualIdentifier(n, window, 0.05)
+    for k in range(start):                   # a partly filled or wrapped window first
+        for ident in (loop, batch):
+            if not (np.isnan(a[k]).any() or np.isnan(b[k]).any() or np.isnan(tau[k]).any()):
+                ident.update(a[k], b[k] if dual else a[k], tau[k])
+    a, b, tau = a[start:], b[start:], tau[start:]
+    rows = []
+    for k in range(len(tau)):
+        pa, pb = _none_if_nan(a[k]), _none_if_nan(b[k])
+        sel = loop.select_from([pa, pb] if dual else [pa])
+        rows.append(sel)
+        if pa is not None and (pb is not None or not dual) and not np.isnan(tau[k]).any():
+            loop.update(pa, pb if dual else pa, tau[k])
+    got = batch.select_many(a, b if dual else None, tau)
+    for k, sel in enumerate(rows):
+        if sel is None:                      # no prediction at all: NaN torque in the batch
+            assert np.isnan(got.torque[k]).all()
+            continue
+        np.testing.assert_array_equal(got.torque[k], sel.torque)
+        np.testing.assert_array_equal(got.active[k], sel.active)
+        np.testing.assert_allclose(got.std_a[k], sel.std_a, rtol=1e-9, atol=1e-14)
+        np.testing.assert_allclose(got.std_b[k], sel.std_b, rtol=1e-9, atol=1e-14)
+        np.testing.assert_allclose(got.uncertainty[k], sel.uncertainty, rtol=1e-9, atol=1e-14)
+    assert np.isfinite(got.uncertainty).all()
+    if dual:
+        assert (got.active == 1).any() and (got.active == 0).any()
+    _assert_same_state(loop, batch)
+    assert loop.counters['rejected'] == 0
+
+
+def test_select_many_without_torques_only_selects():
+    ident = DualIdentifier(2, window=20, min_samples=2)
+    for _ in range(5):
+        ident.update([0.1, 3.0], [3.0, 0.1], [0.0, 0.0])          # a on joint 0, b on joint 1
+    before = dict(ident.counters)
+    a, b = np.ones((4, 2)), 2 * np.ones((4, 2))
+    got = ident.select_many(a, b)
+    np.testing.assert_array_equal(got.torque, [[1.0, 2.0]] * 4)
+    assert ident.counters == before

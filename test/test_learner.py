@@ -432,3 +432,25 @@ def test_resumed_learner_continues_exactly_whatever_the_fifo_rotation(tmp_path, 
     resumed.learn_many(W[n_before:], T[n_before:])
     np.testing.assert_allclose(resumed.predict_many(W[:30]), learner.predict_many(W[:30]),
                                atol=1e-6)
+
+
+def test_checkpoint_keeps_the_prequential_errors_newest_first_for_another_ready_window(tmp_path):
+    """recent_nmse survives a checkpoint; a smaller ready_window keeps the newest errors, and a
+    checkpoint written before 'squared_errors' (plain 'errors') still loads."""
+    W, T = smooth_windows(250, seed=8)
+    learner = OnlineLearner(3, small_config())
+    learner.learn_many(W, T)
+    learner.save(tmp_path / 'a.pt')
+    resumed = OnlineLearner.load(tmp_path / 'a.pt', config=small_config())
+    assert resumed.recent_nmse == learner.recent_nmse
+    small = OnlineLearner.load(tmp_path / 'a.pt', config=small_config(ready_window=30))
+    ref = OnlineLearner(3, small_config(ready_window=30))
+    ref._recent.push_many(np.sqrt(learner._recent.sq[(learner._recent.pos + np.arange(100)) % 100]
+                                  [-30:]))
+    ref.out_scaler.load_state_dict(learner.out_scaler.state_dict())
+    assert small.recent_nmse == pytest.approx(ref.recent_nmse, rel=1e-12)
+    raw = torch.load(tmp_path / 'a.pt', weights_only=True)
+    del raw['prequential']['squared_errors']
+    torch.save(raw, tmp_path / 'old.pt')
+    old = OnlineLearner.from_state_dict(raw, config=small_config())
+    assert old.recent_nmse == pytest.approx(learner.recent_nmse, rel=1e-12)

@@ -265,11 +265,13 @@ def test_dual_selection_follows_the_identifier_and_falls_back_on_a_broken_networ
     pb = pipe.predictors['gru'].predict_many(W)
     for active in ([0, 0], [1, 0], [1, 1]):
         pipe.identifier._active[:] = active
+        pipe.identifier._set_masks()          # the choice's derived state (needed networks)
         res = annotate_trajectory(pipe, NAMES, t, q, qd, qdd)
         np.testing.assert_allclose(res.efforts[L - 1:],
                                    np.where(np.array(active) == 1, pb, pa), atol=1e-6)
     # the active network (gru, every joint) returns NaN: the lstm's prediction is used
     pipe.identifier._active[:] = 1
+    pipe.identifier._set_masks()
     gru = pipe.predictors['gru']
     real = gru.predict_many
     gru.predict_many = lambda w: np.full((len(w), 2), np.nan)

@@ -72,6 +72,7 @@ import numpy as np
 from invdyn_ros import metrics
 from invdyn_ros.atomic import atomic_write_text
 from invdyn_ros.errors import InvdynError
+from invdyn_ros.readiness import window_nmse
 
 __all__ = ['DemoError', 'Phase', 'Schedule', 'build_schedule', 'RecordedRun', 'DemoRecorder',
            'tracking_rms', 'prediction_nmse', 'rolling_nmse', 'payload_change_metrics',
@@ -509,18 +510,16 @@ def prediction_nmse(applied: np.ndarray, predicted: np.ndarray) -> np.ndarray:
 
 def rolling_nmse(t: np.ndarray, applied: np.ndarray, predicted: np.ndarray, std: np.ndarray,
                  window_s: float) -> np.ndarray:
-    """At each sample, the mean over joints of the squared prediction error normalised by ``std``,
-    averaged over the samples of the preceding ``window_s`` seconds (``(t - window_s, t]``).
+    """At each sample, the nMSE (mean over joints, normalised by ``std``) of the samples of the
+    preceding ``window_s`` seconds (``(t - window_s, t]``; ``readiness.window_nmse``).
     Time-based (``searchsorted``), so a missing sample does not stretch the window."""
     t = np.asarray(t, float)
     if len(t) == 0:
         return np.zeros(0)
-    sq = np.mean(np.square((np.asarray(predicted) - np.asarray(applied)) /
-                           np.maximum(np.asarray(std, float), MIN_TORQUE_STD)), axis=1)
-    csum = np.concatenate([[0.0], np.cumsum(sq)])
     lo = np.searchsorted(t, t - window_s, side='right')
     hi = np.arange(1, len(t) + 1)
-    return (csum[hi] - csum[lo]) / (hi - lo)
+    return window_nmse(np.asarray(predicted, float) - np.asarray(applied, float),
+                       np.square(np.maximum(np.asarray(std, float), MIN_TORQUE_STD)), lo, hi)
 
 
 def _nmse_over(t: np.ndarray, applied: np.ndarray, predicted: np.ndarray, std: np.ndarray,

@@ -1,0 +1,145 @@
+"""readiness: the rolling nMSE (one-sample and many-sample forms) and the pipeline's ready."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from invdyn_ros import metrics
+from invdyn_ros.readiness import Readiness, RollingNMSE, window_nmse
+
+
+def _errors(count: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0, 1, (count, 2)) * [1.0, 3.0]
+
+
+def test_value_is_the_nmse_of_the_last_window_samples():
+    err = _errors(130)
+    r = RollingNMSE(2, 50)
+    var = np.array([2.0, 5.0])
+    assert r.value(var) == math.inf                      # before any sample
+    for i, e in enumerate(err):
+        r.push(e)
+        last = err[max(0, i - 49):i + 1]
+        expected = float(np.mean(metrics.nmse(last, np.zeros_like(last), np.zeros(2),
+                                              np.sqrt(var))))
+        assert r.value(var) == pytest.approx(expected, rel=1e-12)
+    assert r.count == 50
+
+
+def test_value_is_inf_for_a_zero_scale_never_nan():
+    r = RollingNMSE(1, 5)
+    r.push(np.array([1.0]))
+    assert r.value(np.array([0.0])) == math.inf
+    r2 = RollingNMSE(1, 5)
+    r2.push(np.array([0.0]))
+    assert r2.value(np.array([0.0])) == math.inf         # 0 / 0
+
+
+@pytest.mark.parametrize('start', [0, 30, 50, 130])
+def test_push_many_equals_push_row_by_row(start):
+    """Sums after each row and the ring left exactly as row-by-row pushes leave them, from an
+    empty, a partly filled, a just-full and a wrapped ring."""
+    err = _errors(start + 170, seed=start)
+    a, b = RollingNMSE(2, 50), RollingNMSE(2, 50)
+    for e in err[:start]:
+        a.push(e)
+        b.push(e)
+    sums, counts = [], []
+    for e in err[start:]:
+        a.push(e)
+        sums.append(a.sum.copy())
+        counts.append(a.count)
+    got_sums, got_counts = b.push_many(err[start:])
+    np.testing.assert_allclose(got_sums, sums, rtol=1e-9)
+    np.testing.assert_array_equal(got_counts, counts)
+    assert (a.pos, a.count) == (b.pos, b.count)
+    np.testing.assert_array_equal(b.sq, a.sq)
+    np.testing.assert_allclose(b.sum, a.sum, rtol=1e-12)
+
+
+def test_load_restores_a_ring_and_keeps_the_newest_for_a_smaller_window():
+    err = _errors(70)
+    r = RollingNMSE(2, 50)
+    r.push_many(err)
+    again = RollingNMSE(2, 50)
+    again.load(r.sq, r.pos, r.count)
+    assert again.value(np.ones(2)) == r.value(np.ones(2))
+    again.push(err[0])
+    r.push(err[0])
+    np.testing.assert_array_equal(again.sq, r.sq)
+    small = RollingNMSE(2, 20)
+    small.load(np.sqrt(r.sq), r.pos, r.count, squared=False)
+    ref = RollingNMSE(2, 20)
+    ref.push_many(np.concatenate((err, err[:1])))
+    assert small.count == 20
+    assert small.value(np.ones(2)) == pytest.approx(ref.value(np.ones(2)), rel=1e-12)
+
+
+def test_window_nmse_is_metrics_nmse_of_each_window():
+    rng = np.random.default_rng(1)
+    y = rng.normal(0, 2, (100, 3))
+    pred = y + rng.normal(0, 0.5, y.shape)
+    std = np.array([1.0, 2.0, 0.5])
+    lo, hi = np.array([0, 10, 40, 99]), np.array([10, 40, 99, 100])
+    got = window_nmse(pred - y, std ** 2, lo, hi)
+    for k in range(4):
+        sel = slice(lo[k], hi[k])
+        assert got[k] == pytest.approx(
+            float(np.mean(metrics.nmse(y[sel], pred[sel], np.zeros(3), std))), rel=1e-12)
+
+
+def _readiness() -> Readiness:
+    r = Readiness(2, window=50, ready_nmse=0.5, unready_factor=1.5, min_samples=60)
+    r.var = np.array([1.0, 4.0])
+    return r
+
+
+def test_ready_needs_min_samples_and_has_hysteresis():
+    r = _readiness()
+    tau = np.zeros(2)
+    for _ in range(59):
+        r.update(np.array([0.1, 0.2]), tau)             # nMSE 0.01
+        assert not r.ready
+    r.update(np.array([0.1, 0.2]), tau)
+    assert r.ready and r.scored == 60
+    big = np.array([np.sqrt(0.6), 2 * np.sqrt(0.6)])   # nMSE 0.6: between 0.5 and 0.75: holds
+    for _ in range(50):
+        r.update(big, tau)
+    assert r.nmse == pytest.approx(0.6, rel=1e-9) and r.ready
+    worse = np.array([1.0, 2.0])                        # nMSE 1.0 > 0.75: lost
+    for _ in range(50):
+        r.update(worse, tau)
+    assert not r.ready
+    for _ in range(50):
+        r.update(big, tau)                              # 0.6 again: stays unready
+    assert not r.ready
+
+
+@pytest.mark.parametrize('start', [0, 30, 50, 130])
+def test_update_many_equals_update_row_by_row(start):
+    """nmse / ready after each row and the final state as row-by-row updates leave them."""
+    rng = np.random.default_rng(start)
+    a, b = _readiness(), _readiness()
+    tau = rng.normal(0, 1, (start + 400, 2))
+    # errors that cross the ready thresholds both ways (0.5 and 0.75 with unready_factor 1.5)
+    scale = np.resize(np.repeat([0.2, 1.5, 0.3, 0.9, 0.1], 80), start + 400)[:, None] * [1.0, 2.0]
+    torque = tau + scale * rng.normal(0, 1, tau.shape)
+    for i in range(start):
+        a.update(torque[i], tau[i])
+        b.update(torque[i], tau[i])
+    nmse, ready = [], []
+    for i in range(start, start + 400):
+        a.update(torque[i], tau[i])
+        nmse.append(a.nmse)
+        ready.append(a.ready)
+    got_nmse, got_ready = b.update_many(torque[start:], tau[start:])
+    np.testing.assert_allclose(got_nmse, nmse, rtol=1e-9)
+    np.testing.assert_array_equal(got_ready, ready)
+    assert any(ready) and not all(ready)
+    assert (a.scored, a.ready) == (b.scored, b.ready)
+    assert b.nmse == pytest.approx(a.nmse, rel=1e-9)
+    np.testing.assert_array_equal(b.errors.sq, a.errors.sq)
+    got_nmse, got_ready = b.update_many(torque[:0], tau[:0])     # nothing: no change
+    assert len(got_nmse) == 0 and b.scored == a.scored
