@@ -18,8 +18,9 @@ of squared torque error on every sample. The penalty is weighted like the data, 
 between data and prior is the same after 10 samples and after 10 hours.
 
 Unlike recursive least squares, nothing here can become indefinite: ``A + R`` is positive definite
-by construction, and a solve that fails (or gives a non-finite result, or a negative mass for a body
-the URDF gives a mass) keeps the previous parameters (counted).
+by construction, and a solve that fails (or gives a non-finite result) keeps the previous parameters
+(counted); one that gives a negative mass for a body the URDF gives a mass is repeated closer to the
+URDF's values (:meth:`OnlineIdentification.solve`).
 
 Outliers: least squares follows every sample, so a short burst of inconsistent samples (the few
 samples around a stream gap or a filter restart, whose filtered acceleration and torque do not
@@ -28,7 +29,9 @@ machine: a shoulder link's identified mass went from 7.6 to -3.3 kg within a sec
 147 missed joint states. So each sample's torque error under the current parameters is compared
 with a running scale of the recent errors (``SCALE_MEMORY_S``, updated only by accepted samples):
 a sample beyond ``OUTLIER_SIGMAS`` on any joint is skipped (``outliers``). Errors that stay beyond
-it for ``OUTLIER_ACCEPT_S`` are the new normal (a payload change), and are learned from then on.
+it for ``OUTLIER_ACCEPT_S`` are the new normal (a payload change, ``changes``): the statistics from
+before are then mostly forgotten (``CHANGE_FORGET``), so the fit follows within a second instead
+of at the pace of ``memory_s``.
 """
 from __future__ import annotations
 
@@ -39,12 +42,19 @@ import numpy as np
 
 from .physics import PhysicsPrior
 
-__all__ = ['OnlineIdentification', 'OUTLIER_SIGMAS', 'OUTLIER_ACCEPT_S', 'SCALE_MEMORY_S']
+__all__ = ['OnlineIdentification', 'OUTLIER_SIGMAS', 'OUTLIER_ACCEPT_S', 'SCALE_MEMORY_S',
+           'CHANGE_FORGET']
 
 #: A sample whose torque error exceeds this many (running RMS) errors on any joint is skipped.
 OUTLIER_SIGMAS = 6.0
 #: ... unless such samples keep coming for this long (s): then the dynamics changed (a payload).
 OUTLIER_ACCEPT_S = 0.25
+#: When outliers turned out to be the new normal, the statistics gathered before are scaled by
+#: this factor: the fit follows the change within a solve or two instead of forgetting the old
+#: dynamics at the pace of ``memory_s`` (a payload put on the flange).
+CHANGE_FORGET = 0.02
+#: Regularization factors tried in turn while a solve gives a negative link mass.
+INCONSISTENT_BOOSTS = (1.0, 10.0, 100.0, 1000.0)
 #: Memory (s) of the running error scale behind the outlier test.
 SCALE_MEMORY_S = 1.0
 #: Samples accepted unconditionally at the start (to measure the scale).
@@ -83,7 +93,7 @@ class OnlineIdentification:
         self._mass_nominal = robot.body_parameters(self.theta0)[:, 0] > 0
         self.set_rate(rate_hz)
         self.counters = {'samples': 0, 'solves': 0, 'solve_failures': 0, 'rejected': 0,
-                         'outliers': 0, 'inconsistent_solves': 0}
+                         'outliers': 0, 'inconsistent_solves': 0, 'changes': 0}
 
     def set_rate(self, rate_hz: float) -> None:
         if rate_hz and math.isfinite(rate_hz) and rate_hz > 0:
@@ -101,6 +111,11 @@ class OnlineIdentification:
                 self.counters['outliers'] += 1
                 return True
             np.maximum(self._e2, e2, out=self._e2)     # the new normal: re-centre the scale
+            self._A *= CHANGE_FORGET                   # ... and mostly forget the old dynamics
+            self._b *= CHANGE_FORGET
+            self._weight *= CHANGE_FORGET
+            self._since_solve = max(self._since_solve, self.solve_every - 10)
+            self.counters['changes'] += 1
         self._outliers_in_row = 0
         self._scale_updates += 1
         self._e2 += max(1.0 / self._scale_updates, self._scale_alpha) * (e2 - self._e2)
@@ -130,22 +145,28 @@ class OnlineIdentification:
         return False
 
     def solve(self) -> bool:
-        """Solve the normal equations now and set the prior's parameters; False if it failed."""
-        R = (self.regularization * max(self._weight, 1.0)) * self._r_unit
-        try:
-            theta = np.linalg.solve(self._A + np.diag(R), self._b + R * self.theta0)
-        except np.linalg.LinAlgError:
-            self.counters['solve_failures'] += 1
-            return False
-        if not np.isfinite(theta).all():
-            self.counters['solve_failures'] += 1
-            return False
-        if (self.prior.robot.body_parameters(theta)[:, 0] < 0)[self._mass_nominal].any():
-            self.counters['inconsistent_solves'] += 1     # a negative mass: not a robot
-            return False
-        self.prior.set_parameters(theta)
-        self.counters['solves'] += 1
-        return True
+        """Solve the normal equations now and set the prior's parameters; False if it failed.
+
+        A solution with a negative mass for a body the URDF gives a mass is not a robot (too
+        little or inconsistent data for the free directions): the solve is repeated with the
+        regularization x10, x100, x1000 (closer to the URDF's values) and, if all of them are
+        inconsistent, the previous parameters stay (``inconsistent_solves``)."""
+        for boost in INCONSISTENT_BOOSTS:
+            R = (self.regularization * boost * max(self._weight, 1.0)) * self._r_unit
+            try:
+                theta = np.linalg.solve(self._A + np.diag(R), self._b + R * self.theta0)
+            except np.linalg.LinAlgError:
+                self.counters['solve_failures'] += 1
+                return False
+            if not np.isfinite(theta).all():
+                self.counters['solve_failures'] += 1
+                return False
+            if not (self.prior.robot.body_parameters(theta)[:, 0] < 0)[self._mass_nominal].any():
+                self.prior.set_parameters(theta)
+                self.counters['solves'] += 1
+                return True
+        self.counters['inconsistent_solves'] += 1       # a negative mass at every strength
+        return False
 
     @property
     def effective_samples(self) -> float:

@@ -141,3 +141,34 @@ def test_a_burst_of_inconsistent_samples_does_not_move_the_parameters(arm, monke
     unprotected, counters = fit(True, mass_check=False)
     assert counters['outliers'] == 0 and counters['inconsistent_solves'] == 0
     assert unprotected > 3 * clean
+
+
+def test_a_payload_change_is_detected_and_followed_within_seconds(arm, monkeypatch):
+    """A lasting jump of the error is a change of the dynamics: the old statistics are mostly
+    forgotten, so the fit follows within seconds even with a long memory (20 s); without that
+    it would still be far off 3 s after the change."""
+    import invdyn_ros.identification as identification
+    q, qd, qdd = motion(4, 40.0)
+    half = len(q) // 2
+    tau = np.concatenate((true_torque(arm.with_config(payload_kg=0.0), q[:half], qd[:half],
+                                      qdd[:half]),
+                          true_torque(arm.with_config(payload_kg=4.0), q[half:], qd[half:],
+                                      qdd[half:])))
+
+    def run():
+        prior = PhysicsPrior(RobotModel(find_robot_urdf('ur5').read_text(), UR5))
+        ident = OnlineIdentification(prior, memory_s=20.0, regularization=0.01, rate_hz=RATE)
+        err = np.zeros(len(q))
+        for i in range(len(q)):
+            err[i] = np.sqrt(np.mean((prior.predict(q[i], qd[i], qdd[i]) - tau[i]) ** 2))
+            ident.update(q[i], qd[i], qdd[i], tau[i])
+        jump = err[half:half + 20].mean()
+        after = err[half + int(3 * RATE):half + int(4 * RATE)].mean()   # 3-4 s after
+        return jump, after, ident.counters
+
+    jump, after, counters = run()
+    assert counters['changes'] >= 1
+    assert after < 0.05 * jump
+    monkeypatch.setattr(identification, 'CHANGE_FORGET', 1.0)
+    jump_off, after_off, _ = run()
+    assert after_off > 0.2 * jump_off
