@@ -110,6 +110,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from invdyn_ros import kernels
 from invdyn_ros.checkpoints import clean_stale
 from invdyn_ros.errors import CheckpointError, ConfigError, InvdynError, TrainerError
+from invdyn_ros.joint_state import COUNTERS as JS_COUNTERS, JointStateRule, Rejection
 from invdyn_ros.pipeline import (NODE_ONLY_PARAMETERS, PIPELINE_PARAMETERS, TRAINER_KINDS,
                                  Pipeline, PipelineConfig, checkpoint_prefix,
                                  checkpoint_to_resume, fresh_checkpoint_path, make_trainer)
@@ -329,16 +330,14 @@ class InvdynNode(Node):
         self._closed = False
 
         # ---- state of the data path
-        self.counters = {'received': 0, 'outputs': 0, 'rejected_names': 0,
-                         'rejected_shape': 0, 'rejected_stamp': 0, 'internal_errors': 0,
+        self.counters = {'received': 0, 'outputs': 0, **dict.fromkeys(JS_COUNTERS, 0),
+                         'internal_errors': 0,
                          'lost': 0, 'lost_reports_ignored': 0, 'missed_by_stamp_gap': 0,
                          'references': 0,
                          'stale_events': 0,
                          'feedforward_zero': 0, 'feedforward_measured': 0,
                          'feedforward_reference': 0}
-        self._names_cache: list[str] | None = None
-        self._idx: np.ndarray | None = None
-        self._identity = False
+        self._rule = JointStateRule(self.joint_names)
         self._last_output = -math.inf        # perf_counter of the last valid output
         self._last_stamp = -math.inf         # header stamp (s) of the last valid output
         self._ref_time = -math.inf
@@ -599,46 +598,14 @@ class InvdynNode(Node):
 
     # ------------------------------------------------------------------ data path
     def _order(self, msg: Any) -> tuple[float, Any, Any, Any] | None:
-        """(stamp, q, qd | None, tau | None) in joint_names order, or None (counted)."""
-        names = msg.name
-        if names != self._names_cache:
-            k = len(names)
-            if len(set(names)) != k:
-                self.counters['rejected_names'] += 1
-                self._last_error['rejected_names'] = 'duplicate joint names'
-                return None
-            try:
-                idx = np.array([names.index(j) for j in self.joint_names], dtype=np.intp)
-            except ValueError:
-                self.counters['rejected_names'] += 1
-                self._last_error['rejected_names'] = 'a configured joint is missing'
-                return None
-            self._names_cache = list(names)
-            self._idx = idx
-            self._identity = k == self.n and bool((idx == np.arange(k)).all())
-        k = len(names)
-        pos, vel, eff = msg.position, msg.velocity, msg.effort
-        if len(pos) != k or (len(vel) != 0 and len(vel) != k) or (len(eff) != 0 and len(eff) != k):
-            self.counters['rejected_shape'] += 1
-            self._last_error['rejected_shape'] = ('position / velocity / effort length does not '
-                                                  'match name')
+        """(stamp, q, qd | None, tau | None) in joint_names order (:mod:`invdyn_ros.joint_state`),
+        or None (the rejection counted)."""
+        sample = self._rule(msg)
+        if type(sample) is Rejection:
+            self.counters[sample.counter] += 1
+            self._last_error[sample.counter] = sample.text
             return None
-        st = msg.header.stamp
-        if st.sec == 0 and st.nanosec == 0:
-            self.counters['rejected_stamp'] += 1
-            self._last_error['rejected_stamp'] = 'header.stamp is zero'
-            return None
-        stamp = st.sec + 1e-9 * st.nanosec
-        if self._identity:
-            q = np.frombuffer(pos)
-            qd = np.frombuffer(vel) if len(vel) else None
-            tau = np.frombuffer(eff) if len(eff) else None
-        else:
-            idx = self._idx
-            q = np.frombuffer(pos)[idx]
-            qd = np.frombuffer(vel)[idx] if len(vel) else None
-            tau = np.frombuffer(eff)[idx] if len(eff) else None
-        return stamp, q, qd, tau
+        return sample
 
     def _on_joint_states_msg(self, msg: Any) -> None:
         self._on_joint_states(msg, None)
@@ -872,7 +839,7 @@ class InvdynNode(Node):
         rejected = {
             'rejected_names': c['rejected_names'], 'rejected_shape': c['rejected_shape'],
             'rejected_stamp': c['rejected_stamp'],
-            'rejected_nonfinite': est['rejected_nonfinite'],
+            'rejected_nonfinite': c['rejected_nonfinite'] + est['rejected_nonfinite'],
             'rejected_magnitude': est['rejected_magnitude'],
             'rejected_shape_estimator': est['rejected_shape'],
             'dropped_stamp': est['dropped_stamp'],
