@@ -100,7 +100,7 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.event_handler import SubscriptionEventCallbacks
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension
@@ -230,6 +230,11 @@ assert set(PARAMETER_DOCS) == \
     (set(PIPELINE_PARAMETERS) | set(NODE_ONLY_PARAMETERS)) - {'use_sim_time'}
 
 _BUILTIN_PARAMETERS = {'use_sim_time', 'start_type_description_service'}
+#: Parameters of the lifecycle, read at construction: (default, description).
+LIFECYCLE_PARAMETERS: dict[str, tuple[Any, str]] = {
+    'autostart': (True, 'configure and activate at start-up without a lifecycle manager (false: '
+                        'the node waits unconfigured for ~/change_state)'),
+}
 
 
 _GC_THRESHOLDS = gc.get_threshold()
@@ -275,18 +280,143 @@ def _positive(name: str, value: Any, allow_zero: bool = False) -> float:
     return float(value)
 
 
-class InvdynNode(Node):
-    """See the module docstring."""
+class InvdynNode(LifecycleNode):
+    """See the module docstring (Lifecycle: the transitions)."""
 
     def __init__(self, abort: Any = None, **kwargs: Any) -> None:
         """``abort``: an event (``is_set()``) that ends a slow start-up early (see
-        ``_make_trainer``); ``kwargs`` go to ``rclpy.node.Node``."""
+        ``_make_trainer``); ``kwargs`` go to ``rclpy.lifecycle.LifecycleNode``.
+
+        Declares and reads the (read-only) parameters; with ``autostart`` (default) configures
+        and activates at once and raises what configuring raised (ConfigError, CheckpointError,
+        ...), as a plain node's start-up would."""
         self._abort = abort
+        self._configured = False
+        self._active = False
+        self._closed = False
+        self._entities: list[tuple[Any, Any]] = []
         # not rclpy's automatic declaration: it declares every override statically typed, and an
         # empty list (``joint_names: []``) has no type -- a ValueError naming nothing
         kwargs.setdefault('automatically_declare_parameters_from_overrides', False)
         super().__init__(kwargs.pop('node_name', NODE_NAME), **kwargs)
+        self.autostart = self._read_autostart()
         self.params = self._read_parameters()
+        p = self.params
+        # the process's own settings (main builds the executor before any transition)
+        self.executor_kind = p['executor']
+        if self.executor_kind not in EXECUTORS:
+            raise ConfigError(f'executor: must be one of {EXECUTORS}, got {self.executor_kind!r}')
+        self.realtime_priority = _integer('realtime_priority', p['realtime_priority'], 0, 99,
+                                          ' (0 = normal scheduling)')
+        self.scheduling = 'normal'
+        if self.autostart:
+            self._autostart()
+
+    # ------------------------------------------------------------------ lifecycle
+    def _read_autostart(self) -> bool:
+        default, description = LIFECYCLE_PARAMETERS['autostart']
+        if not self.has_parameter('autostart'):
+            self.declare_parameter('autostart', default, ParameterDescriptor(
+                description=description, dynamic_typing=True, read_only=True))
+        value = self.get_parameter('autostart').value
+        if not isinstance(value, bool):
+            raise ConfigError(f'autostart: must be true or false, got {value!r}')
+        return value
+
+    def _autostart(self) -> None:
+        """configure + activate without a lifecycle manager; raises configure's error."""
+        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            error = self._configure_error or InvdynError('configure failed')
+            raise error
+        if self.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+            raise InvdynError('activate failed')
+
+    def on_configure(self, state: Any) -> TransitionCallbackReturn:
+        """Parameters validated, URDF (waits for robot_description if needed), checkpoint
+        resumed, trainer started, topics / services / timers created. A failure leaves the node
+        unconfigured with nothing held (logged when a lifecycle manager asked)."""
+        self._configure_error: BaseException | None = None
+        before = self._entity_sets()
+        try:
+            self._configure()
+        except Exception as exc:  # noqa: BLE001 - autostart re-raises it; a manager is told
+            self._configure_error = exc
+            self._entities = self._new_entities(before)
+            self._release(save=False)
+            if not self.autostart:
+                self.get_logger().error(f'configure failed: {exc}')
+            return TransitionCallbackReturn.FAILURE
+        self._entities = self._new_entities(before)
+        self._configured = True
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: Any) -> TransitionCallbackReturn:
+        self._active = True
+        self.get_logger().info('active: the learned feedforward is published (zeros until '
+                               'ready)')
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: Any) -> TransitionCallbackReturn:
+        self._active = False
+        self._publish_ff(self._zeros, 'feedforward_zero')
+        self.get_logger().info('inactive: ~/feedforward is zero (learning goes on)')
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state: Any) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: Any) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: Any) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _entity_sets(self) -> tuple[set, ...]:
+        return (set(self.publishers), set(self.subscriptions), set(self.timers),
+                set(self.services))
+
+    def _new_entities(self, before: tuple[set, ...]) -> list[tuple[Any, Any]]:
+        """The topics, timers and services made since ``before``, with their destroy method."""
+        destroy = (self.destroy_publisher, self.destroy_subscription, self.destroy_timer,
+                   self.destroy_service)
+        now = self._entity_sets()
+        return [(d, e) for d, old, new in zip(destroy, before, now) for e in new - old]
+
+    def _release(self, save: bool = True) -> None:
+        """The inverse of configure: zero feedforward, final checkpoint (``save``), trainer
+        stopped and joined, topics / timers / services destroyed. Idempotent."""
+        configured, self._configured, self._active = self._configured, False, False
+        if configured:
+            try:
+                self._publish_ff(self._zeros, 'feedforward_zero')
+            except Exception:  # noqa: BLE001 - the context may already be shut down
+                pass
+        pipeline = getattr(self, 'pipeline', None)
+        if pipeline is not None:
+            self.pipeline = None
+            if save and configured and self.checkpoint_path:
+                # the final save is the trainer's last job and the stop waits for it: full
+                # priority (a niced worker behind busy processes would take seconds)
+                self._renice(None, nice=0)
+                try:
+                    files = pipeline.save_checkpoint(self.checkpoint_path, final=True)
+                    self.get_logger().info(f'final checkpoint written: {sorted(files.values())}')
+                except (InvdynError, OSError) as exc:
+                    self.get_logger().error(f'final checkpoint failed: {exc}')
+            pipeline.close()
+        entities, self._entities = self._entities, []
+        for destroy, entity in entities:
+            try:
+                destroy(entity)
+            except Exception:  # noqa: BLE001 - the context may already be shut down
+                pass
+
+    def _configure(self) -> None:
+        """What ``on_configure`` does (see there); raises on invalid parameters or a checkpoint
+        that does not fit."""
         if self._needs_robot_model(self.params):
             self.params['robot_description'] = self._wait_for_robot_description(
                 _positive('robot_description_timeout_s', self.params['robot_description_timeout_s'],
@@ -299,9 +429,6 @@ class InvdynNode(Node):
         self.trainer_kind = p['trainer']
         if self.trainer_kind not in TRAINER_KINDS:
             raise ConfigError(f'trainer: must be one of {TRAINER_KINDS}, got {self.trainer_kind!r}')
-        self.executor_kind = p['executor']
-        if self.executor_kind not in EXECUTORS:
-            raise ConfigError(f'executor: must be one of {EXECUTORS}, got {self.executor_kind!r}')
         self.stale_timeout_s = _positive('stale_timeout_s', p['stale_timeout_s'])
         self.checkpoint_period_s = _positive('checkpoint_period_s', p['checkpoint_period_s'],
                                              allow_zero=True)
@@ -319,15 +446,11 @@ class InvdynNode(Node):
                               f'{self.checkpoint_mismatch!r}')
         self._checkpoint_failed: str | None = None
         self.trainer_nice = _integer('trainer_nice', p['trainer_nice'], 0, 19)
-        self.realtime_priority = _integer('realtime_priority', p['realtime_priority'], 0, 99,
-                                          ' (0 = normal scheduling)')
-        self.scheduling = 'normal'
 
         self.joint_names = self.config.joint_names
         n = self.n = len(self.joint_names)
         log = self.get_logger()
         self.pipeline = Pipeline(self.config, self._make_trainer(publish_period, max_ups))
-        self._closed = False
 
         # ---- state of the data path
         self.counters = {'received': 0, 'outputs': 0, **dict.fromkeys(JS_COUNTERS, 0),
@@ -422,8 +545,12 @@ class InvdynNode(Node):
         """The URDF from the ``robot_description`` topic (std_msgs/String, transient local, as
         robot_state_publisher publishes it; relative, so it follows the node's namespace and can
         be remapped). Warns every 5 s while waiting; a stop request ends the wait
-        (:class:`TrainerError`, handled by main as a stop during start-up)."""
-        from rclpy.executors import SingleThreadedExecutor
+        (:class:`TrainerError`, handled by main as a stop during start-up).
+
+        Waits on its own wait set, not an executor: configure runs both before the node is
+        spun (autostart) and inside the executor's ``~/change_state`` callback (a second
+        executor would take the node away from the first)."""
+        from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
         from rclpy.qos import DurabilityPolicy
         from std_msgs.msg import String
 
@@ -431,17 +558,22 @@ class InvdynNode(Node):
         qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL,
                          history=HistoryPolicy.KEEP_LAST)
-        sub = self.create_subscription(String, 'robot_description',
-                                       lambda msg: got.append(msg.data), qos)
+        sub = self.create_subscription(String, 'robot_description', lambda msg: None, qos)
         topic = self.resolve_topic_name('robot_description')
-        executor = SingleThreadedExecutor(context=self.context)
-        executor.add_node(self)
+        wait_set = _rclpy.WaitSet(1, 0, 0, 0, 0, 0, self.context.handle)
         t0 = last_warn = time.monotonic()
         try:
             while not got or not got[-1].strip():
                 if self._abort is not None and self._abort.is_set():
                     raise TrainerError('stopped while waiting for the robot description')
-                executor.spin_once(timeout_sec=0.1)
+                wait_set.clear_entities()
+                with sub.handle:
+                    wait_set.add_subscription(sub.handle)
+                    wait_set.wait(100_000_000)            # 0.1 s, then the checks above
+                    if sub.handle.pointer in wait_set.get_ready_entities('subscription'):
+                        taken = sub.handle.take_message(String, False)
+                        if taken is not None:
+                            got.append(taken[0].data)
                 now = time.monotonic()
                 if timeout_s and now - t0 > timeout_s:
                     raise InvdynError(f'no robot description on {topic} within {timeout_s} s '
@@ -454,15 +586,14 @@ class InvdynNode(Node):
                         f'(std_msgs/String, transient local) for {now - t0:.0f} s; set '
                         'robot_description or urdf_path to skip')
         finally:
-            executor.remove_node(self)
-            executor.shutdown()
+            wait_set.destroy_when_not_in_use()
             self.destroy_subscription(sub)
         self.get_logger().info(f'robot description received on {topic} ({len(got[-1])} bytes)')
         return got[-1]
 
     def _read_parameters(self) -> dict[str, Any]:
         """All parameters as a plain dict; unknown names in the overrides are a ConfigError."""
-        known = set(PARAMETER_DOCS)
+        known = set(PARAMETER_DOCS) | set(LIFECYCLE_PARAMETERS)
         # the overrides (params files, -p, the constructor's parameter_overrides): rclpy keeps
         # them in this attribute and declares from it; it has no public accessor
         overrides = dict(getattr(self, '_parameter_overrides', {}))
@@ -667,6 +798,8 @@ class InvdynNode(Node):
             self._last_error['internal_errors'] = f'{type(exc).__name__}: {exc}'
 
     def _publish_ff(self, data: array.array, counter: str) -> None:
+        if not self._active:                 # lifecycle inactive: the feedforward is zero
+            data, counter = self._zeros, 'feedforward_zero'
         self._ff.data = data
         self.ff_pub.publish(self._ff)
         self.counters[counter] += 1
@@ -705,6 +838,11 @@ class InvdynNode(Node):
     def _on_trajectory(self, msg: Any) -> None:
         """A planned trajectory: one batched prediction for all its points (trajectory_msgs_io)."""
         try:
+            if not self._active:             # lifecycle inactive: no learned efforts
+                self.get_logger().warning('inactive: trajectory passed through without '
+                                          'feedforward', throttle_duration_sec=1.0)
+                self.traj_pub.publish(msg)
+                return
             out = self._trajectories.handle(msg)
             if out is not None:
                 self.traj_pub.publish(out)
@@ -901,6 +1039,7 @@ class InvdynNode(Node):
             ('rate_changes', changes), ('stamp_jumps', est['stamp_jumps']),
             ('filter_error', filter_error or ''),
             ('stale_input', self._stale), ('stale_events', c['stale_events']),
+            ('lifecycle_active', self._active),
             ('feedforward_zero', c['feedforward_zero']),
             ('feedforward_measured', c['feedforward_measured']),
             ('feedforward_reference', c['feedforward_reference']),
@@ -946,6 +1085,9 @@ class InvdynNode(Node):
         elif self._checkpoint_failed is not None:
             status.level, status.message = DiagnosticStatus.WARN, \
                 'checkpoint failed (the previous one is kept)'
+        elif not self._active:
+            status.level, status.message = DiagnosticStatus.WARN, \
+                'inactive (lifecycle): feedforward is zero'
         elif self._stale:
             status.level, status.message = DiagnosticStatus.WARN, 'no valid joint states'
         elif not stats['ready']:
@@ -960,26 +1102,17 @@ class InvdynNode(Node):
 
     # ------------------------------------------------------------------ shutdown
     def close(self) -> None:
-        """Zero feedforward, final checkpoint, trainer stopped (call with the executor stopped)."""
+        """Zero feedforward, final checkpoint, trainer stopped (call with the executor stopped):
+        the lifecycle's shutdown transition (``on_shutdown``), or the same release directly
+        where the state machine cannot take it."""
         if self._closed:
             return
         self._closed = True
-        log = self.get_logger()
         try:
-            self._publish_ff(self._zeros, 'feedforward_zero')
-        except Exception:  # noqa: BLE001 - the context may already be shut down
+            self.trigger_shutdown()
+        except Exception:  # noqa: BLE001 - finalized already, or the context is shut down
             pass
-        if self.checkpoint_path:
-            # the final save is the trainer's last job and the stop waits for it: full priority
-            # (a niced worker behind busy processes would take seconds)
-            self._renice(None, nice=0)
-            try:
-                files = self.pipeline.save_checkpoint(self.checkpoint_path, final=True)
-                log.info(f'final checkpoint written: {sorted(files.values())}')
-            except (InvdynError, OSError) as exc:
-                log.error(f'final checkpoint failed: {exc}')
-        self.pipeline.close()
-
+        self._release()
 
 
 # ============================================================================ entry point
