@@ -652,7 +652,7 @@ def test_launch_file_declares_the_arguments_and_passes_params_file_and_remapping
         return f.id if isinstance(f, ast.Name) else getattr(f, 'attr', None)
 
     declared = {c.args[0].value for c in calls if name_of(c) == 'DeclareLaunchArgument'}
-    assert declared == {'config', 'joint_states_topic', 'feedforward_topic'}
+    assert declared == {'config', 'joint_states_topic', 'feedforward_topic', 'lifecycle'}
     nodes = [c for c in calls if name_of(c) == 'Node']
     assert len(nodes) == 1
     kw = {k.arg: k.value for k in nodes[0].keywords}
@@ -665,6 +665,31 @@ def test_launch_file_declares_the_arguments_and_passes_params_file_and_remapping
     remaps = {ast.literal_eval(e.elts[0]): e.elts[1].id for e in kw['remappings'].elts}
     assert remaps == {'joint_states': 'joint_states_topic', '~/feedforward': 'feedforward_topic'}
     assert "LaunchConfiguration('config')" in source
+    # lifecycle:=launch / manager: the same executable as a managed node, started unconfigured
+    managed, = [c for c in calls if name_of(c) == 'LifecycleNode']
+    mkw = {k.arg: k.value for k in managed.keywords}
+    for key in ('package', 'executable', 'name'):
+        assert ast.literal_eval(mkw[key]) == ast.literal_eval(kw[key])
+    first, override = mkw['parameters'].elts
+    assert first.id == 'config' and ast.literal_eval(override) == {'autostart': False}
+    assert mkw['remappings'].id == 'remappings'
+    remap_list = next(n.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                      and getattr(n.targets[0], 'id', '') == 'remappings')
+    assert {ast.literal_eval(e.elts[0]): e.elts[1].id for e in remap_list.elts} == remaps
+    # one mode runs one node; lifecycle:=launch drives configure, then activate after configuring
+    assert ast.unparse(kw['condition']) == "lifecycle_is('autostart')"
+    assert ast.unparse(mkw['condition']) == "lifecycle_is('launch', 'manager')"
+    transitions = {ast.unparse(k.value) for c in calls if name_of(c) == 'ChangeState'
+                   for k in c.keywords if k.arg == 'transition_id'}
+    assert transitions == {'Transition.TRANSITION_CONFIGURE', 'Transition.TRANSITION_ACTIVATE'}
+    handler, = [c for c in calls if name_of(c) == 'OnStateTransition']
+    hkw = {k.arg: ast.literal_eval(k.value) for k in handler.keywords
+           if k.arg in ('start_state', 'goal_state')}
+    assert hkw == {'start_state': 'configuring', 'goal_state': 'inactive'}
+    namespace = {}
+    exec(compile(ast.Module(body=[n for n in tree.body if isinstance(n, ast.Assign)], type_ignores=[]),
+                 str(path), 'exec'), namespace)
+    assert namespace['LIFECYCLE_MODES'] == ('autostart', 'launch', 'manager')
     constants = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)}
     assert {'invdyn_ros', 'config', 'kuka_lwr.yaml'} <= constants   # the default params file
     setup = (REPO / 'setup.py').read_text()

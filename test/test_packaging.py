@@ -234,7 +234,7 @@ def test_every_launch_argument_has_a_real_description():
 
 def test_launch_remap_defaults_are_relative_so_a_pushed_namespace_applies():
     args = _invdyn_launch_arguments()
-    assert set(args) == {'config', 'joint_states_topic', 'feedforward_topic'}
+    assert set(args) == {'config', 'joint_states_topic', 'feedforward_topic', 'lifecycle'}
     js, ff = args['joint_states_topic'][0], args['feedforward_topic'][0]
     assert not js.startswith('/') and not ff.startswith('/'), (js, ff)
     # the remap rules launch_ros passes (-r joint_states:=<default> -r ~/feedforward:=<default>)
