@@ -7,8 +7,26 @@ Start it next to a robot driver::
         feedforward_topic:=/effort_controller/commands
 
 The node is a thin translator around :class:`invdyn_ros.pipeline.Pipeline` (all numerics live
-there, ROS-free, shared with the offline evaluator): it validates and reorders messages, calls the
-pipeline, and fills pre-built messages.
+there, ROS-free, shared with the offline evaluator): it orders and checks joint states by the one
+rule of :mod:`invdyn_ros.joint_state` (the bag reader uses the same), calls the pipeline, and
+fills pre-built messages.
+
+Lifecycle: a managed node (``rclpy.lifecycle.LifecycleNode``; ``~/change_state``,
+``~/get_state``, ... as every managed node). ``autostart: true`` (the default) configures and
+activates it at start-up, so ``ros2 run`` and the launch file work without a lifecycle manager;
+``autostart: false`` leaves it unconfigured (nothing held but its parameters and the lifecycle
+services) until a manager, ``ros2 lifecycle set`` or ``invdyn.launch.py lifecycle:=launch``
+drives it:
+
+- configure: parameters validated, the URDF (waiting for ``robot_description`` if needed), the
+  checkpoint resumed, the trainer started, topics / service / timers created. A failure leaves
+  the node unconfigured with nothing held (logged; with autostart it ends the process as below).
+- activate: ``~/feedforward`` carries the learned torque (zeros until ready, as always).
+- deactivate: ``~/feedforward`` is zero (published at once and with every joint state; the
+  watchdog goes on), ``~/trajectory_out`` passes trajectories through unchanged; prediction,
+  learning, ``~/predicted_effort`` and ``/diagnostics`` (WARN, ``lifecycle_active`` false) go on.
+- cleanup / shutdown: zero feedforward, the final checkpoint, the trainer stopped and joined,
+  everything configure created destroyed. SIGINT / SIGTERM run the shutdown transition.
 
 Topics (``~`` = the node's name, ``/invdyn_node`` by default)
     in  ``joint_states`` (sensor_msgs/JointState, sensor-data QoS): ordered by name into
@@ -80,8 +98,12 @@ that interval in wall-clock time (until ``publish()`` returned), ``callback_cpu_
 interval in CPU time, ``callback_handoff_*`` the wall time until ``publish()`` is called (without
 the middleware's own delivery cost).
 
-Parameters: see :data:`PARAMETER_DOCS` (or ``invdyn_node --help``). Invalid values stop the node
-at start-up with exit code 2 and a message that names the parameter.
+Parameters: see :data:`PARAMETER_DOCS` (or ``invdyn_node --help``) and ``autostart``
+(:data:`LIFECYCLE_PARAMETERS`). All are read-only, declared and read at construction (unknown
+names, ``executor`` and ``realtime_priority`` are checked there: they shape the process), the
+rest validated at configure. Invalid values stop the node at start-up with exit code 2 and a
+message that names the parameter (with ``autostart: false``: at construction, or a failed
+configure).
 """
 from __future__ import annotations
 
