@@ -22,6 +22,7 @@ message without effort is predicted, never learned from.
 """
 from __future__ import annotations
 
+import array
 import enum
 import math
 from typing import Any, Sequence
@@ -66,20 +67,15 @@ _TEXTS = {Rejection.DUPLICATE_NAMES: 'duplicate joint names',
 COUNTERS = tuple(dict.fromkeys(_COUNTERS.values()))
 
 
+_frombuffer = np.frombuffer
+_ARRAY = array.array
+
+
 def _floats(values: Any) -> np.ndarray:
-    """A float64 view of an rclpy ``array('d')`` (no copy) or an array of any other kind."""
-    if isinstance(values, np.ndarray):
-        return values.astype(np.float64, copy=False)
-    try:
-        return np.frombuffer(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        return np.asarray(values, dtype=np.float64)
-
-
-def _finite_sum(values: Any) -> bool:
-    """Cheap screen: the sum of all entries is finite (no NaN / Inf anywhere, or only huge
-    finite values that overflow: the exact check on the used entries decides those)."""
-    return math.isfinite(sum(values))
+    """A float64 view of an rclpy ``array('d')`` (no copy), else a float64 array."""
+    if type(values) is _ARRAY and values.typecode == 'd':
+        return _frombuffer(values)
+    return np.asarray(values, dtype=np.float64)
 
 
 class JointStateRule:
@@ -125,16 +121,24 @@ class JointStateRule:
         if st.sec == 0 and st.nanosec == 0:
             return Rejection.ZERO_STAMP
         stamp = st.sec + 1e-9 * st.nanosec
-        q = _floats(pos)
-        qd = _floats(vel) if len(vel) else None
-        tau = _floats(eff) if len(eff) else None
+        if type(pos) is _ARRAY and type(vel) is _ARRAY and type(eff) is _ARRAY \
+                and pos.typecode == vel.typecode == eff.typecode == 'd':   # rclpy: views
+            q = _frombuffer(pos)
+            qd = _frombuffer(vel) if len(vel) else None
+            tau = _frombuffer(eff) if len(eff) else None
+        else:
+            q = _floats(pos)
+            qd = _floats(vel) if len(vel) else None
+            tau = _floats(eff) if len(eff) else None
         if not self._identity:
             idx = self._idx
             q = q[idx]
             qd = qd[idx] if qd is not None else None
             tau = tau[idx] if tau is not None else None
-        if not _finite_sum(pos) or (tau is not None and not _finite_sum(eff)):
-            # only the used joints count: NaN in an ignored extra joint is no reason
+        # a cheap screen over every entry (NaN / Inf anywhere, or huge finite values whose sum
+        # overflows), then the exact check on the used joints alone (NaN in an ignored extra
+        # joint is no reason)
+        if not math.isfinite(sum(pos) + sum(eff)):
             if not np.isfinite(q).all() or (tau is not None and not np.isfinite(tau).all()):
                 return Rejection.NONFINITE
         return stamp, q, qd, tau

@@ -101,3 +101,19 @@ def test_a_bag_message_is_judged_like_an_rclpy_message():
             assert (x is None) == (y is None)
             if x is not None:
                 np.testing.assert_array_equal(x, y)
+
+
+def test_any_message_like_object_with_any_float_sequences():
+    """Lists, numpy arrays, array('f'): converted, never reinterpreted as raw float64 bytes."""
+    import array
+    from types import SimpleNamespace
+
+    stamp = SimpleNamespace(sec=1, nanosec=0)
+    m = SimpleNamespace(header=SimpleNamespace(stamp=stamp), name=['b', 'a'],
+                        position=array.array('f', [1.5, 2.5]), velocity=[0.5, 0.25],
+                        effort=np.array([3.0, 4.0], dtype=np.float32))
+    _, q, qd, tau = JointStateRule(['a', 'b'])(m)
+    np.testing.assert_array_equal(q, [2.5, 1.5])
+    np.testing.assert_array_equal(qd, [0.25, 0.5])
+    np.testing.assert_array_equal(tau, [4.0, 3.0])
+    assert q.dtype == qd.dtype == tau.dtype == np.float64
