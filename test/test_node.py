@@ -1012,7 +1012,7 @@ def test_the_throttled_warning_gives_the_reason_of_the_counters_that_grew(capfd)
         node._on_joint_states_msg(short)
         node._on_diagnostics()
         nan = Harness.joint_state(None, 12.5, ['a', 'b', 'c'], [0.1, float('nan'), 0.3])
-        node._on_joint_states_msg(nan)                 # counted by the estimator, no reason text
+        node._on_joint_states_msg(nan)                 # the JointState rule's own reason
         node._on_diagnostics()
         node._on_diagnostics()                          # nothing new: no warning
         node.destroy_node()
@@ -1023,4 +1023,5 @@ def test_the_throttled_warning_gives_the_reason_of_the_counters_that_grew(capfd)
     assert "{'rejected_stamp': 1} (last: rejected_stamp: header.stamp is zero)" in lines[0]
     assert "{'rejected_shape': 1} (last: rejected_shape: position / velocity / effort" in lines[1]
     assert 'stamp is zero' not in lines[1]
-    assert "{'rejected_nonfinite': 1}" in lines[2] and '(last:' not in lines[2]
+    assert "{'rejected_nonfinite': 1} (last: rejected_nonfinite: NaN or Inf" in lines[2]
+    assert 'length' not in lines[2] and 'stamp is zero' not in lines[2]

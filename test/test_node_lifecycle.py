@@ -189,3 +189,48 @@ def test_a_failed_configure_leaves_the_node_unconfigured_and_running(tmp_path):
         code = stop_node(proc)
     assert code == 0, Path(proc.log_path).read_text()[-3000:]
 
+
+
+def test_configure_waits_for_the_robot_description_inside_the_service_call(tmp_path):
+    """Configure runs inside the executor's ~/change_state callback: the wait for a
+    robot_description published only after the request must neither block forever nor take the
+    node from its executor (joint states are processed afterwards)."""
+    from invdyn_ros.sim.arm import find_robot_urdf
+    from test_node import UR5, DescriptionPublisher
+
+    pytest.importorskip('pinocchio')
+    params = {'joint_names': UR5, 'torque_limits': [150.0] * 3 + [28.0] * 3, 'autostart': False,
+              'prior': 'rnea', 'identify': False, 'rate_hz': 100.0, 'window': 3,
+              'hidden_size': 8, 'num_layers': 1, 'trainer': 'inline', 'stale_timeout_s': 1.0}
+    pfile = write_params(tmp_path / 'p.yaml', params)
+    proc = start_node(['--ros-args', '--params-file', str(pfile)], tmp_path / 'node.log')
+    h = Harness()
+    life = Lifecycle(h)
+    desc = None
+    try:
+        assert life.state(proc) == 'unconfigured'
+        assert life.change.wait_for_service(timeout_sec=120.0)
+        future = life.change.call_async(ChangeState.Request(
+            transition=Transition(id=Transition.TRANSITION_CONFIGURE)))
+        wait_until(lambda: 'waiting for /robot_description' in log_of(proc) or future.done(),
+                   proc, 'configure did not wait for the robot description')
+        assert not future.done()
+        desc = DescriptionPublisher(find_robot_urdf('ur5').read_text())
+        wait_until(future.done, proc, 'configure did not finish after the URDF came', 120.0)
+        assert future.result().success
+        assert 'robot description received on /robot_description' in log_of(proc)
+        assert life.transition(Transition.TRANSITION_ACTIVATE, proc)
+        h.wait_for_node(proc)
+        q0 = np.array([0.2, -1.0, 1.2, -1.5, -1.4, 0.1])
+        for i in range(200):
+            h.send(100.0 + 0.01 * i, UR5, q0, np.zeros(6), np.zeros(6))
+            time.sleep(0.005)
+            if len(h.outputs) >= 20:
+                break
+        wait_until(lambda: len(h.outputs) >= 20, proc, 'no predictions after configure')
+    finally:
+        h.close()
+        code = stop_node(proc)
+        if desc is not None:
+            desc.close()
+    assert code == 0, Path(proc.log_path).read_text()[-3000:]
