@@ -396,6 +396,14 @@ class InvdynNode(LifecycleNode):
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
+    def destroy_node(self) -> None:
+        """``Node.destroy_node`` plus the lifecycle state machine: rclpy's LifecycleNode leaves
+        it alive, and with it the node's lifecycle services, ``~/transition_event`` and the node
+        itself in the ROS graph until the object is garbage collected (a stale
+        ``~/get_state`` server another client may then talk to)."""
+        super().destroy_node()
+        self._state_machine.destroy_when_not_in_use()
+
     def _entity_sets(self) -> tuple[set, ...]:
         return (set(self.publishers), set(self.subscriptions), set(self.timers),
                 set(self.services))

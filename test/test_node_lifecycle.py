@@ -234,3 +234,39 @@ def test_configure_waits_for_the_robot_description_inside_the_service_call(tmp_p
         if desc is not None:
             desc.close()
     assert code == 0, Path(proc.log_path).read_text()[-3000:]
+
+
+def test_destroy_node_leaves_nothing_in_the_graph():
+    """rclpy's LifecycleNode keeps its state machine (lifecycle services, transition_event, the
+    node itself) alive after destroy_node while the object lives: a later client would find a
+    stale ~/get_state server. InvdynNode.destroy_node releases it."""
+    import rclpy
+    from rclpy.context import Context
+
+    from test_node import _in_process_node
+
+    a, b = Context(), Context()
+    rclpy.init(context=a)
+    rclpy.init(context=b)
+    try:
+        node = _in_process_node(a, node_name='invdyn_destroy_test', autostart=False)
+        observer = rclpy.create_node('invdyn_destroy_observer', context=b)
+
+        def ours() -> list[str]:
+            return [name for name, _ in observer.get_service_names_and_types()
+                    if name.startswith('/invdyn_destroy_test/')]
+
+        deadline = time.monotonic() + 60.0
+        while '/invdyn_destroy_test/get_state' not in ours():
+            assert time.monotonic() < deadline, 'the node never appeared in the graph'
+            time.sleep(0.05)
+        node.destroy_node()                   # `node` stays referenced, as in a test's frame
+        deadline = time.monotonic() + 60.0
+        while ours():
+            assert time.monotonic() < deadline, f'still in the graph: {ours()}'
+            time.sleep(0.05)
+        assert node is not None               # (still referenced here)
+        observer.destroy_node()
+    finally:
+        rclpy.shutdown(context=a)
+        rclpy.shutdown(context=b)
