@@ -832,7 +832,10 @@ def test_single_executor_reports_latency_from_the_middleware_reception():
     ctx = Context()
     rclpy.init(context=ctx)
     try:
-        node = _in_process_node(ctx, executor='single', rate_hz=100.0)
+        # no diagnostics timer within the test: its report would take the latency samples
+        # first whenever the loop below takes longer than one period (a loaded machine)
+        node = _in_process_node(ctx, executor='single', rate_hz=100.0,
+                                diagnostics_period_s=3600.0)
         pub = node.create_publisher(JointState, 'joint_states', qos_profile_sensor_data)
         got = []
         node.create_subscription(JointState, '~/predicted_effort', got.append,
