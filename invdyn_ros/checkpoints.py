@@ -34,7 +34,9 @@ from .atomic import atomic_write, atomic_write_text
 from .errors import CheckpointError
 
 __all__ = ['checkpoint_path', 'manifest_path', 'staged_path', 'write_set', 'read_set',
-           'read_manifest', 'verified_file', 'clean_stale', 'robot_id', 'MANIFEST_FORMAT']
+           'read_manifest', 'verified_file', 'clean_stale', 'robot_id', 'MANIFEST_FORMAT',
+           'checkpoint_prefix', 'checkpoint_files', 'checkpoint_to_resume',
+           'fresh_checkpoint_path']
 
 MANIFEST_FORMAT = 'invdyn_ros checkpoint set 1'
 _STAGED = '.next'
@@ -297,3 +299,40 @@ def robot_id(joint_names: Iterable[str], networks: Iterable[tuple[str, Any]]) ->
             'networks': [[name, cfg.model, dict(cfg.model_options), cfg.window]
                          for name, cfg in networks]}
     return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+# ============================================================================ a config's set
+# ``config``: a PipelineConfig (its ``joint_names``, ``network_names`` and ``networks()``)
+def checkpoint_prefix(path: str | os.PathLike) -> str:
+    """The trainers' path prefix for a user's ``checkpoint_path`` (a trailing ``.pt`` is dropped,
+    so ``/x/kuka.pt`` gives ``/x/kuka.lstm.pt`` rather than ``/x/kuka.pt.lstm.pt``)."""
+    p = os.path.expanduser(os.fspath(path))
+    return p[:-3] if p.endswith('.pt') else p
+
+
+def checkpoint_files(config: Any, path: str | os.PathLike) -> dict[str, str]:
+    """``{network name: file}`` that a checkpoint at ``path`` consists of for this config (plus
+    the set's manifest, ``<prefix>.manifest.json``)."""
+    prefix = checkpoint_prefix(path)
+    return {name: checkpoint_path(prefix, name) for name in config.network_names}
+
+
+def checkpoint_to_resume(config: Any, path: str | os.PathLike) -> tuple[dict[str, str], bool]:
+    """``({network name: file}, verified)`` to resume ``config`` from the checkpoint at ``path``.
+
+    A set with a manifest must fit the robot: the same joint names (and count), the same
+    networks and model kinds, else :class:`CheckpointError` naming the manifest and the mismatch
+    (the checksums are verified when the files are loaded). Without a manifest (an old
+    checkpoint): the network files that exist, unverified ({} when there is none)."""
+    files, manifest = read_set(checkpoint_prefix(path), config.network_names,
+                               joint_names=config.joint_names,
+                               kinds={name: cfg.model for name, cfg in config.networks()})
+    return files, manifest is not None
+
+
+def fresh_checkpoint_path(config: Any, path: str | os.PathLike) -> str:
+    """Where ``checkpoint_mismatch: fresh`` writes when the checkpoint at ``path`` does not fit:
+    ``<prefix>-<robot id>`` beside it (8 hex digits of a hash of the joint names and the
+    networks, :func:`robot_id`): the same robot finds its own set there on the next start, and
+    the one at ``path`` is never written to."""
+    return f'{checkpoint_prefix(path)}-{robot_id(config.joint_names, config.networks())}'

@@ -98,10 +98,10 @@ that interval in wall-clock time (until ``publish()`` returned), ``callback_cpu_
 interval in CPU time, ``callback_handoff_*`` the wall time until ``publish()`` is called (without
 the middleware's own delivery cost).
 
-Parameters: see :data:`PARAMETER_DOCS` (or ``invdyn_node --help``) and ``autostart``
-(:data:`LIFECYCLE_PARAMETERS`). All are read-only, declared and read at construction (unknown
-names, ``executor`` and ``realtime_priority`` are checked there: they shape the process), the
-rest validated at configure. Invalid values stop the node at start-up with exit code 2 and a
+Parameters: see :data:`invdyn_ros.parameters.PARAMETERS` (or ``invdyn_node --help``), with
+``autostart``. All are read-only, declared and checked at construction (the table's types and
+ranges; ``executor`` and ``realtime_priority`` shape the process), the pipeline config and the
+rest built at configure. Invalid values stop the node at start-up with exit code 2 and a
 message that names the parameter (with ``autostart: false``: at construction, or a failed
 configure).
 """
@@ -133,8 +133,9 @@ from invdyn_ros import kernels
 from invdyn_ros.checkpoints import clean_stale
 from invdyn_ros.errors import CheckpointError, ConfigError, InvdynError, TrainerError
 from invdyn_ros.joint_state import COUNTERS as JS_COUNTERS, JointStateRule, Rejection
-from invdyn_ros.pipeline import (NODE_ONLY_PARAMETERS, PIPELINE_PARAMETERS, TRAINER_KINDS,
-                                 Pipeline, PipelineConfig, checkpoint_prefix,
+from invdyn_ros.parameters import (PARAMETER_DOCS, PARAMETERS, check_all, descriptor_fields,
+                                   help_lines)
+from invdyn_ros.pipeline import (TRAINER_KINDS, Pipeline, PipelineConfig, checkpoint_prefix,
                                  checkpoint_to_resume, fresh_checkpoint_path, make_trainer)
 from invdyn_ros.serialized import SerializedJointState
 from invdyn_ros.stopflag import StopFlag
@@ -148,115 +149,13 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
 BEST_EFFORT = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT,
                          history=HistoryPolicy.KEEP_LAST)
 NODE_NAME = 'invdyn_node'
-EXECUTORS = ('events', 'single')
-CHECKPOINT_MISMATCH = ('refuse', 'fresh')
+EXECUTORS = PARAMETERS['executor'].choices
+CHECKPOINT_MISMATCH = PARAMETERS['checkpoint_mismatch'].choices
 LATENCY_RING = 1 << 14          # callback latencies kept for the diagnostics percentiles
 MISSED_GAP_MAX_S = 1.0          # longer stamp gaps are pauses of the source, not missed samples
 LOST_CHANGE_MAX = 2 ** 31       # a larger "lost messages" change is a wrapped / garbage report
 
-#: Every parameter of the node: (default, description). ``None`` defaults mean "not set".
-PARAMETER_DOCS: dict[str, tuple[Any, str]] = {
-    'joint_names': (None, 'REQUIRED. Joint names; the order of every output and of ~/reference'),
-    'model': ('lstm', 'primary network: lstm | gru | mlp | va_sta_reslstm'),
-    'second_model': ('gru', 'second network of the dual identifier'),
-    'second_hidden_size': (0, 'hidden units of the second network (0 = hidden_size)'),
-    'hidden_size': (64, 'hidden units of both networks'),
-    'num_layers': (2, 'recurrent layers of both networks'),
-    'velocity_sign_gain': (0.0, '0 = off; > 0: lstm / gru networks also get tanh(gain x scaled '
-                                'velocity) per joint, a smooth sign(qd) for Coulomb friction '
-                                '(e.g. 20)'),
-    'window': (10, 'samples per input window'),
-    'batch_size': (128, 'training batch size'),
-    'buffer_capacity': (20000, 'replay buffer size (windows)'),
-    'recent_capacity': (2000, 'newest windows kept in FIFO order within the buffer'),
-    'recent_fraction': (0.5, 'share of each batch drawn from the newest windows (the rest from '
-                             'the reservoir of older ones); 1 = learn from recent motion only, '
-                             'fastest re-learning after the dynamics change'),
-    'learning_rate': (1e-3, 'Adam learning rate'),
-    'min_learning_rate': (1e-5, 'floor of the plateau decay (capped at learning_rate); a higher '
-                                'floor keeps lifelong learning quick to follow changes'),
-    'weight_ema_decay': (0.0, 'predict with an exponential moving average of the weights over '
-                              'the Adam steps (e.g. 0.99: smoother, ~100 steps behind); 0 = the '
-                              'last iterate'),
-    'updates_per_sample': (0.1, 'Adam steps per learned sample that always happen'),
-    'max_updates_per_sample': (1.0, 'cap of steps per sample when the trainer has spare time'),
-    'min_samples': (256, 'samples before training starts'),
-    'seed': (0, 'seed of the network initialisation and replay sampling'),
-    'filter_order': (2, 'Butterworth order of each of the two low-pass stages'),
-    'filter_cutoff_hz': (30.0, 'low-pass cutoff (Hz)'),
-    'rate_hz': (0.0, 'nominal joint state rate (Hz); 0 = measured from the first stamps'),
-    'max_gap_s': (0.1, 'a longer gap between stamps restarts the filters and windows'),
-    'max_abs_position': (100.0, 'larger |position| (rad or m) is rejected as corrupt'),
-    'max_abs_velocity': (100.0, 'larger |velocity| (rad/s or m/s) is rejected as corrupt'),
-    'max_abs_effort': (1e4, 'larger |effort * effort_scale| (N m or N) is rejected as corrupt'),
-    'dual_enabled': (True, 'run two networks and pick per joint the one with the smaller error'),
-    'dual_window': (200, 'samples in the rolling identification-error window'),
-    'dual_hysteresis': (0.1, 'switch only when the other error std is this fraction smaller'),
-    'ready_nmse': (0.1, 'ready (non-zero feedforward) once the rolling nMSE is below this'),
-    'ready_window': (500, 'samples in the rolling nMSE'),
-    'ready_min_samples': (1000, 'scored samples needed before ready'),
-    'torque_limits': (None, 'REQUIRED. |torque| limit per joint (N m); clamps every output'),
-    'effort_scale': (None, 'per joint factor: torque = effort * scale (UR drivers may report '
-                           'motor current); unset = 1'),
-    'poll_every': (100, 'samples between checks for new weights from the trainer'),
-    'effort_label': ('filtered', 'what the networks learn: filtered (the effort through the '
-                                 'state\'s low-pass) | delayed (the raw effort delayed by the '
-                                 'filter delay: keeps friction steps sharp; for clean efforts)'),
-    'trainer': ('process', 'where training runs: process | thread | inline'),
-    'publish_period_s': (1.0, 'the trainer sends new weights this often (s)'),
-    'checkpoint_path': ('', 'checkpoint prefix (files <prefix>.<network>.pt and '
-                            '<prefix>.manifest.json); empty = none'),
-    'checkpoint_period_s': (300.0, 'periodic checkpoint (s); 0 = only on shutdown and service'),
-    'checkpoint_mismatch': ('refuse', 'a checkpoint at checkpoint_path that does not fit this '
-                                      'robot (joint names, networks) or is corrupt is never '
-                                      'touched. refuse: the node exits (code 2) naming it; '
-                                      'fresh: learning starts fresh with checkpoints at '
-                                      '<prefix>-<robot id> beside it (resumed from there later)'),
-    'stale_timeout_s': (0.1, 'input / reference older than this (s) is stale'),
-    'diagnostics_period_s': (1.0, '/diagnostics period (s)'),
-    'aux_decimation': (10, 'publish ~/identifier and ~/uncertainty every N outputs'),
-    'executor': ('events', 'events (rclpy EventsExecutor) | single (SingleThreadedExecutor)'),
-    'trainer_nice': (10, 'nice increment of the trainer process / thread (0..19): the control '
-                         'loop preempts training when they share a core'),
-    'realtime_priority': (0, 'SCHED_FIFO priority (1..99) of the control-loop thread (the one '
-                             'that runs the callbacks); 0 = normal scheduling. Needs '
-                             'CAP_SYS_NICE or an rtprio limit; if refused the node warns and '
-                             'runs normally'),
-    'prior': ('none', 'physics prior: none (black-box networks only) | rnea (the URDF model with '
-                      'online-identified parameters; the primary network learns the residual, '
-                      'the second network stays black-box)'),
-    'robot_description': ('', 'the URDF as XML text (as robot_state_publisher\'s parameter); '
-                              'wins over urdf_path. Neither set and a model needed: the node '
-                              'waits for the robot_description topic (transient local)'),
-    'urdf_path': ('', 'URDF file of the robot (used when robot_description is empty)'),
-    'payload_mass_kg': (0.0, 'known tool / payload mass at the last joint (kg)'),
-    'payload_com': ([0.0, 0.0, 0.0], 'its centre of mass in the last joint\'s frame (m)'),
-    'gravity': ([0.0, 0.0, -9.81], 'gravity in the URDF base frame (m/s^2; a wall or ceiling '
-                                   'mount differs)'),
-    'identify': (True, 'identify the model\'s inertial and friction parameters online'),
-    'identification_memory_s': (5.0, 'time constant of the identification\'s forgetting (s): '
-                                     'how fast it follows a payload change'),
-    'identification_regularization': (0.01, 'pull toward the URDF\'s nominal parameters '
-                                            '((N m)^2 per squared relative deviation)'),
-    'coulomb_velocity': (0.05, 'velocity scale (rad/s) of the smooth Coulomb friction sign'),
-    'residual_trust_distance': (0.5, 'distance (std of the visited states) beyond which the '
-                                     'learned residual fades toward the physics model'),
-    'feedforward_mode': ('total', 'what ~/feedforward carries: total (the predicted torque) | '
-                                  'minus_gravity (predicted torque minus the model\'s gravity '
-                                  'torque: for KUKA FRI, UR direct torque and Franka torque '
-                                  'interfaces, which add their own gravity compensation)'),
-    'robot_description_timeout_s': (0.0, 'give up waiting for the robot_description topic '
-                                         'after this long (s; exit code 1); 0 = wait forever'),
-}
-assert set(PARAMETER_DOCS) == \
-    (set(PIPELINE_PARAMETERS) | set(NODE_ONLY_PARAMETERS)) - {'use_sim_time'}
-
 _BUILTIN_PARAMETERS = {'use_sim_time', 'start_type_description_service'}
-#: Parameters of the lifecycle, read at construction: (default, description).
-LIFECYCLE_PARAMETERS: dict[str, tuple[Any, str]] = {
-    'autostart': (True, 'configure and activate at start-up without a lifecycle manager (false: '
-                        'the node waits unconfigured for ~/change_state)'),
-}
 
 
 _GC_THRESHOLDS = gc.get_threshold()
@@ -321,9 +220,9 @@ class InvdynNode(LifecycleNode):
         # empty list (``joint_names: []``) has no type -- a ValueError naming nothing
         kwargs.setdefault('automatically_declare_parameters_from_overrides', False)
         super().__init__(kwargs.pop('node_name', NODE_NAME), **kwargs)
-        self.autostart = self._read_autostart()
         self.params = self._read_parameters()
         p = self.params
+        self.autostart = p['autostart']
         # the process's own settings (main builds the executor before any transition)
         self.executor_kind = p['executor']
         if self.executor_kind not in EXECUTORS:
@@ -335,16 +234,6 @@ class InvdynNode(LifecycleNode):
             self._autostart()
 
     # ------------------------------------------------------------------ lifecycle
-    def _read_autostart(self) -> bool:
-        default, description = LIFECYCLE_PARAMETERS['autostart']
-        if not self.has_parameter('autostart'):
-            self.declare_parameter('autostart', default, ParameterDescriptor(
-                description=description, dynamic_typing=True, read_only=True))
-        value = self.get_parameter('autostart').value
-        if not isinstance(value, bool):
-            raise ConfigError(f'autostart: must be true or false, got {value!r}')
-        return value
-
     def _autostart(self) -> None:
         """configure + activate without a lifecycle manager; raises configure's error."""
         if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
@@ -623,7 +512,7 @@ class InvdynNode(LifecycleNode):
 
     def _read_parameters(self) -> dict[str, Any]:
         """All parameters as a plain dict; unknown names in the overrides are a ConfigError."""
-        known = set(PARAMETER_DOCS) | set(LIFECYCLE_PARAMETERS)
+        known = set(PARAMETER_DOCS)
         # the overrides (params files, -p, the constructor's parameter_overrides): rclpy keeps
         # them in this attribute and declares from it; it has no public accessor
         overrides = dict(getattr(self, '_parameter_overrides', {}))
@@ -636,16 +525,15 @@ class InvdynNode(LifecycleNode):
             raise ConfigError(f'unknown parameter(s) {unknown} (typo?); accepted: '
                               f'{sorted(known)}')
         values: dict[str, Any] = {}
-        for name, (default, description) in PARAMETER_DOCS.items():
+        for name in PARAMETER_DOCS:
             given = overrides.get(name)
             if given is not None and given.type_ == given.Type.NOT_SET:
                 raise ConfigError(f'{name}: no value (an empty list or a null): ' + (
-                    'required, give at least one element' if default is None and
-                    description.startswith('REQUIRED') else
+                    'required, give at least one element' if PARAMETERS[name].required else
                     'leave the parameter out for its default'))
             if not self.has_parameter(name):
-                self.declare_parameter(name, default, ParameterDescriptor(
-                    description=description, dynamic_typing=True, read_only=True))
+                self.declare_parameter(name, PARAMETERS[name].default,
+                                       ParameterDescriptor(**descriptor_fields(name)))
             value = self.get_parameter(name).value
             if isinstance(value, array.array):
                 value = value.tolist()
@@ -653,7 +541,7 @@ class InvdynNode(LifecycleNode):
         if values['joint_names'] is None:
             raise ConfigError('joint_names: required (the order of every output), e.g. '
                               '[lbr_A1, lbr_A2, ...]; set it in the params file')
-        return values
+        return check_all(values, PARAMETER_DOCS)     # every type and range, by the table
 
     def _make_trainer(self, publish_period: float, max_updates: float) -> Any:
         """The trainer, resumed from the checkpoint at ``checkpoint_path`` if there is one.
@@ -1147,8 +1035,7 @@ class InvdynNode(LifecycleNode):
 
 # ============================================================================ entry point
 def build_arg_parser() -> argparse.ArgumentParser:
-    lines = [f'  {name} (default {default!r}): {text}'
-             for name, (default, text) in PARAMETER_DOCS.items()]
+    lines = help_lines()
     return argparse.ArgumentParser(
         prog='invdyn_node',
         description='Learns the inverse dynamics of a robot arm online from /joint_states and '

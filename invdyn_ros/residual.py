@@ -14,7 +14,10 @@ pipeline's prediction for that network is::
   deviations of the visited data (RMS over the 2n coordinates). Up to ``residual_trust_distance``
   the residual counts fully; beyond, it fades as ``exp(-((d - d0) / d0)^2)``: off the visited
   region the prediction falls back to the identified model instead of extrapolating a network.
-  Before any labelled sample the trust is 0 (the prior alone).
+  Before any labelled sample the trust is 0 (the prior alone). The distance is measured on every
+  ``stride``-th sample (and reference), as the visited region grows and identification runs (at
+  most ``IDENTIFICATION_RATE_HZ`` per second): the trust changes slowly, the distance costs
+  ~20 µs.
 * ``gate`` per joint, 0 or 1: whether the residual has earned its place. The stage keeps rolling
   squared errors (``GATE_MEMORY_SAMPLES``) of the model alone and of the model plus the trusted
   residual against every labelled sample; a joint uses the residual only while that makes its
@@ -169,6 +172,9 @@ class PhysicsStage:
         self._residual: np.ndarray | None = None
         self._stride = 1
         self._since_ident = 0
+        self._since_trust = 0
+        self._since_ref_trust = 0
+        self._ref_trust = 0.0
         self.tau_prior = np.zeros(n)          # of the current sample (after begin)
         self.trust = 0.0
         self.counters = {'prior_nonfinite': 0}
@@ -193,7 +199,10 @@ class PhysicsStage:
         n = self.n
         x[:n] = q
         x[n:] = qd
-        self.trust = float(trust_of(self.region.distance(x), self.config.residual_trust_distance))
+        self._since_trust += 1
+        if self._since_trust >= self._stride:   # the trust changes slowly: every stride-th sample
+            self._since_trust = 0
+            self.trust = float(trust_of(self.region.distance(x), self.config.residual_trust_distance))
         return tp
 
     def combine(self, residual: np.ndarray | None) -> np.ndarray:
@@ -216,17 +225,21 @@ class PhysicsStage:
             return None
         if residual is None:
             return tp
-        x = np.concatenate((q, qd))
-        return tp + float(trust_of(self.region.distance(x),
-                                   self.config.residual_trust_distance)) * self.gate * residual
+        self._since_ref_trust += 1
+        if self._since_ref_trust >= self._stride:  # as in begin(): every stride-th reference
+            self._since_ref_trust = 0
+            self._ref_trust = float(trust_of(self.region.distance(np.concatenate((q, qd))),
+                                             self.config.residual_trust_distance))
+        return tp + self._ref_trust * self.gate * residual
 
     def uncertainty(self) -> np.ndarray:
         """(n,) ``(1 - trust) * rms(tau - tau_prior)``."""
         return (1.0 - self.trust) * np.sqrt(self._err2)
 
-    def learn(self, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray, tau: np.ndarray) -> None:
-        """A labelled sample (after the prediction): error statistics, visited region,
-        identification (every ``stride``-th sample)."""
+    def learn(self, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray, tau: np.ndarray) -> bool:
+        """A labelled sample (after the prediction): error statistics (every sample); visited
+        region and identification every ``stride``-th sample (at most ``IDENTIFICATION_RATE_HZ``
+        per second: they cost ~20 and ~60 µs) -- returns True for those samples."""
         e = tau - self.tau_prior
         self._err_count += 1
         a = max(1.0 / self._err_count, 1.0 / GATE_MEMORY_SAMPLES)
@@ -239,12 +252,14 @@ class PhysicsStage:
             self.gate[better] = 1.0
             self.gate[worse] = 0.0
             self._residual = None
+        self._since_ident += 1
+        if self._since_ident < self._stride:
+            return False
+        self._since_ident = 0
         self.region.add(self._x)                     # add() copies what it keeps
         if self.identification is not None:
-            self._since_ident += 1
-            if self._since_ident >= self._stride:
-                self._since_ident = 0
-                self.identification.update(q, qd, qdd, tau)
+            self.identification.update(q, qd, qdd, tau)
+        return True
 
     # ------------------------------------------------------------------ many samples
     def predict_many(self, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray

@@ -1,14 +1,9 @@
-"""Who runs the learners: in-process (deterministic) or in a background worker process.
+"""The process trainer (what the node uses) and the trainer factory.
 
-Both trainers own one :class:`~invdyn_ros.learner.OnlineLearner` per network name (e.g. ``{'lstm':
-..., 'gru': ...}`` for the dual identifier), give every submitted sample to every learner and share
-one interface: ``submit(window, tau)`` (``tau`` (n,): the same label for every network, or (k, n):
-one row per network in ``names`` order -- with a physics prior the residual network learns
-``tau - tau_prior`` while the black-box one learns ``tau``), ``poll() -> {name: weights} | None``, ``stats() -> {name:
-stats}``, ``save(path_prefix) -> {name: path}``, ``close()``; both are context managers.
+The trainers' interface, their shared loop and the in-process trainers are in
+:mod:`invdyn_ros.trainers` (re-exported here: :class:`InlineTrainer`, :func:`per_network_labels`,
+:func:`learn_chunk`); :func:`make_trainer` builds any of the three kinds (:data:`TRAINER_KINDS`).
 
-- :class:`InlineTrainer` learns synchronously inside ``submit`` (reproducible to the bit; used by the
-  offline evaluator and tests).
 - :class:`ProcessTrainer` runs the learners in a ``multiprocessing`` *spawn* worker so training never
   stalls the control loop: ``submit`` only appends to a local list and ships chunks with
   ``put_nowait`` on a bounded queue (a full queue drops the chunk and counts it: the caller never
@@ -21,8 +16,8 @@ stats}``, ``save(path_prefix) -> {name: path}``, ``close()``; both are context m
 
 Checkpoints: ``save(prefix, joint_names=None)`` writes one checkpoint *set*: a file per network,
 ``checkpoint_path(prefix, name)`` (``<prefix>.<name>.pt``), and the manifest ``<prefix>.manifest.json``
-written last (:mod:`invdyn_ros.checkpoints`: atomic as a whole, sha256-verified on load); both
-trainers resume from such sets (``checkpoint=prefix``) or from files (a ``{name: path}`` mapping).
+written last (:mod:`invdyn_ros.checkpoints`: atomic as a whole, sha256-verified on load); every
+trainer resumes from such sets (``checkpoint=prefix``) or from files (a ``{name: path}`` mapping).
 
 The worker process of :class:`ProcessTrainer` cannot outlive its owner: it ignores SIGINT and
 SIGTERM (a stop signal to the whole process group must not kill it before the owner has saved
@@ -42,139 +37,19 @@ import threading
 import time
 import traceback
 import weakref
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from .checkpoints import checkpoint_path, read_set, write_set
+from .checkpoints import checkpoint_path, checkpoint_to_resume
 from .errors import CheckpointError, ConfigError, TrainerError  # noqa: F401 (TrainerError re-exported)
-from .learner import LearnerConfig, OnlineLearner
+from .learner import LearnerConfig
+from .trainers import (InlineTrainer, ThreadTrainer, TrainingLoop, build_learners, check_networks,
+                       learn_chunk, per_network_labels, resolve_checkpoints)
 
-__all__ = ['InlineTrainer', 'ProcessTrainer', 'TrainerError', 'checkpoint_path']
-
-
-def _resolve_checkpoints(checkpoint: str | os.PathLike | Mapping[str, Any] | None,
-                         names: Iterable[str]) -> dict[str, str]:
-    if checkpoint is None:
-        return {}
-    if isinstance(checkpoint, Mapping):
-        unknown = sorted(set(checkpoint) - set(names))
-        if unknown:
-            raise ConfigError(f'checkpoint given for unknown network(s) {unknown}')
-        return {k: os.fspath(v) for k, v in checkpoint.items()}
-    files, manifest = read_set(checkpoint, names)   # a set with a manifest: all of it, checked
-    if manifest is not None:
-        return files
-    return {name: checkpoint_path(checkpoint, name) for name in names}
-
-
-def _check_networks(networks: Sequence[tuple[str, LearnerConfig]]) -> list[tuple[str, LearnerConfig]]:
-    nets = list(networks)
-    if not nets:
-        raise ConfigError('networks must name at least one (name, LearnerConfig)')
-    names = [n for n, _ in nets]
-    if len(set(names)) != len(names) or not all(isinstance(n, str) and n for n in names):
-        raise ConfigError(f'network names must be distinct non-empty strings, got {names}')
-    for name, cfg in nets:
-        if not isinstance(cfg, LearnerConfig):
-            raise ConfigError(f'network {name!r}: expected a LearnerConfig, got {type(cfg).__name__}')
-        cfg.validate()
-    windows = {cfg.window for _, cfg in nets}
-    if len(windows) != 1:
-        raise ConfigError(f'all networks must use the same window length, got {sorted(windows)}')
-    return nets
-
-
-def per_network_labels(tau: Any, k: int, n: int) -> np.ndarray:
-    """``tau`` as (k, n) float32 (one label row per network); a (n,) label is repeated. Raises
-    ValueError for any other shape."""
-    t = np.asarray(tau, dtype=np.float32)
-    if t.shape == (n,):
-        return np.broadcast_to(t, (k, n))
-    if t.shape != (k, n):
-        raise ValueError(f'tau: expected ({n},) or ({k}, {n}), got {t.shape}')
-    return t
-
-
-def learn_chunk(learners: Mapping[str, OnlineLearner], windows: np.ndarray,
-                 taus: np.ndarray) -> None:
-    """``taus`` (B, k, n): learner i learns ``taus[:, i]``."""
-    if len(windows) == 0:
-        return
-    taus = np.asarray(taus)
-    for i, learner in enumerate(learners.values()):
-        learner.learn_many(windows, taus[:, i])
-
-
-def _build_learners(n_joints: int, nets: list[tuple[str, LearnerConfig]],
-                    checkpoints: Mapping[str, str]) -> dict[str, OnlineLearner]:
-    learners = {}
-    for name, cfg in nets:
-        if name in checkpoints:
-            learners[name] = OnlineLearner.load(checkpoints[name], config=cfg, n_joints=n_joints)
-        else:
-            learners[name] = OnlineLearner(n_joints, cfg)
-    return learners
-
-
-# ============================================================================ inline
-class InlineTrainer:
-    """Learners in the caller's process; ``submit`` learns synchronously (deterministic)."""
-
-    def __init__(self, n_joints: int, networks: Sequence[tuple[str, LearnerConfig]],
-                 checkpoint: str | os.PathLike | Mapping[str, Any] | None = None) -> None:
-        nets = _check_networks(networks)
-        self.n_joints = int(n_joints)
-        self.names = tuple(n for n, _ in nets)
-        self.learners = _build_learners(self.n_joints, nets,
-                                        _resolve_checkpoints(checkpoint, self.names))
-        self._published_steps = {name: -1 for name in self.names}
-        self.counters = {'submitted': 0, 'dropped': 0}
-        self._closed = False
-
-    def submit(self, window: Any, tau: Any) -> None:
-        """Learn the sample in every learner (bad samples are rejected and counted by each)."""
-        if self._closed:
-            return
-        self.counters['submitted'] += 1
-        try:
-            labels = per_network_labels(tau, len(self.learners), self.n_joints)
-        except (TypeError, ValueError):
-            labels = [tau] * len(self.learners)      # each learner rejects and counts it
-        for learner, label in zip(self.learners.values(), labels):
-            learner.learn_one(window, label)
-
-    def poll(self) -> dict[str, dict] | None:
-        """Exported weights of every learner if any of them took a step since the last poll (the
-        first poll returns the initial weights, as ProcessTrainer's does)."""
-        if self._closed:
-            return None
-        steps = {name: lr.steps for name, lr in self.learners.items()}
-        if steps == self._published_steps:
-            return None
-        self._published_steps = steps
-        return {name: lr.export_weights() for name, lr in self.learners.items()}
-
-    def stats(self) -> dict[str, dict]:
-        return {name: lr.stats() for name, lr in self.learners.items()}
-
-    def save(self, path_prefix: str | os.PathLike,
-             joint_names: Sequence[str] | None = None) -> dict[str, str]:
-        """Write the checkpoint set (all networks, manifest last); ``joint_names`` go into the
-        manifest (what a later start checks the robot against)."""
-        return write_set(path_prefix, {n: lr.state_dict() for n, lr in self.learners.items()},
-                         joint_names)
-
-    def close(self) -> None:
-        self._closed = True
-
-    def __enter__(self) -> 'InlineTrainer':
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
+__all__ = ['InlineTrainer', 'ProcessTrainer', 'TrainerError', 'checkpoint_path', 'make_trainer',
+           'TRAINER_KINDS', 'learn_chunk', 'per_network_labels']
 
 # ============================================================================ process
 def _to_numpy_tree(obj: Any) -> Any:
@@ -238,18 +113,23 @@ def _worker_main(n_joints: int, nets: list[tuple[str, dict]], checkpoints: dict[
     torch.set_num_threads(1)
     parent = mp.parent_process()
     try:
-        learners = _build_learners(n_joints, [(n, LearnerConfig.from_dict(d)) for n, d in nets],
-                                   checkpoints)
+        learners = build_learners(n_joints, [(n, LearnerConfig.from_dict(d)) for n, d in nets],
+                                  checkpoints)
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
         replies_q.put(('init_error', type(exc).__name__, str(exc)))
         _flush_briefly(replies_q, 5.0)
         return
-    export = lambda: {n: _to_numpy_tree(lr.export_weights()) for n, lr in learners.items()}  # noqa: E731
-    stats = lambda: {n: lr.stats() for n, lr in learners.items()}  # noqa: E731
-    replies_q.put(('ready', export(), stats()))
-    published = {n: lr.steps for n, lr in learners.items()}
-    last_publish = time.monotonic()
-    extra = {'received_chunks': 0, 'extra_steps': 0, 'dropped_publishes': 0}
+
+    def send(weights: dict | None, stats: dict) -> bool:
+        try:
+            results_q.put_nowait(('weights', None if weights is None else _to_numpy_tree(weights),
+                                  stats, dict(loop.counters)))
+            return True
+        except queue.Full:
+            return False
+
+    loop = TrainingLoop(learners, send, max_updates_per_sample, publish_period_s)
+    replies_q.put(('ready', _to_numpy_tree(loop.export()), loop.stats()))
     try:
         while True:
             # 1. commands first (stop / save)
@@ -264,57 +144,25 @@ def _worker_main(n_joints: int, nets: list[tuple[str, dict]], checkpoints: dict[
                         _, prefix, req, joint_names, learn_pending = cmd
                         try:   # learn what was submitted before the request, then write
                             while learn_pending:
-                                windows, taus = samples_q.get_nowait()
-                                extra['received_chunks'] += 1
-                                learn_chunk(learners, windows, taus)
+                                loop.learn(*samples_q.get_nowait())
                         except queue.Empty:
                             pass
                         try:
-                            paths = write_set(prefix, {n: lr.state_dict()
-                                                       for n, lr in learners.items()},
-                                              joint_names)
-                            replies_q.put(('saved', req, paths))
+                            replies_q.put(('saved', req, loop.save(prefix, joint_names)))
                         except Exception as exc:  # noqa: BLE001 - e.g. disk full: the parent raises
                             replies_q.put(('save_error', req, f'{type(exc).__name__}: {exc}'))
             except queue.Empty:
                 pass
-            # 2. one waiting chunk (then back to the commands, so stop/save stay responsive);
-            #    learning the stream has priority over extra steps
-            got = False
+            # 2. one waiting chunk (then back to the commands, so stop/save stay responsive;
+            #    learning the stream has priority over extra steps), else an extra step; publish
             try:
-                windows, taus = samples_q.get_nowait()
-                got = True
-                extra['received_chunks'] += 1
-                learn_chunk(learners, windows, taus)
+                chunk = samples_q.get_nowait()
             except queue.Empty:
-                pass
-            # 3. spare time: an extra step for the learner furthest below the steps/sample cap
-            stepped = False
-            if not got:
-                best, best_ratio = None, max_updates_per_sample
-                for learner in learners.values():
-                    if learner.samples > 0:
-                        ratio = learner.steps / learner.samples
-                        if ratio < best_ratio:
-                            best, best_ratio = learner, ratio
-                if best is not None and best.step() is not None:
-                    stepped = True
-                    extra['extra_steps'] += 1
-            # 4. publish
-            now = time.monotonic()
-            if now - last_publish >= publish_period_s:
-                last_publish = now
-                steps = {n: lr.steps for n, lr in learners.items()}
-                weights = export() if steps != published else None
-                try:
-                    results_q.put_nowait(('weights', weights, stats(), dict(extra)))
-                    if weights is not None:
-                        published = steps
-                except queue.Full:
-                    extra['dropped_publishes'] += 1
+                chunk = None
+            worked = loop.turn(chunk)
             if (parent is not None and not parent.is_alive()) or _parent_gone(parent_pid):
                 os._exit(0)   # the owner is gone: nobody reads, nothing to hand over
-            if not got and not stepped:
+            if not worked:
                 time.sleep(0.005)  # idle: nothing to learn and the step cap is reached
     except Exception:  # noqa: BLE001 - a bug: tell the parent, then die
         replies_q.put(('error', traceback.format_exc()))
@@ -350,7 +198,7 @@ class ProcessTrainer:
                  max_updates_per_sample: float = 1.0, max_pending_s: float = 0.5,
                  start_timeout_s: float = 120.0, main_threads: int | None = 1,
                  abort: Any = None) -> None:
-        nets = _check_networks(networks)
+        nets = check_networks(networks)
         if not (publish_period_s > 0 and chunk_size >= 1 and queue_chunks >= 1
                 and max_updates_per_sample >= 0 and max_pending_s > 0):
             raise ConfigError('publish_period_s, chunk_size, queue_chunks, max_pending_s must be '
@@ -362,7 +210,7 @@ class ProcessTrainer:
         self.window = nets[0][1].window
         self.chunk_size = int(chunk_size)
         self.max_pending_s = float(max_pending_s)
-        checkpoints = _resolve_checkpoints(checkpoint, self.names)
+        checkpoints = resolve_checkpoints(checkpoint, self.names)
         for name, path in checkpoints.items():   # a clear error now rather than from the worker
             if not os.path.isfile(path):
                 raise CheckpointError(f'checkpoint {path} for network {name!r} does not exist')
@@ -632,3 +480,30 @@ class ProcessTrainer:
         if msg[0] == 'save_error':
             raise TrainerError(f'training worker could not save {path_prefix}: {msg[2]}')
         return dict(msg[2])
+
+
+# ============================================================================ factory
+TRAINERS: dict[str, type] = {'inline': InlineTrainer, 'process': ProcessTrainer,
+                             'thread': ThreadTrainer}
+TRAINER_KINDS = tuple(TRAINERS)
+
+
+def make_trainer(config: Any, kind: str = 'inline', checkpoint: Any = None,
+                 **options: Any) -> Any:
+    """A trainer for ``config``'s networks (a :class:`~invdyn_ros.config.PipelineConfig`):
+    ``'inline'`` (deterministic, in the caller), ``'process'`` (:class:`ProcessTrainer`, what the
+    node uses) or ``'thread'``.
+
+    ``checkpoint``: a ``checkpoint_path`` (a checkpoint set,
+    :func:`~invdyn_ros.checkpoints.checkpoint_to_resume`; of an old set without a manifest the
+    networks whose files exist are resumed, the others start fresh) or an explicit ``{name:
+    file}`` mapping. A damaged file or a checkpoint of another robot raises
+    :class:`CheckpointError`. ``options`` go to the trainer (e.g. ``publish_period_s``).
+    """
+    if kind not in TRAINERS:
+        raise ConfigError(f'trainer: must be one of {TRAINER_KINDS}, got {kind!r}')
+    config.validate()
+    ckpt = checkpoint
+    if checkpoint is not None and not isinstance(checkpoint, Mapping):
+        ckpt = checkpoint_to_resume(config, checkpoint)[0] or None
+    return TRAINERS[kind](config.n_joints, config.networks(), checkpoint=ckpt, **options)

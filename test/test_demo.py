@@ -30,16 +30,19 @@ NAMES = ('a', 'b', 'c')
 # ============================================================================ schedule
 def test_default_schedule_learns_60_s_and_measures_whole_periods():
     s = build_schedule(150.0)
-    assert [p.name for p in s.phases] == ['pd', 'learning', 'learned', 'ideal']
-    assert [p.mode for p in s.phases] == ['pd', 'learned', 'learned', 'ideal']
+    assert [p.name for p in s.phases] == ['pd', 'learning', 'learned', 'trajectory', 'ideal']
+    assert [p.mode for p in s.phases] == ['pd', 'learned', 'learned', 'trajectory', 'ideal']
     assert s.get('learned').start_s == 60.0          # 60 s of simulated learning, PD included
     assert s.phases[0].start_s == 0.0 and s.phases[-1].end_s == 150.0
     for a, b in zip(s.phases, s.phases[1:]):
         assert a.end_s == b.start_s
     # Whole reference periods (10 s) ending at the phase end, after the settling window.
     pd, learned, ideal = s.get('pd'), s.get('learned'), s.get('ideal')
+    trajectory = s.get('trajectory')
     assert (pd.measure_start_s, pd.whole_periods) == (10.0, 1)
-    assert (learned.measure_start_s, learned.whole_periods) == (70.0, 5)
+    assert (learned.measure_start_s, learned.whole_periods) == (65.0, 4)
+    assert (trajectory.start_s, trajectory.end_s) == (105.0, 127.5)
+    assert (trajectory.measure_start_s, trajectory.whole_periods) == (107.5, 2)
     assert (ideal.measure_start_s, ideal.whole_periods) == (130.0, 2)
     assert s.phase_at(-1.0).name == 'pd' and s.phase_at(60.0).name == 'learned'
     assert s.phase_at(1e9).name == 'ideal'
@@ -121,13 +124,14 @@ def test_payload_change_recovery_time_known_answer():
 
 
 # ============================================================================ recorder, summary
-def _synthetic_run(schedule, seed=0, ideal_rms=1e-4, pd_rms=5e-2, learned_rms=1e-2):
+def _synthetic_run(schedule, seed=0, ideal_rms=1e-4, pd_rms=5e-2, learned_rms=1e-2,
+                   trajectory_rms=1.1e-2):
     """A recorder fed like the demo feeds it: 500 Hz, stamps from 1 s, phase-dependent errors."""
     rng = np.random.default_rng(seed)
     rec = DemoRecorder(NAMES)
     t0 = 1_000_000_000
     per_phase = {'pd': pd_rms, 'learning': 3e-2, 'learned': learned_rms, 'ideal': ideal_rms,
-                 'payload': learned_rms}
+                 'payload': learned_rms, 'trajectory': trajectory_rms}
     k_total = int(schedule.duration_s * 500)
     for k in range(k_total + 1):
         t = k * 0.002
@@ -168,8 +172,11 @@ def test_summary_known_answers_and_files(tmp_path):
     np.testing.assert_allclose(summary['tracking_rms_ideal'], 1e-4, rtol=1e-3)
     assert summary['improvement_vs_pd'] == pytest.approx(0.8, rel=1e-3)
     assert summary['learned_over_ideal'] == pytest.approx(100.0, rel=1e-3)
+    np.testing.assert_allclose(summary['tracking_rms_trajectory_ff'], 1.1e-2, rtol=1e-3)
+    assert summary['trajectory_ff_over_topic_ff'] == pytest.approx(1.1, rel=1e-3)
     assert summary['targets'] == {'cut_pd_by_50pct': True, 'within_2x_ideal': False,
-                                  'learned_phase_starts_at_s': 40.0}
+                                  'learned_phase_starts_at_s': 40.0,
+                                  'trajectory_ff_within_1.2x_topic_ff': True}
     assert summary['learning_seconds'] == pytest.approx(30.0) and summary['ready']
     assert summary['sim_rate_hz'] == pytest.approx(250.0, rel=1e-3)
     # nMSE of noise 0.1 on torques with std ~7.07, ~3.54 and ~0.71 over the learned window.
@@ -179,6 +186,7 @@ def test_summary_known_answers_and_files(tmp_path):
     assert set(SUMMARY_KEYS) <= set(loaded)
     table = format_table(summary)
     assert 'PD only' in table and 'mean' in table and all(n in table for n in NAMES)
+    assert 'PD+traj ff' in table and '1.100x' in table
     assert format_markdown_table(summary).startswith('| joint |')
     plot_run(run, s, tmp_path / 'tracking_error.png', summary)
     assert (tmp_path / 'tracking_error.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
@@ -339,6 +347,12 @@ def test_short_demo_run_writes_a_valid_summary(tmp_path):
     assert np.mean(summary['tracking_rms_ideal']) < 0.2 * np.mean(summary['tracking_rms_pd'])
     assert (out / 'tracking_error.png').read_bytes()[:4] == b'\x89PNG'
     assert 'PD only' in proc.stdout and 'tracking RMS' in proc.stdout
+    # The trajectory phase: the reference went to the node's ~/trajectory_in as a JointTrajectory
+    # and came back on ~/trajectory_out to the controller (with efforts once the node is ready).
+    assert len(summary['tracking_rms_trajectory_ff']) == 6
+    assert summary['trajectory_feedforward']['points'] > 100
+    assert summary['counters']['controller']['trajectories'] == 1, summary['counters']
+    assert summary['counters']['node_diagnostics']['trajectories'] == '1'
     assert _wait_gone(_node_group(proc.stdout)) == []      # no orphaned invdyn_node / trainer
 
 
@@ -359,11 +373,17 @@ def test_node_that_dies_fails_the_demo_clearly(tmp_path):
 @pytest.mark.parametrize('sig, extra, status', [
     (signal.SIGINT, (), cli.EXIT_INTERRUPTED),
     (signal.SIGINT, ('--interrupt-exit-code', '0'), 0),     # as sim_demo.launch.py runs it
+    (signal.SIGTERM, (), cli.EXIT_INTERRUPTED),             # systemd, kill, launch's 2nd step
+    ('launch', ('--interrupt-exit-code', '0'), 0),          # SIGINT, SIGTERM 5 s, SIGKILL 10 s
+    ('launch-fast', ('--interrupt-exit-code', '0'), 0),     # SIGTERM during the cleanup
     (signal.SIGKILL, (), -signal.SIGKILL)])
 def test_interrupted_or_killed_demo_leaves_no_child(tmp_path, sig, extra, status):
-    """Ctrl-C: clean stop, exit 130 (0 with --interrupt-exit-code 0, as under launch). SIGKILL
-    (no cleanup code runs): invdyn_node still goes, through PR_SET_PDEATHSIG, and takes its
-    trainer with it."""
+    """Ctrl-C or SIGTERM: clean stop, exit 130 (0 with --interrupt-exit-code 0, as under launch).
+    Under ``ros2 launch``'s escalation (SIGINT; SIGTERM 5 s later; SIGKILL 5 s after that if
+    still running) the demo exits by itself before the SIGKILL, also when the SIGTERM comes
+    while it is stopping its children (0.05 s after the SIGINT): a second signal hurries that
+    cleanup, it never abandons it, nor turns the exit status into -15. SIGKILL (no cleanup code runs): invdyn_node still goes,
+    through PR_SET_PDEATHSIG, and takes its trainer with it."""
     out = tmp_path / 'demo'
     proc = subprocess.Popen(_demo_cmd('--duration', '600', '--output', str(out), *extra),
                             env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -376,8 +396,22 @@ def test_interrupted_or_killed_demo_leaves_no_child(tmp_path, sig, extra, status
                 break
         pgid = _node_group(''.join(lines))
         assert len(_group_members(pgid)) >= 2, 'invdyn_node and its trainer should be running'
-        proc.send_signal(sig)
-        assert proc.wait(timeout=60) == status
+        if isinstance(sig, str):
+            term_after = 5.0 if sig == 'launch' else 0.05
+            steps = ((0.0, signal.SIGINT), (term_after, signal.SIGTERM), (10.0, signal.SIGKILL))
+            start = time.monotonic()
+            for at, s in steps:
+                while proc.poll() is None and time.monotonic() < start + at:
+                    time.sleep(0.02)
+                if proc.poll() is not None:
+                    break
+                proc.send_signal(s)
+            proc.wait(timeout=60)
+            print(f'{sig}: the demo exited {time.monotonic() - start:.1f} s after the SIGINT')
+            assert proc.returncode == status, ''.join(lines[-20:]) + proc.stdout.read()[-3000:]
+        else:
+            proc.send_signal(sig)
+            assert proc.wait(timeout=60) == status
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -236,20 +236,34 @@ class Harness:
 
 
 def send_stream(h: Harness, t, q, qd, tau, names=KUKA, rate_hz: float = 250.0,
-                order=None) -> list[int]:
+                order=None, max_ahead: int | None = None) -> list[int]:
     """Publish rows at ``rate_hz`` wall-clock (stamps are the data's own); shuffled name order
-    plus an extra joint, to exercise ordering by name. Returns the stamp keys sent."""
+    plus an extra joint, to exercise ordering by name. Returns the stamp keys sent.
+
+    ``max_ahead``: flow control besides the rate -- row ``i`` is sent only once the node has
+    answered row ``i - max_ahead`` (its outputs carry the input's stamp and come in order), so
+    at most ``max_ahead`` rows wait in its best-effort input queue (depth 5) whatever the
+    machine's speed: a test that counts outputs then counts what the node does, not what a
+    loaded machine's DDS queue dropped. Before the first output (the estimator's warm-up after
+    a gap answers nothing) a row waits at most 0.2 s; a row never answered at most 10 s."""
     n = len(names)
     order = list(order if order is not None else np.roll(np.arange(n), 3))
     msg_names = [names[i] for i in order] + ['gripper_joint']
     keys = []
+    index: dict[int, int] = {}
     t0 = time.perf_counter()
     for i in range(len(t)):
         target = t0 + i / rate_hz
         while time.perf_counter() < target:
             time.sleep(0.0005)
+        if max_ahead is not None and i >= max_ahead:
+            deadline = time.monotonic() + (10.0 if h.output_order else 0.2)
+            while time.monotonic() < deadline and not (
+                    h.output_order and index.get(h.output_order[-1], -1) >= i - max_ahead):
+                time.sleep(0.0005)
         keys.append(h.send(t[i], msg_names, list(q[i][order]) + [0.01],
                            list(qd[i][order]) + [0.0], list(tau[i][order]) + [0.0]))
+        index[keys[-1]] = i
     return keys
 
 
@@ -483,13 +497,16 @@ def test_save_service_and_checkpoint_survives_a_restart(learning_run):
         h.prime(proc2, KUKA)
         t, q, qd, tau = r['t'], r['q'], r['qd'], r['tau']
         k = 400
-        keys = send_stream(h, t[:k] + 100.0, q[:k], qd[:k], tau[:k])
+        # flow-controlled: this checks the restarted node's accuracy and that it answers nearly
+        # every message; unpaced, a loaded machine (make test-min, load 5-9) dropped a quarter of
+        # them in the node's best-effort input queue.
+        keys = send_stream(h, t[:k] + 100.0, q[:k], qd[:k], tau[:k], max_ahead=3)
         time.sleep(1.0)
         t_by_key = {key: i for i, key in enumerate(keys)}
         err_new = nmse_of(h, keys, t_by_key, tau, r['std'])
         err_old = float(np.mean(r['first_err'][:k]))
         print(f'first {k} outputs: fresh node nMSE {err_old:.3f}, restarted node '
-              f'{err_new.mean():.3f}')
+              f'{err_new.mean():.3f} ({len(err_new)} outputs)')
         assert len(err_new) >= 0.8 * (k - 30)
         assert err_new.mean() < 0.5 * err_old
     finally:

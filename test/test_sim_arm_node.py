@@ -332,3 +332,57 @@ def test_step_observers_report_every_step_with_its_stamp(ros):
     # what the controller added is exactly a feedforward message it received (the newest)
     assert all(any(np.array_equal(u, f) for f in ffs) for u in used[-50:])
     del fake
+
+
+def _trajectory(names, stamp_s, times, efforts=None):
+    from trajectory_msgs.msg import JointTrajectory
+    msg = JointTrajectory(joint_names=list(names))
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(round(stamp_s * 1e9)),
+                                                            1_000_000_000)
+    for k, t in enumerate(times):
+        p = JointTrajectoryPoint(positions=list(UR_HOME), velocities=[0.0] * 6)
+        if efforts is not None:
+            p.effort = [float(x) for x in efforts[k]]
+        p.time_from_start.sec, p.time_from_start.nanosec = divmod(int(round(t * 1e9)),
+                                                                  1_000_000_000)
+        msg.points.append(p)
+    return msg
+
+
+def test_trajectory_mode_adds_the_interpolated_point_efforts(ros):
+    """Mode 'trajectory' (JTC-like): the point efforts of the newest annotated trajectory,
+    joints by name, times = header.stamp + time_from_start on the joint-state clock, linearly
+    interpolated; none (counted) outside the points' span or when the points carry no effort;
+    a trajectory missing a joint is ignored (counted) and the previous one stays."""
+    ctrl = ros.add(TorqueControllerNode(context=ros.context, parameter_overrides=[
+        Parameter('joint_states_topic', value='/t8/joint_states'),
+        Parameter('command_topic', value='/t8/commands'),
+        Parameter('trajectory_topic', value='/t8/trajectory'),
+        Parameter('mode', value='trajectory')]))
+    steps = []
+    ctrl.add_step_observer(steps.append)
+
+    def step(stamp_s):
+        js = JointState(name=UR5_NAMES, position=list(UR_HOME), velocity=[0.0] * 6)
+        js.header.stamp.sec, js.header.stamp.nanosec = divmod(int(round(stamp_s * 1e9)),
+                                                              1_000_000_000)
+        ctrl._on_joint_states(js)
+        return steps[-1]
+
+    assert step(10.0).feedforward is None           # t0: the trajectory clock starts here
+    per_joint = np.arange(1.0, 7.0)                 # effort of point k, joint j: k * (j + 1)
+    efforts = np.outer([0.0, 1.0, 2.0], per_joint)[:, ::-1]     # reversed joint order
+    ctrl._on_trajectory(_trajectory(reversed(UR5_NAMES), 11.0, [0.0, 0.5, 1.0], efforts))
+    assert ctrl.counters['trajectories'] == 1
+    assert step(10.5).feedforward is None           # t = 0.5: before the points (start t = 1)
+    assert ctrl.counters['steps_without_trajectory_effort'] == 2
+    np.testing.assert_allclose(step(11.25).feedforward, 0.5 * per_joint, rtol=1e-6)
+    np.testing.assert_allclose(step(11.75).feedforward, 1.5 * per_joint, rtol=1e-6)
+    assert step(12.5).feedforward is None           # after the last point
+    ctrl._on_trajectory(_trajectory(UR5_NAMES[1:], 13.0, [0.0, 1.0], np.ones((2, 5))))
+    assert ctrl.counters['rejected_trajectories'] == 1 and ctrl.counters['trajectories'] == 1
+    # A pass-through trajectory (the node not ready yet): no efforts, no feedforward.
+    ctrl._on_trajectory(_trajectory(UR5_NAMES, 13.0, [0.0, 1.0]))
+    assert ctrl.counters['trajectories_without_effort'] == 1
+    assert step(13.5).feedforward is None and step(13.5).mode == 'trajectory'
+    assert np.isfinite(steps[-1].command).all()

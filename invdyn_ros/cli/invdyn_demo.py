@@ -27,8 +27,11 @@ What runs (no launch_ros needed):
 
 The phases (``invdyn_ros.sim.demo``): ``pd`` (PD only), ``learning`` (PD + the node's feedforward
 while it learns), ``learned`` (PD + learned feedforward, from ``--learning-seconds`` of simulated
-learning on), ``ideal`` (PD + RNEA with the simulator's own parameters, the ceiling), and with
-``--payload-change`` a ``payload`` phase in which the payload changes (``/sim_arm/payload_kg``) and
+learning on), ``trajectory`` (PD + the trajectory feedforward: :data:`TRAJECTORY_LEAD_S` before
+the phase the demo, as a planner would, sends the rest of the reference as a JointTrajectory to
+the node's ``~/trajectory_in``; the controller adds the point efforts of ``~/trajectory_out`` like
+joint_trajectory_controller), ``ideal`` (PD + RNEA with the simulator's own parameters, the
+ceiling), and with ``--payload-change`` a ``payload`` phase in which the payload changes (``/sim_arm/payload_kg``) and
 the prediction error's jump and recovery are measured. The controller's mode is switched at the
 phase boundaries in simulated time, so the schedule is the same however fast the machine is.
 
@@ -46,7 +49,10 @@ never next to a real arm).
 
 Exit status: 0 success; 1 the run failed (no valid result); 2 bad options; 3 invdyn_node died or
 never came up; 130 interrupted (Ctrl-C / SIGTERM; ``--interrupt-exit-code``). Every child process is stopped on every exit
-path (own process group, atexit, and PR_SET_PDEATHSIG so even a killed demo leaves no orphan).
+path (own process group, atexit, and PR_SET_PDEATHSIG so even a killed demo leaves no orphan). A
+second stop signal (``ros2 launch`` sends SIGTERM 5 s after SIGINT, then SIGKILL) never abandons
+the cleanup; it makes the children's stop go to its next, harder signal at once
+(:class:`StopSignals`).
 """
 from __future__ import annotations
 
@@ -67,9 +73,10 @@ import numpy as np
 import yaml
 
 from invdyn_ros.errors import ConfigError, InvdynError
-from invdyn_ros.sim.demo import (DemoError, DemoRecorder, Schedule, build_schedule, build_summary,
-                                 format_markdown_table, format_table, plot_run, save_recording,
-                                 validate_summary, write_summary)
+from invdyn_ros.sim.demo import (TRAJECTORY_POINT_DT_S, DemoError, DemoRecorder, Schedule,
+                                 build_schedule, build_summary, format_markdown_table,
+                                 format_table, plot_run, save_recording, validate_summary,
+                                 write_summary)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NODE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 NODE_NAME = 'invdyn_node'
@@ -194,6 +201,9 @@ DEFAULT_PAYLOAD_CHANGE_KG = 3.0
 PROGRESS_EVERY_S = 5.0            # simulated seconds between progress lines
 NODE_START_TIMEOUT_S = 180.0      # wall seconds for invdyn_node to appear on the graph
 STALL_TIMEOUT_S = 30.0            # wall seconds without simulator progress -> failure
+#: Simulated seconds before the trajectory phase at which its JointTrajectory is sent to the
+#: node (its annotation and the round trip take well under 0.1 s of wall time).
+TRAJECTORY_LEAD_S = 3.0
 
 
 class UsageError(Exception):
@@ -382,9 +392,32 @@ _CHILD_BOOT = (
     'runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)\n')
 
 
+class StopSignals:
+    """SIGINT / SIGTERM handling of the demo. The first signal interrupts the run
+    (KeyboardInterrupt: the clean path, children stopped, exit 130 or --interrupt-exit-code);
+    a later one never interrupts that cleanup -- ``ros2 launch`` escalates SIGINT -> SIGTERM
+    after 5 s, and a KeyboardInterrupt inside the cleanup would abandon it -- but counts in
+    ``extra``, which makes :meth:`ChildProcess.stop` go on to its next, harder signal at once."""
+
+    def __init__(self) -> None:
+        self.interrupted = False
+        self.extra = 0
+
+    def __call__(self, signum, frame) -> None:
+        if self.interrupted:
+            self.extra += 1
+            return
+        self.interrupted = True
+        raise KeyboardInterrupt
+
+
+STOP_SIGNALS = StopSignals()
+
+
 class ChildProcess:
     """A child in its own process group (so its own children -- the trainer -- stop with it),
-    output to a log file, stopped gracefully (SIGINT, then SIGTERM, then SIGKILL) exactly once."""
+    output to a log file, stopped gracefully (SIGINT, then SIGTERM, then SIGKILL) exactly once;
+    each further stop signal the demo gets moves on to the next of these at once."""
 
     def __init__(self, name: str, cmd: list[str], env: dict[str, str], log_path: Path) -> None:
         self.name, self.cmd, self.log_path = name, cmd, log_path
@@ -410,16 +443,26 @@ class ChildProcess:
             for sig, wait in ((signal.SIGINT, grace_s), (signal.SIGTERM, 5.0),
                               (signal.SIGKILL, 5.0)):
                 self._signal_group(sig)
-                try:
-                    self.proc.wait(timeout=wait)
+                if self._wait(wait):
                     break
-                except subprocess.TimeoutExpired:
-                    continue
         # Whatever the leader did, leave no member of its group behind (e.g. a trainer worker).
         self._signal_group(signal.SIGKILL)
         if not self._log.closed:
             self._log.close()
         return self.proc.returncode
+
+    def _wait(self, timeout: float) -> bool:
+        """True when the child exited within ``timeout``; False at the timeout or as soon as the
+        demo got another stop signal (StopSignals.extra grew)."""
+        extra = STOP_SIGNALS.extra
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.proc.wait(timeout=max(0.0, min(0.05, deadline - time.monotonic())))
+                return True
+            except subprocess.TimeoutExpired:
+                if STOP_SIGNALS.extra != extra or time.monotonic() >= deadline:
+                    return False
 
     def tail(self, lines: int = 20) -> str:
         try:
@@ -476,6 +519,7 @@ class _Ros:
         self.controller = None
         self.phase_name: str | None = None
         self.payload_sent = False
+        self.trajectory_sent: dict[str, Any] | None = None
         self.done = threading.Event()
         self.errors: deque[str] = deque(maxlen=5)
         self._stop = threading.Event()
@@ -511,6 +555,7 @@ class _Ros:
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import JointState
         from std_msgs.msg import Float64
+        from trajectory_msgs.msg import JointTrajectory
 
         from invdyn_ros.joint_state import JointStateRule, Rejection
 
@@ -529,6 +574,8 @@ class _Ros:
                                          self._on_predicted, qos)
                 self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
                 self.payload_pub = self.create_publisher(Float64, '/sim_arm/payload_kg', 10)
+                self.trajectory_pub = self.create_publisher(  # reliable, as the node's
+                    JointTrajectory, f'/{NODE_NAME}/trajectory_in', 10)
                 self.Float64 = Float64
                 self.diag_ready: bool | None = None
                 self.diag_values: dict[str, str] = {}
@@ -568,7 +615,7 @@ class _Ros:
 
         def on_control_step(step: Any) -> None:
             recorder.add_tracking(step.stamp_ns, step.error)
-            if step.mode == 'learned':
+            if step.mode in ('learned', 'trajectory'):
                 # The true-model feedforward for this step's reference scores the learned one.
                 ideal = ros.controller.model_arm.rnea(*step.reference)
                 used = step.feedforward
@@ -625,6 +672,34 @@ class _Ros:
             self.payload_sent = True
             self.monitor.payload_pub.publish(
                 self.monitor.Float64(data=float(self.schedule.payload_after_kg)))
+
+    def send_trajectory(self, start_s: float, end_s: float) -> dict[str, Any]:
+        """Send the controller's reference over ``[start_s, end_s]`` (motion time) as a
+        JointTrajectory to invdyn_node's ``~/trajectory_in`` (points every
+        TRAJECTORY_POINT_DT_S with positions, velocities, accelerations; ``header.stamp`` = the
+        start on the joint-state clock), as a planner would send a plan."""
+        from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+        dt = TRAJECTORY_POINT_DT_S
+        times = start_s + dt * np.arange(int(math.ceil((end_s - start_s) / dt)) + 2)
+        q, qd, qdd = self.controller.trajectory.sample(times)
+        msg = JointTrajectory()
+        msg.joint_names = list(self.controller.joint_names)
+        stamp = self.recorder.t0_ns + int(round(start_s * 1e9))
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+        points = []
+        for k in range(times.size):
+            p = JointTrajectoryPoint(positions=q[k].tolist(), velocities=qd[k].tolist(),
+                                     accelerations=qdd[k].tolist())
+            p.time_from_start.sec, p.time_from_start.nanosec = divmod(
+                int(round((times[k] - start_s) * 1e9)), 1_000_000_000)
+            points.append(p)
+        msg.points = points
+        self.monitor.trajectory_pub.publish(msg)
+        self.trajectory_sent = {'points': int(times.size), 'point_dt_s': dt,
+                                'start_s': float(start_s), 'end_s': float(times[-1]),
+                                'sent_at_s': float(self.recorder.motion_time())}
+        return self.trajectory_sent
 
     # ---------------------------------------------------------------- graph
     def node_is_up(self) -> bool:
@@ -753,6 +828,7 @@ def run(args: argparse.Namespace) -> int:
              'controller started')
 
         wall_start = time.monotonic()
+        trajectory_phase = schedule.get('trajectory')
         next_print = 0.0
         last_t, last_progress = -1.0, time.monotonic()
         phase_seen = None
@@ -771,6 +847,13 @@ def run(args: argparse.Namespace) -> int:
             elif now - last_progress > STALL_TIMEOUT_S:
                 raise DemoError(f'the simulation stalled at t={t:.1f} s (no progress for '
                                 f'{STALL_TIMEOUT_S:g} s of wall time)')
+            if trajectory_phase is not None and ros.trajectory_sent is None and \
+                    recorder.t0_ns is not None and ros.controller.trajectory is not None and \
+                    t >= trajectory_phase.start_s - TRAJECTORY_LEAD_S:
+                sent = ros.send_trajectory(trajectory_phase.start_s, trajectory_phase.end_s)
+                _say(f'sent the reference {sent["start_s"]:g}-{sent["end_s"]:g} s as a '
+                     f'JointTrajectory of {sent["points"]} points to /{NODE_NAME}/trajectory_in '
+                     f'at t={sent["sent_at_s"]:.1f} s')
             if ros.phase_name != phase_seen and recorder.t0_ns is not None:
                 phase_seen = ros.phase_name
                 phase = schedule.get(phase_seen)
@@ -795,7 +878,8 @@ def run(args: argparse.Namespace) -> int:
     summary = build_summary(run_data, schedule, rate_hz=rate_hz, extra={
         'robot': args.robot, 'payload_kg': args.payload, 'seed': args.seed,
         'real_time_factor_target': args.real_time_factor, 'wall_seconds_total': wall,
-        'node_parameters': params})
+        'node_parameters': params,
+        **({'trajectory_feedforward': ros.trajectory_sent} if ros.trajectory_sent else {})})
     validate_summary(summary, len(arm.joint_names))
     write_summary(out / 'summary.json', summary)
     (out / 'table.md').write_text(format_markdown_table(summary))
@@ -831,10 +915,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse printed usage / --help
         return int(exc.code or 0)
 
-    def on_sigterm(signum, frame):  # turn SIGTERM into the same clean path as Ctrl-C
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    # SIGTERM takes the same clean path as Ctrl-C; a second signal hurries it (StopSignals).
+    STOP_SIGNALS.interrupted, STOP_SIGNALS.extra = False, 0
+    previous = {sig: signal.signal(sig, STOP_SIGNALS) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         _check_args(args)
         return run(args)
@@ -858,7 +941,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f'invdyn_demo: error: {exc}', file=sys.stderr)
         return EXIT_FAILED
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        # After an interrupt the handler stays: a later signal (launch's SIGTERM 5 s after its
+        # SIGINT) that comes while the interpreter exits must not turn exit 130 / 0 into -15.
+        if not STOP_SIGNALS.interrupted:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 if __name__ == '__main__':

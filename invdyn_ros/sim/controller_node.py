@@ -9,7 +9,12 @@ Each valid ``/joint_states`` message is one control step at its stamp ``t``:
    out, so it is requested one period early and is on hand when the next step needs it;
 2. the feedforward by ``mode``: ``pd`` none; ``learned`` the newest ``/invdyn_node/feedforward``
    (Float64MultiArray) if it is valid and younger than ``feedforward_timeout_s`` (wall clock;
-   stale -> none, counted); ``ideal`` the simulator's own inverse dynamics on the reference
+   stale -> none, counted); ``trajectory`` the point efforts of the newest annotated
+   trajectory_msgs/JointTrajectory on ``trajectory_topic`` (invdyn_node's ``~/trajectory_out``),
+   linearly interpolated at ``t`` as joint_trajectory_controller with an effort interface adds
+   them (``TrajectoryFollower``; its points' times are ``header.stamp + time_from_start`` on the
+   joint-state clock, a zero stamp meaning "now"; outside their span, or without efforts: none,
+   counted); ``ideal`` the simulator's own inverse dynamics on the reference
    (``SimulatedArm.rnea`` with the same friction and payload parameters: the demo's ceiling);
 3. ``tau = clip(kp (q_d - q) + kd (qd_d - qd) + ff)`` is published on
    ``/effort_controller/commands``.
@@ -33,14 +38,15 @@ from rclpy.node import Node
 from invdyn_ros.errors import ConfigError
 from invdyn_ros.joint_state import JointStateRule, Rejection
 from invdyn_ros.sim.arm import UR_HOME, SimulatedArm
-from invdyn_ros.sim.controller import PDController, critically_damped_kd, ur5_default_gains
+from invdyn_ros.sim.controller import (PDController, TrajectoryFollower, critically_damped_kd,
+                                       ur5_default_gains)
 from invdyn_ros.sim.sim_arm_node import (ARM_PARAMETERS, arm_config_from_parameters,
                                          build_arg_parser, declare_parameters,
                                          float_array_is_valid, param_bool, param_float,
                                          param_floats, param_int, param_str, run_node)
 from invdyn_ros.sim.trajectory import FourierTrajectory
 
-MODES = ('pd', 'learned', 'ideal')
+MODES = ('pd', 'learned', 'trajectory', 'ideal')
 
 
 @dataclass(frozen=True)
@@ -62,13 +68,17 @@ class ControlStep:
     command: np.ndarray
 
 CONTROLLER_PARAMETERS: dict[str, tuple[Any, str]] = {
-    'mode': ('learned', "feedforward source: 'pd' (none), 'learned' (invdyn_node), 'ideal' (true "
+    'mode': ('learned', "feedforward source: 'pd' (none), 'learned' (invdyn_node), 'trajectory' "
+                        "(the point efforts of invdyn_node's annotated trajectory), 'ideal' (true "
                         'model); changeable at runtime'),
     'use_feedforward': (True, 'false forces PD only whatever mode says; changeable at runtime'),
     'joint_states_topic': ('/joint_states', 'measured joint states'),
     'command_topic': ('/effort_controller/commands', 'effort command output'),
     'reference_topic': ('/invdyn_node/reference', 'reference output (JointTrajectoryPoint)'),
     'feedforward_topic': ('/invdyn_node/feedforward', 'learned feedforward input'),
+    'trajectory_topic': ('/invdyn_node/trajectory_out', 'annotated JointTrajectory input (as '
+                         "joint_trajectory_controller's ~/joint_trajectory): its point efforts are "
+                         "the feedforward of mode 'trajectory'"),
     'payload_topic': ('/sim_arm/payload_kg', 'payload changes to mirror into the ideal model'),
     'feedforward_timeout_s': (0.05, 'learned feedforward older than this (wall s) is ignored'),
     'reference_preview_s': (None, 'the published reference is this far ahead (s); unset = one '
@@ -152,7 +162,11 @@ class TorqueControllerNode(Node):
         self._step_observers: list[Callable[[ControlStep], None]] = []
         self._feedforward_observers: list[Callable[[np.ndarray], None]] = []
         self.counters = {'steps': 0, 'rejected_states': 0, 'rejected_feedforward': 0,
-                         'stale_feedforward': 0, 'rejected_mode': 0, 'rejected_payload': 0}
+                         'stale_feedforward': 0, 'rejected_mode': 0, 'rejected_payload': 0,
+                         'trajectories': 0, 'rejected_trajectories': 0,
+                         'trajectories_without_effort': 0, 'steps_without_trajectory_effort': 0}
+        self._follower: TrajectoryFollower | None = None
+        self._last_t = 0.0
         self.last_error = np.zeros(n)
 
         self._Float64MultiArray = Float64MultiArray
@@ -167,6 +181,9 @@ class TorqueControllerNode(Node):
         self.create_subscription(Float64MultiArray, param_str(self, 'feedforward_topic'),
                                  self._on_feedforward, 10)
         self.create_subscription(String, '~/mode', self._on_mode_topic, 10)
+        from trajectory_msgs.msg import JointTrajectory
+        self.create_subscription(JointTrajectory, param_str(self, 'trajectory_topic'),
+                                 self._on_trajectory, 10)
         self.create_subscription(Float64, param_str(self, 'payload_topic'), self._on_payload, 10)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.get_logger().info(f'torque_controller: mode {self.mode}, '
@@ -239,6 +256,44 @@ class TorqueControllerNode(Node):
         for fn in self._feedforward_observers:
             fn(self._feedforward.copy())
 
+    def _on_trajectory(self, msg) -> None:
+        """An annotated trajectory (JTC-like): it replaces the previous one (module docstring)."""
+        from invdyn_ros.trajectory_feedforward import order_joints
+        from invdyn_ros.trajectory_msgs_io import trajectory_arrays
+
+        try:
+            if self._t0 is None:
+                raise ValueError('no joint state yet: the trajectory clock starts at the first')
+            a = trajectory_arrays(msg)
+            idx = order_joints(self.joint_names, a['joint_names'])
+            stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+            start = self._last_t if stamp == 0.0 else stamp - self._t0
+
+            def ordered(x):
+                return None if x is None else x[:, idx]
+
+            follower = TrajectoryFollower(start + a['times'], ordered(a['positions']),
+                                          ordered(a['velocities']), ordered(a['accelerations']),
+                                          ordered(a['efforts']))
+        except ValueError as exc:   # TrajectoryError is a ValueError
+            self.counters['rejected_trajectories'] += 1
+            self.get_logger().warning(f'ignored trajectory: {exc}', throttle_duration_sec=1.0)
+            return
+        self.counters['trajectories'] += 1
+        if follower.efforts is None:
+            self.counters['trajectories_without_effort'] += 1
+            self.get_logger().warning('trajectory without efforts (invdyn_node not ready?): no '
+                                      'trajectory feedforward', throttle_duration_sec=1.0)
+        self._follower = follower
+
+    def _trajectory_feedforward(self, t: float) -> np.ndarray | None:
+        """The newest trajectory's interpolated point effort at ``t``; None outside its span."""
+        f = self._follower
+        if f is None or f.efforts is None or not f.times[0] <= t <= f.times[-1]:
+            self.counters['steps_without_trajectory_effort'] += 1
+            return None
+        return f.effort(t)
+
     def add_step_observer(self, fn: Callable[[ControlStep], None]) -> None:
         """Call ``fn(ControlStep)`` after every control step, in the executor's thread (for
         in-process tools such as ``invdyn_demo``'s recorder)."""
@@ -275,6 +330,7 @@ class TorqueControllerNode(Node):
             self.get_logger().info(f'trajectory starts at t={stamp:.3f} s from the measured pose '
                                    f'(ramp-in {self.trajectory.ramp_duration:g} s)')
         t = stamp - self._t0
+        self._last_t = t
 
         # 1. the reference one step ahead, for the asynchronous learned feedforward.
         t_next = t + self.preview_s
@@ -298,6 +354,8 @@ class TorqueControllerNode(Node):
                 ff = self._feedforward
             else:
                 self.counters['stale_feedforward'] += 1
+        elif mode == 'trajectory':
+            ff = self._trajectory_feedforward(t)
 
         # 3. command.
         tau = self.controller.compute(q_d, qd_d, q, qd, ff)

@@ -15,6 +15,15 @@ Phases (:func:`build_schedule`), in this order:
 ``learning``  PD + the node's feedforward while it learns (zeros until the node reports ready);
 ``learned``   PD + the learned feedforward; it starts when the node has learned for
               ``learning_s`` (default 60 s, PD phase included);
+``trajectory`` PD + the *trajectory* feedforward: shortly before the phase the demo sends the
+              rest of the same reference as a trajectory_msgs/JointTrajectory (points every
+              ``TRAJECTORY_POINT_DT_S``, positions, velocities, accelerations) to invdyn_node's
+              ``~/trajectory_in``; the node annotates every point's ``effort`` in one batch
+              (``invdyn_ros.trajectory_feedforward``) and publishes ``~/trajectory_out``, which the
+              controller consumes like joint_trajectory_controller with an effort interface: the
+              points' efforts, linearly interpolated, are added to its PD
+              (``sim.controller.TrajectoryFollower``). Compared with ``learned`` (the per-sample
+              topic feedforward) on the same motion: ``trajectory_ff_over_topic_ff``;
 ``ideal``     PD + the true-model feedforward (RNEA with the simulator's own parameters), the
               ceiling;
 ``payload``   (only with a payload change) PD + learned feedforward; the payload changes
@@ -70,8 +79,11 @@ __all__ = ['DemoError', 'Phase', 'Schedule', 'build_schedule', 'RecordedRun', 'D
            'write_summary', 'save_recording', 'plot_run', 'SUMMARY_KEYS', 'PHASE_MODES']
 
 #: Controller mode (``torque_controller``'s ``mode`` parameter) of each phase.
-PHASE_MODES = {'pd': 'pd', 'learning': 'learned', 'learned': 'learned', 'ideal': 'ideal',
-               'payload': 'learned'}
+PHASE_MODES = {'pd': 'pd', 'learning': 'learned', 'learned': 'learned',
+               'trajectory': 'trajectory', 'ideal': 'ideal', 'payload': 'learned'}
+#: Spacing of the trajectory phase's JointTrajectory points (s): bench/trajectory_feedforward.py
+#: measured 0.998x the topic feedforward's tracking with 20 ms, 1.043x with 100 ms.
+TRAJECTORY_POINT_DT_S = 0.02
 #: Keys every summary.json has (the issue's contract); values are finite numbers / lists.
 SUMMARY_KEYS = ('tracking_rms_pd', 'tracking_rms_learned', 'tracking_rms_ideal', 'prediction_nmse',
                 'learning_seconds', 'sim_rate_hz')
@@ -160,8 +172,9 @@ def build_schedule(duration_s: float, learning_s: float | None = None, *, period
     ``learning_s``: seconds of simulated learning before the ``learned`` phase starts (default
     ``min(60, 0.4 duration)``); the ``pd`` phase takes the first third of it (at least the ramp-in
     plus the settling time plus 1 s when the run is long enough) and ``learning`` the rest. The
-    remaining time is split 2:1 between ``learned`` and ``ideal``, or 2:1:4 between ``learned``,
-    ``ideal`` and ``payload`` with a payload change (the learner needs time to recover). The
+    remaining time is split 2:1:1 between ``learned``, ``trajectory`` and ``ideal``, or 2:1:1:4
+    between ``learned``, ``trajectory``, ``ideal`` and ``payload`` with a payload change (the
+    learner needs time to recover). The
     payload changes ``payload_change_after_s`` into its phase (default: one period plus the
     settling time, so a whole period of learned feedforward precedes the change; at most 30 % of
     the phase). Phase boundaries are rounded to 10 ms.
@@ -187,14 +200,15 @@ def build_schedule(duration_s: float, learning_s: float | None = None, *, period
     if pd_end < wanted:
         pd_end = min(wanted, 0.75 * learning_s)
     rest = duration_s - learning_s
-    weights = (2.0, 1.0, 4.0) if payload_change else (2.0, 1.0)
+    weights = (2.0, 1.0, 1.0, 4.0) if payload_change else (2.0, 1.0, 1.0)
     bounds = [0.0, r(pd_end), r(learning_s)]
     acc = learning_s
     for w in weights:
         acc += rest * w / sum(weights)
         bounds.append(r(acc))
     bounds[-1] = r(duration_s)
-    names = ['pd', 'learning', 'learned', 'ideal'] + (['payload'] if payload_change else [])
+    names = ['pd', 'learning', 'learned', 'trajectory', 'ideal'] + \
+        (['payload'] if payload_change else [])
 
     phases = []
     change_s = None
@@ -624,9 +638,14 @@ def build_summary(run: RecordedRun, schedule: Schedule, *, rate_hz: float,
         'within_2x_ideal': bool(summary['learned_over_ideal'] <= 2.0),
         'learned_phase_starts_at_s': float(learned.start_s),
     }
+    if 'trajectory' in rms:
+        summary['tracking_rms_trajectory_ff'] = _finite_list(rms['trajectory'])
+        ratio = mean['trajectory'] / mean['learned'] if mean['learned'] > 0 else 0.0
+        summary['trajectory_ff_over_topic_ff'] = float(ratio)
+        summary['targets']['trajectory_ff_within_1.2x_topic_ff'] = bool(ratio <= 1.2)
     if run.ff_used is not None and len(run.t_ff):
         for phase in schedule.phases:
-            if phase.mode != 'learned':
+            if phase.mode not in ('learned', 'trajectory'):
                 continue
             sel = _window(run.t_ff, phase.measure_start_s, phase.end_s)
             if np.any(sel):
@@ -713,6 +732,7 @@ def _json_default(obj):
 _COLUMNS = (('pd', 'PD only', 'tracking_rms_pd'),
             ('learning', 'PD+ff learning', 'tracking_rms_learning'),
             ('learned', 'PD+learned ff', 'tracking_rms_learned'),
+            ('trajectory', 'PD+traj ff', 'tracking_rms_trajectory_ff'),
             ('ideal', 'PD+ideal ff', 'tracking_rms_ideal'),
             ('payload', 'after payload chg', 'tracking_rms_payload'))
 
@@ -736,6 +756,10 @@ def _table_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]], li
         f'node ready after {summary["learning_seconds"]:.1f} s of simulated learning'
         if summary.get('ready') else
         f'node never reported ready within {summary["learning_seconds"]:.1f} s',
+        *([f'trajectory feedforward (JointTrajectory point efforts from ~/trajectory_out, '
+           f'JTC-like) / topic feedforward (~/feedforward per sample): '
+           f'{summary["trajectory_ff_over_topic_ff"]:.3f}x mean RMS (target <= 1.2x)']
+          if 'trajectory_ff_over_topic_ff' in summary else []),
         *([f'learned feedforward error vs true model (RMS, N m): ' + ', '.join(
             f'{v:.3f}' for v in summary['feedforward_error_rms_learned']) +
            f'; steps without feedforward: '
@@ -787,7 +811,7 @@ def format_markdown_table(summary: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------
 # Plot
 _PHASE_COLOURS = {'pd': '#d62728', 'learning': '#ff7f0e', 'learned': '#2ca02c', 'ideal': '#1f77b4',
-                  'payload': '#9467bd'}
+                  'payload': '#9467bd', 'trajectory': '#17becf'}
 
 
 def plot_run(run: RecordedRun, schedule: Schedule, path: str | os.PathLike,
@@ -819,7 +843,9 @@ def plot_run(run: RecordedRun, schedule: Schedule, path: str | os.PathLike,
     for p in schedule.phases:
         label = p.name
         if summary is not None:
-            key = {'learning': 'tracking_rms_learning'}.get(p.name, f'tracking_rms_{p.name}')
+            key = {'learning': 'tracking_rms_learning',
+                   'trajectory': 'tracking_rms_trajectory_ff'}.get(p.name,
+                                                                  f'tracking_rms_{p.name}')
             if key in summary:
                 label += f'\n{np.mean(summary[key]) * 1e3:.2f} mrad'
         ax.text(0.5 * (p.start_s + p.end_s), 1.0, label, transform=ax.get_xaxis_transform(),
@@ -841,7 +867,8 @@ def plot_run(run: RecordedRun, schedule: Schedule, path: str | os.PathLike,
     ax2.set_ylabel('prediction nMSE\n(1 s rolling)')
     ax2.set_xlabel('simulated time (s)')
     ax.legend(loc='upper right', fontsize=8)
-    fig.suptitle('invdyn_demo: PD vs PD + learned feedforward vs PD + ideal feedforward', y=0.995,
+    fig.suptitle('invdyn_demo: PD vs PD + learned feedforward (topic, trajectory) vs PD + ideal '
+                 'feedforward', y=0.995,
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(os.fspath(path))
