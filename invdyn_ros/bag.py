@@ -320,13 +320,18 @@ def bag_info(path: str | Path) -> BagInfo:
 def read_recording(path: str | Path, topic: str = '/joint_states',
                    joints: Sequence[str] | None = None, name: str | None = None,
                    rate_hz: float | None = None, segment_gap_s: float = 0.5) -> Recording:
-    """A bag's JointStates as a :class:`Recording`, joints matched by NAME.
+    """A bag's JointStates as a :class:`Recording`, each message judged by the node's own rule
+    (:class:`invdyn_ros.joint_state.JointStateRule`), so an evaluation treats it as the node does.
 
     - ``joints``: the joint order (default: the names of the first usable message). Messages may
-      list joints in any order and list extra joints (ignored). A message lacking one of the
-      joints, or its effort, or with NaN/Inf in the used values, mismatched array lengths,
-      duplicate names, or a header stamp not after the previous accepted one, is skipped and
-      counted in ``rec.meta['skipped']`` (a dict reason -> count).
+      list joints in any order and list extra joints (ignored). A message the rule rejects
+      (a joint missing, duplicate names, mismatched array lengths, a zero stamp, NaN/Inf in the
+      used positions or efforts) or with a header stamp not after the previous accepted one is
+      skipped and counted in ``rec.meta['skipped']`` (a dict: the rule's
+      :class:`~invdyn_ros.joint_state.Rejection` values and ``stamp_not_increasing`` -> count).
+    - Effort: a message without one is kept, as the node keeps it (predicted, not learned from):
+      its ``tau`` row is NaN (``rec.meta['effort_missing']`` counts them); an evaluation never
+      learns from or scores such a row.
     - Velocity, decided per message as the live node does: ``qd`` has a NaN row for a message
       without velocity and NaN entries where a velocity is NaN/Inf (the message is kept; the
       estimator differentiates positions there); ``qd`` is None only when no accepted message has
@@ -335,48 +340,42 @@ def read_recording(path: str | Path, topic: str = '/joint_states',
       ``rec.meta['start_time_ns']`` is the absolute first stamp). A stamp difference above
       ``segment_gap_s`` starts a new segment. ``rate_hz`` defaults to 1 / median stamp difference.
     """
+    from invdyn_ros.joint_state import JointStateRule, Rejection
+
     path = Path(path).expanduser()
-    wanted = tuple(joints) if joints is not None else None
-    skipped = {'missing_joint': 0, 'missing_effort': 0, 'nonfinite': 0, 'malformed': 0,
-               'stamp_not_increasing': 0}
+    rule = JointStateRule(joints) if joints is not None else None
+    skipped = {**{r.value: 0 for r in Rejection}, 'stamp_not_increasing': 0}
     stamps: list[int] = []
     qs: list[np.ndarray] = []
     qds: list[np.ndarray | None] = []
-    taus: list[np.ndarray] = []
+    taus: list[np.ndarray | None] = []
     total = 0
-    for s in read_joint_states(path, topic):
-        total += 1
-        n_msg = len(s.names)
-        if (len(set(s.names)) != n_msg or s.position.shape != (n_msg,)
-                or s.velocity.size not in (0, n_msg) or s.effort.size not in (0, n_msg)):
-            skipped['malformed'] += 1
-            continue
-        if wanted is None:
-            if n_msg == 0:
-                skipped['malformed'] += 1
+    with BagReader(path) as bag:
+        for _, msg in bag.messages(topic, JOINT_STATE_TYPE):
+            total += 1
+            judge = rule
+            if judge is None:                 # joints from the first message the rule accepts
+                names = [str(n) for n in msg.name]
+                if not names:
+                    skipped[Rejection.MISSING_JOINT.value] += 1
+                    continue
+                judge = JointStateRule(names)
+            with _errors_as_bag_error(path, f'decode a JointState of {topic!r}'):
+                sample = judge(msg)
+            if isinstance(sample, Rejection):
+                skipped[sample.value] += 1
                 continue
-            wanted = s.names
-        index = {n: i for i, n in enumerate(s.names)}
-        try:
-            cols = [index[j] for j in wanted]
-        except KeyError:
-            skipped['missing_joint'] += 1
-            continue
-        if s.effort.size == 0:
-            skipped['missing_effort'] += 1
-            continue
-        q, tau = s.position[cols], s.effort[cols]
-        qd = s.velocity[cols] if s.velocity.size else None
-        if not (np.all(np.isfinite(q)) and np.all(np.isfinite(tau))):
-            skipped['nonfinite'] += 1
-            continue
-        if stamps and s.stamp_ns <= stamps[-1]:
-            skipped['stamp_not_increasing'] += 1
-            continue
-        stamps.append(s.stamp_ns)
-        qs.append(q)
-        qds.append(qd)
-        taus.append(tau)
+            rule = judge
+            stamp_ns = int(msg.header.stamp.sec) * _NS + int(msg.header.stamp.nanosec)
+            if stamps and stamp_ns <= stamps[-1]:
+                skipped['stamp_not_increasing'] += 1
+                continue
+            _, q, qd, tau = sample
+            stamps.append(stamp_ns)
+            qs.append(q)
+            qds.append(qd)
+            taus.append(tau)
+    wanted = rule.joint_names if rule is not None else ()
     if not stamps:
         raise BagError(f'{path}: no usable JointState samples on {topic!r} '
                        f'({total} messages; skipped: {_nonzero(skipped)})')
@@ -392,6 +391,8 @@ def read_recording(path: str | Path, topic: str = '/joint_states',
             raise BagError(f'{path}: cannot infer the sample rate of {topic!r} from '
                            f'{len(t)} sample(s); pass rate_hz')
         rate_hz = 1.0 / float(np.median(inner))
+    effort_missing = sum(1 for v in taus if v is None)
+    tau = np.stack([np.full(len(wanted), np.nan) if v is None else v for v in taus])
     velocity_missing = sum(1 for v in qds if v is None)
     velocity_nonfinite = sum(1 for v in qds if v is not None and not np.all(np.isfinite(v)))
     qd = None
@@ -401,10 +402,10 @@ def read_recording(path: str | Path, topic: str = '/joint_states',
     try:
         return Recording(
             name=name or path.name, joint_names=wanted, rate_hz=rate_hz, t=t, q=np.stack(qs),
-            qd=qd, qdd=None, tau=np.stack(taus), segments=segments,
+            qd=qd, qdd=None, tau=tau, segments=segments,
             meta={'source': str(path), 'topic': topic, 'start_time_ns': int(ns[0]),
                   'messages': total, 'skipped': skipped, 'velocity_missing': velocity_missing,
-                  'velocity_nonfinite': velocity_nonfinite})
+                  'velocity_nonfinite': velocity_nonfinite, 'effort_missing': effort_missing})
     except DatasetError as err:
         raise BagError(f'{path}: {err}') from None
 
@@ -437,7 +438,7 @@ def write_joint_states(path: str | Path, recording: Recording, topic: str = '/jo
 
     ``header.stamp`` and the log time are ``start_time_ns + round(t * 1e9)``; ``name`` is
     ``joint_names``; ``position`` q, ``velocity`` qd (empty when the recording has none), ``effort``
-    tau. ``start_time_ns`` None: :func:`default_start_time_ns`. A first stamp of 0 is refused (ROS
+    tau (empty for a NaN row: a sample without effort). ``start_time_ns`` None: :func:`default_start_time_ns`. A first stamp of 0 is refused (ROS
     reads it as unset). ``storage`` is ``'sqlite3'`` or ``'mcap'``; ``version`` the rosbag2 format
     version, one of :data:`ROSBAG_VERSIONS` (8: readable by Humble and newer; 9: Jazzy and newer).
     ``path`` must not exist; a partly written bag is removed on error. Returns its :class:`BagInfo`.
@@ -486,7 +487,8 @@ def write_joint_states(path: str | Path, recording: Recording, topic: str = '/jo
                     position=np.ascontiguousarray(recording.q[k]),
                     velocity=(np.ascontiguousarray(recording.qd[k]) if recording.qd is not None
                               and not np.isnan(recording.qd[k]).all() else empty),
-                    effort=np.ascontiguousarray(recording.tau[k]),
+                    effort=(empty if np.isnan(recording.tau[k]).all()
+                            else np.ascontiguousarray(recording.tau[k])),
                 )
                 writer.write(conn, ns, typestore.serialize_cdr(msg, JOINT_STATE_TYPE))
         finally:

@@ -118,7 +118,8 @@ class Recording:
     Arrays are float64 with shape (N, n) in ``joint_names`` order, ``t`` is (N,) seconds, strictly
     increasing. ``qd`` / ``qdd`` are None when the source has none (differentiate instead); ``qd``
     may hold NaN where a sample's velocity is unknown (a message without one, as in a bag), never
-    Inf.
+    Inf; ``tau`` may hold all-NaN rows for samples without effort (a bag's messages without one:
+    predicted, never learned from or scored).
     ``segments`` are ``(start, stop)`` row ranges (stop exclusive) of the trajectories, in order,
     covering every row exactly once; ``segment_labels`` names them (e.g. ``'kukatraj3'``).
     ``rate_hz`` is the nominal sample rate. ``meta`` holds provenance (source file, skipped-sample
@@ -164,7 +165,11 @@ class Recording:
                 if key in ('q', 'tau'):
                     raise DatasetError(f'{self.name}: {key} is required')
                 continue
-            arr = _as_float_array(self.name, key, value, ndim=2, allow_nan=key == 'qd')
+            arr = _as_float_array(self.name, key, value, ndim=2, allow_nan=key in ('qd', 'tau'))
+            if key == 'tau' and arr.ndim == 2 and (np.isnan(arr).any(axis=1)
+                                                   != np.isnan(arr).all(axis=1)).any():
+                raise DatasetError(f'{self.name}: tau has NaN in part of a row (a sample has '
+                                   'an effort for every joint or none)')
             if arr.shape != (N, n):
                 raise DatasetError(
                     f'{self.name}: {key} has shape {arr.shape}, expected ({N}, {n}) '

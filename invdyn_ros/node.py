@@ -7,8 +7,26 @@ Start it next to a robot driver::
         feedforward_topic:=/effort_controller/commands
 
 The node is a thin translator around :class:`invdyn_ros.pipeline.Pipeline` (all numerics live
-there, ROS-free, shared with the offline evaluator): it validates and reorders messages, calls the
-pipeline, and fills pre-built messages.
+there, ROS-free, shared with the offline evaluator): it orders and checks joint states by the one
+rule of :mod:`invdyn_ros.joint_state` (the bag reader uses the same), calls the pipeline, and
+fills pre-built messages.
+
+Lifecycle: a managed node (``rclpy.lifecycle.LifecycleNode``; ``~/change_state``,
+``~/get_state``, ... as every managed node). ``autostart: true`` (the default) configures and
+activates it at start-up, so ``ros2 run`` and the launch file work without a lifecycle manager;
+``autostart: false`` leaves it unconfigured (nothing held but its parameters and the lifecycle
+services) until a manager, ``ros2 lifecycle set`` or ``invdyn.launch.py lifecycle:=launch``
+drives it:
+
+- configure: parameters validated, the URDF (waiting for ``robot_description`` if needed), the
+  checkpoint resumed, the trainer started, topics / service / timers created. A failure leaves
+  the node unconfigured with nothing held (logged; with autostart it ends the process as below).
+- activate: ``~/feedforward`` carries the learned torque (zeros until ready, as always).
+- deactivate: ``~/feedforward`` is zero (published at once and with every joint state; the
+  watchdog goes on), ``~/trajectory_out`` passes trajectories through unchanged; prediction,
+  learning, ``~/predicted_effort`` and ``/diagnostics`` (WARN, ``lifecycle_active`` false) go on.
+- cleanup / shutdown: zero feedforward, the final checkpoint, the trainer stopped and joined,
+  everything configure created destroyed. SIGINT / SIGTERM run the shutdown transition.
 
 Topics (``~`` = the node's name, ``/invdyn_node`` by default)
     in  ``joint_states`` (sensor_msgs/JointState, sensor-data QoS): ordered by name into
@@ -80,8 +98,12 @@ that interval in wall-clock time (until ``publish()`` returned), ``callback_cpu_
 interval in CPU time, ``callback_handoff_*`` the wall time until ``publish()`` is called (without
 the middleware's own delivery cost).
 
-Parameters: see :data:`PARAMETER_DOCS` (or ``invdyn_node --help``). Invalid values stop the node
-at start-up with exit code 2 and a message that names the parameter.
+Parameters: see :data:`invdyn_ros.parameters.PARAMETERS` (or ``invdyn_node --help``), with
+``autostart``. All are read-only, declared and checked at construction (the table's types and
+ranges; ``executor`` and ``realtime_priority`` shape the process), the pipeline config and the
+rest built at configure. Invalid values stop the node at start-up with exit code 2 and a
+message that names the parameter (with ``autostart: false``: at construction, or a failed
+configure).
 """
 from __future__ import annotations
 
@@ -100,7 +122,7 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.event_handler import SubscriptionEventCallbacks
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension
@@ -110,6 +132,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from invdyn_ros import kernels
 from invdyn_ros.checkpoints import clean_stale
 from invdyn_ros.errors import CheckpointError, ConfigError, InvdynError, TrainerError
+from invdyn_ros.joint_state import COUNTERS as JS_COUNTERS, JointStateRule, Rejection
 from invdyn_ros.parameters import (PARAMETER_DOCS, PARAMETERS, check_all, descriptor_fields,
                                    help_lines)
 from invdyn_ros.pipeline import (TRAINER_KINDS, Pipeline, PipelineConfig, checkpoint_prefix,
@@ -178,18 +201,141 @@ def _positive(name: str, value: Any, allow_zero: bool = False) -> float:
     return float(value)
 
 
-class InvdynNode(Node):
-    """See the module docstring."""
+class InvdynNode(LifecycleNode):
+    """See the module docstring (Lifecycle: the transitions)."""
 
     def __init__(self, abort: Any = None, **kwargs: Any) -> None:
         """``abort``: an event (``is_set()``) that ends a slow start-up early (see
-        ``_make_trainer``); ``kwargs`` go to ``rclpy.node.Node``."""
+        ``_make_trainer``); ``kwargs`` go to ``rclpy.lifecycle.LifecycleNode``.
+
+        Declares and reads the (read-only) parameters; with ``autostart`` (default) configures
+        and activates at once and raises what configuring raised (ConfigError, CheckpointError,
+        ...), as a plain node's start-up would."""
         self._abort = abort
+        self._configured = False
+        self._active = False
+        self._closed = False
+        self._entities: list[tuple[Any, Any]] = []
         # not rclpy's automatic declaration: it declares every override statically typed, and an
         # empty list (``joint_names: []``) has no type -- a ValueError naming nothing
         kwargs.setdefault('automatically_declare_parameters_from_overrides', False)
         super().__init__(kwargs.pop('node_name', NODE_NAME), **kwargs)
         self.params = self._read_parameters()
+        p = self.params
+        self.autostart = p['autostart']
+        # the process's own settings (main builds the executor before any transition)
+        self.executor_kind = p['executor']
+        if self.executor_kind not in EXECUTORS:
+            raise ConfigError(f'executor: must be one of {EXECUTORS}, got {self.executor_kind!r}')
+        self.realtime_priority = _integer('realtime_priority', p['realtime_priority'], 0, 99,
+                                          ' (0 = normal scheduling)')
+        self.scheduling = 'normal'
+        if self.autostart:
+            self._autostart()
+
+    # ------------------------------------------------------------------ lifecycle
+    def _autostart(self) -> None:
+        """configure + activate without a lifecycle manager; raises configure's error."""
+        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            error = self._configure_error or InvdynError('configure failed')
+            raise error
+        if self.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+            raise InvdynError('activate failed')
+
+    def on_configure(self, state: Any) -> TransitionCallbackReturn:
+        """Parameters validated, URDF (waits for robot_description if needed), checkpoint
+        resumed, trainer started, topics / services / timers created. A failure leaves the node
+        unconfigured with nothing held (logged when a lifecycle manager asked)."""
+        self._configure_error: BaseException | None = None
+        before = self._entity_sets()
+        try:
+            self._configure()
+        except Exception as exc:  # noqa: BLE001 - autostart re-raises it; a manager is told
+            self._configure_error = exc
+            self._entities = self._new_entities(before)
+            self._release(save=False)
+            if not self.autostart:
+                self.get_logger().error(f'configure failed: {exc}')
+            return TransitionCallbackReturn.FAILURE
+        self._entities = self._new_entities(before)
+        self._configured = True
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: Any) -> TransitionCallbackReturn:
+        self._active = True
+        self.get_logger().info('active: the learned feedforward is published (zeros until '
+                               'ready)')
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: Any) -> TransitionCallbackReturn:
+        self._active = False
+        self._publish_ff(self._zeros, 'feedforward_zero')
+        self.get_logger().info('inactive: ~/feedforward is zero (learning goes on)')
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state: Any) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: Any) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: Any) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def destroy_node(self) -> None:
+        """``Node.destroy_node`` plus the lifecycle state machine: rclpy's LifecycleNode leaves
+        it alive, and with it the node's lifecycle services, ``~/transition_event`` and the node
+        itself in the ROS graph until the object is garbage collected (a stale
+        ``~/get_state`` server another client may then talk to)."""
+        super().destroy_node()
+        self._state_machine.destroy_when_not_in_use()
+
+    def _entity_sets(self) -> tuple[set, ...]:
+        return (set(self.publishers), set(self.subscriptions), set(self.timers),
+                set(self.services))
+
+    def _new_entities(self, before: tuple[set, ...]) -> list[tuple[Any, Any]]:
+        """The topics, timers and services made since ``before``, with their destroy method."""
+        destroy = (self.destroy_publisher, self.destroy_subscription, self.destroy_timer,
+                   self.destroy_service)
+        now = self._entity_sets()
+        return [(d, e) for d, old, new in zip(destroy, before, now) for e in new - old]
+
+    def _release(self, save: bool = True) -> None:
+        """The inverse of configure: zero feedforward, final checkpoint (``save``), trainer
+        stopped and joined, topics / timers / services destroyed. Idempotent."""
+        configured, self._configured, self._active = self._configured, False, False
+        if configured:
+            try:
+                self._publish_ff(self._zeros, 'feedforward_zero')
+            except Exception:  # noqa: BLE001 - the context may already be shut down
+                pass
+        pipeline = getattr(self, 'pipeline', None)
+        if pipeline is not None:
+            self.pipeline = None
+            if save and configured and self.checkpoint_path:
+                # the final save is the trainer's last job and the stop waits for it: full
+                # priority (a niced worker behind busy processes would take seconds)
+                self._renice(None, nice=0)
+                try:
+                    files = pipeline.save_checkpoint(self.checkpoint_path, final=True)
+                    self.get_logger().info(f'final checkpoint written: {sorted(files.values())}')
+                except (InvdynError, OSError) as exc:
+                    self.get_logger().error(f'final checkpoint failed: {exc}')
+            pipeline.close()
+        entities, self._entities = self._entities, []
+        for destroy, entity in entities:
+            try:
+                destroy(entity)
+            except Exception:  # noqa: BLE001 - the context may already be shut down
+                pass
+
+    def _configure(self) -> None:
+        """What ``on_configure`` does (see there); raises on invalid parameters or a checkpoint
+        that does not fit."""
         if self._needs_robot_model(self.params):
             self.params['robot_description'] = self._wait_for_robot_description(
                 _positive('robot_description_timeout_s', self.params['robot_description_timeout_s'],
@@ -202,9 +348,6 @@ class InvdynNode(Node):
         self.trainer_kind = p['trainer']
         if self.trainer_kind not in TRAINER_KINDS:
             raise ConfigError(f'trainer: must be one of {TRAINER_KINDS}, got {self.trainer_kind!r}')
-        self.executor_kind = p['executor']
-        if self.executor_kind not in EXECUTORS:
-            raise ConfigError(f'executor: must be one of {EXECUTORS}, got {self.executor_kind!r}')
         self.stale_timeout_s = _positive('stale_timeout_s', p['stale_timeout_s'])
         self.checkpoint_period_s = _positive('checkpoint_period_s', p['checkpoint_period_s'],
                                              allow_zero=True)
@@ -222,27 +365,21 @@ class InvdynNode(Node):
                               f'{self.checkpoint_mismatch!r}')
         self._checkpoint_failed: str | None = None
         self.trainer_nice = _integer('trainer_nice', p['trainer_nice'], 0, 19)
-        self.realtime_priority = _integer('realtime_priority', p['realtime_priority'], 0, 99,
-                                          ' (0 = normal scheduling)')
-        self.scheduling = 'normal'
 
         self.joint_names = self.config.joint_names
         n = self.n = len(self.joint_names)
         log = self.get_logger()
         self.pipeline = Pipeline(self.config, self._make_trainer(publish_period, max_ups))
-        self._closed = False
 
         # ---- state of the data path
-        self.counters = {'received': 0, 'outputs': 0, 'rejected_names': 0,
-                         'rejected_shape': 0, 'rejected_stamp': 0, 'internal_errors': 0,
+        self.counters = {'received': 0, 'outputs': 0, **dict.fromkeys(JS_COUNTERS, 0),
+                         'internal_errors': 0,
                          'lost': 0, 'lost_reports_ignored': 0, 'missed_by_stamp_gap': 0,
                          'references': 0,
                          'stale_events': 0,
                          'feedforward_zero': 0, 'feedforward_measured': 0,
                          'feedforward_reference': 0}
-        self._names_cache: list[str] | None = None
-        self._idx: np.ndarray | None = None
-        self._identity = False
+        self._rule = JointStateRule(self.joint_names)
         self._last_output = -math.inf        # perf_counter of the last valid output
         self._last_stamp = -math.inf         # header stamp (s) of the last valid output
         self._ref_time = -math.inf
@@ -327,8 +464,12 @@ class InvdynNode(Node):
         """The URDF from the ``robot_description`` topic (std_msgs/String, transient local, as
         robot_state_publisher publishes it; relative, so it follows the node's namespace and can
         be remapped). Warns every 5 s while waiting; a stop request ends the wait
-        (:class:`TrainerError`, handled by main as a stop during start-up)."""
-        from rclpy.executors import SingleThreadedExecutor
+        (:class:`TrainerError`, handled by main as a stop during start-up).
+
+        Waits on its own wait set, not an executor: configure runs both before the node is
+        spun (autostart) and inside the executor's ``~/change_state`` callback (a second
+        executor would take the node away from the first)."""
+        from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
         from rclpy.qos import DurabilityPolicy
         from std_msgs.msg import String
 
@@ -336,17 +477,22 @@ class InvdynNode(Node):
         qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL,
                          history=HistoryPolicy.KEEP_LAST)
-        sub = self.create_subscription(String, 'robot_description',
-                                       lambda msg: got.append(msg.data), qos)
+        sub = self.create_subscription(String, 'robot_description', lambda msg: None, qos)
         topic = self.resolve_topic_name('robot_description')
-        executor = SingleThreadedExecutor(context=self.context)
-        executor.add_node(self)
+        wait_set = _rclpy.WaitSet(1, 0, 0, 0, 0, 0, self.context.handle)
         t0 = last_warn = time.monotonic()
         try:
             while not got or not got[-1].strip():
                 if self._abort is not None and self._abort.is_set():
                     raise TrainerError('stopped while waiting for the robot description')
-                executor.spin_once(timeout_sec=0.1)
+                wait_set.clear_entities()
+                with sub.handle:
+                    wait_set.add_subscription(sub.handle)
+                    wait_set.wait(100_000_000)            # 0.1 s, then the checks above
+                    if sub.handle.pointer in wait_set.get_ready_entities('subscription'):
+                        taken = sub.handle.take_message(String, False)
+                        if taken is not None:
+                            got.append(taken[0].data)
                 now = time.monotonic()
                 if timeout_s and now - t0 > timeout_s:
                     raise InvdynError(f'no robot description on {topic} within {timeout_s} s '
@@ -359,8 +505,7 @@ class InvdynNode(Node):
                         f'(std_msgs/String, transient local) for {now - t0:.0f} s; set '
                         'robot_description or urdf_path to skip')
         finally:
-            executor.remove_node(self)
-            executor.shutdown()
+            wait_set.destroy_when_not_in_use()
             self.destroy_subscription(sub)
         self.get_logger().info(f'robot description received on {topic} ({len(got[-1])} bytes)')
         return got[-1]
@@ -502,46 +647,14 @@ class InvdynNode(Node):
 
     # ------------------------------------------------------------------ data path
     def _order(self, msg: Any) -> tuple[float, Any, Any, Any] | None:
-        """(stamp, q, qd | None, tau | None) in joint_names order, or None (counted)."""
-        names = msg.name
-        if names != self._names_cache:
-            k = len(names)
-            if len(set(names)) != k:
-                self.counters['rejected_names'] += 1
-                self._last_error['rejected_names'] = 'duplicate joint names'
-                return None
-            try:
-                idx = np.array([names.index(j) for j in self.joint_names], dtype=np.intp)
-            except ValueError:
-                self.counters['rejected_names'] += 1
-                self._last_error['rejected_names'] = 'a configured joint is missing'
-                return None
-            self._names_cache = list(names)
-            self._idx = idx
-            self._identity = k == self.n and bool((idx == np.arange(k)).all())
-        k = len(names)
-        pos, vel, eff = msg.position, msg.velocity, msg.effort
-        if len(pos) != k or (len(vel) != 0 and len(vel) != k) or (len(eff) != 0 and len(eff) != k):
-            self.counters['rejected_shape'] += 1
-            self._last_error['rejected_shape'] = ('position / velocity / effort length does not '
-                                                  'match name')
+        """(stamp, q, qd | None, tau | None) in joint_names order (:mod:`invdyn_ros.joint_state`),
+        or None (the rejection counted)."""
+        sample = self._rule(msg)
+        if type(sample) is Rejection:
+            self.counters[sample.counter] += 1
+            self._last_error[sample.counter] = sample.text
             return None
-        st = msg.header.stamp
-        if st.sec == 0 and st.nanosec == 0:
-            self.counters['rejected_stamp'] += 1
-            self._last_error['rejected_stamp'] = 'header.stamp is zero'
-            return None
-        stamp = st.sec + 1e-9 * st.nanosec
-        if self._identity:
-            q = np.frombuffer(pos)
-            qd = np.frombuffer(vel) if len(vel) else None
-            tau = np.frombuffer(eff) if len(eff) else None
-        else:
-            idx = self._idx
-            q = np.frombuffer(pos)[idx]
-            qd = np.frombuffer(vel)[idx] if len(vel) else None
-            tau = np.frombuffer(eff)[idx] if len(eff) else None
-        return stamp, q, qd, tau
+        return sample
 
     def _on_joint_states_msg(self, msg: Any) -> None:
         self._on_joint_states(msg, None)
@@ -603,6 +716,8 @@ class InvdynNode(Node):
             self._last_error['internal_errors'] = f'{type(exc).__name__}: {exc}'
 
     def _publish_ff(self, data: array.array, counter: str) -> None:
+        if not self._active:                 # lifecycle inactive: the feedforward is zero
+            data, counter = self._zeros, 'feedforward_zero'
         self._ff.data = data
         self.ff_pub.publish(self._ff)
         self.counters[counter] += 1
@@ -641,6 +756,11 @@ class InvdynNode(Node):
     def _on_trajectory(self, msg: Any) -> None:
         """A planned trajectory: one batched prediction for all its points (trajectory_msgs_io)."""
         try:
+            if not self._active:             # lifecycle inactive: no learned efforts
+                self.get_logger().warning('inactive: trajectory passed through without '
+                                          'feedforward', throttle_duration_sec=1.0)
+                self.traj_pub.publish(msg)
+                return
             out = self._trajectories.handle(msg)
             if out is not None:
                 self.traj_pub.publish(out)
@@ -775,7 +895,7 @@ class InvdynNode(Node):
         rejected = {
             'rejected_names': c['rejected_names'], 'rejected_shape': c['rejected_shape'],
             'rejected_stamp': c['rejected_stamp'],
-            'rejected_nonfinite': est['rejected_nonfinite'],
+            'rejected_nonfinite': c['rejected_nonfinite'] + est['rejected_nonfinite'],
             'rejected_magnitude': est['rejected_magnitude'],
             'rejected_shape_estimator': est['rejected_shape'],
             'dropped_stamp': est['dropped_stamp'],
@@ -837,6 +957,7 @@ class InvdynNode(Node):
             ('rate_changes', changes), ('stamp_jumps', est['stamp_jumps']),
             ('filter_error', filter_error or ''),
             ('stale_input', self._stale), ('stale_events', c['stale_events']),
+            ('lifecycle_active', self._active),
             ('feedforward_zero', c['feedforward_zero']),
             ('feedforward_measured', c['feedforward_measured']),
             ('feedforward_reference', c['feedforward_reference']),
@@ -882,6 +1003,9 @@ class InvdynNode(Node):
         elif self._checkpoint_failed is not None:
             status.level, status.message = DiagnosticStatus.WARN, \
                 'checkpoint failed (the previous one is kept)'
+        elif not self._active:
+            status.level, status.message = DiagnosticStatus.WARN, \
+                'inactive (lifecycle): feedforward is zero'
         elif self._stale:
             status.level, status.message = DiagnosticStatus.WARN, 'no valid joint states'
         elif not stats['ready']:
@@ -896,26 +1020,17 @@ class InvdynNode(Node):
 
     # ------------------------------------------------------------------ shutdown
     def close(self) -> None:
-        """Zero feedforward, final checkpoint, trainer stopped (call with the executor stopped)."""
+        """Zero feedforward, final checkpoint, trainer stopped (call with the executor stopped):
+        the lifecycle's shutdown transition (``on_shutdown``), or the same release directly
+        where the state machine cannot take it."""
         if self._closed:
             return
         self._closed = True
-        log = self.get_logger()
         try:
-            self._publish_ff(self._zeros, 'feedforward_zero')
-        except Exception:  # noqa: BLE001 - the context may already be shut down
+            self.trigger_shutdown()
+        except Exception:  # noqa: BLE001 - finalized already, or the context is shut down
             pass
-        if self.checkpoint_path:
-            # the final save is the trainer's last job and the stop waits for it: full priority
-            # (a niced worker behind busy processes would take seconds)
-            self._renice(None, nice=0)
-            try:
-                files = self.pipeline.save_checkpoint(self.checkpoint_path, final=True)
-                log.info(f'final checkpoint written: {sorted(files.values())}')
-            except (InvdynError, OSError) as exc:
-                log.error(f'final checkpoint failed: {exc}')
-        self.pipeline.close()
-
+        self._release()
 
 
 # ============================================================================ entry point

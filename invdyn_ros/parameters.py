@@ -320,6 +320,9 @@ PARAMETERS: dict[str, Param] = {p.name: p for p in (
     _node('robot_description_timeout_s', 'float', 0.0,
           'give up waiting for the robot_description topic after this long (s; exit code 1); '
           '0 = wait forever', **NON_NEGATIVE),
+    _node('autostart', 'bool', True,
+          'lifecycle: configure and activate at start-up without a lifecycle manager; false: '
+          'the node waits unconfigured for ~/change_state (a manager, ros2 lifecycle set)'),
     _node('use_sim_time', 'bool', False, 'use /clock (declared by rclpy)', builtin=True),
 )}
 

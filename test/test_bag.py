@@ -112,15 +112,19 @@ def test_reads_joints_by_name_and_skips_bad_messages(tmp_path, storage):
 
     rec = read_recording(tmp_path / 'raw', joints=['a', 'b'])
     assert rec.joint_names == ('a', 'b')
-    np.testing.assert_array_equal(rec.q, [[1.0, 2.0], [1.5, 2.5], [2.0, 3.0], [3.5, 4.5]])
-    np.testing.assert_array_equal(rec.tau, [[10, 20], [15, 25], [20, 30], [35, 45]])
+    np.testing.assert_array_equal(rec.q, [[1.0, 2.0], [1.5, 2.5], [2.0, 3.0], [6.0, 6.0],
+                                          [3.5, 4.5]])
+    # the message without effort is kept, as the node keeps it (predicted, not learned): NaN row
+    np.testing.assert_array_equal(rec.tau, [[10, 20], [15, 25], [20, 30], [np.nan, np.nan],
+                                            [35, 45]])
+    assert rec.meta['effort_missing'] == 1
     # velocity per message, as the node sees it: NaN where the message had none
     np.testing.assert_array_equal(rec.qd, [[0.1, 0.2], [0.15, 0.25], [np.nan, np.nan],
-                                           [0.35, 0.45]])
+                                           [0.6, 0.6], [0.35, 0.45]])
     assert rec.meta['velocity_missing'] == 1 and rec.meta['velocity_nonfinite'] == 0
-    assert rec.meta['skipped'] == {'missing_joint': 1, 'missing_effort': 1, 'nonfinite': 1,
-                                   'malformed': 1, 'stamp_not_increasing': 1}
-    np.testing.assert_allclose(rec.t, [0.0, 0.01, 0.02, 0.07])
+    assert rec.meta['skipped'] == {'missing_joint': 1, 'duplicate_names': 0, 'nonfinite': 1,
+                                   'lengths': 1, 'zero_stamp': 0, 'stamp_not_increasing': 1}
+    np.testing.assert_allclose(rec.t, [0.0, 0.01, 0.02, 0.05, 0.07])
     assert rec.meta['start_time_ns'] == 1_000_000_000
 
     # default joints: the first message's names, extra joint included
@@ -292,3 +296,54 @@ def test_stream_is_reiterable_and_reader_context(tmp_path):
     with BagReader(tmp_path / 'bag') as bag:
         assert bag.count('/joint_states') == 10
         assert 'messages: 10' in bag.info().summary()
+
+
+def test_messages_without_effort_are_evaluated_as_the_node_treats_them(tmp_path):
+    """A bag whose messages partly lack effort: read_recording keeps them (NaN effort rows), and
+    the evaluator's reference states equal what the node's own path makes of the same messages
+    (the JointState rule, then the estimator): predicted, never learned from."""
+    from invdyn_ros.estimation import StreamingEstimator
+    from invdyn_ros.evaluation import as_stream, reference_states
+    from invdyn_ros.joint_state import JointStateRule
+    from invdyn_ros.pipeline import PipelineConfig
+
+    n_samples = 400
+    t = np.arange(n_samples) / 100.0
+    q = np.stack([np.sin(2 * np.pi * 0.5 * t), np.cos(2 * np.pi * 0.3 * t)], axis=1)
+    tau = np.stack([3.0 * q[:, 0] + 1.0, -2.0 * q[:, 1]], axis=1)
+    no_effort = np.zeros(n_samples, dtype=bool)
+    no_effort[::4] = True
+    no_effort[150:220] = True
+    tau[no_effort] = np.nan
+    rec = Recording(name='partly', joint_names=('a', 'b'), rate_hz=100.0, t=t, q=q, qd=None,
+                    qdd=None, tau=tau)
+    write_joint_states(tmp_path / 'bag', rec, start_time_ns=1_000_000_000)
+
+    back = read_recording(tmp_path / 'bag')
+    assert back.n_samples == n_samples and back.meta['effort_missing'] == int(no_effort.sum())
+    np.testing.assert_array_equal(np.isnan(back.tau).all(axis=1), no_effort)
+
+    cfg = PipelineConfig.from_params({'joint_names': ['a', 'b']}).filter
+    ref = reference_states(as_stream(back), cfg)
+
+    rule, est = JointStateRule(['a', 'b']), StreamingEstimator(2, cfg)
+    valid, labeled = [], []
+    X, labels = np.full((n_samples, 6), np.nan), np.full((n_samples, 2), np.nan)
+    with BagReader(tmp_path / 'bag') as bag:
+        for i, (_, msg) in enumerate(bag.messages('/joint_states')):
+            stamp, qi, qdi, taui = rule(msg)
+            s = est.update(stamp - 1.0, qi, qdi, taui)   # the bag's t = stamp - first stamp
+            valid.append(s is not None)
+            labeled.append(s is not None and s.tau is not None)
+            if s is not None:
+                X[i] = np.concatenate([s.q, s.qd, s.qdd])
+                if s.tau is not None:
+                    labels[i] = s.tau
+    np.testing.assert_array_equal(ref.valid, valid)
+    np.testing.assert_array_equal(ref.labeled, labeled)
+    assert ref.counters == dict(est.counters)
+    np.testing.assert_allclose(ref.X, X, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(ref.tau, labels, rtol=1e-9, atol=1e-9)
+    # the effortless messages are predicted (a state comes out) but never labels
+    assert ref.valid[no_effort].sum() > 0.9 * no_effort.sum()
+    assert not ref.labeled[no_effort].any()

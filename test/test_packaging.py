@@ -73,7 +73,8 @@ ROSDEP_KEYS = {
     'rclpy': 'rclpy', 'builtin_interfaces': 'builtin_interfaces',
     'rcl_interfaces': 'rcl_interfaces', 'sensor_msgs': 'sensor_msgs', 'std_msgs': 'std_msgs',
     'std_srvs': 'std_srvs', 'trajectory_msgs': 'trajectory_msgs',
-    'diagnostic_msgs': 'diagnostic_msgs', 'ament_index_python': 'ament_index_python',
+    'diagnostic_msgs': 'diagnostic_msgs', 'lifecycle_msgs': 'lifecycle_msgs',
+    'ament_index_python': 'ament_index_python',
     'launch': 'launch', 'launch_ros': 'launch_ros', 'pinocchio': 'pinocchio',
     'numpy': 'python3-numpy', 'scipy': 'python3-scipy', 'yaml': 'python3-yaml',
     'torch': 'python3-torch', 'sklearn': 'python3-sklearn', 'matplotlib': 'python3-matplotlib',
@@ -234,7 +235,7 @@ def test_every_launch_argument_has_a_real_description():
 
 def test_launch_remap_defaults_are_relative_so_a_pushed_namespace_applies():
     args = _invdyn_launch_arguments()
-    assert set(args) == {'config', 'joint_states_topic', 'feedforward_topic'}
+    assert set(args) == {'config', 'joint_states_topic', 'feedforward_topic', 'lifecycle'}
     js, ff = args['joint_states_topic'][0], args['feedforward_topic'][0]
     assert not js.startswith('/') and not ff.startswith('/'), (js, ff)
     # the remap rules launch_ros passes (-r joint_states:=<default> -r ~/feedforward:=<default>)

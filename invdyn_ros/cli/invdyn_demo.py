@@ -557,8 +557,10 @@ class _Ros:
         from std_msgs.msg import Float64
         from trajectory_msgs.msg import JointTrajectory
 
+        from invdyn_ros.joint_state import JointStateRule, Rejection
+
         recorder = self.recorder
-        names = recorder.joint_names
+        rule = JointStateRule(recorder.joint_names)
 
         class DemoMonitor(Node):
             """Subscribes what invdyn_node publishes; publishes the payload change."""
@@ -579,12 +581,11 @@ class _Ros:
                 self.diag_values: dict[str, str] = {}
 
             def _on_predicted(self, msg) -> None:
-                try:
-                    order = [list(msg.name).index(j) for j in names]
-                    effort = np.asarray(msg.effort, dtype=float)[order]
-                except (ValueError, IndexError):
+                sample = rule(msg)            # the node's own JointState rule
+                if isinstance(sample, Rejection) or sample[3] is None:
                     recorder.counters['predictions_rejected'] += 1
                     return
+                effort = sample[3].copy()
                 stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
                 recorder.add_prediction(stamp, effort)
 

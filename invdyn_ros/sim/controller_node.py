@@ -36,6 +36,7 @@ import numpy as np
 from rclpy.node import Node
 
 from invdyn_ros.errors import ConfigError
+from invdyn_ros.joint_state import JointStateRule, Rejection
 from invdyn_ros.sim.arm import UR_HOME, SimulatedArm
 from invdyn_ros.sim.controller import (PDController, TrajectoryFollower, critically_damped_kd,
                                        ur5_default_gains)
@@ -112,6 +113,7 @@ class TorqueControllerNode(Node):
         self.model_arm = SimulatedArm(arm_config_from_parameters(self, with_noise=False))
         self.n = n = self.model_arm.n
         self.joint_names = self.model_arm.joint_names
+        self._rule = JointStateRule(self.joint_names)
 
         kp_param, kd_param = param_floats(self, 'kp'), param_floats(self, 'kd')
         if kp_param is None and kd_param is None and n == 6:
@@ -301,30 +303,27 @@ class TorqueControllerNode(Node):
         """Call ``fn(feedforward)`` for every valid learned feedforward message received."""
         self._feedforward_observers.append(fn)
 
-    def _ordered(self, msg) -> tuple[np.ndarray, np.ndarray] | None:
-        """(q, qd) in joint_names order, or None if the message is unusable."""
-        names = list(msg.name)
-        if len(msg.position) != len(names) or len(msg.velocity) != len(names):
+    def _ordered(self, msg) -> tuple[float, np.ndarray, np.ndarray] | None:
+        """(stamp, q, qd) in joint_names order by the node's JointState rule
+        (:mod:`invdyn_ros.joint_state`), or None if the message is unusable: rejected by the
+        rule, or without a finite velocity for every joint (PD needs it)."""
+        sample = self._rule(msg)
+        if isinstance(sample, Rejection):
             return None
-        try:
-            idx = [names.index(j) for j in self.joint_names]
-        except ValueError:
+        stamp, q, qd, _ = sample
+        if qd is None or not np.isfinite(qd).all():
             return None
-        q = np.asarray(msg.position, dtype=float)[idx]
-        qd = np.asarray(msg.velocity, dtype=float)[idx]
-        if not (np.all(np.isfinite(q)) and np.all(np.isfinite(qd))):
-            return None
-        return q, qd
+        return stamp, q, qd
 
     def _on_joint_states(self, msg) -> None:
         state = self._ordered(msg)
-        stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
-        if state is None or (self._t0 is not None and stamp < self._t0):
+        if state is None or (self._t0 is not None and state[0] < self._t0):
             self.counters['rejected_states'] += 1
-            self.get_logger().warning('ignored joint state (missing joints, wrong lengths, NaN/Inf '
-                                      'or time going backwards)', throttle_duration_sec=1.0)
+            self.get_logger().warning('ignored joint state (missing joints, wrong lengths, zero '
+                                      'stamp, NaN/Inf, no velocity or time going backwards)',
+                                      throttle_duration_sec=1.0)
             return
-        q, qd = state
+        stamp, q, qd = state
         if self.trajectory is None:
             self._t0 = stamp
             self.trajectory = FourierTrajectory(self.n, start=q, **self._trajectory_args)
