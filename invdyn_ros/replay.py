@@ -37,8 +37,10 @@ import numpy as np
 from .predictor import Predictor
 from .windows import make_windows
 
+from .outputs import BatchOutput
+
 if TYPE_CHECKING:                    # pipeline imports this module
-    from .pipeline import BatchOutput, Pipeline
+    from .pipeline import Pipeline
 
 __all__ = ['replay', 'predict_windows', 'predict_segments', 'BATCH_CHUNK']
 
@@ -116,7 +118,6 @@ def replay(pipe: 'Pipeline', stamps: Sequence[float], q: Any, qd: Any = None, ta
     ``(N, n)`` float arrays are the fast form. Mismatched lengths raise ValueError; bad samples
     never raise. Counters advance as ``process`` would advance them.
     """
-    from .pipeline import BatchOutput
     N = len(stamps)
     if len(q) != N or (qd is not None and len(qd) != N) or (tau is not None and len(tau) != N):
         raise ValueError(f'process_batch: stamps, q, qd and tau need one entry per sample '
