@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,8 @@ from invdyn_ros.datasets import find_datasets_dir  # noqa: E402
 from invdyn_ros.evaluation import jsonable  # noqa: E402,F401 (one definition for metrics.json and bench results)
 
 __all__ = ['REPO', 'cpu_model', 'machine_info', 'format_machine', 'require_datasets_dir',
-           'format_table', 'results_dir', 'jsonable', 'save_results', 'Recorder']
+           'format_table', 'results_dir', 'jsonable', 'save_results', 'Recorder',
+           'private_ros_env', 'spin_in_background']
 
 
 def cpu_model() -> str:
@@ -142,3 +145,29 @@ class Recorder:
     @property
     def text(self) -> str:
         return '\n'.join(self.lines) + '\n'
+
+
+def private_ros_env(log_prefix: str) -> dict[str, str]:
+    """The environment for a benchmark's ROS processes: a private domain (150-229, from the PID),
+    discovery on localhost only, this checkout first on PYTHONPATH and a writable ROS_LOG_DIR. The
+    domain and discovery range are also set in this process (its own rclpy context)."""
+    domain = str(150 + os.getpid() % 80)
+    env = dict(os.environ, ROS_DOMAIN_ID=domain, ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST',
+               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    env.setdefault('ROS_LOG_DIR', tempfile.mkdtemp(prefix=log_prefix))
+    os.environ.update(ROS_DOMAIN_ID=domain, ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
+    return env
+
+
+def spin_in_background(executor: Any) -> tuple[threading.Event, threading.Thread]:
+    """Spin ``executor`` in a daemon thread until the returned event is set (then join the
+    thread)."""
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.05)
+
+    thread = threading.Thread(target=spin, daemon=True)
+    thread.start()
+    return stop, thread

@@ -37,12 +37,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, Recorder, format_machine, format_table, machine_info  # noqa: E402
+from common import (REPO, Recorder, format_machine, format_table, machine_info,  # noqa: E402
+                    private_ros_env, spin_in_background)
 from latency import DEFAULT_PARAMS, KUKA_JOINTS, trajectory, write_params  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -90,11 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Recorder()
     out(format_machine(machine_info()))
-    domain = str(150 + os.getpid() % 80)
-    env = dict(os.environ, ROS_DOMAIN_ID=domain, ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST',
-               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    env.setdefault('ROS_LOG_DIR', tempfile.mkdtemp(prefix='invdyn_bench_log_'))
-    os.environ.update(ROS_DOMAIN_ID=domain, ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
+    env = private_ros_env('invdyn_bench_log_')
     node_env = dict(env)
     if args.publication_mode:
         node_env['RMW_FASTRTPS_PUBLICATION_MODE'] = args.publication_mode
@@ -127,14 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     sub_node.create_subscription(DiagnosticArray, '/diagnostics', on_diag, 50)
     ex = SingleThreadedExecutor(context=sub_ctx)
     ex.add_node(sub_node)
-    stop = threading.Event()
-
-    def spin() -> None:
-        while not stop.is_set():
-            ex.spin_once(timeout_sec=0.05)
-
-    spinner = threading.Thread(target=spin, daemon=True)
-    spinner.start()
+    stop, spinner = spin_in_background(ex)
     bounds: dict[str, float] = {}
     lags: dict[str, list[float]] = {p: [] for p in PHASES}
     try:

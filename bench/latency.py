@@ -45,14 +45,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (REPO, Recorder, format_machine, format_table, machine_info,  # noqa: E402
-                    save_results)
+                    save_results, spin_in_background)
 
 import numpy as np  # noqa: E402
 
@@ -190,14 +189,7 @@ def run_variant(args: argparse.Namespace, trainer: str, executor: str, out: Reco
     except ImportError:
         ex = SingleThreadedExecutor(context=sub_ctx)
     ex.add_node(sub_node)
-    stop = threading.Event()
-
-    def spin() -> None:
-        while not stop.is_set():
-            ex.spin_once(timeout_sec=0.05)
-
-    spinner = threading.Thread(target=spin, daemon=True)
-    spinner.start()
+    stop, spinner = spin_in_background(ex)
     result: dict[str, Any] = {'trainer': trainer, 'executor': executor}
     try:
         t0 = time.monotonic()

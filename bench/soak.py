@@ -22,7 +22,6 @@ Exit status 1 when a NaN/Inf or over-limit output was seen or the node died, els
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys
@@ -32,7 +31,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, Recorder, format_machine, machine_info  # noqa: E402
+from common import (REPO, Recorder, format_machine, machine_info, private_ros_env,  # noqa: E402
+                    spin_in_background)
 from latency import DEFAULT_PARAMS, KUKA_JOINTS, trajectory, write_params  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -119,11 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Recorder()
     out(format_machine(machine_info()))
-    domain = str(150 + os.getpid() % 80)
-    env = dict(os.environ, ROS_DOMAIN_ID=domain, ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST',
-               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    env.setdefault('ROS_LOG_DIR', tempfile.mkdtemp(prefix='invdyn_soak_log_'))
-    os.environ.update(ROS_DOMAIN_ID=domain, ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
+    env = private_ros_env('invdyn_soak_log_')
     tmp = Path(tempfile.mkdtemp(prefix='invdyn_soak_'))
     params = dict(DEFAULT_PARAMS, trainer=args.trainer)
     limits = np.asarray(params['torque_limits'], dtype=np.float64)
@@ -160,14 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     node.create_subscription(DiagnosticArray, '/diagnostics', on_diag, 50)
     ex = SingleThreadedExecutor(context=ctx)
     ex.add_node(node)
-    stop = threading.Event()
-
-    def spin() -> None:
-        while not stop.is_set():
-            ex.spin_once(timeout_sec=0.05)
-
-    spinner = threading.Thread(target=spin, daemon=True)
-    spinner.start()
+    stop, spinner = spin_in_background(ex)
     sent = {'good': 0, 'burst': 0, 'references': 0, 'bad_references': 0,
             **{k: 0 for k in BAD_EVERY}}
     rss_rows: list[tuple[float, float, float]] = []
