@@ -16,6 +16,13 @@ new content, and where a rename of step 3 did not happen yet the ``.next`` file 
 checksum (:func:`read_set`, :func:`verified_file`): a mismatch raises :class:`CheckpointError`
 naming the path and the problem. Old checkpoints without a manifest still load, unverified.
 Nothing here renames or deletes a checkpoint file that a manifest lists.
+
+The physics stage (prior + identification, :class:`invdyn_ros.residual.PhysicsStage`) is one more
+member of the set, ``P.physics-<parameter count>.pt`` (:func:`physics_path`), listed under the
+manifest's ``physics`` key (by parameter count) and written, verified and tidied exactly like a
+network's file. A save carries the other parameter counts' members of the previous manifest
+forward (a URDF that changed its model size never overwrites the file of the old one).
+:func:`read_physics` loads them; a set without them (older ones) has none.
 """
 from __future__ import annotations
 
@@ -36,7 +43,7 @@ from .errors import CheckpointError
 __all__ = ['checkpoint_path', 'manifest_path', 'staged_path', 'write_set', 'read_set',
            'read_manifest', 'verified_file', 'clean_stale', 'robot_id', 'MANIFEST_FORMAT',
            'checkpoint_prefix', 'checkpoint_files', 'checkpoint_to_resume',
-           'fresh_checkpoint_path']
+           'fresh_checkpoint_path', 'physics_path', 'read_physics']
 
 MANIFEST_FORMAT = 'invdyn_ros checkpoint set 1'
 _STAGED = '.next'
@@ -49,6 +56,11 @@ def checkpoint_path(path_prefix: str | os.PathLike, name: str) -> str:
 
 def manifest_path(path_prefix: str | os.PathLike) -> str:
     return f'{os.fspath(path_prefix)}.manifest.json'
+
+
+def physics_path(path_prefix: str | os.PathLike, n_params: int) -> str:
+    """The checkpoint file of the physics stage with ``n_params`` parameters."""
+    return f'{os.fspath(path_prefix)}.physics-{int(n_params)}.pt'
 
 
 def staged_path(path: str | os.PathLike) -> str:
@@ -81,16 +93,80 @@ def _fsync_dir(directory: str | os.PathLike) -> None:
 
 
 # ============================================================================ write
+def _to_tensors(obj: Any) -> Any:
+    """numpy arrays -> torch tensors (same dtype, same values), recursively: what
+    ``torch.load(weights_only=True)`` reads back."""
+    if isinstance(obj, dict):
+        return {str(k): _to_tensors(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_tensors(v) for v in obj]
+    if hasattr(obj, '__array__') and not isinstance(obj, torch.Tensor):
+        import numpy as np  # noqa: PLC0415
+        return torch.from_numpy(np.array(obj))
+    return obj
+
+
+def _to_numpy(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _to_numpy(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_numpy(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return obj.numpy().copy()
+    return obj
+
+
+def _physics_entries(manifest: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """``{parameter count (str): entry}`` of the set's physics members (valid entries only)."""
+    phys = None if manifest is None else manifest.get('physics')
+    if not isinstance(phys, dict):
+        return {}
+    return {k: e for k, e in phys.items()
+            if isinstance(e, dict) and isinstance(e.get('file'), str) and '/' not in e['file']
+            and isinstance(e.get('sha256'), str) and isinstance(e.get('size'), int)}
+
+
+def _listed(manifest: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """Every file entry of a manifest: the networks' and the physics members'."""
+    if manifest is None:
+        return []
+    return list(manifest['networks'].values()) + list(_physics_entries(manifest).values())
+
+
 def write_set(path_prefix: str | os.PathLike, states: Mapping[str, Mapping[str, Any]],
-              joint_names: Iterable[str] | None = None) -> dict[str, str]:
+              joint_names: Iterable[str] | None = None,
+              physics: Mapping[str, Any] | None = None) -> dict[str, str]:
     """Write ``{network name: learner state_dict}`` as one checkpoint set (module docstring);
-    returns ``{name: file}``. On an error (disk full...) the previous set stays the checkpoint."""
+    returns ``{name: file}``. On an error (disk full...) the previous set stays the checkpoint.
+
+    ``physics``: the physics stage's ``state_dict()`` (its ``theta`` gives the parameter count),
+    one more member (``{'physics': file}`` in the result)."""
     prefix = os.fspath(path_prefix)
     directory = os.path.dirname(os.path.abspath(prefix))
     os.makedirs(directory, exist_ok=True)
     entries: dict[str, dict[str, Any]] = {}
+    phys_entries: dict[str, dict[str, Any]] = {}
     n_joints = None
     try:
+        if physics is not None:
+            try:
+                old = read_manifest(prefix)
+            except CheckpointError:
+                old = None
+            n_params = int(len(physics['theta']))
+            for key, e in _physics_entries(old).items():   # other model sizes: carried forward
+                if key != str(n_params) and os.path.isfile(_entry_file(prefix, e)):
+                    phys_entries[key] = e
+            buf = io.BytesIO()
+            torch.save({'format': 'invdyn_ros physics 1', 'n_params': n_params,
+                        'joint_names': None if joint_names is None else
+                        [str(j) for j in joint_names], 'state': _to_tensors(dict(physics))}, buf)
+            data = buf.getbuffer()
+            final = physics_path(prefix, n_params)
+            atomic_write(staged_path(final), lambda f, d=data: f.write(d), durable=True)
+            phys_entries[str(n_params)] = entries['physics'] = {
+                'file': os.path.basename(final), 'sha256': hashlib.sha256(data).hexdigest(),
+                'size': len(data), 'n_params': n_params}
         for name, state in states.items():
             buf = io.BytesIO()
             torch.save(state, buf)
@@ -105,7 +181,9 @@ def write_set(path_prefix: str | os.PathLike, states: Mapping[str, Mapping[str, 
                     'written': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
                     'n_joints': n_joints,
                     'joint_names': None if joint_names is None else [str(j) for j in joint_names],
-                    'networks': entries}
+                    'networks': {k: e for k, e in entries.items() if k != 'physics'}}
+        if phys_entries:
+            manifest['physics'] = phys_entries
         atomic_write_text(manifest_path(prefix), json.dumps(manifest, indent=1) + '\n',
                           durable=True)                                # the commit
     except BaseException:
@@ -119,7 +197,8 @@ def write_set(path_prefix: str | os.PathLike, states: Mapping[str, Mapping[str, 
         final = os.path.join(directory, entry['file'])
         os.replace(staged_path(final), final)
     _fsync_dir(directory)
-    return {name: checkpoint_path(prefix, name) for name in entries}
+    return {name: os.path.join(os.path.dirname(prefix), entries[name]['file'])
+            for name in entries}
 
 
 # ============================================================================ read
@@ -217,7 +296,7 @@ def _manifest_for_file(path: str) -> tuple[str, dict, dict] | None:
     manifest = read_manifest(prefix)
     if manifest is None:
         return None
-    for entry in manifest['networks'].values():
+    for entry in _listed(manifest):
         if entry['file'] == os.path.basename(path):
             return prefix, manifest, entry
     return None
@@ -241,6 +320,32 @@ def verified_file(path: str | os.PathLike) -> tuple[str, bool]:
                               f'expected sha256 {entry["sha256"]}, {entry["size"]} bytes; found '
                               f'{actual}')
     return match, True
+
+
+def read_physics(path_prefix: str | os.PathLike) -> dict[int, dict[str, Any]]:
+    """``{parameter count: physics state_dict}`` of the set at ``path_prefix``: every physics
+    member its manifest lists, sha256-verified ({} for a set without them, an old set without a
+    manifest, or no checkpoint). A member that does not match its manifest or does not load
+    raises :class:`CheckpointError` naming it, as a network file does."""
+    import pickle  # noqa: PLC0415
+    import zipfile  # noqa: PLC0415
+    prefix = os.fspath(path_prefix)
+    out: dict[int, dict[str, Any]] = {}
+    for key, entry in _physics_entries(read_manifest(prefix)).items():
+        final = _entry_file(prefix, entry)
+        source, _ = verified_file(final)
+        try:
+            d = torch.load(source, map_location='cpu', weights_only=True)
+        except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError,
+                zipfile.BadZipFile, KeyError, AttributeError, TypeError, IndexError) as exc:
+            raise CheckpointError(f'checkpoint {final} is truncated, corrupt or not a torch '
+                                  f'checkpoint: {type(exc).__name__}: {exc}') from exc
+        if not isinstance(d, dict) or d.get('format') != 'invdyn_ros physics 1' \
+                or not isinstance(d.get('state'), dict) or str(d.get('n_params')) != key:
+            raise CheckpointError(f'checkpoint {final} is not the physics stage its manifest '
+                                  f'{manifest_path(prefix)} lists')
+        out[int(key)] = _to_numpy(d['state'])
+    return out
 
 
 # ============================================================================ start-up
@@ -268,7 +373,7 @@ def clean_stale(path_prefix: str | os.PathLike) -> list[str]:
         manifest = read_manifest(prefix)
     except CheckpointError:
         manifest = None
-    listed = {} if manifest is None else {e['file']: e for e in manifest['networks'].values()}
+    listed = {e['file']: e for e in _listed(manifest)}
     for entry in sorted(os.listdir(directory)):
         full = os.path.join(directory, entry)
         try:

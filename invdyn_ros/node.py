@@ -130,7 +130,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from invdyn_ros import kernels
-from invdyn_ros.checkpoints import clean_stale
+from invdyn_ros.checkpoints import clean_stale, read_physics
 from invdyn_ros.errors import CheckpointError, ConfigError, InvdynError, TrainerError
 from invdyn_ros.joint_state import COUNTERS as JS_COUNTERS, JointStateRule, Rejection
 from invdyn_ros.parameters import (PARAMETER_DOCS, PARAMETERS, check_all, descriptor_fields,
@@ -369,7 +369,15 @@ class InvdynNode(LifecycleNode):
         self.joint_names = self.config.joint_names
         n = self.n = len(self.joint_names)
         log = self.get_logger()
+        self._physics_states: dict = {}       # the checkpoint's physics members (_resume)
         self.pipeline = Pipeline(self.config, self._make_trainer(publish_period, max_ups))
+        try:
+            physics_log = self.pipeline.load_physics(self._physics_states)
+        except CheckpointError:
+            self.pipeline.close()
+            raise
+        if physics_log is not None:
+            (log.warning if physics_log.startswith('WARNING') else log.info)(physics_log)
 
         # ---- state of the data path
         self.counters = {'received': 0, 'outputs': 0, **dict.fromkeys(JS_COUNTERS, 0),
@@ -592,6 +600,7 @@ class InvdynNode(LifecycleNode):
         CheckpointError if it does not fit or is corrupt."""
         log = self.get_logger()
         files, verified = checkpoint_to_resume(self.config, path)   # raises on a mismatch
+        self._physics_states = read_physics(checkpoint_prefix(path))   # verified; may raise
         for line in clean_stale(checkpoint_prefix(path)):
             log.info(f'checkpoint {path}: {line}')
         if not files:

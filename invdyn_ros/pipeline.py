@@ -46,7 +46,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .checkpoints import (checkpoint_files, checkpoint_prefix, checkpoint_to_resume,
-                          fresh_checkpoint_path)
+                          fresh_checkpoint_path, read_physics)
 from .config import PipelineConfig
 from .errors import CheckpointError, InvdynError
 from .estimation import StreamingEstimator
@@ -559,7 +559,7 @@ class Pipeline:
         if self._save_thread is not None:
             self._save_thread.join()
             self._save_thread = None
-        return self._write_checkpoint(path, final)
+        return self._write_checkpoint(path, final, self._physics_state())
 
     def start_checkpoint(self, path: str | os.PathLike, on_done: Any = None) -> bool:
         """Start writing a checkpoint in a background thread (``process`` keeps running, the
@@ -571,11 +571,12 @@ class Pipeline:
         if self._save_thread is not None or self.trainer_error is not None:
             return False
         self._save_result = None
+        physics = self._physics_state()  # taken here: process() keeps changing the stage
 
         def run() -> None:
             normal_scheduling()          # not the SCHED_FIFO of a real-time control thread
             try:
-                result = (True, self._write_checkpoint(path))
+                result = (True, self._write_checkpoint(path, physics=physics))
             except Exception as exc:  # noqa: BLE001 - reported through checkpoint_result
                 result = (False, f'{type(exc).__name__}: {exc}')
             self._save_result = result
@@ -587,10 +588,44 @@ class Pipeline:
         thread.start()
         return True
 
-    def _write_checkpoint(self, path: str | os.PathLike, final: bool = False) -> dict[str, str]:
+    def _physics_state(self) -> dict | None:
+        return self.physics.state_dict() if self.physics is not None else None
+
+    def resume_physics(self, path: str | os.PathLike) -> str | None:
+        """Restore the physics stage from the checkpoint set at ``path`` (the user's
+        ``checkpoint_path``), see :meth:`load_physics`; CheckpointError if the set does not fit
+        the robot or a member is corrupt."""
+        checkpoint_to_resume(self.config, path)            # the robot check of the networks
+        return self.load_physics(read_physics(_checkpoint_prefix(path)))
+
+    def load_physics(self, states: Mapping[int, dict]) -> str | None:
+        """Load the member of ``states`` (:func:`~invdyn_ros.checkpoints.read_physics`) whose
+        parameter count is this URDF model's; returns what happened for the log (None: the set
+        has no physics member). One of another model size is not used (a warning; the stage
+        starts fresh and the file stays as it is)."""
+        if not states:
+            return None
+        if self.physics is None:
+            return 'checkpoint: identified parameters not used (no physics stage configured)'
+        n = len(self.physics.prior.theta)
+        if n not in states:
+            return (f'WARNING checkpoint: the identified parameters are of a model with '
+                    f'{sorted(states)} parameters, this URDF gives {n}: the physics stage starts '
+                    f'fresh (the saved ones are kept untouched)')
+        try:
+            self.physics.load_state_dict(states[n])
+        except (KeyError, ValueError, TypeError, IndexError) as exc:
+            raise CheckpointError(f'checkpoint: physics member does not fit this model: '
+                                  f'{type(exc).__name__}: {exc}') from exc
+        return f'checkpoint: physics stage resumed ({n} identified parameters)'
+
+    def _write_checkpoint(self, path: str | os.PathLike, final: bool = False,
+                          physics: dict | None = None) -> dict[str, str]:
         prefix = _checkpoint_prefix(path)
         os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
         options: dict[str, Any] = {'joint_names': self.config.joint_names}
+        if physics is not None:
+            options['physics'] = physics
         if final and isinstance(self.trainer, ProcessTrainer):
             options['learn_pending'] = False
         return self.trainer.save(prefix, **options)

@@ -58,9 +58,10 @@ class Trainer(Protocol):
         """The learners' latest ``stats()``."""
 
     def save(self, path_prefix: str | os.PathLike, *, joint_names: Sequence[str] | None = None,
-             learn_pending: bool = True) -> dict[str, str]:
+             learn_pending: bool = True, physics: Any = None) -> dict[str, str]:
         """Write the checkpoint set; ``learn_pending`` False: without first learning samples
-        still on their way (a shutdown)."""
+        still on their way (a shutdown); ``physics``: the physics stage's state_dict, one more
+        member of the set (:func:`invdyn_ros.checkpoints.write_set`)."""
 
     @property
     def alive(self) -> bool:
@@ -218,12 +219,12 @@ class TrainingLoop:
         return worked
 
     def save(self, path_prefix: str | os.PathLike, joint_names: Sequence[str] | None = None,
-             lock: Any = None) -> dict[str, str]:
+             lock: Any = None, physics: Any = None) -> dict[str, str]:
         """Write every network as one checkpoint set (manifest last; ``joint_names`` go into the
         manifest). ``lock``: held while the states are taken, not while they are written."""
         with lock if lock is not None else contextlib.nullcontext():
             states = {n: lr.state_dict() for n, lr in self.learners.items()}
-        return write_set(path_prefix, states, joint_names)
+        return write_set(path_prefix, states, joint_names, physics=physics)
 
 
 # ============================================================================ inline
@@ -272,10 +273,10 @@ class InlineTrainer:
         return self._loop.stats()
 
     def save(self, path_prefix: str | os.PathLike, joint_names: Sequence[str] | None = None,
-             learn_pending: bool = True) -> dict[str, str]:
+             learn_pending: bool = True, physics: Any = None) -> dict[str, str]:
         """Write the checkpoint set (all networks, manifest last); ``joint_names`` go into the
         manifest (what a later start checks the robot against). Nothing is ever pending."""
-        return self._loop.save(path_prefix, joint_names)
+        return self._loop.save(path_prefix, joint_names, physics=physics)
 
     @property
     def alive(self) -> bool:
@@ -368,9 +369,9 @@ class ThreadTrainer:
         return {n: dict(s) for n, s in self._stats.items()}
 
     def save(self, path_prefix: Any, joint_names: Sequence[str] | None = None,
-             learn_pending: bool = True) -> dict[str, str]:
+             learn_pending: bool = True, physics: Any = None) -> dict[str, str]:
         """The checkpoint set as learned now (queued samples are not waited for)."""
-        return self._loop.save(path_prefix, joint_names, lock=self._lock)
+        return self._loop.save(path_prefix, joint_names, lock=self._lock, physics=physics)
 
     @property
     def alive(self) -> bool:

@@ -141,14 +141,15 @@ def _worker_main(n_joints: int, nets: list[tuple[str, dict]], checkpoints: dict[
                         # interpreter's teardown (torch) takes ~1 s of CPU, seconds under load
                         os._exit(0)
                     if cmd[0] == 'save':
-                        _, prefix, req, joint_names, learn_pending = cmd
+                        _, prefix, req, joint_names, learn_pending, physics = cmd
                         try:   # learn what was submitted before the request, then write
                             while learn_pending:
                                 loop.learn(*samples_q.get_nowait())
                         except queue.Empty:
                             pass
                         try:
-                            replies_q.put(('saved', req, loop.save(prefix, joint_names)))
+                            replies_q.put(('saved', req, loop.save(prefix, joint_names,
+                                                                     physics=physics)))
                         except Exception as exc:  # noqa: BLE001 - e.g. disk full: the parent raises
                             replies_q.put(('save_error', req, f'{type(exc).__name__}: {exc}'))
             except queue.Empty:
@@ -451,12 +452,13 @@ class ProcessTrainer:
 
     def save(self, path_prefix: str | os.PathLike, timeout: float = 60.0,
              joint_names: Sequence[str] | None = None,
-             learn_pending: bool = True) -> dict[str, str]:
+             learn_pending: bool = True, physics: Any = None) -> dict[str, str]:
         """Ask the worker to write the checkpoint set (all learners, manifest last, see
         :func:`invdyn_ros.checkpoints.write_set`) and wait for it (≤ ``timeout``).
 
         ``learn_pending``: pending samples are shipped and learned first so they are part of the
         checkpoint (when the queue has room); False (a shutdown) writes what is learned now.
+        ``physics``: the physics stage's state_dict, one more member of the set.
         Raises :class:`TrainerError` if the worker is dead, fails to write, or does not answer in time.
         """
         if self._closed:
@@ -467,7 +469,7 @@ class ProcessTrainer:
         req = next(self._req)
         self._control_q.put(('save', os.fspath(path_prefix), req,
                              None if joint_names is None else [str(j) for j in joint_names],
-                             bool(learn_pending)))
+                             bool(learn_pending), physics))
         deadline = time.monotonic() + timeout
         while req not in self._replies:
             if time.monotonic() > deadline:
