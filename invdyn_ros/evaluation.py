@@ -412,6 +412,34 @@ class EvalReport:
             for r in self.results))
         return '\n'.join(lines)
 
+    def parameters_table(self) -> str:
+        """The identified parameters (:meth:`invdyn_ros.physics.PhysicsPrior.report`) of every
+        model that identified them (``identified``, and the networks' pipelines with a prior), as
+        they are at the end of the run: per joint the body's mass, centre of mass and friction;
+        '' when no model identified any (``rnea`` alone keeps the URDF's)."""
+        blocks = []
+        for r in self.results:
+            rep = r.details.get('parameters') if r.model != 'rnea' else None
+            if rep is None:
+                phys = (r.details.get('pipeline') or {}).get('physics') or {}
+                rep = phys.get('parameters') if phys.get('identification') else None
+            if not isinstance(rep, dict):
+                continue
+            jw = max([6] + [len(j) for j in self.joint_names])
+            lines = [f'identified parameters ({r.model}; max relative change of an inertial '
+                     f'parameter against the URDF: {rep.get("max_relative_change", 0.0):.3g})',
+                     f'{"joint":<{jw}}{"mass kg":>10}{"com x,y,z m":>28}{"viscous":>10}'
+                     f'{"coulomb":>10}{"offset":>10}']
+            for joint in self.joint_names:
+                p = rep.get(joint)
+                if not isinstance(p, dict):
+                    continue
+                com = ','.join(f'{c:.3f}' for c in p['com'])
+                lines.append(f'{joint:<{jw}}{p["mass"]:>10.3f}{com:>28}{p["viscous"]:>10.3f}'
+                             f'{p["coulomb"]:>10.3f}{p["offset"]:>10.3f}')
+            blocks.append('\n'.join(lines))
+        return '\n\n'.join(blocks)
+
 
 # =========================================================================== pipeline runs
 class _GatedTrainer:

@@ -336,3 +336,29 @@ def test_learning_curve_bins_are_the_nmse_of_consecutive_masked_samples():
         assert ts[k] == pytest.approx(t[sel].mean(), rel=1e-9)
         assert vs[k] == pytest.approx(float(np.mean(metrics.nmse(y[sel], pred[sel], np.zeros(2),
                                                                  std))), rel=1e-9)
+
+
+def test_the_identified_parameters_are_reported_in_a_table():
+    from invdyn_ros.sim.arm import ArmConfig, SimulatedArm, find_robot_urdf
+    from invdyn_ros.sim.trajectory import FourierTrajectory
+
+    joints = ('shoulder_pan_joint', 'shoulder_lift_joint', 'elbow_joint', 'wrist_1_joint',
+              'wrist_2_joint', 'wrist_3_joint')
+    arm = SimulatedArm(ArmConfig(payload_kg=2.0, friction_eps=0.05))
+    t = np.arange(0.0, 8.0, 0.01)
+    q, qd, qdd = FourierTrajectory(6, seed=0).sample(t)
+    tau = np.array([arm.rnea(a, b, c) for a, b, c in zip(q, qd, qdd)])
+    rec = Recording(name='ur5', joint_names=joints, rate_hz=100.0, t=t, q=q, qd=qd, qdd=None,
+                    tau=tau)
+    params = {'robot_description': find_robot_urdf('ur5').read_text(), 'prior': 'rnea'}
+    report = evaluate(rec, 'rnea,identified', params=params)
+    table = report.parameters_table()
+    assert table.startswith('identified parameters (identified;')
+    assert '(rnea' not in table                     # the URDF's own values are not "identified"
+    for j in joints:
+        assert j in table
+    rep = report.result('identified').details['parameters']
+    assert rep['max_relative_change'] > 0.0        # the 2 kg payload moved them
+    assert f'{rep["wrist_3_joint"]["mass"]:.3f}' in table
+    # a report without a physics model has no such table
+    assert evaluate(make_recording(500), 'naive', params=FAST).parameters_table() == ''

@@ -272,6 +272,9 @@ def run(args: argparse.Namespace) -> int:
           + (f', skipped messages: {skipped}' if skipped else '')
           + (', velocities from positions' if rec.qd is None else '') + ')')
     print(report.table())
+    parameters = report.parameters_table()
+    if parameters:
+        print(parameters)
     print(f'wrote {", ".join(str(p) for p in written)} ({report.wall_seconds:.1f} s)')
     return EXIT_OK
 
