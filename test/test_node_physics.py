@@ -1,6 +1,7 @@
 """invdyn_node with the physics prior over real DDS: the URDF from a transient-local
 robot_description topic, the prior's torques, minus_gravity feedforward, a joint missing from the
-URDF refused at start-up."""
+URDF refused at start-up, the identified parameters resumed from the checkpoint set (and a
+corrupt physics member refused)."""
 from __future__ import annotations
 
 import subprocess
@@ -18,7 +19,7 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 rclpy = pytest.importorskip('rclpy')
 from invdyn_ros.physics import PhysicsPrior, RobotModel  # noqa: E402
-from invdyn_ros.sim.arm import find_robot_urdf  # noqa: E402
+from invdyn_ros.sim.arm import ArmConfig, SimulatedArm, find_robot_urdf  # noqa: E402
 
 LIMITS = [150.0, 150.0, 150.0, 28.0, 28.0, 28.0]
 URDF = find_robot_urdf('ur5').read_text()
@@ -91,3 +92,83 @@ def test_a_joint_missing_from_the_urdf_stops_the_node_naming_it(tmp_path):
                           text=True, timeout=180)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert 'lbr_A7' in proc.stderr and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+
+
+def identified_checkpoint(tmp_path, params):
+    """A checkpoint set written by a pipeline that identified a 2 kg payload for 5 s:
+    (prefix, the physics stage's state_dict)."""
+    from invdyn_ros.parameters import NODE_ONLY_PARAMETERS
+    from invdyn_ros.pipeline import Pipeline, PipelineConfig, make_trainer
+    from invdyn_ros.sim.trajectory import FourierTrajectory
+
+    config = PipelineConfig.from_params({k: v for k, v in params.items()
+                                         if k not in NODE_ONLY_PARAMETERS})
+    arm = SimulatedArm(ArmConfig(payload_kg=2.0, friction_eps=0.05))
+    pipe = Pipeline(config, make_trainer(config, 'inline'))
+    t = np.arange(0.0, 5.0, 0.01)
+    q, qd, qdd = FourierTrajectory(6, seed=0).sample(t)
+    for i in range(len(t)):
+        pipe.process(100.0 + t[i], q[i], qd[i], arm.rnea(q[i], qd[i], qdd[i]))
+    prefix = str(tmp_path / 'ckpt' / 'ur5')
+    pipe.save_checkpoint(prefix)
+    state = pipe.physics.state_dict()
+    pipe.close()
+    assert np.abs(state['theta'] - state['identification']['theta0']).max() > 1e-3
+    return prefix, state
+
+
+def node_params(tmp_path):
+    return {'joint_names': UR5, 'torque_limits': LIMITS, 'prior': 'rnea', 'robot_description': URDF,
+            'rate_hz': 100.0, 'window': 5, 'hidden_size': 8, 'num_layers': 1,
+            'trainer': 'inline', 'dual_enabled': False, 'checkpoint_period_s': 0.0,
+            'checkpoint_path': str(tmp_path / 'ckpt' / 'ur5')}
+
+
+def test_the_node_resumes_the_identified_parameters_and_saves_them_again(tmp_path):
+    from invdyn_ros.checkpoints import read_physics
+
+    params = node_params(tmp_path)
+    prefix, state = identified_checkpoint(tmp_path, params)
+    n = len(state['theta'])
+    proc = start_node(['--ros-args', '--params-file',
+                       str(write_params(tmp_path / 'p.yaml', params))], tmp_path / 'node.log')
+    try:
+        deadline = time.monotonic() + 120.0
+        while 'publishing zeros until ready' not in log_of(proc):
+            assert proc.poll() is None, log_of(proc)[-3000:]
+            assert time.monotonic() < deadline, log_of(proc)[-3000:]
+            time.sleep(0.1)
+        assert f'physics stage resumed ({n} identified parameters)' in log_of(proc)
+    finally:
+        assert stop_node(proc) == 0
+    with open(proc.log_path) as f:
+        assert 'final checkpoint written' in f.read()
+    # no joint state came: the final checkpoint holds exactly the resumed parameters
+    saved = read_physics(prefix)[n]
+    np.testing.assert_array_equal(saved['theta'], state['theta'])
+    np.testing.assert_array_equal(saved['region']['points'], state['region']['points'])
+
+
+def test_a_corrupt_physics_member_stops_the_node_and_is_left_untouched(tmp_path):
+    from invdyn_ros.checkpoints import physics_path
+
+    params = node_params(tmp_path)
+    prefix, state = identified_checkpoint(tmp_path, params)
+    path = physics_path(prefix, len(state['theta']))
+    with open(path, 'r+b') as f:
+        f.seek(100)
+        b = f.read(1)
+        f.seek(100)
+        f.write(bytes([b[0] ^ 0x55]))
+    with open(path, 'rb') as f:
+        damaged = f.read()
+    pfile = write_params(tmp_path / 'p.yaml', params)
+    proc = subprocess.run([sys.executable, '-m', 'invdyn_ros.node', '--ros-args', '--params-file',
+                           str(pfile)], cwd=str(REPO), env=node_env(), capture_output=True,
+                          text=True, timeout=180)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert 'physics-' in proc.stderr and 'does not match its manifest' in proc.stderr, \
+        proc.stderr[-2000:]
+    assert 'Traceback' not in proc.stderr
+    with open(path, 'rb') as f:
+        assert f.read() == damaged
