@@ -21,7 +21,8 @@ The physics stage (prior + identification, :class:`invdyn_ros.residual.PhysicsSt
 member of the set, ``P.physics-<parameter count>.pt`` (:func:`physics_path`), listed under the
 manifest's ``physics`` key (by parameter count) and written, verified and tidied exactly like a
 network's file. A save carries the other parameter counts' members of the previous manifest
-forward (a URDF that changed its model size never overwrites the file of the old one).
+forward, and a save without a physics stage all of them (a URDF that changed its model size
+never overwrites the file of the old one).
 :func:`read_physics` loads them; a set without them (older ones) has none.
 """
 from __future__ import annotations
@@ -148,15 +149,16 @@ def write_set(path_prefix: str | os.PathLike, states: Mapping[str, Mapping[str, 
     phys_entries: dict[str, dict[str, Any]] = {}
     n_joints = None
     try:
+        try:
+            old = read_manifest(prefix)
+        except CheckpointError:
+            old = None
+        n_params = None if physics is None else int(len(physics['theta']))
+        for key, e in _physics_entries(old).items():   # other model sizes: carried forward
+            f = _entry_file(prefix, e)
+            if key != str(n_params) and (os.path.isfile(f) or os.path.isfile(staged_path(f))):
+                phys_entries[key] = e
         if physics is not None:
-            try:
-                old = read_manifest(prefix)
-            except CheckpointError:
-                old = None
-            n_params = int(len(physics['theta']))
-            for key, e in _physics_entries(old).items():   # other model sizes: carried forward
-                if key != str(n_params) and os.path.isfile(_entry_file(prefix, e)):
-                    phys_entries[key] = e
             buf = io.BytesIO()
             torch.save({'format': 'invdyn_ros physics 1', 'n_params': n_params,
                         'joint_names': None if joint_names is None else

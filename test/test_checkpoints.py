@@ -142,3 +142,36 @@ def test_robot_id_depends_on_joints_and_networks():
     assert len(a) == 8 and a == C.robot_id(JOINTS, nets)
     assert a != C.robot_id(['a', 'b', 'd'], nets)
     assert a != C.robot_id(JOINTS, nets[:1])
+
+
+def physics_state(n_params: int, value: float) -> dict:
+    import numpy as np
+    return {'theta': np.full(n_params, value), 'gate': np.zeros(3),
+            'region': {'points': np.ones((2, 6)), 'seen': 2}}
+
+
+def test_the_physics_member_is_staged_committed_and_tidied_like_a_network_file(tmp_path):
+    import numpy as np
+    prefix = tmp_path / 'arm'
+    C.write_set(prefix, states(0), JOINTS, physics=physics_state(13, 1.0))
+    new = C.write_set(prefix, states(1), JOINTS, physics=physics_state(13, 2.0))
+    path = C.physics_path(prefix, 13)
+    assert new['physics'] == path
+    # a kill between the manifest and the renames: the new content is still staged
+    os.replace(path, C.staged_path(path))
+    np.testing.assert_array_equal(C.read_physics(prefix)[13]['theta'], np.full(13, 2.0))
+    assert any('completed the committed save' in line and 'physics-13' in line
+               for line in C.clean_stale(prefix))
+    assert os.path.isfile(path) and not os.path.exists(C.staged_path(path))
+    # an uncommitted staged physics file is debris
+    Path(C.staged_path(path)).write_bytes(b'half a save')
+    assert any('removed uncommitted' in line for line in C.clean_stale(prefix))
+    assert C.read_physics(prefix)[13]['region']['seen'] == 2
+    # a save of another model size carries the old member forward, unchanged
+    before = Path(path).read_bytes()
+    C.write_set(prefix, states(2), JOINTS, physics=physics_state(20, 3.0))
+    assert Path(path).read_bytes() == before
+    assert sorted(C.read_physics(prefix)) == [13, 20]
+    # a save without a physics stage (prior: none) keeps them listed too
+    C.write_set(prefix, states(3), JOINTS)
+    assert sorted(C.read_physics(prefix)) == [13, 20] and Path(path).read_bytes() == before
