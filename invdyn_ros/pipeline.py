@@ -559,7 +559,8 @@ class Pipeline:
         if self._save_thread is not None:
             self._save_thread.join()
             self._save_thread = None
-        return self._write_checkpoint(path, final, self._physics_state())
+        self._physics_snapshot = self._physics_state()
+        return self._write_checkpoint(path, final)
 
     def start_checkpoint(self, path: str | os.PathLike, on_done: Any = None) -> bool:
         """Start writing a checkpoint in a background thread (``process`` keeps running, the
@@ -571,12 +572,13 @@ class Pipeline:
         if self._save_thread is not None or self.trainer_error is not None:
             return False
         self._save_result = None
-        physics = self._physics_state()  # taken here: process() keeps changing the stage
+        # taken here, in the caller's thread: process() keeps changing the stage meanwhile
+        self._physics_snapshot = self._physics_state()
 
         def run() -> None:
             normal_scheduling()          # not the SCHED_FIFO of a real-time control thread
             try:
-                result = (True, self._write_checkpoint(path, physics=physics))
+                result = (True, self._write_checkpoint(path))
             except Exception as exc:  # noqa: BLE001 - reported through checkpoint_result
                 result = (False, f'{type(exc).__name__}: {exc}')
             self._save_result = result
@@ -619,11 +621,11 @@ class Pipeline:
                                   f'{type(exc).__name__}: {exc}') from exc
         return f'checkpoint: physics stage resumed ({n} identified parameters)'
 
-    def _write_checkpoint(self, path: str | os.PathLike, final: bool = False,
-                          physics: dict | None = None) -> dict[str, str]:
+    def _write_checkpoint(self, path: str | os.PathLike, final: bool = False) -> dict[str, str]:
         prefix = _checkpoint_prefix(path)
         os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
         options: dict[str, Any] = {'joint_names': self.config.joint_names}
+        physics = getattr(self, '_physics_snapshot', None)   # the physics stage, one more member
         if physics is not None:
             options['physics'] = physics
         if final and isinstance(self.trainer, ProcessTrainer):
