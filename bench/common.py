@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import platform
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -28,7 +30,7 @@ from invdyn_ros.evaluation import jsonable  # noqa: E402,F401 (one definition fo
 
 __all__ = ['REPO', 'cpu_model', 'machine_info', 'format_machine', 'require_datasets_dir',
            'format_table', 'results_dir', 'jsonable', 'save_results', 'Recorder',
-           'private_ros_env', 'spin_in_background']
+           'private_ros_env', 'spin_in_background', 'stop_node_process']
 
 
 def cpu_model() -> str:
@@ -171,3 +173,14 @@ def spin_in_background(executor: Any) -> tuple[threading.Event, threading.Thread
     thread = threading.Thread(target=spin, daemon=True)
     thread.start()
     return stop, thread
+
+
+def stop_node_process(proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Stop a node started by a benchmark as Ctrl-C would (SIGINT: final checkpoint, trainer
+    joined); SIGKILL if it has not exited within ``timeout`` seconds."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

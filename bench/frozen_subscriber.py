@@ -42,7 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (REPO, Recorder, format_machine, format_table, machine_info,  # noqa: E402
-                    private_ros_env, spin_in_background)
+                    private_ros_env, spin_in_background, stop_node_process)
 from latency import DEFAULT_PARAMS, KUKA_JOINTS, trajectory, write_params  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -173,11 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         if frozen.poll() is None:
             os.kill(frozen.pid, signal.SIGCONT)
             frozen.terminate()
-        node_proc.send_signal(signal.SIGINT)
-        try:
-            node_proc.wait(30)
-        except subprocess.TimeoutExpired:
-            node_proc.kill()
+        stop_node_process(node_proc)
         stop.set()
         spinner.join(2.0)
         ex.shutdown()

@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -51,7 +50,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (REPO, Recorder, format_machine, format_table, machine_info,  # noqa: E402
-                    save_results, spin_in_background)
+                    save_results, spin_in_background, stop_node_process)
 
 import numpy as np  # noqa: E402
 
@@ -290,12 +289,7 @@ def run_variant(args: argparse.Namespace, trainer: str, executor: str, out: Reco
     finally:
         stop.set()
         spinner.join(2.0)
-        node_proc.send_signal(signal.SIGINT)
-        try:
-            node_proc.wait(60)
-        except subprocess.TimeoutExpired:
-            node_proc.kill()
-            node_proc.wait()
+        stop_node_process(node_proc, 60)
         log.close()
         ex.shutdown()
         for node, ctx in ((pub_node, pub_ctx), (sub_node, sub_ctx)):

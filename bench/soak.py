@@ -22,7 +22,6 @@ Exit status 1 when a NaN/Inf or over-limit output was seen or the node died, els
 from __future__ import annotations
 
 import argparse
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (REPO, Recorder, format_machine, machine_info, private_ros_env,  # noqa: E402
-                    spin_in_background)
+                    spin_in_background, stop_node_process)
 from latency import DEFAULT_PARAMS, KUKA_JOINTS, trajectory, write_params  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -256,11 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             report(time.perf_counter() - start)
     finally:
         alive = node_proc.poll() is None
-        node_proc.send_signal(signal.SIGINT)
-        try:
-            node_proc.wait(30)
-        except subprocess.TimeoutExpired:
-            node_proc.kill()
+        stop_node_process(node_proc)
         stop.set()
         spinner.join(2.0)
         ex.shutdown()

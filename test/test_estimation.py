@@ -397,16 +397,22 @@ def _rate_stream(t, n=2):
     return q, qd, 5.0 * q
 
 
+def _run_with_rates(est, t, q, qd, tau):
+    """Every sample through ``est``: the outputs and the rate estimate after each one."""
+    out, rates = [], []
+    for k in range(len(t)):
+        out.append(est.update(t[k], q[k], qd[k], tau[k]))
+        rates.append(est.rate_hz)
+    return out, rates
+
+
 def test_startup_burst_is_detected_and_the_rate_re_estimated():
     """30 messages 10 us apart, then 1 kHz (the probe): the burst fools the first design, the
     monitor corrects it within a few dozen samples, with a rate change to warn about."""
     t = np.concatenate([10.0 + 1e-5 * np.arange(30), 10.0 + 3e-4 + np.arange(3000) * T])
     q, qd, tau = _rate_stream(t)
     est = StreamingEstimator(2, FilterConfig())
-    out, rates = [], []
-    for k in range(len(t)):
-        out.append(est.update(t[k], q[k], qd[k], tau[k]))
-        rates.append(est.rate_hz)
+    out, rates = _run_with_rates(est, t, q, qd, tau)
     assert est.rate_hz == pytest.approx(RATE, rel=1e-6)
     assert est.counters['rate_changes'] == 1 and est.rate_settled
     fooled = [k for k, o in enumerate(out) if o is not None and rates[k] > 2 * RATE]
@@ -442,10 +448,7 @@ def test_a_rate_change_mid_run_is_re_estimated(new_rate):
     t = np.concatenate([t1, t1[-1] + (1 + np.arange(4000)) / new_rate])
     q, qd, tau = _rate_stream(t)
     est = StreamingEstimator(2, FilterConfig())
-    out, rates = [], []
-    for k in range(len(t)):
-        out.append(est.update(t[k], q[k], qd[k], tau[k]))
-        rates.append(est.rate_hz)
+    out, rates = _run_with_rates(est, t, q, qd, tau)
     assert est.counters['rate_changes'] == 1 and est.counters['resets'] == 1
     assert est.rate_hz == pytest.approx(new_rate, rel=1e-6)
     assert est.delay_s == pytest.approx(filter_delay_s(FilterConfig(), new_rate))
