@@ -268,8 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     env = private_ros_env('invdyn_ur10_log_')
     tmp = Path(tempfile.mkdtemp(prefix='invdyn_ur10_'))
     bag = tmp / 'ur10_bag'
-    subprocess.run([sys.executable, '-m', 'invdyn_ros.cli.invdyn_bag', str(data_dir / 'ur10_polydoros2015'),
-                    '--format', 'ur10', '-o', str(bag)], env=env, cwd=str(REPO), check=True,
+    subprocess.run([sys.executable, '-m', 'invdyn_ros.cli.invdyn_bag',
+                    str(data_dir / 'ur10_polydoros2015'), '--format', 'ur10', '-o', str(bag)], env=env, cwd=str(REPO), check=True,
                    stdout=subprocess.DEVNULL)
     results = []
     for name in names:
@@ -285,8 +285,9 @@ def main(argv: list[str] | None = None) -> int:
             f'bench nMSE vs recording after ready {fmt(res.get("bench_nmse_after_ready"), 4)}, '
             f'worst 8 s window {fmt(res.get("bench_nmse_worst_8s_window_after_ready"), 4)}; '
             f'load at end {res["load_at_end"]}')
+        series = res['node_recent_nmse_series'][::3]
         out('    node recent_nmse (recording s: nMSE, * = ready): ' + ', '.join(
-            f'{t:.0f}: {v:.3g}{"*" if r else ""}' for t, v, r in res['node_recent_nmse_series'][::3]))
+            f'{t:.0f}: {v:.3g}{"*" if r else ""}' for t, v, r in series))
         if res.get('bench_nmse_last_20s') is not None:
             out(f'    bench nMSE vs recording, last 20 s replayed (ready or not): '
                 f'{res["bench_nmse_last_20s"]:.3f}; per joint '
