@@ -37,7 +37,8 @@ class PipelineConfig:
     ``second_model`` / ``second_model_options`` and ``seed + 1``. ``torque_limits`` (N m, > 0 per
     joint) clamp every published torque; ``effort_scale`` (per joint, non-zero) converts the
     driver's effort to torque. ``ready``: the rolling nMSE of the published output over the last
-    ``ready_window`` scored samples is below ``ready_nmse`` after at least ``ready_min_samples``;
+    ``ready_window`` scored samples is below ``ready_nmse`` after at least ``ready_min_samples``
+    and ``ready_min_seconds`` of scored stream time (``readiness.Readiness``);
     it is lost again only above ``unready_factor * ready_nmse`` (hysteresis, so the feedforward does
     not flicker between the prediction and zero near the threshold). ``poll_every``: samples
     between ``trainer.poll()`` calls.
@@ -70,6 +71,7 @@ class PipelineConfig:
     ready_nmse: float = _default('ready_nmse')
     ready_window: int = _default('ready_window')
     ready_min_samples: int = _default('ready_min_samples')
+    ready_min_seconds: float = _default('ready_min_seconds')
     unready_factor: float = _UNREADY_FACTOR.default
     poll_every: int = _default('poll_every')
     effort_label: str = _default('effort_label')
@@ -131,7 +133,7 @@ class PipelineConfig:
             make_config(self.second_model, n, **self.second_model_options)
         for name in ('dual_window', 'dual_hysteresis', 'torque_limits', 'effort_scale',
                      'ready_nmse', 'ready_window', 'ready_min_samples', 'poll_every',
-                     'effort_label'):
+                     'effort_label', 'ready_min_seconds'):
             PARAMETERS[name].check(getattr(self, name), n)
         _UNREADY_FACTOR.check(self.unready_factor)
         if not isinstance(self.physics, PhysicsConfig):
@@ -211,7 +213,8 @@ class PipelineConfig:
                      dual_window=p['dual_window'], dual_hysteresis=p['dual_hysteresis'],
                      torque_limits=p['torque_limits'], effort_scale=p['effort_scale'],
                      ready_nmse=p['ready_nmse'], ready_window=p['ready_window'],
-                     ready_min_samples=p['ready_min_samples'], poll_every=p['poll_every'],
+                     ready_min_samples=p['ready_min_samples'],
+                     ready_min_seconds=p['ready_min_seconds'], poll_every=p['poll_every'],
                      effort_label=p['effort_label'])
         return config.validate()
 

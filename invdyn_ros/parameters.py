@@ -248,6 +248,10 @@ PARAMETERS: dict[str, Param] = {p.name: p for p in (
        'ready (non-zero feedforward) once the rolling nMSE is below this', **POSITIVE),
     _p('ready_window', 'int', 500, 'samples in the rolling nMSE', lo=1),
     _p('ready_min_samples', 'int', 1000, 'scored samples needed before ready', lo=0),
+    _p('ready_min_seconds', 'float', 0.0,
+       'seconds of scored stream time (sample stamps; gaps count up to max_gap_s) also needed '
+       'before ready: the floor in time, the same at any rate; 0 = the sample count alone',
+       **NON_NEGATIVE),
     _p('torque_limits', 'floats', None, '|torque| limit per joint (N m); clamps every output',
        length='joints', element='positive', required=True),
     _p('effort_scale', 'floats', None, 'per joint factor: torque = effort * scale (UR drivers '

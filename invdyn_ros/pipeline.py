@@ -139,7 +139,8 @@ class Pipeline:
         # readiness: the rolling nMSE of the published torque; its scale (var) is the primary
         # network's target scaler's variance, or the labels' variance with a prior
         self.readiness = Readiness(n, config.ready_window, config.ready_nmse,
-                                   config.unready_factor, config.ready_min_samples)
+                                   config.unready_factor, config.ready_min_samples,
+                                   config.ready_min_seconds, config.filter.max_gap_s)
         # weights / trainer
         self._since_poll = 0
         self._pending_loads: collections.deque = collections.deque()
@@ -380,7 +381,7 @@ class Pipeline:
             if pa is not None and pb is not None:
                 ident.update(pa, pb, tau)
             if torque is not None:
-                self.readiness.update(torque, tau)
+                self.readiness.update(torque, tau, self._state.stamp)
         self._housekeeping()
         return out
 

@@ -13,8 +13,9 @@ a torque variance (the scale), then the mean over joints (``metrics.nmse`` of th
   ``OnlineLearner.recent_nmse`` is one.
 * :class:`Readiness` -- the pipeline's ``ready``: a :class:`RollingNMSE` of the published torque,
   with hysteresis (ready below ``ready_nmse``, unready above ``unready_factor * ready_nmse``, never
-  before ``min_samples`` scored samples); :meth:`~Readiness.update` and
-  :meth:`~Readiness.update_many` give the same numbers.
+  before the evidence floor: ``min_samples`` scored samples AND ``min_seconds`` of scored stream
+  time, see :class:`Readiness`); :meth:`~Readiness.update` and :meth:`~Readiness.update_many`
+  give the same numbers.
 * :func:`window_nmse` -- offline, over a whole recorded series: the nMSE of arbitrary windows
   ``[lo, hi)`` of rows from one cumulative sum (the demo's time-based rolling nMSE, the
   evaluator's binned learning curve).
@@ -143,45 +144,97 @@ class RollingNMSE:
 class Readiness:
     """The pipeline's ``ready`` / ``recent_nmse``: the rolling nMSE of the published torque
     against the measured one with hysteresis (module docstring). ``var`` (n,) is the scale,
-    set by the owner (inf until known: nMSE 0, never ready before ``min_samples`` anyway)."""
+    set by the owner (inf until known: nMSE 0, never ready before the evidence floor anyway).
+
+    The evidence floor: ready is never declared before BOTH ``min_samples`` scored samples and
+    ``min_seconds`` of scored stream time. The seconds are the sample stamps' increments between
+    consecutive scored samples, each counted at most ``max_dt`` (a longer gap is a pause of the
+    stream, not motion; a stamp going back counts 0), so the floor means the same at 125 Hz and
+    1 kHz -- consecutive samples of a 1 kHz stream are strongly correlated, so a sample count
+    alone asks 8x more motion of a 125 Hz robot than of a 1 kHz one for the same confidence.
+    ``min_seconds`` 0 (the default) is the count alone; updates without a stamp add no time.
+    The window stays in samples (``window``): it is what the score averages, not a floor."""
 
     def __init__(self, n_joints: int, window: int, ready_nmse: float, unready_factor: float,
-                 min_samples: int) -> None:
+                 min_samples: int, min_seconds: float = 0.0, max_dt: float = math.inf) -> None:
         self.errors = RollingNMSE(n_joints, window)
         self.ready_nmse = float(ready_nmse)
         self.unready_nmse = float(unready_factor) * self.ready_nmse
         self.min_samples = int(min_samples)
+        self.min_seconds = float(min_seconds)
+        self.max_dt = float(max_dt)
         self.var = np.full(int(n_joints), np.inf)
         self.scored = 0
+        self.seconds = 0.0                   # scored stream time (s), see the class docstring
+        self._last_stamp = math.nan
         self.ready = False
         self.nmse = math.inf
 
-    def update(self, torque: np.ndarray, tau: np.ndarray) -> None:
-        """Score one published torque against the measured ``tau``."""
+    def _advance(self, stamp: float | None) -> None:
+        if stamp is None:
+            return
+        dt = stamp - self._last_stamp
+        if dt > 0.0:                         # False for the first stamp (NaN) and back-steps
+            self.seconds += min(dt, self.max_dt)
+        if math.isfinite(stamp):
+            self._last_stamp = stamp
+
+    def _seconds_many(self, stamps: Any, k: int) -> np.ndarray:
+        """The scored seconds after each of k rows with ``stamps`` (k,) (None: no time)."""
+        if stamps is None:
+            return np.full(k, self.seconds)
+        st = np.asarray(stamps, dtype=np.float64)
+        prev = np.concatenate(([self._last_stamp], st[:-1]))
+        # the previous finite stamp of each row (NaN stamps neither count nor move it)
+        finite = np.isfinite(prev)
+        idx = np.where(finite, np.arange(k), -1)
+        np.maximum.accumulate(idx, out=idx)
+        prev = np.where(idx >= 0, prev[np.maximum(idx, 0)], np.nan)
+        with np.errstate(invalid='ignore'):
+            dt = st - prev
+            dt = np.where(dt > 0.0, np.minimum(dt, self.max_dt), 0.0)
+        seconds = np.cumsum(np.concatenate(([self.seconds], dt)))[1:]   # as update() adds
+        good = np.flatnonzero(np.isfinite(st))
+        if good.size:
+            self._last_stamp = float(st[good[-1]])
+        self.seconds = float(seconds[-1])
+        return seconds
+
+    @property
+    def enough_evidence(self) -> bool:
+        """Both floors met (the scored samples and seconds so far)."""
+        return self.scored >= self.min_samples and self.seconds >= self.min_seconds
+
+    def update(self, torque: np.ndarray, tau: np.ndarray, stamp: float | None = None) -> None:
+        """Score one published torque against the measured ``tau`` (``stamp``: the sample's)."""
         errors = self.errors
         errors.push(torque - tau)
         self.scored += 1
+        self._advance(stamp)
         self.nmse = nmse = errors.nmse(errors.sum, errors.count, self.var)
-        if self.scored < self.min_samples:
+        if self.scored < self.min_samples or self.seconds < self.min_seconds:
             self.ready = False
         elif self.ready:
             self.ready = nmse <= self.unready_nmse
         else:
             self.ready = nmse < self.ready_nmse
 
-    def update_many(self, torque: np.ndarray, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`update` for k rows; returns ``nmse`` (k,) and ``ready`` (k,) after each row.
+    def update_many(self, torque: np.ndarray, tau: np.ndarray, stamps: Any = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`update` for k rows (``stamps`` (k,) or None); returns ``nmse`` (k,) and
+        ``ready`` (k,) after each row.
 
         The hysteresis as a forward fill: below ``ready_nmse`` sets it, above the unready
-        level (or before ``min_samples``) clears it, in between the previous value holds."""
+        level (or before the evidence floor) clears it, in between the previous value holds."""
         k = len(torque)
         if k == 0:
             return np.zeros(0), np.zeros(0, dtype=bool)
         sums, counts = self.errors.push_many(torque - tau)
         nmse = self.errors.nmse(sums, counts, self.var)
         n_scored = self.scored + np.arange(1, k + 1)
+        seconds = self._seconds_many(stamps, k)
         event = np.where(nmse < self.ready_nmse, 1, np.where(nmse > self.unready_nmse, 0, -1))
-        event[n_scored < self.min_samples] = 0
+        event[(n_scored < self.min_samples) | (seconds < self.min_seconds)] = 0
         idx = np.where(event >= 0, np.arange(k), -1)
         np.maximum.accumulate(idx, out=idx)
         ready = np.where(idx >= 0, event[np.maximum(idx, 0)] == 1, self.ready)

@@ -175,7 +175,8 @@ def replay(pipe: 'Pipeline', stamps: Sequence[float], q: Any, qd: Any = None, ta
     readiness = pipe.readiness
     scored = np.flatnonzero(out_ok & sb.has_tau)
     nmse0, ready0 = readiness.nmse, readiness.ready
-    nmse_after, ready_after = readiness.update_many(torque[scored], sb.tau[scored])
+    nmse_after, ready_after = readiness.update_many(torque[scored], sb.tau[scored],
+                                                  sb.stamp[scored])
     before = np.searchsorted(scored, np.arange(m), side='left')
     nmse_rows = np.concatenate(([nmse0], nmse_after))[before]
     ready_rows = np.concatenate(([ready0], ready_after))[before]

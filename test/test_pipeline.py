@@ -221,6 +221,32 @@ def test_ready_is_the_rolling_nmse_of_the_published_torque_with_hysteresis():
     assert pipe.ready
 
 
+def test_ready_min_seconds_counts_stamps_not_gaps_in_process_and_process_batch():
+    """ready_min_seconds: ready once 1 s of scored stamps passed (a 3 s pause of the stream
+    counts max_gap_s, 0.1 s), never before, with enough samples long before; process_batch gives
+    the same ready rows."""
+    mean, std = [1.0, -2.0], [2.0, 4.0]
+    cfg = mlp_config(ready_min_samples=10, ready_min_seconds=1.0)
+    q, tau = np.array([0.1, 0.2]), np.asarray(mean) + 0.1 * np.asarray(std)   # nMSE 0.01
+    stamps = np.concatenate((10.0 + np.arange(50) / 100.0, 13.5 + np.arange(150) / 100.0))
+    pipe = Pipeline(cfg, FixedTrainer(constant_mlp_weights(mean, std)))
+    outs, seconds = [], []
+    for s in stamps:
+        outs.append(pipe.process(s, q, np.zeros(2), tau))
+        seconds.append(pipe.readiness.seconds)
+    ready = [o is not None and o.ready for o in outs]
+    first = ready.index(True)
+    # an output's ready is the state before its own score: the samples scored before it
+    assert 1.0 <= seconds[first - 1] < 1.0 + 0.011
+    assert stamps[first] - 13.5 > 0.35          # the pause did not count as 3 s of motion
+    assert all(ready[first:])
+    batch = Pipeline(cfg, FixedTrainer(constant_mlp_weights(mean, std)))
+    got = batch.process_batch(list(stamps), [q] * len(stamps), [np.zeros(2)] * len(stamps),
+                              [tau] * len(stamps))
+    assert [o is not None and o.ready for o in got] == ready
+    assert batch.readiness.seconds == pytest.approx(pipe.readiness.seconds, rel=1e-12)
+
+
 def test_torque_is_clamped_and_effort_scaled():
     cfg = mlp_config(torque_limits=[2.5, 3.0], effort_scale=[2.0, -1.0])
     trainer = FixedTrainer(constant_mlp_weights([10.0, -10.0], [1.0, 1.0]))

@@ -143,3 +143,98 @@ def test_update_many_equals_update_row_by_row(start):
     np.testing.assert_array_equal(b.errors.sq, a.errors.sq)
     got_nmse, got_ready = b.update_many(torque[:0], tau[:0])     # nothing: no change
     assert len(got_nmse) == 0 and b.scored == a.scored
+
+
+def _timed(min_samples: int = 10, min_seconds: float = 2.0, max_dt: float = 0.05) -> Readiness:
+    r = Readiness(2, window=50, ready_nmse=0.5, unready_factor=1.5, min_samples=min_samples,
+                  min_seconds=min_seconds, max_dt=max_dt)
+    r.var = np.array([1.0, 4.0])
+    return r
+
+
+@pytest.mark.parametrize('rate', [125.0, 1000.0])
+def test_the_seconds_floor_means_the_same_time_at_any_rate(rate):
+    """With a good prediction from the first sample, ready comes after 2 s of stamps at 125 Hz
+    and at 1 kHz alike (the sample floor, 10, is met long before), never earlier."""
+    r = _timed()
+    good, tau = np.array([0.1, 0.2]), np.zeros(2)
+    first = None
+    for i in range(int(3 * rate)):
+        r.update(good, tau, 100.0 + i / rate)
+        if r.ready and first is None:
+            first = i / rate
+    assert first is not None and 2.0 <= first <= 2.0 + 1.5 / rate
+    assert r.seconds == pytest.approx((int(3 * rate) - 1) / rate)
+
+
+def test_both_floors_must_hold():
+    """Many samples in little time (a 10 kHz burst) are not enough with min_seconds, nor is
+    much time with few samples (a 2 Hz stream) with min_samples."""
+    good, tau = np.array([0.1, 0.2]), np.zeros(2)
+    burst = _timed(min_samples=10, min_seconds=1.0)
+    for i in range(5000):                               # 0.5 s at 10 kHz
+        burst.update(good, tau, i * 1e-4)
+    assert not burst.ready and burst.scored == 5000
+    slow = _timed(min_samples=10, min_seconds=1.0, max_dt=1.0)
+    for i in range(9):                                  # 4 s at 2 Hz, 9 samples
+        slow.update(good, tau, i * 0.5)
+    assert not slow.ready and slow.seconds == pytest.approx(4.0)
+    slow.update(good, tau, 4.5)
+    assert slow.ready
+
+
+def test_gaps_count_at_most_max_dt_and_back_steps_count_nothing():
+    """A pause of the stream (stamps 10 s apart) is not motion; a restarted clock (a stamp back
+    in time) adds nothing; NaN / missing stamps add nothing and do not move the reference."""
+    r = _timed(min_samples=1, min_seconds=0.5, max_dt=0.05)
+    good, tau = np.array([0.1, 0.2]), np.zeros(2)
+    r.update(good, tau, 0.0)
+    r.update(good, tau, 10.0)                           # a 10 s gap: 0.05 s
+    assert r.seconds == pytest.approx(0.05) and not r.ready
+    r.update(good, tau, 3.0)                            # back in time: 0
+    r.update(good, tau, None)
+    r.update(good, tau, math.nan)
+    assert r.seconds == pytest.approx(0.05)
+    r.update(good, tau, 3.01)                           # from the last real stamp, 3.0
+    assert r.seconds == pytest.approx(0.06)
+
+
+def test_min_seconds_zero_is_the_sample_count_alone():
+    """The default (0 s) keeps the old rule exactly, with or without stamps."""
+    a = Readiness(2, 50, 0.5, 1.5, 60)
+    b = Readiness(2, 50, 0.5, 1.5, 60, min_seconds=0.0, max_dt=0.1)
+    a.var = b.var = np.array([1.0, 4.0])
+    for i in range(60):
+        a.update(np.array([0.1, 0.2]), np.zeros(2))
+        b.update(np.array([0.1, 0.2]), np.zeros(2), 5.0 + i * 1e-3)
+        assert a.ready == b.ready == (i == 59)
+
+
+@pytest.mark.parametrize('start', [0, 7, 300])
+def test_update_many_with_stamps_equals_update_row_by_row(start):
+    """The seconds floor in the many-row form: the same ready rows and final state, stamps with
+    jitter, a gap beyond max_dt, a step back and NaN stamps included."""
+    rng = np.random.default_rng(start)
+    k = start + 600
+    stamps = 20.0 + np.cumsum(rng.uniform(0.004, 0.012, k))
+    stamps[start + 100:] += 5.0                         # a gap
+    stamps[start + 200] -= 1.0                          # one stamp back in time
+    stamps[start + 50] = np.nan
+    stamps[start + 51] = np.nan
+    tau = rng.normal(0, 1, (k, 2))
+    scale = np.resize(np.repeat([0.2, 1.5, 0.3, 0.9, 0.1], 90), k)[:, None] * [1.0, 2.0]
+    torque = tau + scale * rng.normal(0, 1, tau.shape)
+    a, b = _timed(min_samples=20, min_seconds=1.5), _timed(min_samples=20, min_seconds=1.5)
+    for i in range(start):
+        a.update(torque[i], tau[i], stamps[i])
+        b.update(torque[i], tau[i], stamps[i])
+    ready = []
+    for i in range(start, k):
+        a.update(torque[i], tau[i], stamps[i])
+        ready.append(a.ready)
+    _, got_ready = b.update_many(torque[start:], tau[start:], stamps[start:])
+    np.testing.assert_array_equal(got_ready, ready)
+    assert any(ready) and not all(ready)
+    assert b.seconds == pytest.approx(a.seconds, rel=1e-12)
+    assert (b.scored, b.ready) == (a.scored, a.ready)
+    assert b._last_stamp == a._last_stamp
