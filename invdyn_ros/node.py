@@ -132,6 +132,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from invdyn_ros import kernels
 from invdyn_ros.checkpoints import clean_stale, read_physics
 from invdyn_ros.errors import CheckpointError, ConfigError, InvdynError, TrainerError
+from invdyn_ros.feedforward_gate import MEASURED, NOTHING, REFERENCE, FeedforwardGate
 from invdyn_ros.joint_state import COUNTERS as JS_COUNTERS, JointStateRule, Rejection
 from invdyn_ros.parameters import (PARAMETER_DOCS, PARAMETERS, check_all, descriptor_fields,
                                    help_lines)
@@ -213,7 +214,7 @@ class InvdynNode(LifecycleNode):
         ...), as a plain node's start-up would."""
         self._abort = abort
         self._configured = False
-        self._active = False
+        self._gate: FeedforwardGate | None = None   # what ~/feedforward carries (configure)
         self._closed = False
         self._entities: list[tuple[Any, Any]] = []
         # not rclpy's automatic declaration: it declares every override statically typed, and an
@@ -261,15 +262,19 @@ class InvdynNode(LifecycleNode):
         self._configured = True
         return TransitionCallbackReturn.SUCCESS
 
+    @property
+    def _active(self) -> bool:
+        """The lifecycle node is active (held by the feedforward gate)."""
+        return self._gate is not None and self._gate.active
+
     def on_activate(self, state: Any) -> TransitionCallbackReturn:
-        self._active = True
+        self._gate.set_active(True)
         self.get_logger().info('active: the learned feedforward is published (zeros until '
                                'ready)')
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state: Any) -> TransitionCallbackReturn:
-        self._active = False
-        self._publish_ff(self._zeros, 'feedforward_zero')
+        self._feedforward(self._gate.set_active(False))
         self.get_logger().info('inactive: ~/feedforward is zero (learning goes on)')
         return TransitionCallbackReturn.SUCCESS
 
@@ -307,10 +312,11 @@ class InvdynNode(LifecycleNode):
     def _release(self, save: bool = True) -> None:
         """The inverse of configure: zero feedforward, final checkpoint (``save``), trainer
         stopped and joined, topics / timers / services destroyed. Idempotent."""
-        configured, self._configured, self._active = self._configured, False, False
+        configured, self._configured = self._configured, False
+        zeros = self._gate.set_active(False) if self._gate is not None else NOTHING
         if configured:
             try:
-                self._publish_ff(self._zeros, 'feedforward_zero')
+                self._feedforward(zeros)
             except Exception:  # noqa: BLE001 - the context may already be shut down
                 pass
         pipeline = getattr(self, 'pipeline', None)
@@ -388,10 +394,8 @@ class InvdynNode(LifecycleNode):
                          'feedforward_zero': 0, 'feedforward_measured': 0,
                          'feedforward_reference': 0}
         self._rule = JointStateRule(self.joint_names)
-        self._last_output = -math.inf        # perf_counter of the last valid output
+        self._gate = FeedforwardGate(self.stale_timeout_s)   # times: perf_counter
         self._last_stamp = -math.inf         # header stamp (s) of the last valid output
-        self._ref_time = -math.inf
-        self._stale = True
         self._aux_count = 0
         self._lat = np.zeros(LATENCY_RING)
         self._cpu = np.zeros(LATENCY_RING)     # the same interval in this thread's CPU time
@@ -680,8 +684,7 @@ class InvdynNode(LifecycleNode):
             out = pipeline.process(*sample, defer=True)
             if out is None:
                 pipeline.finish()
-                if not pipeline.ready and t_in - self._ref_time >= self.stale_timeout_s:
-                    self._publish_ff(self._zeros, 'feedforward_zero')
+                self._feedforward(self._gate.on_unpredicted(t_in, pipeline.ready))
                 return
             data = self._pe.fill(msg.header.stamp, out.q, out.qd, out.torque)
             t_pub = time.perf_counter()
@@ -698,20 +701,12 @@ class InvdynNode(LifecycleNode):
             self._recv[j] = (time.time_ns() - received) * 1e-9 if received else math.nan
             self._lat_i = i + 1
             # --- off the latency path: feedforward, learning bookkeeping, auxiliary topics
-            self._last_output = t_in
-            self._stale = False
             self.counters['outputs'] += 1
-            if t_in - self._ref_time >= self.stale_timeout_s:   # no fresh reference
-                if out.ready:
-                    self._publish_ff(_farray(pipeline.feedforward(out.torque, out.q)),
-                                     'feedforward_measured')
-                else:
-                    self._publish_ff(self._zeros, 'feedforward_zero')
+            self._feedforward(self._gate.on_measured(t_in, out.ready), out.torque, out.q)
             out = pipeline.finish()             # the complete Output of the published sample
             # samples that never reached us (DDS queue overflow in a burst, a lagging loop): a
             # stamp gap of k nominal periods means k-1 missed; gaps over 1 s count as pauses
-            est = pipeline.estimator
-            rate = est.rate_hz if est.rate_settled else None   # not from a burst's estimate
+            rate = pipeline.settled_rate_hz                # not from a burst's estimate
             gap = out.stamp - self._last_stamp
             self._last_stamp = out.stamp
             if rate and 1.5 < gap * rate and gap <= MISSED_GAP_MAX_S:
@@ -724,12 +719,21 @@ class InvdynNode(LifecycleNode):
             self.counters['internal_errors'] += 1
             self._last_error['internal_errors'] = f'{type(exc).__name__}: {exc}'
 
-    def _publish_ff(self, data: array.array, counter: str) -> None:
-        if not self._active:                 # lifecycle inactive: the feedforward is zero
-            data, counter = self._zeros, 'feedforward_zero'
-        self._ff.data = data
+    def _feedforward(self, decision: Any, torque: Any = None, q: Any = None) -> None:
+        """Publish what the gate decided (:mod:`invdyn_ros.feedforward_gate`): the feedforward
+        of ``torque`` at ``q`` (measured / reference), zeros, or nothing."""
+        if decision.publish is None:
+            return
+        if decision is MEASURED or decision is REFERENCE:
+            self._ff.data = _farray(self.pipeline.feedforward(torque, q))
+        else:
+            self._ff.data = self._zeros
         self.ff_pub.publish(self._ff)
-        self.counters[counter] += 1
+        self.counters[decision.counter] += 1
+        if decision.became_stale:
+            self.counters['stale_events'] += 1
+            self.get_logger().warning(
+                f'no valid joint state for {self.stale_timeout_s} s: feedforward is zero')
 
     def _publish_aux(self, out: Any) -> None:
         n = self.n
@@ -752,12 +756,8 @@ class InvdynNode(LifecycleNode):
                                                      msg.accelerations, stamp=t_in)
             if torque is None:
                 return                      # invalid (counted by the pipeline) or warming up
-            self._ref_time = t_in
-            if self.pipeline.ready and t_in - self._last_output < self.stale_timeout_s:
-                self._publish_ff(_farray(self.pipeline.feedforward(torque, msg.positions)),
-                                 'feedforward_reference')
-            else:
-                self._publish_ff(self._zeros, 'feedforward_zero')
+            self._feedforward(self._gate.on_reference(t_in, self.pipeline.ready), torque,
+                              msg.positions)
         except Exception as exc:  # noqa: BLE001
             self.counters['internal_errors'] += 1
             self._last_error['internal_errors'] = f'{type(exc).__name__}: {exc}'
@@ -775,7 +775,7 @@ class InvdynNode(LifecycleNode):
                 self.traj_pub.publish(out)
         except Exception as exc:  # noqa: BLE001
             self.counters['internal_errors'] += 1
-            self._last_error = f'{type(exc).__name__}: {exc}'
+            self._last_error['internal_errors'] = f'{type(exc).__name__}: {exc}'
 
     def _on_lost(self, info: Any) -> None:
         """Messages the middleware reports lost. The change is an unsigned count: a garbage or
@@ -792,14 +792,7 @@ class InvdynNode(LifecycleNode):
 
     def _on_watchdog(self) -> None:
         """Zero feedforward while the input is stale (a controller holds the last command)."""
-        if time.perf_counter() - self._last_output < self.stale_timeout_s:
-            return
-        if not self._stale:
-            self._stale = True
-            self.counters['stale_events'] += 1
-            self.get_logger().warning(
-                f'no valid joint state for {self.stale_timeout_s} s: feedforward is zero')
-        self._publish_ff(self._zeros, 'feedforward_zero')
+        self._feedforward(self._gate.on_tick(time.perf_counter()))
 
     # ------------------------------------------------------------------ checkpoints
     def _on_checkpoint_timer(self) -> None:
@@ -965,7 +958,7 @@ class InvdynNode(LifecycleNode):
              else round(stats['rate_hz'], 2)),
             ('rate_changes', changes), ('stamp_jumps', est['stamp_jumps']),
             ('filter_error', filter_error or ''),
-            ('stale_input', self._stale), ('stale_events', c['stale_events']),
+            ('stale_input', self._gate.stale), ('stale_events', c['stale_events']),
             ('lifecycle_active', self._active),
             ('feedforward_zero', c['feedforward_zero']),
             ('feedforward_measured', c['feedforward_measured']),
@@ -1015,7 +1008,7 @@ class InvdynNode(LifecycleNode):
         elif not self._active:
             status.level, status.message = DiagnosticStatus.WARN, \
                 'inactive (lifecycle): feedforward is zero'
-        elif self._stale:
+        elif self._gate.stale:
             status.level, status.message = DiagnosticStatus.WARN, 'no valid joint states'
         elif not stats['ready']:
             status.level, status.message = DiagnosticStatus.WARN, \
