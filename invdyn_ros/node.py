@@ -134,6 +134,9 @@ from invdyn_ros.checkpoints import clean_stale, read_physics
 from invdyn_ros.errors import CheckpointError, ConfigError, InvdynError, TrainerError
 from invdyn_ros.feedforward_gate import MEASURED, NOTHING, REFERENCE, FeedforwardGate
 from invdyn_ros.joint_state import COUNTERS as JS_COUNTERS, JointStateRule, Rejection
+from invdyn_ros.node_diagnostics import (ERROR, OK, WARN, Snapshot, WarningThrottle,
+                                         bad_input_warning,  # noqa: F401 (re-exported)
+                                         rejected_counts, statuses)
 from invdyn_ros.parameters import (PARAMETER_DOCS, PARAMETERS, check_all, descriptor_fields,
                                    help_lines)
 from invdyn_ros.pipeline import (TRAINER_KINDS, Pipeline, PipelineConfig, checkpoint_prefix,
@@ -156,6 +159,7 @@ LATENCY_RING = 1 << 14          # callback latencies kept for the diagnostics pe
 MISSED_GAP_MAX_S = 1.0          # longer stamp gaps are pauses of the source, not missed samples
 LOST_CHANGE_MAX = 2 ** 31       # a larger "lost messages" change is a wrapped / garbage report
 
+_LEVELS = {OK: DiagnosticStatus.OK, WARN: DiagnosticStatus.WARN, ERROR: DiagnosticStatus.ERROR}
 _BUILTIN_PARAMETERS = {'use_sim_time', 'start_type_description_service'}
 
 
@@ -404,7 +408,7 @@ class InvdynNode(LifecycleNode):
         self._lat_i = 0
         self._lat_reported = 0
         self._diag_last = (time.perf_counter(), 0)
-        self._warned_counts: dict[str, int] = {}
+        self._throttle = WarningThrottle()      # the diagnostics period's log lines
         self._last_error: dict[str, str] = {}   # counter -> reason of its latest increment
 
         # ---- pre-built messages
@@ -876,147 +880,41 @@ class InvdynNode(LifecycleNode):
                 self._recv[idx] * 1e6, count)
 
     def _on_diagnostics(self) -> None:
+        """A snapshot of the period to :func:`invdyn_ros.node_diagnostics.statuses`; its log
+        lines (:class:`~invdyn_ros.node_diagnostics.WarningThrottle`) logged, its statuses
+        published."""
         self._check_checkpoint_result()
         now = time.perf_counter()
         t_prev, n_prev = self._diag_last
         received = self.counters['received']
-        rate = (received - n_prev) / max(now - t_prev, 1e-9)
         self._diag_last = (now, received)
-        lat, cpu, hand, recv, count = self._latency_stats()
-        p50, p99 = np.percentile(lat, [50, 99])
-        h50, h99 = np.percentile(hand, [50, 99])
-        recv = recv[np.isfinite(recv)]
-        r50, r99 = np.percentile(recv, [50, 99]) if recv.size else (math.nan, math.nan)
-        pmax = float(lat.max())
-        c50, c99 = np.percentile(cpu, [50, 99])
+        *latencies, count = self._latency_stats()
         stats = self.pipeline.stats()
-        est, pipe = stats['estimator'], stats['pipeline']
-        learners = stats['learners'] if isinstance(stats['learners'], dict) else {}
-        trainer = stats['trainer']
-        c = self.counters
-        rejected = {
-            'rejected_names': c['rejected_names'], 'rejected_shape': c['rejected_shape'],
-            'rejected_stamp': c['rejected_stamp'],
-            'rejected_nonfinite': c['rejected_nonfinite'] + est['rejected_nonfinite'],
-            'rejected_magnitude': est['rejected_magnitude'],
-            'rejected_shape_estimator': est['rejected_shape'],
-            'dropped_stamp': est['dropped_stamp'],
-            'rejected_references': pipe['rejected_references'],
-            'internal_errors': c['internal_errors'],
-            'missed_by_stamp_gap': c['missed_by_stamp_gap'],
-            'rejected_labels': est['rejected_labels'],
-            'dropped_future_stamp': est['dropped_future_stamp'],
-            'lost_reports_ignored': c['lost_reports_ignored'],
-        }
-        new_bad = {k: v - self._warned_counts.get(k, 0) for k, v in rejected.items()
-                   if v != self._warned_counts.get(k, 0)}
-        if new_bad:
-            self.get_logger().warning(bad_input_warning(new_bad, self._last_error))
-            self._warned_counts = dict(rejected)
-        estimator = self.pipeline.estimator
-        changes = est['rate_changes']
-        if changes != getattr(self, '_rate_changes_warned', 0):
-            self._rate_changes_warned = changes
-            self.get_logger().warning(
-                f'the joint state rate changed: now {estimator.rate_hz:.1f} Hz (re-estimated '
-                f'{changes} time(s)); the filter was redesigned and the windows restarted')
-        filter_error = estimator.filter_error
-        if filter_error != getattr(self, '_filter_error_logged', None):
-            self._filter_error_logged = filter_error
-            if filter_error:
-                self.get_logger().error(f'{filter_error}: no filter, nothing is published '
-                                        '(feedforward zero) until the rate or the parameter '
-                                        'is fixed')
-        capacity = self.config.learner.buffer_capacity
-        values: list[tuple[str, Any]] = [
-            ('input_rate_hz', f'{rate:.1f}'),
-            ('callback_latency_p50_us', f'{p50:.1f}'),
-            ('callback_latency_p99_us', f'{p99:.1f}'),
-            ('callback_latency_max_us', f'{pmax:.1f}'),
-            ('callback_cpu_p50_us', f'{c50:.1f}'),
-            ('callback_cpu_p99_us', f'{c99:.1f}'),
-            ('callback_handoff_p50_us', f'{h50:.1f}'),
-            ('callback_handoff_p99_us', f'{h99:.1f}'),
-            ('reception_latency_p50_us', f'{r50:.1f}'),
-            ('reception_latency_p99_us', f'{r99:.1f}'),
-            ('latency_samples', count),
-            ('received', received), ('outputs', c['outputs']),
-            ('references_received', c['references']),
-            ('reference_predictions', pipe['reference_outputs']),
-            ('lost_by_dds', c['lost']),
-            *rejected.items(),
-            ('dropped_by_trainer_queue', trainer.get('dropped', 0)),
-            ('dropped_nonfinite_outputs', pipe['dropped_nonfinite']),
-            ('stream_resets', est['resets']),
-            ('ready', stats['ready']),
-            ('recent_nmse', stats['recent_nmse']),
-            ('active_networks', ','.join(stats['active'])),
-            ('weights_version', stats['weights_version']),
-            ('filter_delay_ms', None if stats['filter_delay_s'] is None
-             else round(1e3 * stats['filter_delay_s'], 3)),
-            ('rate_hz_estimated', None if stats['rate_hz'] is None
-             else round(stats['rate_hz'], 2)),
-            ('rate_changes', changes), ('stamp_jumps', est['stamp_jumps']),
-            ('filter_error', filter_error or ''),
-            ('stale_input', self._gate.stale), ('stale_events', c['stale_events']),
-            ('lifecycle_active', self._active),
-            ('feedforward_zero', c['feedforward_zero']),
-            ('feedforward_measured', c['feedforward_measured']),
-            ('feedforward_reference', c['feedforward_reference']),
-            *self._trajectories.diagnostics(),
-            ('trainer', self.trainer_kind),
-            ('scheduling', self.scheduling),
-            ('trainer_error', stats['trainer_error'] or ''),
-            ('checkpoint', getattr(self, '_last_checkpoint', 'none yet')),
-        ]
-        phys = stats.get('physics')
-        values.append(('prior', self.config.physics.prior))
-        values.append(('feedforward_mode', self.config.physics.feedforward_mode))
-        if phys:
-            par = phys['parameters']
-            values += [('physics.residual_trust', round(phys['trust'], 3)),
-                       ('physics.visited_states', phys['visited']),
-                       ('physics.prior_error_rms', ','.join(f'{v:.3g}' for v in
-                                                            phys['prior_error_rms'])),
-                       ('physics.max_relative_parameter_change',
-                        round(par['max_relative_change'], 3))]
-            values += [(f'physics.{j}', f"mass {par[j]['mass']:.3f} kg, viscous "
-                                        f"{par[j]['viscous']:.3g}, coulomb {par[j]['coulomb']:.3g}, "
-                                        f"offset {par[j]['offset']:.3g}")
-                       for j in self.joint_names]
-            if 'identification' in phys:
-                values.append(('physics.identification', phys['identification']))
-        for name, s in learners.items():
-            if not isinstance(s, dict):
-                continue
-            values += [(f'{name}.buffer_fill', f'{s.get("buffer", 0)}/{capacity}'),
-                       (f'{name}.training_loss', s.get('loss')),
-                       (f'{name}.recent_nmse', s.get('recent_nmse')),
-                       (f'{name}.samples', s.get('samples')), (f'{name}.steps', s.get('steps')),
-                       (f'{name}.learning_rate', s.get('lr')),
-                       (f'{name}.rollbacks', s.get('rollbacks'))]
-        status = DiagnosticStatus()
-        status.name = f'{self.get_name()}: inverse dynamics learner'
-        status.hardware_id = ','.join(self.joint_names)
-        if stats['trainer_error']:
-            status.level, status.message = DiagnosticStatus.ERROR, 'trainer failed'
-        elif filter_error:
-            status.level, status.message = DiagnosticStatus.ERROR, filter_error
-        elif self._checkpoint_failed is not None:
-            status.level, status.message = DiagnosticStatus.WARN, \
-                'checkpoint failed (the previous one is kept)'
-        elif not self._active:
-            status.level, status.message = DiagnosticStatus.WARN, \
-                'inactive (lifecycle): feedforward is zero'
-        elif self._gate.stale:
-            status.level, status.message = DiagnosticStatus.WARN, 'no valid joint states'
-        elif not stats['ready']:
-            status.level, status.message = DiagnosticStatus.WARN, \
-                'learning (feedforward is zero until ready)'
-        else:
-            status.level, status.message = DiagnosticStatus.OK, 'ready'
-        status.values = [KeyValue(key=k, value=str(v)) for k, v in values]
-        msg = DiagnosticArray(status=[status])
+        filter_error = self.pipeline.filter_error
+        log = self.get_logger()
+        for severity, line in self._throttle.lines(
+                rejected_counts(self.counters, stats), self._last_error,
+                stats['estimator']['rate_changes'], stats['rate_hz'], filter_error):
+            (log.error if severity == 'error' else log.warning)(line)
+        snapshot = Snapshot(
+            node_name=self.get_name(), joint_names=list(self.joint_names),
+            counters=self.counters, stats=stats,
+            input_rate_hz=(received - n_prev) / max(now - t_prev, 1e-9),
+            latencies_us=tuple(latencies), latency_count=count, active=self._active,
+            stale=self._gate.stale, filter_error=filter_error,
+            checkpoint_failed=self._checkpoint_failed,
+            last_checkpoint=getattr(self, '_last_checkpoint', 'none yet'),
+            trainer_kind=self.trainer_kind, scheduling=self.scheduling,
+            prior=self.config.physics.prior,
+            feedforward_mode=self.config.physics.feedforward_mode,
+            buffer_capacity=self.config.learner.buffer_capacity,
+            trajectory=list(self._trajectories.diagnostics()))
+        msg = DiagnosticArray()
+        for st in statuses(snapshot):
+            status = DiagnosticStatus(name=st.name, hardware_id=st.hardware_id,
+                                      level=_LEVELS[st.level], message=st.message)
+            status.values = [KeyValue(key=k, value=str(v)) for k, v in st.values]
+            msg.status.append(status)
         msg.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(msg)
 
@@ -1091,14 +989,6 @@ def make_executor(kind: str, context: Any = None) -> Any:
             pass
     from rclpy.executors import SingleThreadedExecutor
     return SingleThreadedExecutor(context=context)
-
-
-def bad_input_warning(new_bad: dict[str, int], reasons: dict[str, str]) -> str:
-    """The throttled warning: counts that grew in the period, with the reason of the latest
-    rejection of each of THOSE counters (a reason of a counter that did not grow is stale)."""
-    last = '; '.join(f'{k}: {reasons[k]}' for k in new_bad if reasons.get(k))
-    return (f'dropped bad input / missed samples in the last period: {new_bad}'
-            + (f' (last: {last})' if last else ''))
 
 
 def main(argv: list[str] | None = None) -> int:
