@@ -1,4 +1,5 @@
-"""Which command ``~/feedforward`` carries: the measured-state prediction, the reference's, or zeros.
+"""Which command ``~/feedforward`` carries: the measured state's prediction, the reference's,
+or zeros.
 
 One rule, one place (ROS-free; the node only publishes what it is told). Events, with their time
 ``now`` (s, one monotonic clock, e.g. ``time.perf_counter``):

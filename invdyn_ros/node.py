@@ -130,19 +130,21 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from invdyn_ros import kernels
-from invdyn_ros.checkpoints import clean_stale, read_physics
 from invdyn_ros.errors import CheckpointError, ConfigError, InvdynError, TrainerError
 from invdyn_ros.feedforward_gate import MEASURED, NOTHING, REFERENCE, FeedforwardGate
 from invdyn_ros.joint_state import COUNTERS as JS_COUNTERS, JointStateRule, Rejection
 from invdyn_ros.node_diagnostics import (ERROR, OK, WARN, Snapshot, WarningThrottle,
                                          bad_input_warning,  # noqa: F401 (re-exported)
                                          rejected_counts, statuses)
+from invdyn_ros.node_settings import (NodeSettings, needs_robot_model, positive,
+                                      process_settings, ros_args_error)
 from invdyn_ros.parameters import (PARAMETER_DOCS, PARAMETERS, check_all, descriptor_fields,
                                    help_lines)
-from invdyn_ros.pipeline import (TRAINER_KINDS, Pipeline, PipelineConfig, checkpoint_prefix,
-                                 checkpoint_to_resume, fresh_checkpoint_path, make_trainer)
+from invdyn_ros.pipeline import Pipeline, PipelineConfig
 from invdyn_ros.serialized import SerializedJointState
 from invdyn_ros.stopflag import StopFlag
+from invdyn_ros.trainer_setup import (realtime_priority, renice_trainer, start_trainer,
+                                      trainer_options)
 from invdyn_ros.trajectory_msgs_io import TrajectoryRelay
 
 FAST_PATH = 'compiled (numba)' if kernels.AVAILABLE else \
@@ -153,8 +155,6 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
 BEST_EFFORT = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT,
                          history=HistoryPolicy.KEEP_LAST)
 NODE_NAME = 'invdyn_node'
-EXECUTORS = PARAMETERS['executor'].choices
-CHECKPOINT_MISMATCH = PARAMETERS['checkpoint_mismatch'].choices
 LATENCY_RING = 1 << 14          # callback latencies kept for the diagnostics percentiles
 MISSED_GAP_MAX_S = 1.0          # longer stamp gaps are pauses of the source, not missed samples
 LOST_CHANGE_MAX = 2 ** 31       # a larger "lost messages" change is a wrapped / garbage report
@@ -188,24 +188,6 @@ def _farray(x: np.ndarray) -> array.array:
     return array.array('d', np.ascontiguousarray(x, dtype=np.float64).tobytes())
 
 
-def _integer(name: str, value: Any, lo: int, hi: int | None = None, note: str = '') -> int:
-    """``value`` if it is an int (not a bool) in ``lo..hi`` (``hi`` None: ``>= lo``), else a
-    ConfigError naming the parameter (``note`` explains the range)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo \
-            or (hi is not None and value > hi):
-        allowed = f'>= {lo}' if hi is None else f'in {lo}..{hi}'
-        raise ConfigError(f'{name}: must be an integer {allowed}{note}, got {value!r}')
-    return value
-
-
-def _positive(name: str, value: Any, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(f'{name}: must be a finite number {">=" if allow_zero else ">"} 0, '
-                          f'got {value!r}')
-    return float(value)
-
-
 class InvdynNode(LifecycleNode):
     """See the module docstring (Lifecycle: the transitions)."""
 
@@ -229,11 +211,7 @@ class InvdynNode(LifecycleNode):
         p = self.params
         self.autostart = p['autostart']
         # the process's own settings (main builds the executor before any transition)
-        self.executor_kind = p['executor']
-        if self.executor_kind not in EXECUTORS:
-            raise ConfigError(f'executor: must be one of {EXECUTORS}, got {self.executor_kind!r}')
-        self.realtime_priority = _integer('realtime_priority', p['realtime_priority'], 0, 99,
-                                          ' (0 = normal scheduling)')
+        self.executor_kind, self.realtime_priority = process_settings(p)
         self.scheduling = 'normal'
         if self.autostart:
             self._autostart()
@@ -329,7 +307,7 @@ class InvdynNode(LifecycleNode):
             if save and configured and self.checkpoint_path:
                 # the final save is the trainer's last job and the stop waits for it: full
                 # priority (a niced worker behind busy processes would take seconds)
-                self._renice(None, nice=0)
+                self._renice(nice=0)
                 try:
                     files = pipeline.save_checkpoint(self.checkpoint_path, final=True)
                     self.get_logger().info(f'final checkpoint written: {sorted(files.values())}')
@@ -346,41 +324,27 @@ class InvdynNode(LifecycleNode):
     def _configure(self) -> None:
         """What ``on_configure`` does (see there); raises on invalid parameters or a checkpoint
         that does not fit."""
-        if self._needs_robot_model(self.params):
+        if needs_robot_model(self.params):
             self.params['robot_description'] = self._wait_for_robot_description(
-                _positive('robot_description_timeout_s', self.params['robot_description_timeout_s'],
-                          allow_zero=True))
+                positive('robot_description_timeout_s', self.params['robot_description_timeout_s'],
+                         allow_zero=True))
         self.config = PipelineConfig.from_params(self.params)
         if self.config.torque_limits is None:
             raise ConfigError('torque_limits: required (one |torque| limit in N m per joint): '
                               'the feedforward drives an effort interface')
-        p = self.params
-        self.trainer_kind = p['trainer']
-        if self.trainer_kind not in TRAINER_KINDS:
-            raise ConfigError(f'trainer: must be one of {TRAINER_KINDS}, got {self.trainer_kind!r}')
-        self.stale_timeout_s = _positive('stale_timeout_s', p['stale_timeout_s'])
-        self.checkpoint_period_s = _positive('checkpoint_period_s', p['checkpoint_period_s'],
-                                             allow_zero=True)
-        diag_period = _positive('diagnostics_period_s', p['diagnostics_period_s'])
-        publish_period = _positive('publish_period_s', p['publish_period_s'])
-        max_ups = _positive('max_updates_per_sample', p['max_updates_per_sample'],
-                            allow_zero=True)
-        self.aux_decimation = _integer('aux_decimation', p['aux_decimation'], 1)
-        if not isinstance(p['checkpoint_path'], str):
-            raise ConfigError(f'checkpoint_path: expected a string, got {p["checkpoint_path"]!r}')
-        self.checkpoint_path = os.path.expanduser(p['checkpoint_path'].strip())
-        self.checkpoint_mismatch = p['checkpoint_mismatch']
-        if self.checkpoint_mismatch not in CHECKPOINT_MISMATCH:
-            raise ConfigError(f'checkpoint_mismatch: must be one of {CHECKPOINT_MISMATCH}, got '
-                              f'{self.checkpoint_mismatch!r}')
+        st = self.settings = NodeSettings.from_params(self.params)
+        self.trainer_kind, self.stale_timeout_s = st.trainer, st.stale_timeout_s
+        self.checkpoint_period_s, self.aux_decimation = st.checkpoint_period_s, st.aux_decimation
+        self.checkpoint_path = st.checkpoint_path        # may become the fresh location
+        self.checkpoint_mismatch, self.trainer_nice = st.checkpoint_mismatch, st.trainer_nice
         self._checkpoint_failed: str | None = None
-        self.trainer_nice = _integer('trainer_nice', p['trainer_nice'], 0, 19)
 
         self.joint_names = self.config.joint_names
         n = self.n = len(self.joint_names)
         log = self.get_logger()
         self._physics_states: dict = {}       # the checkpoint's physics members (_resume)
-        self.pipeline = Pipeline(self.config, self._make_trainer(publish_period, max_ups))
+        self.pipeline = Pipeline(self.config, self._make_trainer(st.publish_period_s,
+                                                                 st.max_updates_per_sample))
         try:
             physics_log = self.pipeline.load_physics(self._physics_states)
         except CheckpointError:
@@ -456,7 +420,7 @@ class InvdynNode(LifecycleNode):
                             self._on_save_checkpoint_async if self.executor_kind == 'events'
                             else self._on_save_checkpoint)
         self.create_timer(min(0.05, self.stale_timeout_s / 2.0), self._on_watchdog)
-        self.create_timer(diag_period, self._on_diagnostics)
+        self.create_timer(st.diagnostics_period_s, self._on_diagnostics)
         if self.checkpoint_path and self.checkpoint_period_s > 0:
             self.create_timer(self.checkpoint_period_s, self._on_checkpoint_timer)
         log.info(f'{n} joints {list(self.joint_names)}, networks '
@@ -467,15 +431,6 @@ class InvdynNode(LifecycleNode):
                  f'(nMSE < {self.config.ready_nmse})')
 
     # ------------------------------------------------------------------ set-up
-    @staticmethod
-    def _needs_robot_model(p: dict[str, Any]) -> bool:
-        """A prior or minus_gravity is asked for, and neither robot_description nor urdf_path
-        is set: the model has to come from the topic."""
-        wanted = p.get('prior', 'none') != 'none' or p.get('feedforward_mode') == 'minus_gravity'
-        given = any(isinstance(p.get(k), str) and p[k].strip()
-                    for k in ('robot_description', 'urdf_path'))
-        return wanted and not given
-
     def _wait_for_robot_description(self, timeout_s: float) -> str:
         """The URDF from the ``robot_description`` topic (std_msgs/String, transient local, as
         robot_state_publisher publishes it; relative, so it follows the node's namespace and can
@@ -560,107 +515,31 @@ class InvdynNode(LifecycleNode):
         return check_all(values, PARAMETER_DOCS)     # every type and range, by the table
 
     def _make_trainer(self, publish_period: float, max_updates: float) -> Any:
-        """The trainer, resumed from the checkpoint at ``checkpoint_path`` if there is one.
-
-        A checkpoint that does not fit (joint names / count, networks) or fails its checksums
-        is never renamed, deleted or overwritten: ``checkpoint_mismatch: refuse`` raises
-        :class:`CheckpointError` (main exits with code 2 naming the path and the problem);
-        ``fresh`` switches ``checkpoint_path`` to :func:`fresh_checkpoint_path` (resumed from
-        there when it holds a fitting set). Debris of interrupted saves is tidied first
-        (:func:`invdyn_ros.checkpoints.clean_stale`), only for a set the node will use.
-
-        The worker process ignores SIGINT and SIGTERM (``ProcessTrainer`` starts it that way: a
-        terminal's Ctrl-C and ``kill -TERM -PGID`` hit the whole process group; the node, not
-        the worker, decides when training stops and saves the final checkpoint first). A stop
-        requested while the worker is still starting (``abort``) ends its start-up at once with
-        :class:`TrainerError`.
-        """
-        options: dict[str, Any] = {}
-        if self.trainer_kind in ('process', 'thread'):
-            options = {'publish_period_s': publish_period,
-                       'max_updates_per_sample': max_updates}
-        if self.trainer_kind == 'thread':
-            options['nice'] = self.trainer_nice
-        if self.trainer_kind == 'process' and self._abort is not None:
-            options['abort'] = self._abort
-        if not self.checkpoint_path:
-            return self._renice(make_trainer(self.config, self.trainer_kind, **options))
-        try:
-            return self._resume(self.checkpoint_path, options)
-        except CheckpointError as exc:
-            if self.checkpoint_mismatch == 'refuse':
-                raise CheckpointError(f'{exc} -- left untouched; set another checkpoint_path, or '
-                                      'checkpoint_mismatch: fresh to learn anew beside it') \
-                    from None
-            fresh = fresh_checkpoint_path(self.config, self.checkpoint_path)
-            self.get_logger().warning(
-                f'checkpoint not used ({exc}); left untouched; checkpoint_mismatch: fresh: '
-                f'this node uses checkpoint_path {fresh}')
-            self.checkpoint_path = fresh
-            try:
-                return self._resume(fresh, options)
-            except CheckpointError as exc2:
-                raise CheckpointError(f'{exc2} (the checkpoint_mismatch: fresh location; both '
-                                      'left untouched)') from None
-
-    def _resume(self, path: str, options: dict[str, Any]) -> Any:
-        """The trainer resumed from the checkpoint set at ``path`` (fresh if there is none);
-        CheckpointError if it does not fit or is corrupt."""
-        log = self.get_logger()
-        files, verified = checkpoint_to_resume(self.config, path)   # raises on a mismatch
-        self._physics_states = read_physics(checkpoint_prefix(path))   # verified; may raise
-        for line in clean_stale(checkpoint_prefix(path)):
-            log.info(f'checkpoint {path}: {line}')
-        if not files:
-            return self._renice(make_trainer(self.config, self.trainer_kind, **options))
-        trainer = make_trainer(self.config, self.trainer_kind, checkpoint=files, **options)
-        if verified:
-            log.info(f'resumed from checkpoint {sorted(files.values())} (sha256 verified)')
-        else:
-            log.warning(f'resumed from checkpoint {sorted(files.values())}: UNVERIFIED (no '
-                        'manifest: written by an older invdyn_ros; the next save adds one)')
-        return self._renice(trainer)
-
-    def _renice(self, trainer: Any, nice: int | None = None) -> Any:
-        """Lower the priority of the training worker process (``multiprocessing`` children of
-        this process named by ProcessTrainer) to ``nice`` (default ``trainer_nice``), so on a
-        shared core the scheduler runs the control loop first. Failure to renice is only
-        logged (``nice`` 0 at shutdown needs CAP_SYS_NICE: quietly skipped without)."""
-        if self.trainer_kind != 'process' or self.trainer_nice == 0:
-            return trainer
-        import multiprocessing
-        for child in multiprocessing.active_children():
-            if child.name == 'invdyn-trainer' and child.pid:
-                try:
-                    os.setpriority(os.PRIO_PROCESS, child.pid,
-                                   self.trainer_nice if nice is None else nice)
-                except OSError as exc:
-                    if nice is None:
-                        self.get_logger().warning(f'could not renice the trainer: {exc}')
+        """The trainer, resumed from ``checkpoint_path`` (:func:`~invdyn_ros.trainer_setup.
+        start_trainer`: the ``checkpoint_mismatch`` rule; may switch ``checkpoint_path`` to the
+        fresh location), its worker reniced to ``trainer_nice``. A stop requested while the
+        worker is still starting (``abort``) ends its start-up with :class:`TrainerError`."""
+        options = trainer_options(self.trainer_kind, publish_period, max_updates,
+                                  self.trainer_nice, self._abort)
+        trainer, self.checkpoint_path, self._physics_states = start_trainer(
+            self.config, self.trainer_kind, self.checkpoint_path, self.checkpoint_mismatch,
+            options, self.get_logger())
+        self._renice()
         return trainer
+
+    def _renice(self, nice: int | None = None) -> None:
+        """The trainer worker to ``nice`` (default ``trainer_nice``; :func:`renice_trainer`)."""
+        renice_trainer(self.trainer_kind, self.trainer_nice, nice, self.get_logger())
 
     def apply_realtime_priority(self) -> bool:
         """Put the calling thread (call it from the thread that spins the executor) under
-        SCHED_FIFO at ``realtime_priority``, like ros2_control's control loop: a waking callback
-        then preempts the trainer, the benchmark's publisher and any other normal process at
-        once. The trainer worker (already started) keeps normal scheduling. Refused (no
-        CAP_SYS_NICE / rtprio limit, not Linux): a warning, and the node runs normally.
-        Returns whether the priority is in effect."""
-        prio = self.realtime_priority
-        if prio == 0:
-            return False
-        try:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(prio))
-        except (AttributeError, OSError) as exc:
-            self.get_logger().warning(
-                f'realtime_priority {prio}: SCHED_FIFO refused ({exc}); running with normal '
-                'scheduling. Grant it with CAP_SYS_NICE or an rtprio limit '
-                '(/etc/security/limits.conf: <user> - rtprio 99).')
-            self.scheduling = f'normal (SCHED_FIFO {prio} refused)'
-            return False
-        self.scheduling = f'SCHED_FIFO {prio}'
-        self.get_logger().info(f'control loop thread runs under {self.scheduling}')
-        return True
+        SCHED_FIFO at ``realtime_priority`` (:func:`~invdyn_ros.trainer_setup.
+        realtime_priority`; refused: a warning, normal scheduling). The trainer worker
+        (already started) keeps normal scheduling. Returns whether the priority is in effect."""
+        ok, scheduling = realtime_priority(self.realtime_priority, self.get_logger())
+        if self.realtime_priority:
+            self.scheduling = scheduling
+        return ok
 
     # ------------------------------------------------------------------ data path
     def _order(self, msg: Any) -> tuple[float, Any, Any, Any] | None:
@@ -944,39 +823,6 @@ def build_arg_parser() -> argparse.ArgumentParser:
         epilog='Run: invdyn_node --ros-args --params-file config/kuka_lwr.yaml\n\n'
                'ROS parameters (params file under "invdyn_node: ros__parameters:", or '
                '--ros-args -p name:=value):\n' + '\n'.join(lines))
-
-
-def ros_args_error(message: str) -> str:
-    """One line for rcl's argument errors (e.g. a list of mixed types in a params file or a
-    ``-p`` rule): the parameter (for a file: the key of the failing line or of the block it is
-    in), the file and line, and rcl's reason without its source locations."""
-    import re
-    text = ' '.join(message.split())
-    found = re.search(r"Error: (.*?)(?: at line_num (\d+)|, at /|$)", text)
-    reason = found.group(1).rstrip(' .,') if found else text
-    rule = re.search(r"-p ([A-Za-z_][\w.]*):=", text)
-    if rule:
-        return f'{rule.group(1)}: {reason} (-p rule)'
-    params = re.search(r"--params-file (.+?)'", text)
-    if not params or not found or not found.group(2):
-        return reason
-    path, line = params.group(1), int(found.group(2))
-    name = ''
-    try:
-        with open(path, encoding='utf-8') as f:
-            lines = f.read().splitlines()[:line]
-        indent = None
-        for raw in reversed(lines):            # the key of the line, or of the block it is in
-            stripped = raw.split('#', 1)[0].rstrip()
-            key = re.match(r'^(\s*)([A-Za-z_][\w.]*)\s*:', stripped)
-            if key and (indent is None or len(key.group(1)) < indent):
-                name = key.group(2)
-                break
-            if stripped.strip() and indent is None:
-                indent = len(stripped) - len(stripped.lstrip())
-    except OSError:
-        pass
-    return f'{name}: {reason} ({path}, line {line})' if name else f'{path}, line {line}: {reason}'
 
 
 def make_executor(kind: str, context: Any = None) -> Any:

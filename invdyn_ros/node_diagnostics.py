@@ -215,7 +215,8 @@ class WarningThrottle:
             self.warned = dict(rejected)
         if rate_changes != self.rate_changes:
             self.rate_changes = rate_changes
-            out.append(('warning', f'the joint state rate changed: now {rate_hz or math.nan:.1f} Hz '
+            rate = math.nan if rate_hz is None else rate_hz
+            out.append(('warning', f'the joint state rate changed: now {rate:.1f} Hz '
                                    f'(re-estimated {rate_changes} time(s)); the filter was '
                                    'redesigned and the windows restarted'))
         if filter_error != self.filter_error:

@@ -40,7 +40,8 @@ def counters(**changes: int) -> dict[str, int]:
 
 
 def snapshot(stats: dict, **kw) -> Snapshot:
-    stats = {**stats, 'ready': kw.pop('ready', True), 'trainer_error': kw.pop('trainer_error', None)}
+    stats = {**stats, 'ready': kw.pop('ready', True),
+             'trainer_error': kw.pop('trainer_error', None)}
     lat = np.array([10.0, 20.0, 30.0])
     base = dict(node_name='invdyn_node', joint_names=NAMES, counters=counters(), stats=stats,
                 input_rate_hz=100.0, latencies_us=(lat, lat / 2, lat / 3, lat * 2),
