@@ -107,12 +107,8 @@ configure).
 """
 from __future__ import annotations
 
-import argparse
 import array
-import gc
 import math
-import os
-import signal
 import sys
 import time
 from typing import Any
@@ -129,20 +125,19 @@ from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from invdyn_ros import kernels
+from invdyn_ros import kernels, node_main
 from invdyn_ros.errors import CheckpointError, ConfigError, InvdynError, TrainerError
 from invdyn_ros.feedforward_gate import MEASURED, NOTHING, REFERENCE, FeedforwardGate
 from invdyn_ros.joint_state import COUNTERS as JS_COUNTERS, JointStateRule, Rejection
-from invdyn_ros.node_diagnostics import (ERROR, OK, WARN, Snapshot, WarningThrottle,
+from invdyn_ros.node_diagnostics import (ERROR, OK, WARN, LatencyRing, Snapshot, WarningThrottle,
                                          bad_input_warning,  # noqa: F401 (re-exported)
                                          rejected_counts, statuses)
-from invdyn_ros.node_settings import (NodeSettings, needs_robot_model, positive,
+from invdyn_ros.node_main import build_arg_parser, collect_garbage_off_path  # noqa: F401
+from invdyn_ros.node_settings import (NodeSettings, needs_robot_model, positive,  # noqa: F401
                                       process_settings, ros_args_error)
-from invdyn_ros.parameters import (PARAMETER_DOCS, PARAMETERS, check_all, descriptor_fields,
-                                   help_lines)
+from invdyn_ros.parameters import PARAMETER_DOCS, PARAMETERS, check_all, descriptor_fields
 from invdyn_ros.pipeline import Pipeline, PipelineConfig
 from invdyn_ros.serialized import SerializedJointState
-from invdyn_ros.stopflag import StopFlag
 from invdyn_ros.trainer_setup import (realtime_priority, renice_trainer, start_trainer,
                                       trainer_options)
 from invdyn_ros.trajectory_msgs_io import TrajectoryRelay
@@ -155,31 +150,11 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
 BEST_EFFORT = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT,
                          history=HistoryPolicy.KEEP_LAST)
 NODE_NAME = 'invdyn_node'
-LATENCY_RING = 1 << 14          # callback latencies kept for the diagnostics percentiles
 MISSED_GAP_MAX_S = 1.0          # longer stamp gaps are pauses of the source, not missed samples
 LOST_CHANGE_MAX = 2 ** 31       # a larger "lost messages" change is a wrapped / garbage report
 
 _LEVELS = {OK: DiagnosticStatus.OK, WARN: DiagnosticStatus.WARN, ERROR: DiagnosticStatus.ERROR}
 _BUILTIN_PARAMETERS = {'use_sim_time', 'start_type_description_service'}
-
-
-_GC_THRESHOLDS = gc.get_threshold()
-
-
-def collect_garbage_off_path() -> None:
-    """Python's automatic garbage collection policy, run at a moment of our choosing.
-
-    With ``gc.disable()`` allocations still count (``gc.get_count``); this runs the collection
-    the interpreter would have run by now (generation 0 after ``threshold0`` net allocations,
-    older generations every ``threshold1`` / ``threshold2`` younger collections), so memory stays
-    bounded as usual, but a collection never lands between a message's arrival and its
-    prediction being published. Costs ~0.2 µs when there is nothing to do."""
-    c0, c1, c2 = gc.get_count()
-    t0, t1, t2 = _GC_THRESHOLDS
-    if c0 <= t0:
-        return
-    gen = 2 if (c1 > t1 and c2 > t2) else 1 if c1 > t1 else 0
-    gc.collect(gen)
 
 
 def _farray(x: np.ndarray) -> array.array:
@@ -365,12 +340,7 @@ class InvdynNode(LifecycleNode):
         self._gate = FeedforwardGate(self.stale_timeout_s)   # times: perf_counter
         self._last_stamp = -math.inf         # header stamp (s) of the last valid output
         self._aux_count = 0
-        self._lat = np.zeros(LATENCY_RING)
-        self._cpu = np.zeros(LATENCY_RING)     # the same interval in this thread's CPU time
-        self._hand = np.zeros(LATENCY_RING)    # arrival -> publish() called (DDS hand-off)
-        self._recv = np.zeros(LATENCY_RING)    # DDS reception -> publish() returned
-        self._lat_i = 0
-        self._lat_reported = 0
+        self._latencies = LatencyRing()      # the callback latencies for the diagnostics
         self._diag_last = (time.perf_counter(), 0)
         self._throttle = WarningThrottle()      # the diagnostics period's log lines
         self._last_error: dict[str, str] = {}   # counter -> reason of its latest increment
@@ -573,16 +543,12 @@ class InvdynNode(LifecycleNode):
             t_pub = time.perf_counter()
             self.pe_pub.publish(data)
             t_done = time.perf_counter()
-            i = self._lat_i
-            j = i & (LATENCY_RING - 1)
-            self._hand[j] = t_pub - t_in
-            self._lat[j] = t_done - t_in
-            self._cpu[j] = time.thread_time() - c_in
+            cpu = time.thread_time() - c_in
             # from the middleware's reception of the message (system clock, ns), which includes
             # the executor's wake-up, take and deserialization before the callback
             received = info.get('received_timestamp') if type(info) is dict else None
-            self._recv[j] = (time.time_ns() - received) * 1e-9 if received else math.nan
-            self._lat_i = i + 1
+            self._latencies.record(t_done - t_in, cpu, t_pub - t_in,
+                                   (time.time_ns() - received) * 1e-9 if received else math.nan)
             # --- off the latency path: feedforward, learning bookkeeping, auxiliary topics
             self.counters['outputs'] += 1
             self._feedforward(self._gate.on_measured(t_in, out.ready), out.torque, out.q)
@@ -737,26 +703,8 @@ class InvdynNode(LifecycleNode):
 
     # ------------------------------------------------------------------ diagnostics
     def _latency_stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-        """(wall, cpu, hand-off, from-reception) latencies in µs of the outputs since the last
-        report, and their count.
-
-        Wall time from callback entry until ``publish()`` returned is what the budget is about;
-        the hand-off time stops when ``publish()`` is called (the rest is Fast DDS delivering the
-        message, ~45-50 µs to a subscriber in another process here); CPU time
-        (``time.thread_time``) is the code's own cost, without the time the thread waited for a
-        core; from-reception starts at the middleware's reception timestamp of the input
-        (``MessageInfo.received_timestamp``, NaN where the RMW does not provide it), so it adds
-        the executor's wake-up, take and deserialization in front of the callback."""
-        new = self._lat_i - self._lat_reported
-        self._lat_reported = self._lat_i
-        if new <= 0:
-            nan = np.array([math.nan])
-            return nan, nan, nan, nan, 0
-        count = min(new, LATENCY_RING)
-        end = self._lat_i & (LATENCY_RING - 1)
-        idx = (end - count + np.arange(count)) & (LATENCY_RING - 1)
-        return (self._lat[idx] * 1e6, self._cpu[idx] * 1e6, self._hand[idx] * 1e6,
-                self._recv[idx] * 1e6, count)
+        """:meth:`LatencyRing.take <invdyn_ros.node_diagnostics.LatencyRing.take>`."""
+        return self._latencies.take()
 
     def _on_diagnostics(self) -> None:
         """A snapshot of the period to :func:`invdyn_ros.node_diagnostics.statuses`; its log
@@ -813,134 +761,10 @@ class InvdynNode(LifecycleNode):
 
 
 # ============================================================================ entry point
-def build_arg_parser() -> argparse.ArgumentParser:
-    lines = help_lines()
-    return argparse.ArgumentParser(
-        prog='invdyn_node',
-        description='Learns the inverse dynamics of a robot arm online from /joint_states and '
-                    'publishes predicted and feedforward torques.',
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog='Run: invdyn_node --ros-args --params-file config/kuka_lwr.yaml\n\n'
-               'ROS parameters (params file under "invdyn_node: ros__parameters:", or '
-               '--ros-args -p name:=value):\n' + '\n'.join(lines))
-
-
-def make_executor(kind: str, context: Any = None) -> Any:
-    """rclpy's EventsExecutor (much less overhead per message) or SingleThreadedExecutor."""
-    if kind == 'events':
-        try:
-            from rclpy.experimental import EventsExecutor
-            return EventsExecutor(context=context)
-        except ImportError:
-            pass
-    from rclpy.executors import SingleThreadedExecutor
-    return SingleThreadedExecutor(context=context)
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``invdyn_node``; returns the exit code (2 = invalid parameters or a
-    checkpoint that does not fit).
-
-    Run as the program (``argv`` None), the process leaves with ``os._exit`` once everything is
-    closed (final checkpoint written, trainer stopped, rclpy shut down, output flushed): the
-    interpreter's teardown of torch, numba and rclpy would add ~0.5 s of CPU to every stop,
-    seconds on a loaded machine, past launch's SIGTERM -> SIGKILL escalation."""
-    code = _run(argv)
-    if argv is None:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        try:   # C stdio too (rcutils' console logging): os._exit skips its flush
-            import ctypes
-            ctypes.CDLL(None).fflush(None)
-        except (OSError, AttributeError):
-            pass
-        os._exit(code)
-    return code
-
-
-def _run(argv: list[str] | None) -> int:
-    argv = list(sys.argv if argv is None else argv)
-    import rclpy
-    from rclpy.impl.implementation_singleton import rclpy_implementation
-    from rclpy.signals import SignalHandlerOptions
-    from rclpy.utilities import remove_ros_args
-
-    try:
-        plain_args = remove_ros_args(argv)
-    except rclpy_implementation.RCLInvalidROSArgsError as exc:
-        print(f'[invdyn_node] invalid parameter: {ros_args_error(str(exc))}', file=sys.stderr)
-        return 2
-    build_arg_parser().parse_args(plain_args[1:])
-    import torch
-    torch.set_num_threads(1)       # the control loop needs one core, not a torch thread pool
-
-    try:
-        rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
-    except rclpy_implementation.RCLInvalidROSArgsError as exc:
-        print(f'[invdyn_node] invalid parameter: {ros_args_error(str(exc))}', file=sys.stderr)
-        return 2
-    stop = StopFlag()      # not threading.Event: its set() takes a lock (see stopflag)
-
-    def on_signal(signum: int, frame: Any) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    node = None
-    try:
-        try:
-            node = InvdynNode(abort=stop)
-        except ConfigError as exc:
-            print(f'[invdyn_node] invalid parameter: {exc}', file=sys.stderr)
-            return 2
-        except CheckpointError as exc:       # does not fit / corrupt: refused, left untouched
-            print(f'[invdyn_node] checkpoint refused: {exc}', file=sys.stderr)
-            return 2
-        except InvdynError as exc:
-            if stop.is_set():                # SIGINT/SIGTERM while starting: a normal stop
-                print('[invdyn_node] stopped during start-up', file=sys.stderr)
-                return 0
-            print(f'[invdyn_node] error: {exc}', file=sys.stderr)
-            return 1
-        executor = make_executor(node.executor_kind)
-        executor.add_node(node)
-        node.apply_realtime_priority()        # this thread spins: the callbacks run on it
-        errors: list[BaseException] = []
-        # Everything allocated so far (torch, messages, buffers) lives for the whole run: keep it
-        # out of the garbage collector's generations, so a collection on the message path only
-        # scans what the loop itself allocates (shorter, rarer pauses: the p99 latency).
-        gc.collect()
-        gc.freeze()
-        # ... and collect only where it cannot delay a prediction: automatic collection is off,
-        # the loop below collects between callbacks (collect_garbage_off_path).
-        gc.disable()
-        # The main thread spins with spin_once rather than spin(): EventsExecutor.spin() of this
-        # rclpy (Kilted wheels) never fired timers and could not be shut down in our tests, and
-        # between two spin_once calls Python runs the signal handler that sets `stop`.
-        try:
-            while not stop.is_set() and rclpy.ok():
-                executor.spin_once(timeout_sec=0.1)
-                collect_garbage_off_path()       # between callbacks, never inside one
-        except BaseException as exc:  # noqa: BLE001 - reported below, after the clean shutdown
-            if rclpy.ok():
-                errors.append(exc)
-        executor.shutdown()
-        node.close()
-        if errors:
-            print(f'[invdyn_node] executor failed: {errors[0]!r}', file=sys.stderr)
-            return 1
-        return 0
-    finally:
-        if node is not None:
-            try:
-                node.close()
-            finally:
-                node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    """Entry point of ``invdyn_node``: :func:`invdyn_ros.node_main.main` with this node (the
+    process: arguments, rclpy, signals, the executor loop, the exit code)."""
+    return node_main.main(argv, InvdynNode)
 
 
 if __name__ == '__main__':

@@ -140,3 +140,21 @@ def test_throttle_reports_a_rate_change_and_a_new_filter_error_once():
     assert throttle.lines({}, {}, 1, 250.0, 'cutoff too high') == []
     assert throttle.lines({}, {}, 1, 250.0, None) == []            # fixed: nothing to log
     assert throttle.lines({}, {}, 1, 250.0, 'cutoff too high')[0][0] == 'error'   # again
+
+
+def test_latency_ring_gives_the_new_latencies_in_us_newest_when_it_wrapped():
+    from invdyn_ros.node_diagnostics import LatencyRing
+    with pytest.raises(ValueError):
+        LatencyRing(6)
+    ring = LatencyRing(4)
+    lat, cpu, hand, recv, count = ring.take()
+    assert count == 0 and np.isnan(lat).all() and lat.size == 1
+    ring.record(1e-6, 2e-6, 3e-6, math.nan)
+    lat, cpu, hand, recv, count = ring.take()
+    assert count == 1 and lat.tolist() == [1.0] and cpu.tolist() == [2.0]
+    assert hand.tolist() == [3.0] and np.isnan(recv).all()
+    assert ring.take()[-1] == 0                                  # taken: nothing new
+    for k in range(1, 7):                                        # 6 > 4: wraps
+        ring.record(k * 1e-6, 0.0, 0.0, 0.0)
+    lat, *_, count = ring.take()
+    assert count == 4 and np.allclose(lat, [3.0, 4.0, 5.0, 6.0])  # the newest, in order
