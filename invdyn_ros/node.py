@@ -9,7 +9,18 @@ Start it next to a robot driver::
 The node is a thin translator around :class:`invdyn_ros.pipeline.Pipeline` (all numerics live
 there, ROS-free, shared with the offline evaluator): it orders and checks joint states by the one
 rule of :mod:`invdyn_ros.joint_state` (the bag reader uses the same), calls the pipeline, and
-fills pre-built messages.
+fills pre-built messages. What is not rclpy wiring lives beside it, ROS-free and unit-tested:
+which command ``~/feedforward`` carries (:mod:`invdyn_ros.feedforward_gate`), the
+``/diagnostics`` status and its log lines (:mod:`invdyn_ros.node_diagnostics`), the node's
+parameter checks (:mod:`invdyn_ros.node_settings`), the trainer's start and the process
+priorities (:mod:`invdyn_ros.trainer_setup`), the process around the node
+(:mod:`invdyn_ros.node_main`: arguments, signals, executor loop, exit code).
+
+Size: this module is over 500 lines because about 110 of them are this docstring (the node's
+user reference); the rest is rclpy wiring kept together so configure and cleanup can be read
+side by side: the lifecycle transitions, the entities configure creates and the release
+destroys, parameter declaration, the ``robot_description`` wait set, the subscription
+callbacks filling pre-built messages, the checkpoint service.
 
 Lifecycle: a managed node (``rclpy.lifecycle.LifecycleNode``; ``~/change_state``,
 ``~/get_state``, ... as every managed node). ``autostart: true`` (the default) configures and
