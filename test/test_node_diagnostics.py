@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from invdyn_ros.joint_state import COUNTERS as JS_COUNTERS
-from invdyn_ros.node_diagnostics import (ERROR, OK, WARN, Snapshot, WarningThrottle,
-                                         bad_input_warning, rejected_counts, statuses)
+from invdyn_ros.node_diagnostics import (ERROR, OK, WARN, LatencyRing, Snapshot,
+                                         WarningThrottle, bad_input_warning, rejected_counts,
+                                         statuses)
 from invdyn_ros.pipeline import Pipeline, PipelineConfig
 from invdyn_ros.training import make_trainer
 
@@ -143,7 +144,6 @@ def test_throttle_reports_a_rate_change_and_a_new_filter_error_once():
 
 
 def test_latency_ring_gives_the_new_latencies_in_us_newest_when_it_wrapped():
-    from invdyn_ros.node_diagnostics import LatencyRing
     with pytest.raises(ValueError):
         LatencyRing(6)
     ring = LatencyRing(4)
