@@ -9,7 +9,18 @@ Start it next to a robot driver::
 The node is a thin translator around :class:`invdyn_ros.pipeline.Pipeline` (all numerics live
 there, ROS-free, shared with the offline evaluator): it orders and checks joint states by the one
 rule of :mod:`invdyn_ros.joint_state` (the bag reader uses the same), calls the pipeline, and
-fills pre-built messages.
+fills pre-built messages. What is not rclpy wiring lives beside it, ROS-free and unit-tested:
+which command ``~/feedforward`` carries (:mod:`invdyn_ros.feedforward_gate`), the
+``/diagnostics`` status and its log lines (:mod:`invdyn_ros.node_diagnostics`), the node's
+parameter checks (:mod:`invdyn_ros.node_settings`), the trainer's start and the process
+priorities (:mod:`invdyn_ros.trainer_setup`), the process around the node
+(:mod:`invdyn_ros.node_main`: arguments, signals, executor loop, exit code).
+
+Size: this module is over 500 lines because about 110 of them are this docstring (the node's
+user reference); the rest is rclpy wiring kept together so configure and cleanup can be read
+side by side: the lifecycle transitions, the entities configure creates and the release
+destroys, parameter declaration, the ``robot_description`` wait set, the subscription
+callbacks filling pre-built messages, the checkpoint service.
 
 Lifecycle: a managed node (``rclpy.lifecycle.LifecycleNode``; ``~/change_state``,
 ``~/get_state``, ... as every managed node). ``autostart: true`` (the default) configures and
@@ -107,12 +118,8 @@ configure).
 """
 from __future__ import annotations
 
-import argparse
 import array
-import gc
 import math
-import os
-import signal
 import sys
 import time
 from typing import Any
@@ -129,16 +136,21 @@ from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from invdyn_ros import kernels
-from invdyn_ros.checkpoints import clean_stale, read_physics
+from invdyn_ros import kernels, node_main
 from invdyn_ros.errors import CheckpointError, ConfigError, InvdynError, TrainerError
+from invdyn_ros.feedforward_gate import MEASURED, NOTHING, REFERENCE, FeedforwardGate
 from invdyn_ros.joint_state import COUNTERS as JS_COUNTERS, JointStateRule, Rejection
-from invdyn_ros.parameters import (PARAMETER_DOCS, PARAMETERS, check_all, descriptor_fields,
-                                   help_lines)
-from invdyn_ros.pipeline import (TRAINER_KINDS, Pipeline, PipelineConfig, checkpoint_prefix,
-                                 checkpoint_to_resume, fresh_checkpoint_path, make_trainer)
+from invdyn_ros.node_diagnostics import (ERROR, OK, WARN, LatencyRing, Snapshot, WarningThrottle,
+                                         bad_input_warning,  # noqa: F401 (re-exported)
+                                         rejected_counts, statuses)
+from invdyn_ros.node_main import build_arg_parser, collect_garbage_off_path  # noqa: F401
+from invdyn_ros.node_settings import (NodeSettings, needs_robot_model, positive,  # noqa: F401
+                                      process_settings, ros_args_error)
+from invdyn_ros.parameters import PARAMETER_DOCS, PARAMETERS, check_all, descriptor_fields
+from invdyn_ros.pipeline import Pipeline, PipelineConfig
 from invdyn_ros.serialized import SerializedJointState
-from invdyn_ros.stopflag import StopFlag
+from invdyn_ros.trainer_setup import (realtime_priority, renice_trainer, start_trainer,
+                                      trainer_options)
 from invdyn_ros.trajectory_msgs_io import TrajectoryRelay
 
 FAST_PATH = 'compiled (numba)' if kernels.AVAILABLE else \
@@ -149,56 +161,17 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
 BEST_EFFORT = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT,
                          history=HistoryPolicy.KEEP_LAST)
 NODE_NAME = 'invdyn_node'
-EXECUTORS = PARAMETERS['executor'].choices
-CHECKPOINT_MISMATCH = PARAMETERS['checkpoint_mismatch'].choices
-LATENCY_RING = 1 << 14          # callback latencies kept for the diagnostics percentiles
 MISSED_GAP_MAX_S = 1.0          # longer stamp gaps are pauses of the source, not missed samples
 LOST_CHANGE_MAX = 2 ** 31       # a larger "lost messages" change is a wrapped / garbage report
 
+_LEVELS = {OK: DiagnosticStatus.OK, WARN: DiagnosticStatus.WARN, ERROR: DiagnosticStatus.ERROR}
 _BUILTIN_PARAMETERS = {'use_sim_time', 'start_type_description_service'}
-
-
-_GC_THRESHOLDS = gc.get_threshold()
-
-
-def collect_garbage_off_path() -> None:
-    """Python's automatic garbage collection policy, run at a moment of our choosing.
-
-    With ``gc.disable()`` allocations still count (``gc.get_count``); this runs the collection
-    the interpreter would have run by now (generation 0 after ``threshold0`` net allocations,
-    older generations every ``threshold1`` / ``threshold2`` younger collections), so memory stays
-    bounded as usual, but a collection never lands between a message's arrival and its
-    prediction being published. Costs ~0.2 µs when there is nothing to do."""
-    c0, c1, c2 = gc.get_count()
-    t0, t1, t2 = _GC_THRESHOLDS
-    if c0 <= t0:
-        return
-    gen = 2 if (c1 > t1 and c2 > t2) else 1 if c1 > t1 else 0
-    gc.collect(gen)
 
 
 def _farray(x: np.ndarray) -> array.array:
     """float64 numpy -> array.array('d'): what rclpy stores for float64[] (1 µs, no per-item
     type checks, unlike assigning a list or an ndarray)."""
     return array.array('d', np.ascontiguousarray(x, dtype=np.float64).tobytes())
-
-
-def _integer(name: str, value: Any, lo: int, hi: int | None = None, note: str = '') -> int:
-    """``value`` if it is an int (not a bool) in ``lo..hi`` (``hi`` None: ``>= lo``), else a
-    ConfigError naming the parameter (``note`` explains the range)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo \
-            or (hi is not None and value > hi):
-        allowed = f'>= {lo}' if hi is None else f'in {lo}..{hi}'
-        raise ConfigError(f'{name}: must be an integer {allowed}{note}, got {value!r}')
-    return value
-
-
-def _positive(name: str, value: Any, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(f'{name}: must be a finite number {">=" if allow_zero else ">"} 0, '
-                          f'got {value!r}')
-    return float(value)
 
 
 class InvdynNode(LifecycleNode):
@@ -213,7 +186,7 @@ class InvdynNode(LifecycleNode):
         ...), as a plain node's start-up would."""
         self._abort = abort
         self._configured = False
-        self._active = False
+        self._gate: FeedforwardGate | None = None   # what ~/feedforward carries (configure)
         self._closed = False
         self._entities: list[tuple[Any, Any]] = []
         # not rclpy's automatic declaration: it declares every override statically typed, and an
@@ -224,11 +197,7 @@ class InvdynNode(LifecycleNode):
         p = self.params
         self.autostart = p['autostart']
         # the process's own settings (main builds the executor before any transition)
-        self.executor_kind = p['executor']
-        if self.executor_kind not in EXECUTORS:
-            raise ConfigError(f'executor: must be one of {EXECUTORS}, got {self.executor_kind!r}')
-        self.realtime_priority = _integer('realtime_priority', p['realtime_priority'], 0, 99,
-                                          ' (0 = normal scheduling)')
+        self.executor_kind, self.realtime_priority = process_settings(p)
         self.scheduling = 'normal'
         if self.autostart:
             self._autostart()
@@ -261,15 +230,19 @@ class InvdynNode(LifecycleNode):
         self._configured = True
         return TransitionCallbackReturn.SUCCESS
 
+    @property
+    def _active(self) -> bool:
+        """The lifecycle node is active (held by the feedforward gate)."""
+        return self._gate is not None and self._gate.active
+
     def on_activate(self, state: Any) -> TransitionCallbackReturn:
-        self._active = True
+        self._gate.set_active(True)
         self.get_logger().info('active: the learned feedforward is published (zeros until '
                                'ready)')
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state: Any) -> TransitionCallbackReturn:
-        self._active = False
-        self._publish_ff(self._zeros, 'feedforward_zero')
+        self._feedforward(self._gate.set_active(False))
         self.get_logger().info('inactive: ~/feedforward is zero (learning goes on)')
         return TransitionCallbackReturn.SUCCESS
 
@@ -307,10 +280,11 @@ class InvdynNode(LifecycleNode):
     def _release(self, save: bool = True) -> None:
         """The inverse of configure: zero feedforward, final checkpoint (``save``), trainer
         stopped and joined, topics / timers / services destroyed. Idempotent."""
-        configured, self._configured, self._active = self._configured, False, False
+        configured, self._configured = self._configured, False
+        zeros = self._gate.set_active(False) if self._gate is not None else NOTHING
         if configured:
             try:
-                self._publish_ff(self._zeros, 'feedforward_zero')
+                self._feedforward(zeros)
             except Exception:  # noqa: BLE001 - the context may already be shut down
                 pass
         pipeline = getattr(self, 'pipeline', None)
@@ -319,7 +293,7 @@ class InvdynNode(LifecycleNode):
             if save and configured and self.checkpoint_path:
                 # the final save is the trainer's last job and the stop waits for it: full
                 # priority (a niced worker behind busy processes would take seconds)
-                self._renice(None, nice=0)
+                self._renice(nice=0)
                 try:
                     files = pipeline.save_checkpoint(self.checkpoint_path, final=True)
                     self.get_logger().info(f'final checkpoint written: {sorted(files.values())}')
@@ -336,41 +310,27 @@ class InvdynNode(LifecycleNode):
     def _configure(self) -> None:
         """What ``on_configure`` does (see there); raises on invalid parameters or a checkpoint
         that does not fit."""
-        if self._needs_robot_model(self.params):
+        if needs_robot_model(self.params):
             self.params['robot_description'] = self._wait_for_robot_description(
-                _positive('robot_description_timeout_s', self.params['robot_description_timeout_s'],
-                          allow_zero=True))
+                positive('robot_description_timeout_s', self.params['robot_description_timeout_s'],
+                         allow_zero=True))
         self.config = PipelineConfig.from_params(self.params)
         if self.config.torque_limits is None:
             raise ConfigError('torque_limits: required (one |torque| limit in N m per joint): '
                               'the feedforward drives an effort interface')
-        p = self.params
-        self.trainer_kind = p['trainer']
-        if self.trainer_kind not in TRAINER_KINDS:
-            raise ConfigError(f'trainer: must be one of {TRAINER_KINDS}, got {self.trainer_kind!r}')
-        self.stale_timeout_s = _positive('stale_timeout_s', p['stale_timeout_s'])
-        self.checkpoint_period_s = _positive('checkpoint_period_s', p['checkpoint_period_s'],
-                                             allow_zero=True)
-        diag_period = _positive('diagnostics_period_s', p['diagnostics_period_s'])
-        publish_period = _positive('publish_period_s', p['publish_period_s'])
-        max_ups = _positive('max_updates_per_sample', p['max_updates_per_sample'],
-                            allow_zero=True)
-        self.aux_decimation = _integer('aux_decimation', p['aux_decimation'], 1)
-        if not isinstance(p['checkpoint_path'], str):
-            raise ConfigError(f'checkpoint_path: expected a string, got {p["checkpoint_path"]!r}')
-        self.checkpoint_path = os.path.expanduser(p['checkpoint_path'].strip())
-        self.checkpoint_mismatch = p['checkpoint_mismatch']
-        if self.checkpoint_mismatch not in CHECKPOINT_MISMATCH:
-            raise ConfigError(f'checkpoint_mismatch: must be one of {CHECKPOINT_MISMATCH}, got '
-                              f'{self.checkpoint_mismatch!r}')
+        st = self.settings = NodeSettings.from_params(self.params)
+        self.trainer_kind, self.stale_timeout_s = st.trainer, st.stale_timeout_s
+        self.checkpoint_period_s, self.aux_decimation = st.checkpoint_period_s, st.aux_decimation
+        self.checkpoint_path = st.checkpoint_path        # may become the fresh location
+        self.checkpoint_mismatch, self.trainer_nice = st.checkpoint_mismatch, st.trainer_nice
         self._checkpoint_failed: str | None = None
-        self.trainer_nice = _integer('trainer_nice', p['trainer_nice'], 0, 19)
 
         self.joint_names = self.config.joint_names
         n = self.n = len(self.joint_names)
         log = self.get_logger()
         self._physics_states: dict = {}       # the checkpoint's physics members (_resume)
-        self.pipeline = Pipeline(self.config, self._make_trainer(publish_period, max_ups))
+        self.pipeline = Pipeline(self.config, self._make_trainer(st.publish_period_s,
+                                                                 st.max_updates_per_sample))
         try:
             physics_log = self.pipeline.load_physics(self._physics_states)
         except CheckpointError:
@@ -388,19 +348,12 @@ class InvdynNode(LifecycleNode):
                          'feedforward_zero': 0, 'feedforward_measured': 0,
                          'feedforward_reference': 0}
         self._rule = JointStateRule(self.joint_names)
-        self._last_output = -math.inf        # perf_counter of the last valid output
+        self._gate = FeedforwardGate(self.stale_timeout_s)   # times: perf_counter
         self._last_stamp = -math.inf         # header stamp (s) of the last valid output
-        self._ref_time = -math.inf
-        self._stale = True
         self._aux_count = 0
-        self._lat = np.zeros(LATENCY_RING)
-        self._cpu = np.zeros(LATENCY_RING)     # the same interval in this thread's CPU time
-        self._hand = np.zeros(LATENCY_RING)    # arrival -> publish() called (DDS hand-off)
-        self._recv = np.zeros(LATENCY_RING)    # DDS reception -> publish() returned
-        self._lat_i = 0
-        self._lat_reported = 0
+        self._latencies = LatencyRing()      # the callback latencies for the diagnostics
         self._diag_last = (time.perf_counter(), 0)
-        self._warned_counts: dict[str, int] = {}
+        self._throttle = WarningThrottle()      # the diagnostics period's log lines
         self._last_error: dict[str, str] = {}   # counter -> reason of its latest increment
 
         # ---- pre-built messages
@@ -448,7 +401,7 @@ class InvdynNode(LifecycleNode):
                             self._on_save_checkpoint_async if self.executor_kind == 'events'
                             else self._on_save_checkpoint)
         self.create_timer(min(0.05, self.stale_timeout_s / 2.0), self._on_watchdog)
-        self.create_timer(diag_period, self._on_diagnostics)
+        self.create_timer(st.diagnostics_period_s, self._on_diagnostics)
         if self.checkpoint_path and self.checkpoint_period_s > 0:
             self.create_timer(self.checkpoint_period_s, self._on_checkpoint_timer)
         log.info(f'{n} joints {list(self.joint_names)}, networks '
@@ -459,15 +412,6 @@ class InvdynNode(LifecycleNode):
                  f'(nMSE < {self.config.ready_nmse})')
 
     # ------------------------------------------------------------------ set-up
-    @staticmethod
-    def _needs_robot_model(p: dict[str, Any]) -> bool:
-        """A prior or minus_gravity is asked for, and neither robot_description nor urdf_path
-        is set: the model has to come from the topic."""
-        wanted = p.get('prior', 'none') != 'none' or p.get('feedforward_mode') == 'minus_gravity'
-        given = any(isinstance(p.get(k), str) and p[k].strip()
-                    for k in ('robot_description', 'urdf_path'))
-        return wanted and not given
-
     def _wait_for_robot_description(self, timeout_s: float) -> str:
         """The URDF from the ``robot_description`` topic (std_msgs/String, transient local, as
         robot_state_publisher publishes it; relative, so it follows the node's namespace and can
@@ -552,107 +496,31 @@ class InvdynNode(LifecycleNode):
         return check_all(values, PARAMETER_DOCS)     # every type and range, by the table
 
     def _make_trainer(self, publish_period: float, max_updates: float) -> Any:
-        """The trainer, resumed from the checkpoint at ``checkpoint_path`` if there is one.
-
-        A checkpoint that does not fit (joint names / count, networks) or fails its checksums
-        is never renamed, deleted or overwritten: ``checkpoint_mismatch: refuse`` raises
-        :class:`CheckpointError` (main exits with code 2 naming the path and the problem);
-        ``fresh`` switches ``checkpoint_path`` to :func:`fresh_checkpoint_path` (resumed from
-        there when it holds a fitting set). Debris of interrupted saves is tidied first
-        (:func:`invdyn_ros.checkpoints.clean_stale`), only for a set the node will use.
-
-        The worker process ignores SIGINT and SIGTERM (``ProcessTrainer`` starts it that way: a
-        terminal's Ctrl-C and ``kill -TERM -PGID`` hit the whole process group; the node, not
-        the worker, decides when training stops and saves the final checkpoint first). A stop
-        requested while the worker is still starting (``abort``) ends its start-up at once with
-        :class:`TrainerError`.
-        """
-        options: dict[str, Any] = {}
-        if self.trainer_kind in ('process', 'thread'):
-            options = {'publish_period_s': publish_period,
-                       'max_updates_per_sample': max_updates}
-        if self.trainer_kind == 'thread':
-            options['nice'] = self.trainer_nice
-        if self.trainer_kind == 'process' and self._abort is not None:
-            options['abort'] = self._abort
-        if not self.checkpoint_path:
-            return self._renice(make_trainer(self.config, self.trainer_kind, **options))
-        try:
-            return self._resume(self.checkpoint_path, options)
-        except CheckpointError as exc:
-            if self.checkpoint_mismatch == 'refuse':
-                raise CheckpointError(f'{exc} -- left untouched; set another checkpoint_path, or '
-                                      'checkpoint_mismatch: fresh to learn anew beside it') \
-                    from None
-            fresh = fresh_checkpoint_path(self.config, self.checkpoint_path)
-            self.get_logger().warning(
-                f'checkpoint not used ({exc}); left untouched; checkpoint_mismatch: fresh: '
-                f'this node uses checkpoint_path {fresh}')
-            self.checkpoint_path = fresh
-            try:
-                return self._resume(fresh, options)
-            except CheckpointError as exc2:
-                raise CheckpointError(f'{exc2} (the checkpoint_mismatch: fresh location; both '
-                                      'left untouched)') from None
-
-    def _resume(self, path: str, options: dict[str, Any]) -> Any:
-        """The trainer resumed from the checkpoint set at ``path`` (fresh if there is none);
-        CheckpointError if it does not fit or is corrupt."""
-        log = self.get_logger()
-        files, verified = checkpoint_to_resume(self.config, path)   # raises on a mismatch
-        self._physics_states = read_physics(checkpoint_prefix(path))   # verified; may raise
-        for line in clean_stale(checkpoint_prefix(path)):
-            log.info(f'checkpoint {path}: {line}')
-        if not files:
-            return self._renice(make_trainer(self.config, self.trainer_kind, **options))
-        trainer = make_trainer(self.config, self.trainer_kind, checkpoint=files, **options)
-        if verified:
-            log.info(f'resumed from checkpoint {sorted(files.values())} (sha256 verified)')
-        else:
-            log.warning(f'resumed from checkpoint {sorted(files.values())}: UNVERIFIED (no '
-                        'manifest: written by an older invdyn_ros; the next save adds one)')
-        return self._renice(trainer)
-
-    def _renice(self, trainer: Any, nice: int | None = None) -> Any:
-        """Lower the priority of the training worker process (``multiprocessing`` children of
-        this process named by ProcessTrainer) to ``nice`` (default ``trainer_nice``), so on a
-        shared core the scheduler runs the control loop first. Failure to renice is only
-        logged (``nice`` 0 at shutdown needs CAP_SYS_NICE: quietly skipped without)."""
-        if self.trainer_kind != 'process' or self.trainer_nice == 0:
-            return trainer
-        import multiprocessing
-        for child in multiprocessing.active_children():
-            if child.name == 'invdyn-trainer' and child.pid:
-                try:
-                    os.setpriority(os.PRIO_PROCESS, child.pid,
-                                   self.trainer_nice if nice is None else nice)
-                except OSError as exc:
-                    if nice is None:
-                        self.get_logger().warning(f'could not renice the trainer: {exc}')
+        """The trainer, resumed from ``checkpoint_path`` (:func:`~invdyn_ros.trainer_setup.
+        start_trainer`: the ``checkpoint_mismatch`` rule; may switch ``checkpoint_path`` to the
+        fresh location), its worker reniced to ``trainer_nice``. A stop requested while the
+        worker is still starting (``abort``) ends its start-up with :class:`TrainerError`."""
+        options = trainer_options(self.trainer_kind, publish_period, max_updates,
+                                  self.trainer_nice, self._abort)
+        trainer, self.checkpoint_path, self._physics_states = start_trainer(
+            self.config, self.trainer_kind, self.checkpoint_path, self.checkpoint_mismatch,
+            options, self.get_logger())
+        self._renice()
         return trainer
+
+    def _renice(self, nice: int | None = None) -> None:
+        """The trainer worker to ``nice`` (default ``trainer_nice``; :func:`renice_trainer`)."""
+        renice_trainer(self.trainer_kind, self.trainer_nice, nice, self.get_logger())
 
     def apply_realtime_priority(self) -> bool:
         """Put the calling thread (call it from the thread that spins the executor) under
-        SCHED_FIFO at ``realtime_priority``, like ros2_control's control loop: a waking callback
-        then preempts the trainer, the benchmark's publisher and any other normal process at
-        once. The trainer worker (already started) keeps normal scheduling. Refused (no
-        CAP_SYS_NICE / rtprio limit, not Linux): a warning, and the node runs normally.
-        Returns whether the priority is in effect."""
-        prio = self.realtime_priority
-        if prio == 0:
-            return False
-        try:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(prio))
-        except (AttributeError, OSError) as exc:
-            self.get_logger().warning(
-                f'realtime_priority {prio}: SCHED_FIFO refused ({exc}); running with normal '
-                'scheduling. Grant it with CAP_SYS_NICE or an rtprio limit '
-                '(/etc/security/limits.conf: <user> - rtprio 99).')
-            self.scheduling = f'normal (SCHED_FIFO {prio} refused)'
-            return False
-        self.scheduling = f'SCHED_FIFO {prio}'
-        self.get_logger().info(f'control loop thread runs under {self.scheduling}')
-        return True
+        SCHED_FIFO at ``realtime_priority`` (:func:`~invdyn_ros.trainer_setup.
+        realtime_priority`; refused: a warning, normal scheduling). The trainer worker
+        (already started) keeps normal scheduling. Returns whether the priority is in effect."""
+        ok, scheduling = realtime_priority(self.realtime_priority, self.get_logger())
+        if self.realtime_priority:
+            self.scheduling = scheduling
+        return ok
 
     # ------------------------------------------------------------------ data path
     def _order(self, msg: Any) -> tuple[float, Any, Any, Any] | None:
@@ -680,38 +548,25 @@ class InvdynNode(LifecycleNode):
             out = pipeline.process(*sample, defer=True)
             if out is None:
                 pipeline.finish()
-                if not pipeline.ready and t_in - self._ref_time >= self.stale_timeout_s:
-                    self._publish_ff(self._zeros, 'feedforward_zero')
+                self._feedforward(self._gate.on_unpredicted(t_in, pipeline.ready))
                 return
             data = self._pe.fill(msg.header.stamp, out.q, out.qd, out.torque)
             t_pub = time.perf_counter()
             self.pe_pub.publish(data)
             t_done = time.perf_counter()
-            i = self._lat_i
-            j = i & (LATENCY_RING - 1)
-            self._hand[j] = t_pub - t_in
-            self._lat[j] = t_done - t_in
-            self._cpu[j] = time.thread_time() - c_in
+            cpu = time.thread_time() - c_in
             # from the middleware's reception of the message (system clock, ns), which includes
             # the executor's wake-up, take and deserialization before the callback
             received = info.get('received_timestamp') if type(info) is dict else None
-            self._recv[j] = (time.time_ns() - received) * 1e-9 if received else math.nan
-            self._lat_i = i + 1
+            self._latencies.record(t_done - t_in, cpu, t_pub - t_in,
+                                   (time.time_ns() - received) * 1e-9 if received else math.nan)
             # --- off the latency path: feedforward, learning bookkeeping, auxiliary topics
-            self._last_output = t_in
-            self._stale = False
             self.counters['outputs'] += 1
-            if t_in - self._ref_time >= self.stale_timeout_s:   # no fresh reference
-                if out.ready:
-                    self._publish_ff(_farray(pipeline.feedforward(out.torque, out.q)),
-                                     'feedforward_measured')
-                else:
-                    self._publish_ff(self._zeros, 'feedforward_zero')
+            self._feedforward(self._gate.on_measured(t_in, out.ready), out.torque, out.q)
             out = pipeline.finish()             # the complete Output of the published sample
             # samples that never reached us (DDS queue overflow in a burst, a lagging loop): a
             # stamp gap of k nominal periods means k-1 missed; gaps over 1 s count as pauses
-            est = pipeline.estimator
-            rate = est.rate_hz if est.rate_settled else None   # not from a burst's estimate
+            rate = pipeline.settled_rate_hz                # not from a burst's estimate
             gap = out.stamp - self._last_stamp
             self._last_stamp = out.stamp
             if rate and 1.5 < gap * rate and gap <= MISSED_GAP_MAX_S:
@@ -724,12 +579,21 @@ class InvdynNode(LifecycleNode):
             self.counters['internal_errors'] += 1
             self._last_error['internal_errors'] = f'{type(exc).__name__}: {exc}'
 
-    def _publish_ff(self, data: array.array, counter: str) -> None:
-        if not self._active:                 # lifecycle inactive: the feedforward is zero
-            data, counter = self._zeros, 'feedforward_zero'
-        self._ff.data = data
+    def _feedforward(self, decision: Any, torque: Any = None, q: Any = None) -> None:
+        """Publish what the gate decided (:mod:`invdyn_ros.feedforward_gate`): the feedforward
+        of ``torque`` at ``q`` (measured / reference), zeros, or nothing."""
+        if decision.publish is None:
+            return
+        if decision is MEASURED or decision is REFERENCE:
+            self._ff.data = _farray(self.pipeline.feedforward(torque, q))
+        else:
+            self._ff.data = self._zeros
         self.ff_pub.publish(self._ff)
-        self.counters[counter] += 1
+        self.counters[decision.counter] += 1
+        if decision.became_stale:
+            self.counters['stale_events'] += 1
+            self.get_logger().warning(
+                f'no valid joint state for {self.stale_timeout_s} s: feedforward is zero')
 
     def _publish_aux(self, out: Any) -> None:
         n = self.n
@@ -752,12 +616,8 @@ class InvdynNode(LifecycleNode):
                                                      msg.accelerations, stamp=t_in)
             if torque is None:
                 return                      # invalid (counted by the pipeline) or warming up
-            self._ref_time = t_in
-            if self.pipeline.ready and t_in - self._last_output < self.stale_timeout_s:
-                self._publish_ff(_farray(self.pipeline.feedforward(torque, msg.positions)),
-                                 'feedforward_reference')
-            else:
-                self._publish_ff(self._zeros, 'feedforward_zero')
+            self._feedforward(self._gate.on_reference(t_in, self.pipeline.ready), torque,
+                              msg.positions)
         except Exception as exc:  # noqa: BLE001
             self.counters['internal_errors'] += 1
             self._last_error['internal_errors'] = f'{type(exc).__name__}: {exc}'
@@ -775,7 +635,7 @@ class InvdynNode(LifecycleNode):
                 self.traj_pub.publish(out)
         except Exception as exc:  # noqa: BLE001
             self.counters['internal_errors'] += 1
-            self._last_error = f'{type(exc).__name__}: {exc}'
+            self._last_error['internal_errors'] = f'{type(exc).__name__}: {exc}'
 
     def _on_lost(self, info: Any) -> None:
         """Messages the middleware reports lost. The change is an unsigned count: a garbage or
@@ -792,14 +652,7 @@ class InvdynNode(LifecycleNode):
 
     def _on_watchdog(self) -> None:
         """Zero feedforward while the input is stale (a controller holds the last command)."""
-        if time.perf_counter() - self._last_output < self.stale_timeout_s:
-            return
-        if not self._stale:
-            self._stale = True
-            self.counters['stale_events'] += 1
-            self.get_logger().warning(
-                f'no valid joint state for {self.stale_timeout_s} s: feedforward is zero')
-        self._publish_ff(self._zeros, 'feedforward_zero')
+        self._feedforward(self._gate.on_tick(time.perf_counter()))
 
     # ------------------------------------------------------------------ checkpoints
     def _on_checkpoint_timer(self) -> None:
@@ -861,169 +714,45 @@ class InvdynNode(LifecycleNode):
 
     # ------------------------------------------------------------------ diagnostics
     def _latency_stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-        """(wall, cpu, hand-off, from-reception) latencies in µs of the outputs since the last
-        report, and their count.
-
-        Wall time from callback entry until ``publish()`` returned is what the budget is about;
-        the hand-off time stops when ``publish()`` is called (the rest is Fast DDS delivering the
-        message, ~45-50 µs to a subscriber in another process here); CPU time
-        (``time.thread_time``) is the code's own cost, without the time the thread waited for a
-        core; from-reception starts at the middleware's reception timestamp of the input
-        (``MessageInfo.received_timestamp``, NaN where the RMW does not provide it), so it adds
-        the executor's wake-up, take and deserialization in front of the callback."""
-        new = self._lat_i - self._lat_reported
-        self._lat_reported = self._lat_i
-        if new <= 0:
-            nan = np.array([math.nan])
-            return nan, nan, nan, nan, 0
-        count = min(new, LATENCY_RING)
-        end = self._lat_i & (LATENCY_RING - 1)
-        idx = (end - count + np.arange(count)) & (LATENCY_RING - 1)
-        return (self._lat[idx] * 1e6, self._cpu[idx] * 1e6, self._hand[idx] * 1e6,
-                self._recv[idx] * 1e6, count)
+        """:meth:`LatencyRing.take <invdyn_ros.node_diagnostics.LatencyRing.take>`."""
+        return self._latencies.take()
 
     def _on_diagnostics(self) -> None:
+        """A snapshot of the period to :func:`invdyn_ros.node_diagnostics.statuses`; its log
+        lines (:class:`~invdyn_ros.node_diagnostics.WarningThrottle`) logged, its statuses
+        published."""
         self._check_checkpoint_result()
         now = time.perf_counter()
         t_prev, n_prev = self._diag_last
         received = self.counters['received']
-        rate = (received - n_prev) / max(now - t_prev, 1e-9)
         self._diag_last = (now, received)
-        lat, cpu, hand, recv, count = self._latency_stats()
-        p50, p99 = np.percentile(lat, [50, 99])
-        h50, h99 = np.percentile(hand, [50, 99])
-        recv = recv[np.isfinite(recv)]
-        r50, r99 = np.percentile(recv, [50, 99]) if recv.size else (math.nan, math.nan)
-        pmax = float(lat.max())
-        c50, c99 = np.percentile(cpu, [50, 99])
+        *latencies, count = self._latency_stats()
         stats = self.pipeline.stats()
-        est, pipe = stats['estimator'], stats['pipeline']
-        learners = stats['learners'] if isinstance(stats['learners'], dict) else {}
-        trainer = stats['trainer']
-        c = self.counters
-        rejected = {
-            'rejected_names': c['rejected_names'], 'rejected_shape': c['rejected_shape'],
-            'rejected_stamp': c['rejected_stamp'],
-            'rejected_nonfinite': c['rejected_nonfinite'] + est['rejected_nonfinite'],
-            'rejected_magnitude': est['rejected_magnitude'],
-            'rejected_shape_estimator': est['rejected_shape'],
-            'dropped_stamp': est['dropped_stamp'],
-            'rejected_references': pipe['rejected_references'],
-            'internal_errors': c['internal_errors'],
-            'missed_by_stamp_gap': c['missed_by_stamp_gap'],
-            'rejected_labels': est['rejected_labels'],
-            'dropped_future_stamp': est['dropped_future_stamp'],
-            'lost_reports_ignored': c['lost_reports_ignored'],
-        }
-        new_bad = {k: v - self._warned_counts.get(k, 0) for k, v in rejected.items()
-                   if v != self._warned_counts.get(k, 0)}
-        if new_bad:
-            self.get_logger().warning(bad_input_warning(new_bad, self._last_error))
-            self._warned_counts = dict(rejected)
-        estimator = self.pipeline.estimator
-        changes = est['rate_changes']
-        if changes != getattr(self, '_rate_changes_warned', 0):
-            self._rate_changes_warned = changes
-            self.get_logger().warning(
-                f'the joint state rate changed: now {estimator.rate_hz:.1f} Hz (re-estimated '
-                f'{changes} time(s)); the filter was redesigned and the windows restarted')
-        filter_error = estimator.filter_error
-        if filter_error != getattr(self, '_filter_error_logged', None):
-            self._filter_error_logged = filter_error
-            if filter_error:
-                self.get_logger().error(f'{filter_error}: no filter, nothing is published '
-                                        '(feedforward zero) until the rate or the parameter '
-                                        'is fixed')
-        capacity = self.config.learner.buffer_capacity
-        values: list[tuple[str, Any]] = [
-            ('input_rate_hz', f'{rate:.1f}'),
-            ('callback_latency_p50_us', f'{p50:.1f}'),
-            ('callback_latency_p99_us', f'{p99:.1f}'),
-            ('callback_latency_max_us', f'{pmax:.1f}'),
-            ('callback_cpu_p50_us', f'{c50:.1f}'),
-            ('callback_cpu_p99_us', f'{c99:.1f}'),
-            ('callback_handoff_p50_us', f'{h50:.1f}'),
-            ('callback_handoff_p99_us', f'{h99:.1f}'),
-            ('reception_latency_p50_us', f'{r50:.1f}'),
-            ('reception_latency_p99_us', f'{r99:.1f}'),
-            ('latency_samples', count),
-            ('received', received), ('outputs', c['outputs']),
-            ('references_received', c['references']),
-            ('reference_predictions', pipe['reference_outputs']),
-            ('lost_by_dds', c['lost']),
-            *rejected.items(),
-            ('dropped_by_trainer_queue', trainer.get('dropped', 0)),
-            ('dropped_nonfinite_outputs', pipe['dropped_nonfinite']),
-            ('stream_resets', est['resets']),
-            ('ready', stats['ready']),
-            ('recent_nmse', stats['recent_nmse']),
-            ('active_networks', ','.join(stats['active'])),
-            ('weights_version', stats['weights_version']),
-            ('filter_delay_ms', None if stats['filter_delay_s'] is None
-             else round(1e3 * stats['filter_delay_s'], 3)),
-            ('rate_hz_estimated', None if stats['rate_hz'] is None
-             else round(stats['rate_hz'], 2)),
-            ('rate_changes', changes), ('stamp_jumps', est['stamp_jumps']),
-            ('filter_error', filter_error or ''),
-            ('stale_input', self._stale), ('stale_events', c['stale_events']),
-            ('lifecycle_active', self._active),
-            ('feedforward_zero', c['feedforward_zero']),
-            ('feedforward_measured', c['feedforward_measured']),
-            ('feedforward_reference', c['feedforward_reference']),
-            *self._trajectories.diagnostics(),
-            ('trainer', self.trainer_kind),
-            ('scheduling', self.scheduling),
-            ('trainer_error', stats['trainer_error'] or ''),
-            ('checkpoint', getattr(self, '_last_checkpoint', 'none yet')),
-        ]
-        phys = stats.get('physics')
-        values.append(('prior', self.config.physics.prior))
-        values.append(('feedforward_mode', self.config.physics.feedforward_mode))
-        if phys:
-            par = phys['parameters']
-            values += [('physics.residual_trust', round(phys['trust'], 3)),
-                       ('physics.visited_states', phys['visited']),
-                       ('physics.prior_error_rms', ','.join(f'{v:.3g}' for v in
-                                                            phys['prior_error_rms'])),
-                       ('physics.max_relative_parameter_change',
-                        round(par['max_relative_change'], 3))]
-            values += [(f'physics.{j}', f"mass {par[j]['mass']:.3f} kg, viscous "
-                                        f"{par[j]['viscous']:.3g}, coulomb {par[j]['coulomb']:.3g}, "
-                                        f"offset {par[j]['offset']:.3g}")
-                       for j in self.joint_names]
-            if 'identification' in phys:
-                values.append(('physics.identification', phys['identification']))
-        for name, s in learners.items():
-            if not isinstance(s, dict):
-                continue
-            values += [(f'{name}.buffer_fill', f'{s.get("buffer", 0)}/{capacity}'),
-                       (f'{name}.training_loss', s.get('loss')),
-                       (f'{name}.recent_nmse', s.get('recent_nmse')),
-                       (f'{name}.samples', s.get('samples')), (f'{name}.steps', s.get('steps')),
-                       (f'{name}.learning_rate', s.get('lr')),
-                       (f'{name}.rollbacks', s.get('rollbacks'))]
-        status = DiagnosticStatus()
-        status.name = f'{self.get_name()}: inverse dynamics learner'
-        status.hardware_id = ','.join(self.joint_names)
-        if stats['trainer_error']:
-            status.level, status.message = DiagnosticStatus.ERROR, 'trainer failed'
-        elif filter_error:
-            status.level, status.message = DiagnosticStatus.ERROR, filter_error
-        elif self._checkpoint_failed is not None:
-            status.level, status.message = DiagnosticStatus.WARN, \
-                'checkpoint failed (the previous one is kept)'
-        elif not self._active:
-            status.level, status.message = DiagnosticStatus.WARN, \
-                'inactive (lifecycle): feedforward is zero'
-        elif self._stale:
-            status.level, status.message = DiagnosticStatus.WARN, 'no valid joint states'
-        elif not stats['ready']:
-            status.level, status.message = DiagnosticStatus.WARN, \
-                'learning (feedforward is zero until ready)'
-        else:
-            status.level, status.message = DiagnosticStatus.OK, 'ready'
-        status.values = [KeyValue(key=k, value=str(v)) for k, v in values]
-        msg = DiagnosticArray(status=[status])
+        filter_error = self.pipeline.filter_error
+        log = self.get_logger()
+        for severity, line in self._throttle.lines(
+                rejected_counts(self.counters, stats), self._last_error,
+                stats['estimator']['rate_changes'], stats['rate_hz'], filter_error):
+            (log.error if severity == 'error' else log.warning)(line)
+        snapshot = Snapshot(
+            node_name=self.get_name(), joint_names=list(self.joint_names),
+            counters=self.counters, stats=stats,
+            input_rate_hz=(received - n_prev) / max(now - t_prev, 1e-9),
+            latencies_us=tuple(latencies), latency_count=count, active=self._active,
+            stale=self._gate.stale, filter_error=filter_error,
+            checkpoint_failed=self._checkpoint_failed,
+            last_checkpoint=getattr(self, '_last_checkpoint', 'none yet'),
+            trainer_kind=self.trainer_kind, scheduling=self.scheduling,
+            prior=self.config.physics.prior,
+            feedforward_mode=self.config.physics.feedforward_mode,
+            buffer_capacity=self.config.learner.buffer_capacity,
+            trajectory=list(self._trajectories.diagnostics()))
+        msg = DiagnosticArray()
+        for st in statuses(snapshot):
+            status = DiagnosticStatus(name=st.name, hardware_id=st.hardware_id,
+                                      level=_LEVELS[st.level], message=st.message)
+            status.values = [KeyValue(key=k, value=str(v)) for k, v in st.values]
+            msg.status.append(status)
         msg.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(msg)
 
@@ -1043,175 +772,10 @@ class InvdynNode(LifecycleNode):
 
 
 # ============================================================================ entry point
-def build_arg_parser() -> argparse.ArgumentParser:
-    lines = help_lines()
-    return argparse.ArgumentParser(
-        prog='invdyn_node',
-        description='Learns the inverse dynamics of a robot arm online from /joint_states and '
-                    'publishes predicted and feedforward torques.',
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog='Run: invdyn_node --ros-args --params-file config/kuka_lwr.yaml\n\n'
-               'ROS parameters (params file under "invdyn_node: ros__parameters:", or '
-               '--ros-args -p name:=value):\n' + '\n'.join(lines))
-
-
-def ros_args_error(message: str) -> str:
-    """One line for rcl's argument errors (e.g. a list of mixed types in a params file or a
-    ``-p`` rule): the parameter (for a file: the key of the failing line or of the block it is
-    in), the file and line, and rcl's reason without its source locations."""
-    import re
-    text = ' '.join(message.split())
-    found = re.search(r"Error: (.*?)(?: at line_num (\d+)|, at /|$)", text)
-    reason = found.group(1).rstrip(' .,') if found else text
-    rule = re.search(r"-p ([A-Za-z_][\w.]*):=", text)
-    if rule:
-        return f'{rule.group(1)}: {reason} (-p rule)'
-    params = re.search(r"--params-file (.+?)'", text)
-    if not params or not found or not found.group(2):
-        return reason
-    path, line = params.group(1), int(found.group(2))
-    name = ''
-    try:
-        with open(path, encoding='utf-8') as f:
-            lines = f.read().splitlines()[:line]
-        indent = None
-        for raw in reversed(lines):            # the key of the line, or of the block it is in
-            stripped = raw.split('#', 1)[0].rstrip()
-            key = re.match(r'^(\s*)([A-Za-z_][\w.]*)\s*:', stripped)
-            if key and (indent is None or len(key.group(1)) < indent):
-                name = key.group(2)
-                break
-            if stripped.strip() and indent is None:
-                indent = len(stripped) - len(stripped.lstrip())
-    except OSError:
-        pass
-    return f'{name}: {reason} ({path}, line {line})' if name else f'{path}, line {line}: {reason}'
-
-
-def make_executor(kind: str, context: Any = None) -> Any:
-    """rclpy's EventsExecutor (much less overhead per message) or SingleThreadedExecutor."""
-    if kind == 'events':
-        try:
-            from rclpy.experimental import EventsExecutor
-            return EventsExecutor(context=context)
-        except ImportError:
-            pass
-    from rclpy.executors import SingleThreadedExecutor
-    return SingleThreadedExecutor(context=context)
-
-
-def bad_input_warning(new_bad: dict[str, int], reasons: dict[str, str]) -> str:
-    """The throttled warning: counts that grew in the period, with the reason of the latest
-    rejection of each of THOSE counters (a reason of a counter that did not grow is stale)."""
-    last = '; '.join(f'{k}: {reasons[k]}' for k in new_bad if reasons.get(k))
-    return (f'dropped bad input / missed samples in the last period: {new_bad}'
-            + (f' (last: {last})' if last else ''))
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``invdyn_node``; returns the exit code (2 = invalid parameters or a
-    checkpoint that does not fit).
-
-    Run as the program (``argv`` None), the process leaves with ``os._exit`` once everything is
-    closed (final checkpoint written, trainer stopped, rclpy shut down, output flushed): the
-    interpreter's teardown of torch, numba and rclpy would add ~0.5 s of CPU to every stop,
-    seconds on a loaded machine, past launch's SIGTERM -> SIGKILL escalation."""
-    code = _run(argv)
-    if argv is None:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        try:   # C stdio too (rcutils' console logging): os._exit skips its flush
-            import ctypes
-            ctypes.CDLL(None).fflush(None)
-        except (OSError, AttributeError):
-            pass
-        os._exit(code)
-    return code
-
-
-def _run(argv: list[str] | None) -> int:
-    argv = list(sys.argv if argv is None else argv)
-    import rclpy
-    from rclpy.impl.implementation_singleton import rclpy_implementation
-    from rclpy.signals import SignalHandlerOptions
-    from rclpy.utilities import remove_ros_args
-
-    try:
-        plain_args = remove_ros_args(argv)
-    except rclpy_implementation.RCLInvalidROSArgsError as exc:
-        print(f'[invdyn_node] invalid parameter: {ros_args_error(str(exc))}', file=sys.stderr)
-        return 2
-    build_arg_parser().parse_args(plain_args[1:])
-    import torch
-    torch.set_num_threads(1)       # the control loop needs one core, not a torch thread pool
-
-    try:
-        rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
-    except rclpy_implementation.RCLInvalidROSArgsError as exc:
-        print(f'[invdyn_node] invalid parameter: {ros_args_error(str(exc))}', file=sys.stderr)
-        return 2
-    stop = StopFlag()      # not threading.Event: its set() takes a lock (see stopflag)
-
-    def on_signal(signum: int, frame: Any) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    node = None
-    try:
-        try:
-            node = InvdynNode(abort=stop)
-        except ConfigError as exc:
-            print(f'[invdyn_node] invalid parameter: {exc}', file=sys.stderr)
-            return 2
-        except CheckpointError as exc:       # does not fit / corrupt: refused, left untouched
-            print(f'[invdyn_node] checkpoint refused: {exc}', file=sys.stderr)
-            return 2
-        except InvdynError as exc:
-            if stop.is_set():                # SIGINT/SIGTERM while starting: a normal stop
-                print('[invdyn_node] stopped during start-up', file=sys.stderr)
-                return 0
-            print(f'[invdyn_node] error: {exc}', file=sys.stderr)
-            return 1
-        executor = make_executor(node.executor_kind)
-        executor.add_node(node)
-        node.apply_realtime_priority()        # this thread spins: the callbacks run on it
-        errors: list[BaseException] = []
-        # Everything allocated so far (torch, messages, buffers) lives for the whole run: keep it
-        # out of the garbage collector's generations, so a collection on the message path only
-        # scans what the loop itself allocates (shorter, rarer pauses: the p99 latency).
-        gc.collect()
-        gc.freeze()
-        # ... and collect only where it cannot delay a prediction: automatic collection is off,
-        # the loop below collects between callbacks (collect_garbage_off_path).
-        gc.disable()
-        # The main thread spins with spin_once rather than spin(): EventsExecutor.spin() of this
-        # rclpy (Kilted wheels) never fired timers and could not be shut down in our tests, and
-        # between two spin_once calls Python runs the signal handler that sets `stop`.
-        try:
-            while not stop.is_set() and rclpy.ok():
-                executor.spin_once(timeout_sec=0.1)
-                collect_garbage_off_path()       # between callbacks, never inside one
-        except BaseException as exc:  # noqa: BLE001 - reported below, after the clean shutdown
-            if rclpy.ok():
-                errors.append(exc)
-        executor.shutdown()
-        node.close()
-        if errors:
-            print(f'[invdyn_node] executor failed: {errors[0]!r}', file=sys.stderr)
-            return 1
-        return 0
-    finally:
-        if node is not None:
-            try:
-                node.close()
-            finally:
-                node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    """Entry point of ``invdyn_node``: :func:`invdyn_ros.node_main.main` with this node (the
+    process: arguments, rclpy, signals, the executor loop, the exit code)."""
+    return node_main.main(argv, InvdynNode)
 
 
 if __name__ == '__main__':

@@ -515,6 +515,17 @@ class Pipeline:
         return self.estimator.delay_s
 
     @property
+    def settled_rate_hz(self) -> float | None:
+        """The input rate (Hz) once its estimate has settled (not a burst's), else None."""
+        est = self.estimator
+        return est.rate_hz if est.rate_settled else None
+
+    @property
+    def filter_error(self) -> str | None:
+        """Why there is no filter (the measured rate is too low for ``filter_cutoff_hz``)."""
+        return self.estimator.filter_error
+
+    @property
     def weights_version(self) -> dict[str, int]:
         return {name: p.version for name, p in self.predictors.items()}
 

@@ -695,3 +695,18 @@ def test_delayed_effort_label_is_the_raw_effort_filter_delay_ago():
 def test_effort_label_is_validated():
     with pytest.raises(ConfigError, match='effort_label'):
         mlp_config(effort_label='raw')
+
+
+def test_settled_rate_is_none_until_the_measured_rate_settles_and_the_configured_one_at_once():
+    configured = Pipeline(mlp_config(), FixedTrainer(constant_mlp_weights([0.0, 0.0], [1.0, 1.0])))
+    assert configured.settled_rate_hz == 100.0 and configured.filter_error is None
+    measured = Pipeline(mlp_config(rate_hz=0.0),
+                        FixedTrainer(constant_mlp_weights([0.0, 0.0], [1.0, 1.0])))
+    assert measured.settled_rate_hz is None
+    feed_constant(measured, 400, [0.1, 0.2], [1.0, 2.0], rate=250.0)
+    assert measured.settled_rate_hz == pytest.approx(250.0, rel=1e-3)
+    assert measured.filter_error is None
+    slow = Pipeline(mlp_config(rate_hz=0.0, filter_cutoff_hz=40.0),
+                    FixedTrainer(constant_mlp_weights([0.0, 0.0], [1.0, 1.0])))
+    feed_constant(slow, 100, [0.1, 0.2], [1.0, 2.0], rate=50.0)       # Nyquist 25 Hz < 40 Hz
+    assert 'filter_cutoff_hz' in slow.filter_error
