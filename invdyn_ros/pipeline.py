@@ -31,9 +31,13 @@ Why the pieces sit where they do:
   for an LSTM; staggering keeps any single sample's cost bounded).
 * **Checkpoints without stalls.** :meth:`start_checkpoint` saves from a background thread. While it
   runs, ``process`` does not touch the trainer (neither trainer is thread-safe); samples for the
-  trainer wait in a bounded backlog and are handed over a few per sample afterwards.
+  trainer wait in a bounded backlog and are handed over a few per sample afterwards
+  (:class:`~invdyn_ros.pipeline_learning.LearningSide`, the trainer's side of the pipeline).
 
-The core never imports rclpy; the node is a thin translator around this class.
+The core never imports rclpy; the node is a thin translator around this class. Why one module of
+over 500 lines: ``process`` / ``finish`` are one chain whose stages share the per-sample state
+(the feature row, the pending sample, the predictors and their weight loads); the parts that stand
+alone are elsewhere (``replay``, ``pipeline_learning``, ``outputs``, ``residual``, ``labels``).
 """
 from __future__ import annotations
 
