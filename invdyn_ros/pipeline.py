@@ -31,16 +31,19 @@ Why the pieces sit where they do:
   for an LSTM; staggering keeps any single sample's cost bounded).
 * **Checkpoints without stalls.** :meth:`start_checkpoint` saves from a background thread. While it
   runs, ``process`` does not touch the trainer (neither trainer is thread-safe); samples for the
-  trainer wait in a bounded backlog and are handed over a few per sample afterwards.
+  trainer wait in a bounded backlog and are handed over a few per sample afterwards
+  (:class:`~invdyn_ros.pipeline_learning.LearningSide`, the trainer's side of the pipeline).
 
-The core never imports rclpy; the node is a thin translator around this class.
+The core never imports rclpy; the node is a thin translator around this class. Why one module of
+over 500 lines: ``process`` / ``finish`` are one chain whose stages share the per-sample state
+(the feature row, the pending sample, the predictors and their weight loads); the parts that stand
+alone are elsewhere (``replay``, ``pipeline_learning``, ``outputs``, ``residual``, ``labels``).
 """
 from __future__ import annotations
 
 import collections
 import math
 import os
-import threading
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -48,19 +51,20 @@ import numpy as np
 from .checkpoints import (checkpoint_files, checkpoint_prefix, checkpoint_to_resume,
                           fresh_checkpoint_path, read_physics)
 from .config import PipelineConfig
-from .errors import CheckpointError, InvdynError
+from .errors import CheckpointError
 from .estimation import StreamingEstimator
 from .identifier import DualIdentifier
 from .labels import DelayedEffort
 from .outputs import BatchOutput, Output, Published
 from .parameters import NODE_ONLY_PARAMETERS, PIPELINE_PARAMETERS
+from .pipeline_learning import LearningSide, normal_scheduling  # noqa: F401 (re-exported)
 from .predictor import Predictor
 from .readiness import Readiness
 from .replay import BATCH_CHUNK as _BATCH_CHUNK, predict_windows, replay
 from .residual import PhysicsStage
 from .scaling import RunningScaler
 from .trainers import ThreadTrainer
-from .training import TRAINER_KINDS, ProcessTrainer, TrainerError, make_trainer
+from .training import TRAINER_KINDS, make_trainer
 from .windows import WindowBuffer
 
 __all__ = ['PipelineConfig', 'Pipeline', 'Output', 'Published', 'BatchOutput', 'ThreadTrainer',
@@ -71,17 +75,6 @@ __all__ = ['PipelineConfig', 'Pipeline', 'Output', 'Published', 'BatchOutput', '
 #: unit): the sample is still predicted, its effort is never a label (see ``Pipeline``).
 LABEL_LIMIT_MARGIN = 1.5
 _checkpoint_prefix = checkpoint_prefix
-
-
-def normal_scheduling() -> None:
-    """Run the calling thread under normal scheduling (SCHED_OTHER). A helper thread started by
-    a SCHED_FIFO control thread (the node's ``realtime_priority``) inherits SCHED_FIFO; one that
-    does background work calls this first. No-op where it is already normal or not supported."""
-    try:
-        if os.sched_getscheduler(0) != os.SCHED_OTHER:
-            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-    except (AttributeError, OSError):
-        pass
 
 
 # ======================================================================================= pipeline
@@ -96,7 +89,6 @@ class Pipeline:
         self.config = config.validate()
         n = self.n = config.n_joints
         L = self.window = config.learner.window
-        self.trainer = trainer
         self.names = config.network_names
         self.dual = config.dual_enabled
         # efforts beyond the torque limits x LABEL_LIMIT_MARGIN are not labels (the estimator
@@ -142,33 +134,29 @@ class Pipeline:
                                    config.unready_factor, config.ready_min_samples,
                                    config.ready_min_seconds, config.filter.max_gap_s)
         # weights / trainer
-        self._since_poll = 0
         self._pending_loads: collections.deque = collections.deque()
-        self.trainer_error: str | None = None
-        self._save_thread: threading.Thread | None = None
-        self._save_result: tuple[bool, Any] | None = None
-        self._backlog: collections.deque = collections.deque(maxlen=20000)
         self._ref_last_stamp = -math.inf
         self._pending: tuple | None = None
-        self._learner_stats: dict = {}
         self.counters = {
             'samples': 0, 'outputs': 0, 'warming_up': 0, 'dropped_nonfinite': 0,
             'submitted': 0, 'backlog_dropped': 0, 'weight_loads': 0, 'weight_load_errors': 0,
             'stream_resets': 0, 'references': 0, 'rejected_references': 0,
             'reference_outputs': 0, 'trainer_errors': 0,
         }
+        # the trainer, its samples, its weights' polling and the checkpoint thread
+        self.learning = LearningSide(trainer, self.counters, config.poll_every,
+                                     config.joint_names)
         self.refresh_weights()
 
     # ------------------------------------------------------------------ weights
-    def _poll(self) -> dict | None:
-        if self.trainer_error is not None:
-            return None
-        try:
-            return self.trainer.poll()
-        except TrainerError as exc:      # the worker died: keep predicting with the last weights
-            self.trainer_error = str(exc)
-            self.counters['trainer_errors'] += 1
-            return None
+    @property
+    def trainer(self) -> Any:
+        return self.learning.trainer
+
+    @property
+    def trainer_error(self) -> str | None:
+        """Why the trainer failed (the pipeline keeps predicting with the last weights)."""
+        return self.learning.error
 
     def _queue_weights(self, weights: Mapping[str, Any]) -> None:
         self._pending_loads.clear()      # only the newest weights matter
@@ -192,9 +180,9 @@ class Pipeline:
         """Poll the trainer now and load any new weights into every predictor at once.
 
         Returns True if weights were loaded. (``process`` does the same incrementally.)"""
-        if self._save_thread is not None:
+        if self.learning.saving:
             return False
-        weights = self._poll()
+        weights = self.learning.poll()
         if weights:
             self._queue_weights(weights)
         loaded = bool(self._pending_loads)
@@ -372,7 +360,7 @@ class Pipeline:
         self.windows.push(self._row)
         label = self._delayed.label() if self._delayed is not None else tau
         if label is not None and self.windows.full and (self.residual is None or self._prior_ok):
-            self._submit(self.windows.window(), self._labels(label))
+            self.learning.submit(self.windows.window(), self._labels(label))
         if self.physics is not None:
             self._learn_physics(self._state, tau)
         if tau is not None:
@@ -422,38 +410,16 @@ class Pipeline:
         for p in self.predictors.values():
             p.reset_stream()
 
-    def _submit(self, window: np.ndarray, tau: np.ndarray) -> None:
-        if self.trainer_error is not None:
-            return
-        if self._save_thread is not None:          # the trainer is busy saving: keep it for later
-            if len(self._backlog) == self._backlog.maxlen:
-                self.counters['backlog_dropped'] += 1
-            self._backlog.append((window, tau.copy()))
-            return
-        self.trainer.submit(window, tau)
-        self.counters['submitted'] += 1
-
     def _housekeeping(self) -> None:
         """Weights in, checkpoint thread out, backlog drained: a bounded amount per sample."""
-        if self._save_thread is not None:
-            if self._save_thread.is_alive():
-                return
-            self._save_thread = None
-        if self._backlog:
-            for _ in range(min(4, len(self._backlog))):
-                w, t = self._backlog.popleft()
-                if self.trainer_error is None:
-                    self.trainer.submit(w, t)
-                    self.counters['submitted'] += 1
+        if not self.learning.tidy():     # a checkpoint is being written: leave the trainer alone
+            return
         if self._pending_loads:
             self._load_one()
             return
-        self._since_poll += 1
-        if self._since_poll >= self.config.poll_every:
-            self._since_poll = 0
-            weights = self._poll()
-            if weights:
-                self._queue_weights(weights)
+        weights = self.learning.poll_due()
+        if weights:
+            self._queue_weights(weights)
 
     # ------------------------------------------------------------------ references
     def predict_reference(self, q: Any, qd: Any, qdd: Any, stamp: float | None = None
@@ -531,13 +497,7 @@ class Pipeline:
 
     def stats(self) -> dict[str, Any]:
         """Counters and learner statistics for diagnostics (plain Python types)."""
-        if self._save_thread is not None:
-            learners = self._learner_stats       # the trainer is busy saving: leave it alone
-        else:
-            try:
-                learners = self._learner_stats = self.trainer.stats()
-            except InvdynError as exc:
-                learners = {'error': str(exc)}
+        learners = self.learning.learner_stats()
         trainer_counters = dict(getattr(self.trainer, 'counters', {}) or {})
         return {
             'pipeline': dict(self.counters),
@@ -554,8 +514,8 @@ class Pipeline:
             if self.dual else [self.config.predictor_labels[0]] * self.n,
             'rate_hz': self.estimator.rate_hz,
             'filter_delay_s': self.estimator.delay_s,
-            'checkpoint_running': self._save_thread is not None,
-            'backlog': len(self._backlog),
+            'checkpoint_running': self.learning.saving,
+            'backlog': self.learning.backlog,
             'physics': self.physics.stats() if self.physics is not None else None,
         }
 
@@ -568,39 +528,14 @@ class Pipeline:
         writes what it has learned without first learning its queued samples. Raises
         TrainerError / OSError on failure (the previous set stays the checkpoint).
         """
-        if self._save_thread is not None:
-            self._save_thread.join()
-            self._save_thread = None
-        self._physics_snapshot = self._physics_state()
-        return self._write_checkpoint(path, final)
+        return self.learning.save_checkpoint(path, self._physics_state, final)
 
     def start_checkpoint(self, path: str | os.PathLike, on_done: Any = None) -> bool:
         """Start writing a checkpoint in a background thread (``process`` keeps running, the
         trainer is left alone until it is done); False if one is already running or the trainer
         has failed. :meth:`checkpoint_result` tells the outcome; ``on_done(ok, detail)``, if
         given, is also called with it (from the background thread)."""
-        if self._save_thread is not None and not self._save_thread.is_alive():
-            self._save_thread = None     # finished while no sample came to tidy it up
-        if self._save_thread is not None or self.trainer_error is not None:
-            return False
-        self._save_result = None
-        # taken here, in the caller's thread: process() keeps changing the stage meanwhile
-        self._physics_snapshot = self._physics_state()
-
-        def run() -> None:
-            normal_scheduling()          # not the SCHED_FIFO of a real-time control thread
-            try:
-                result = (True, self._write_checkpoint(path))
-            except Exception as exc:  # noqa: BLE001 - reported through checkpoint_result
-                result = (False, f'{type(exc).__name__}: {exc}')
-            self._save_result = result
-            if on_done is not None:
-                on_done(*result)
-
-        thread = threading.Thread(target=run, name='invdyn-checkpoint', daemon=True)
-        self._save_thread = thread
-        thread.start()
-        return True
+        return self.learning.start_checkpoint(path, self._physics_state, on_done)
 
     def _physics_state(self) -> dict | None:
         return self.physics.state_dict() if self.physics is not None else None
@@ -633,41 +568,22 @@ class Pipeline:
                                   f'{type(exc).__name__}: {exc}') from exc
         return f'checkpoint: physics stage resumed ({n} identified parameters)'
 
-    def _write_checkpoint(self, path: str | os.PathLike, final: bool = False) -> dict[str, str]:
-        prefix = _checkpoint_prefix(path)
-        os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
-        options: dict[str, Any] = {'joint_names': self.config.joint_names}
-        physics = getattr(self, '_physics_snapshot', None)   # the physics stage, one more member
-        if physics is not None:
-            options['physics'] = physics
-        if final and isinstance(self.trainer, ProcessTrainer):
-            options['learn_pending'] = False
-        return self.trainer.save(prefix, **options)
-
     def save_checkpoint_wait(self, timeout: float | None = None) -> None:
         """Wait for a background save to end (it reports through checkpoint_result)."""
-        thread = self._save_thread
-        if thread is not None:
-            thread.join(timeout)
+        self.learning.save_checkpoint_wait(timeout)
 
     @property
     def checkpoint_running(self) -> bool:
-        return self._save_thread is not None and self._save_thread.is_alive()
+        return self.learning.checkpoint_running
 
     def checkpoint_result(self) -> tuple[bool, Any] | None:
         """``(True, {name: file})`` or ``(False, error)`` of the last finished background save,
         None while one runs or if none finished since the last call."""
-        if self.checkpoint_running:
-            return None
-        result, self._save_result = self._save_result, None
-        return result
+        return self.learning.checkpoint_result()
 
     def close(self) -> None:
         """Wait for a running checkpoint and close the trainer."""
-        if self._save_thread is not None:
-            self._save_thread.join(120.0)
-            self._save_thread = None
-        self.trainer.close()
+        self.learning.close()
 
     def __enter__(self) -> 'Pipeline':
         return self

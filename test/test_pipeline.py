@@ -1,4 +1,5 @@
-"""Pipeline: parameters, the per-sample chain, readiness, clamping, references, checkpoints.
+"""Pipeline: parameters, the per-sample chain, readiness, clamping, references (checkpoints:
+test_pipeline_learning).
 
 Known answers come from two sources: a fixed-weights MLP whose output is exactly its target
 scaler's mean (head weights zero), so errors and nMSE are computable by hand for constant inputs
@@ -7,17 +8,16 @@ with a smooth analytic torque function for the learning behaviour.
 """
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
 import pytest
 import torch
 
-from invdyn_ros.errors import CheckpointError, ConfigError
+from invdyn_ros.errors import ConfigError
 from invdyn_ros.learner import LearnerConfig, OnlineLearner
 from invdyn_ros.pipeline import (NODE_ONLY_PARAMETERS, Output, Pipeline, PipelineConfig,
-                                 Published, ThreadTrainer, checkpoint_files, make_trainer)
+                                 Published, ThreadTrainer, make_trainer)
 
 torch.set_num_threads(1)
 NAMES = ['j1', 'j2']
@@ -412,55 +412,6 @@ def test_the_error_of_the_published_torque_falls_as_the_stream_goes_on():
     assert pipe.recent_nmse < 0.2 and pipe.ready
     stats = pipe.stats()
     assert stats['weights_version']['lstm'] > 5 and stats['learners']['lstm']['steps'] > 100
-
-
-# ----------------------------------------------------------------------------------- checkpoints
-def test_checkpoint_roundtrip_and_corrupt_file(tmp_path):
-    t, q, qd, tau = generated_stream(count=300)
-    params = {'joint_names': NAMES, 'hidden_size': 8, 'num_layers': 1, 'window': 4,
-              'min_samples': 32, 'batch_size': 16, 'updates_per_sample': 0.2}
-    cfg = PipelineConfig.from_params(params)
-    pipe = Pipeline(cfg, make_trainer(cfg, 'inline'))
-    for i in range(len(t)):
-        pipe.process(t[i], q[i], qd[i], tau[i])
-    path = tmp_path / 'sub' / 'ckpt.pt'             # a trailing .pt is dropped from the prefix
-    files = pipe.save_checkpoint(path)
-    assert files == checkpoint_files(cfg, path)
-    assert sorted(os.path.basename(f) for f in files.values()) == ['ckpt.gru.pt', 'ckpt.lstm.pt']
-    assert all(os.path.isfile(f) for f in files.values())
-    pipe.refresh_weights()
-    resumed = Pipeline(cfg, make_trainer(cfg, 'inline', checkpoint=path))
-    window = np.random.default_rng(1).normal(size=(4, 6))
-    for name in cfg.network_names:
-        np.testing.assert_allclose(resumed.predictors[name].predict(window),
-                                   pipe.predictors[name].predict(window), rtol=1e-6, atol=1e-6)
-    # no checkpoint files yet: a fresh start, not an error
-    assert make_trainer(cfg, 'inline', checkpoint=tmp_path / 'none') is not None
-    with open(files['lstm'], 'wb') as f:
-        f.write(b'not a checkpoint')
-    with pytest.raises(CheckpointError):
-        make_trainer(cfg, 'inline', checkpoint=path)
-
-
-def test_background_checkpoint_does_not_stop_processing_or_lose_samples():
-    cfg = mlp_config()
-    trainer = FixedTrainer(constant_mlp_weights([0.0, 0.0], [1.0, 1.0]))
-    trainer.save_delay_s = 0.3
-    pipe = Pipeline(cfg, trainer)
-    q, tau = np.zeros(2), np.zeros(2)
-    feed_constant(pipe, 20, q, tau)
-    assert trainer.submitted == 18
-    assert pipe.start_checkpoint('/tmp/unused-prefix') is True
-    assert pipe.start_checkpoint('/tmp/unused-prefix') is False          # one at a time
-    t0 = time.perf_counter()
-    outs = feed_constant(pipe, 30, q, tau, t0=10.2)
-    assert time.perf_counter() - t0 < 0.25 and all(o is not None for o in outs)
-    assert trainer.submitted == 18                     # the trainer is left alone meanwhile
-    time.sleep(0.4)
-    feed_constant(pipe, 20, q, tau, t0=10.5)           # backlog handed over, 4 per sample
-    assert trainer.submitted == 18 + 30 + 20
-    assert pipe.checkpoint_result() == (True, {})
-    pipe.close()
 
 
 def test_thread_trainer_learns_and_hands_out_weights():

@@ -203,11 +203,11 @@ def test_a_realtime_caller_does_not_pass_sched_fifo_to_the_trainers_helper_threa
             W, T = smooth_windows(200, seed=1)
             for w, t in zip(W, T):
                 tr.submit(w, t)
-            original = pipe._write_checkpoint
-            pipe._write_checkpoint = lambda path: (
+            original = pipe.learning._write_checkpoint
+            pipe.learning._write_checkpoint = lambda path: (
                 seen.__setitem__('checkpoint_policy', os.sched_getscheduler(0)), original(path))[1]
             assert pipe.start_checkpoint(tmp_path / 'ck')
-            seen['thread'] = pipe._save_thread
+            seen['thread'] = pipe.learning._save_thread
             seen['fifo'] = os.sched_getscheduler(0) == os.SCHED_FIFO
 
         th = threading.Thread(target=control_thread)
