@@ -162,6 +162,7 @@ def statuses(s: Snapshot) -> list[Status]:
         ('received', c['received']), ('outputs', c['outputs']),
         ('references_received', c['references']),
         ('reference_predictions', pipe['reference_outputs']),
+        ('reference_restarts', pipe['reference_restarts']),
         ('lost_by_dds', c['lost']),
         *rejected_counts(c, stats).items(),
         ('dropped_by_trainer_queue', stats['trainer'].get('dropped', 0)),

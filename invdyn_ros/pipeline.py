@@ -141,7 +141,7 @@ class Pipeline:
             'samples': 0, 'outputs': 0, 'warming_up': 0, 'dropped_nonfinite': 0,
             'submitted': 0, 'backlog_dropped': 0, 'weight_loads': 0, 'weight_load_errors': 0,
             'stream_resets': 0, 'references': 0, 'rejected_references': 0,
-            'reference_outputs': 0, 'trainer_errors': 0,
+            'reference_outputs': 0, 'reference_restarts': 0, 'trainer_errors': 0,
         }
         # the trainer, its samples, its weights' polling and the checkpoint thread
         self.learning = LearningSide(trainer, self.counters, config.poll_every,
@@ -449,6 +449,8 @@ class Pipeline:
         if stamp is not None:
             if not math.isfinite(stamp) or stamp - self._ref_last_stamp > f.max_gap_s \
                     or stamp < self._ref_last_stamp:
+                if math.isfinite(self._ref_last_stamp):
+                    c['reference_restarts'] += 1      # a gap: the window fills up again
                 for p in self.ref_predictors.values():
                     p.reset_stream()
             self._ref_last_stamp = float(stamp)

@@ -49,7 +49,13 @@ from .trainers import (InlineTrainer, ThreadTrainer, TrainingLoop, build_learner
                        learn_chunk, per_network_labels, resolve_checkpoints)
 
 __all__ = ['InlineTrainer', 'ProcessTrainer', 'TrainerError', 'checkpoint_path', 'make_trainer',
-           'TRAINER_KINDS', 'learn_chunk', 'per_network_labels']
+           'TRAINER_KINDS', 'learn_chunk', 'per_network_labels', 'SAVE_LEARN_BUDGET_S']
+
+#: A save learns the samples queued before it first, for at most this long (wall seconds; the
+#: chunk in progress is finished, the first chunk always learned): the rest stays queued and is
+#: learned after the save. Without the bound, a trainer at nice 10 on a loaded machine answered
+#: a manual save only after it had learned its whole queue (seconds to minutes).
+SAVE_LEARN_BUDGET_S = 1.0
 
 # ============================================================================ process
 def _to_numpy_tree(obj: Any) -> Any:
@@ -141,10 +147,15 @@ def _worker_main(n_joints: int, nets: list[tuple[str, dict]], checkpoints: dict[
                         # interpreter's teardown (torch) takes ~1 s of CPU, seconds under load
                         os._exit(0)
                     if cmd[0] == 'save':
-                        _, prefix, req, joint_names, learn_pending, physics = cmd
-                        try:   # learn what was submitted before the request, then write
-                            while learn_pending:
+                        _, prefix, req, joint_names, budget, physics = cmd
+                        # learn what was submitted before the request (within the budget,
+                        # None: nothing), then write
+                        budget_end = time.monotonic() + (budget or 0.0)
+                        try:
+                            while budget is not None:
                                 loop.learn(*samples_q.get_nowait())
+                                if time.monotonic() > budget_end:
+                                    break
                         except queue.Empty:
                             pass
                         try:
@@ -191,6 +202,8 @@ class ProcessTrainer:
     to the cap, so a small buffer is not overfitted). ``start_timeout_s`` bounds the wait for the
     worker to import torch and build (or load) its learners; a checkpoint that fails to load raises
     :class:`CheckpointError` here, a worker that does not come up :class:`TrainerError`.
+    ``save_learn_budget_s``: how long a save may learn the samples queued before it
+    (:data:`SAVE_LEARN_BUDGET_S`).
     """
 
     def __init__(self, n_joints: int, networks: Sequence[tuple[str, LearnerConfig]],
@@ -198,7 +211,7 @@ class ProcessTrainer:
                  publish_period_s: float = 1.0, chunk_size: int = 32, queue_chunks: int = 64,
                  max_updates_per_sample: float = 1.0, max_pending_s: float = 0.5,
                  start_timeout_s: float = 120.0, main_threads: int | None = 1,
-                 abort: Any = None) -> None:
+                 abort: Any = None, save_learn_budget_s: float = SAVE_LEARN_BUDGET_S) -> None:
         nets = check_networks(networks)
         if not (publish_period_s > 0 and chunk_size >= 1 and queue_chunks >= 1
                 and max_updates_per_sample >= 0 and max_pending_s > 0):
@@ -211,6 +224,7 @@ class ProcessTrainer:
         self.window = nets[0][1].window
         self.chunk_size = int(chunk_size)
         self.max_pending_s = float(max_pending_s)
+        self.save_learn_budget_s = max(0.0, float(save_learn_budget_s))
         checkpoints = resolve_checkpoints(checkpoint, self.names)
         for name, path in checkpoints.items():   # a clear error now rather than from the worker
             if not os.path.isfile(path):
@@ -457,7 +471,8 @@ class ProcessTrainer:
         :func:`invdyn_ros.checkpoints.write_set`) and wait for it (≤ ``timeout``).
 
         ``learn_pending``: pending samples are shipped and learned first so they are part of the
-        checkpoint (when the queue has room); False (a shutdown) writes what is learned now.
+        checkpoint (when the queue has room; for at most :data:`SAVE_LEARN_BUDGET_S`, the rest is
+        learned after the save); False (a shutdown) writes what is learned now.
         ``physics``: the physics stage's state_dict, one more member of the set.
         Raises :class:`TrainerError` if the worker is dead, fails to write, or does not answer in time.
         """
@@ -469,7 +484,7 @@ class ProcessTrainer:
         req = next(self._req)
         self._control_q.put(('save', os.fspath(path_prefix), req,
                              None if joint_names is None else [str(j) for j in joint_names],
-                             bool(learn_pending), physics))
+                             self.save_learn_budget_s if learn_pending else None, physics))
         deadline = time.monotonic() + timeout
         while req not in self._replies:
             if time.monotonic() > deadline:

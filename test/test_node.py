@@ -460,12 +460,27 @@ def test_reference_gets_a_prediction_and_bad_references_are_counted(learning_run
     h.ref_pub.publish(JointTrajectoryPoint(positions=[0.0] * 7, velocities=[],
                                            accelerations=[0.0] * 7))
     window = learning_run['params']['window']
-    d = h.wait_diag(lambda d: int(d['references_received'])
-                    >= int(before['references_received']) + 21)
-    # a prediction for every valid reference once the reference window is full
-    predictions = int(d['reference_predictions']) - int(before['reference_predictions'])
-    assert predictions == 20 - (window - 1)
-    assert int(d['rejected_references']) == int(before['rejected_references']) + 1
+    # the invalid reference is the newest: a full best-effort queue (keep last 10) on a loaded
+    # machine drops older ones, never it
+    d = h.wait_diag(lambda d: int(d['rejected_references'])
+                    == int(before['rejected_references']) + 1, timeout=30)
+    d = h.wait_diag()                                    # one more period: everything counted
+
+    def delta(key):
+        return int(d[key]) - int(before[key])
+    valid = delta('references_received') - 1
+    assert window <= valid <= 20
+    # a prediction for every valid reference once the reference window is full; the node
+    # restarts the window after an arrival gap > max_gap_s (a starved node), counted
+    earlier = int(before['references_received']) > int(before['rejected_references'])
+    restarts = delta('reference_restarts') - int(earlier)  # earlier tests' references: 1 restart
+    assert restarts >= 0
+    predictions = delta('reference_predictions')
+    if restarts == 0:
+        assert predictions == valid - (window - 1), d
+    else:
+        assert valid - (window - 1) * (1 + restarts) <= predictions < valid - (window - 1), d
+    assert delta('rejected_references') == 1
     assert all(len(ff) == 7 and all(math.isfinite(v) for v in ff) for ff in h.ff)
 
 

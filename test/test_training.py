@@ -250,3 +250,26 @@ def test_process_worker_ignores_stop_signals_and_exits_cleanly_past_a_full_pipe(
     finally:
         tr.close(timeout=DEADLINE_S)
     assert tr._proc.exitcode == 0
+
+
+def test_a_save_learns_the_queue_within_its_budget_and_the_rest_after_it(tmp_path):
+    """With a zero budget a save learns one queued chunk before it writes (the rest of the
+    backlog is not part of the checkpoint, so the answer does not wait for it), and the samples
+    left in the queue are learned after the save: none is lost."""
+    W, T = smooth_windows(1500, seed=4)
+    with ProcessTrainer(3, networks(), publish_period_s=0.2, chunk_size=32, queue_chunks=256,
+                        max_updates_per_sample=1.0, save_learn_budget_s=0.0) as tr:
+        tr.poll()
+        for w, t in zip(W, T):
+            tr.submit(w, t)
+        paths = tr.save(tmp_path / 'budget')
+        sent = tr.counters['sent']
+        assert sent == len(W) - tr.counters['dropped']
+        saved = {n: OnlineLearner.load(p, config=dict(networks())[n], n_joints=3).samples
+                 for n, p in paths.items()}
+        assert all(0 < s < sent for s in saved.values()), (saved, sent)   # backlog left queued
+
+        def done(stats, latest):
+            return all(s['samples'] == sent for s in stats.values())
+
+        _wait(tr, done)                                  # ... and learned after the save
