@@ -47,6 +47,7 @@ class FixedTrainer:
         self.submitted = 0
         self.counters = {'submitted': 0}
         self.save_delay_s = 0.0
+        self.save_gate = None       # a threading.Event: save() waits until the test sets it
 
     def submit(self, window, tau) -> None:
         self.submitted += 1
@@ -59,6 +60,8 @@ class FixedTrainer:
         return {}
 
     def save(self, prefix, **options):
+        if self.save_gate is not None:
+            assert self.save_gate.wait(120.0), 'the test never released the save'
         time.sleep(self.save_delay_s)
         return {}
 

@@ -3,7 +3,7 @@ background thread), through a Pipeline and on its own."""
 from __future__ import annotations
 
 import os
-import time
+import threading
 
 import numpy as np
 import pytest
@@ -45,18 +45,18 @@ def test_checkpoint_roundtrip_and_corrupt_file(tmp_path):
 def test_background_checkpoint_does_not_stop_processing_or_lose_samples():
     cfg = mlp_config()
     trainer = FixedTrainer(constant_mlp_weights([0.0, 0.0], [1.0, 1.0]))
-    trainer.save_delay_s = 0.3
+    trainer.save_gate = threading.Event()              # the save lasts until the test says
     pipe = Pipeline(cfg, trainer)
     q, tau = np.zeros(2), np.zeros(2)
     feed_constant(pipe, 20, q, tau)
     assert trainer.submitted == 18
     assert pipe.start_checkpoint('/tmp/unused-prefix') is True
     assert pipe.start_checkpoint('/tmp/unused-prefix') is False          # one at a time
-    t0 = time.perf_counter()
-    outs = feed_constant(pipe, 30, q, tau, t0=10.2)
-    assert time.perf_counter() - t0 < 0.25 and all(o is not None for o in outs)
+    outs = feed_constant(pipe, 30, q, tau, t0=10.2)    # returns while the save still runs
+    assert all(o is not None for o in outs) and pipe.checkpoint_running
     assert trainer.submitted == 18                     # the trainer is left alone meanwhile
-    time.sleep(0.4)
+    trainer.save_gate.set()
+    pipe.save_checkpoint_wait()
     feed_constant(pipe, 20, q, tau, t0=10.5)           # backlog handed over, 4 per sample
     assert trainer.submitted == 18 + 30 + 20
     assert pipe.checkpoint_result() == (True, {})
@@ -93,13 +93,14 @@ def test_a_failed_trainer_is_remembered_counted_and_left_alone():
 
 def test_samples_wait_in_the_backlog_while_a_checkpoint_is_written():
     trainer = FixedTrainer({})
-    trainer.save_delay_s = 0.2
+    trainer.save_gate = threading.Event()
     counters = {'submitted': 0, 'backlog_dropped': 0, 'trainer_errors': 0}
     side = LearningSide(trainer, counters, poll_every=1, joint_names=('a',))
     assert side.start_checkpoint('/tmp/unused-prefix', lambda: None)
     for _ in range(6):
         side.submit(np.zeros((2, 3)), np.zeros(1))
     assert side.saving and side.backlog == 6 and trainer.submitted == 0
+    trainer.save_gate.set()
     side.save_checkpoint_wait()                                  # no deadline: it ends
     assert side.tidy() and side.backlog == 2 and trainer.submitted == 4   # 4 per call
     assert side.tidy() and side.backlog == 0 and trainer.submitted == 6
