@@ -19,7 +19,6 @@ instead of the small test networks.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import threading
