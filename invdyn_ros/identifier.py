@@ -41,6 +41,12 @@ non-finite value (which always makes an error non-finite); one dot product check
 emit a RuntimeWarning for such a sample, e.g. for Inf - Inf; it is still only rejected and counted.)
 
 Pure numpy; ``n_joints`` is at most 7.
+
+Why one module of ~650 lines: it is the one owner of the switching rule, in every form the pipeline
+uses (``update`` / ``select`` per sample, ``choose`` on the fast path, ``select_from``,
+``update_many`` / ``select_many`` for replay and trajectories). Splitting the per-sample and the
+vectorized forms apart would put the rule in two places again; half of the lines are the
+explanations above and beside the two exactness tricks.
 """
 from __future__ import annotations
 
