@@ -78,6 +78,9 @@ RATE_BLOCK = 50
 SETTLE_BLOCKS = 5
 RATE_TOLERANCE = 0.2
 BURST_FRACTION = 0.2
+#: A block whose median is 1.5 x the period or more but that has this fraction of its
+#: differences at the period keeps it: samples were missed (issue 15), see ``_missed_samples``.
+MISSED_BASE_FRACTION = 0.1
 #: A stamp more than this many nominal periods (but at most ``max_gap_s``) ahead of the previous
 #: one is held back: if the next sample continues the old time axis, the held one was an outlier
 #: (dropped, counted ``dropped_future_stamp``); if the next one is after it, the jump was real
@@ -247,12 +250,22 @@ def _agree(a: float, b: float) -> bool:
     return max(a, b) <= (1.0 + RATE_TOLERANCE) * min(a, b)
 
 
+def _missed_samples(block: list[float], m: float, period: float) -> bool:
+    """A block slower than ``period`` by half or more that still has ``MISSED_BASE_FRACTION`` of
+    its differences at ``period``: samples were missed (the gaps are multiples of the period),
+    the stream did not slow down (a slower stream has no differences left at the old period)."""
+    if m < 1.5 * period:
+        return False
+    near = sum(1 for d in block if _agree(d, period))
+    return near >= MISSED_BASE_FRACTION * len(block)
+
+
 def _rate_step(period: float | None, candidate: list[float] | None, blocks: int,
                block: list[float]) -> tuple[float | None, list[float] | None, int, bool]:
     """One completed block of stamp differences -> (period, candidate block, blocks since the
     last (re)design, whether the period changed). Pure: ``update`` and ``update_many`` share it."""
     m = robust_period(block, period)
-    if period is not None and _agree(m, period):
+    if period is not None and (_agree(m, period) or _missed_samples(block, m, period)):
         return period, None, blocks + 1, False
     if candidate is not None and _agree(m, robust_period(candidate, period)):
         return robust_period(candidate + block), None, 0, True
