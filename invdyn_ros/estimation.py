@@ -60,7 +60,7 @@ from invdyn_ros.errors import ConfigError, DatasetError
 from invdyn_ros.filters import FilterConfig, cutoff_error, design_filter, filter_delay_s
 from invdyn_ros.rate import (BURST_FRACTION, MISSED_BASE_FRACTION, RATE_BLOCK,  # noqa: F401
                              RATE_BLOCK_SHORT, RATE_TOLERANCE, SETTLE_BLOCKS, WARMUP_INTERVALS,
-                             _rate_step, robust_period)
+                             RateEstimator, robust_period)
 
 __all__ = ['FilterConfig', 'State', 'StateBatch', 'StreamingEstimator', 'estimate_offline',
            'filter_delay_s', 'design_filter', 'cutoff_error', 'robust_period']
@@ -240,12 +240,8 @@ class StreamingEstimator:
         self._tv_prev = np.zeros(n)
         self._q_prev = np.zeros(n)           # for position differences
         self._tau_hold = np.zeros(n)         # last efforts, fed while a sample has none
-        self._dts: list[float] = []          # the rate monitor's current block
         self._measure = cfg.rate_hz is None
-        self._period: float | None = None    # the monitored nominal period (measured rates)
-        self._rate_cand: list[float] | None = None
-        self._rate_blocks = 0
-        self._block_size = RATE_BLOCK_SHORT
+        self._rate = RateEstimator()         # the monitor of a measured rate
         self._held_t: float | None = None    # a stamp far ahead, held back (FUTURE_JUMP_PERIODS)
         self._jump_dt = math.inf
         self._fast_dt = cfg.max_gap_s        # stamp differences in (0, _fast_dt] need no check
@@ -294,9 +290,7 @@ class StreamingEstimator:
         self._primed = False
         self._tau_seen = False
         self._held_t = None
-        self._dts.clear()
-        self._rate_cand = None               # a settled rate stays settled; a short block first
-        self._block_size = RATE_BLOCK_SHORT
+        self._rate.restart()                 # a settled rate stays settled; a short block first
         self._update_jump()
 
     @property
@@ -304,53 +298,22 @@ class StreamingEstimator:
         """The rate is known and has been confirmed by ``SETTLE_BLOCKS`` blocks since the last
         (re)design (always True for a configured rate): per-period bookkeeping (missed samples,
         stamps ahead) may trust it."""
-        return not self._measure or (self.sos is not None and self._rate_blocks >= SETTLE_BLOCKS)
+        return not self._measure or (self.sos is not None and self._rate.settled)
 
     def _rate_block(self) -> None:
         """A full block of stamp differences: re-estimate (and redesign) on a sustained change."""
-        block, self._dts = self._dts, []
-        period, self._rate_cand, self._rate_blocks, changed = _rate_step(
-            self._period, self._rate_cand, self._rate_blocks, block)
-        self._block_size = RATE_BLOCK_SHORT if self._rate_blocks < SETTLE_BLOCKS else RATE_BLOCK
-        if changed:
-            assert period is not None
-            self._set_period(period)
+        if self._rate.block():
+            self._set_period(self._rate.period)
         self._update_jump()
 
     def _set_period(self, period: float) -> None:
-        first = self._period is None
-        self._period = period
+        first = self.rate_hz is None
         self._design(1.0 / period)
         if not first:                        # a new design: the filter state no longer fits
             self.counters['rate_changes'] += 1
             self.counters['resets'] += 1
             self._primed = False
             self._tau_seen = False
-
-    def _rate_feed(self, dts: np.ndarray, commit: bool) -> int | None:
-        """``update``'s monitoring for the stamp differences of a batch run: the index of the
-        first one that re-estimates the rate or settles it (None: none does; both change what
-        the following samples are checked against). ``commit``: apply them (only for differences
-        that change neither, as found by a call with ``commit=False``)."""
-        period, cand, blocks, size = self._period, self._rate_cand, self._rate_blocks, \
-            self._block_size
-        cur = list(self._dts)
-        pos, T = 0, len(dts)
-        while T - pos >= size - len(cur):
-            take = size - len(cur)
-            block = cur + dts[pos:pos + take].tolist()
-            pos += take
-            settled = blocks >= SETTLE_BLOCKS
-            period, cand, blocks, changed = _rate_step(period, cand, blocks, block)
-            if changed or settled != (blocks >= SETTLE_BLOCKS):
-                return pos - 1
-            cur = []
-            size = RATE_BLOCK_SHORT if blocks < SETTLE_BLOCKS else RATE_BLOCK
-        if commit:
-            cur += dts[pos:].tolist()
-            self._dts[:] = cur
-            self._rate_cand, self._rate_blocks, self._block_size = cand, blocks, size
-        return None
 
     def _check_stamp(self, t: float, dt: float) -> str | None:
         """The slow path of the stamp checks (dt outside (0, _fast_dt]): 'reset', the counter of
@@ -514,9 +477,9 @@ class StreamingEstimator:
             self._tau_hold[:] = tau_arr
 
         if have_diff and self._measure:      # measuring / monitoring the nominal rate
-            dts = self._dts
-            dts.append(dt)
-            if len(dts) >= self._block_size:
+            rate = self._rate
+            rate.dts.append(dt)
+            if len(rate.dts) >= rate.size:
                 self._rate_block()
         if self.sos is None:                 # not yet known, or too low for the cutoff
             if self.filter_error is not None:
@@ -758,7 +721,7 @@ class StreamingEstimator:
             end = i + int(jumps[0])
             d = d[:end - i]
         if self._measure:
-            k = self._rate_feed(d, commit=False)
+            k = self._rate.feed(d, commit=False)
             if k is not None:
                 end = i + k
         return end
@@ -822,7 +785,7 @@ class StreamingEstimator:
         counters['velocity_from_positions'] += int(rows.need_diff[i:end].sum())
         counters['rejected_labels'] += int(rows.label_bad[i:end].sum())
         if self._measure:
-            self._rate_feed(dt, commit=True)
+            self._rate.feed(dt, commit=True)
         self._t_prev = float(ts[-1])
         self._q_prev[:] = qs[-1]
         self._tau_hold[:] = cur[-1, 2 * n:]

@@ -4,7 +4,11 @@ change -- not for a burst, a pause, or missed samples (issue 15).
 :class:`~invdyn_ros.estimation.StreamingEstimator` feeds it blocks and redesigns its filter."""
 from __future__ import annotations
 
-__all__ = ['robust_period', 'WARMUP_INTERVALS', 'RATE_BLOCK', 'RATE_BLOCK_SHORT', 'SETTLE_BLOCKS',
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ['RateEstimator', 'robust_period', 'WARMUP_INTERVALS', 'RATE_BLOCK', 'RATE_BLOCK_SHORT', 'SETTLE_BLOCKS',
            'RATE_TOLERANCE', 'BURST_FRACTION', 'MISSED_BASE_FRACTION']
 
 #: Stamp differences collected before the nominal rate is estimated (``rate_hz=None``).
@@ -74,3 +78,61 @@ def _rate_step(period: float | None, candidate: list[float] | None, blocks: int,
     if candidate is not None and _agree(m, robust_period(candidate, period)):
         return robust_period(candidate + block), None, 0, True
     return period, block, blocks, False
+
+
+@dataclass
+class RateEstimator:
+    """The rate monitor of one :class:`~invdyn_ros.estimation.StreamingEstimator` (measured
+    rates): the current block of stamp differences, the period, a candidate block that disagreed
+    with it, and the blocks since the last (re)design. The estimator appends to ``dts`` (hot
+    path), calls :meth:`block` when ``len(dts) >= size`` and redesigns its filter on a change."""
+
+    period: float | None = None          # the monitored nominal period
+    cand: list[float] | None = None
+    blocks: int = 0
+    size: int = RATE_BLOCK_SHORT
+    dts: list[float] = field(default_factory=list)
+
+    @property
+    def settled(self) -> bool:
+        return self.blocks >= SETTLE_BLOCKS
+
+    def restart(self) -> None:
+        """After a reset: a new, short block (a settled rate stays settled)."""
+        self.dts.clear()
+        self.cand = None
+        self.size = RATE_BLOCK_SHORT
+
+    def block(self) -> bool:
+        """The full block ``dts``: the rule (:func:`_rate_step`); True when ``period`` changed."""
+        block, self.dts = self.dts, []
+        period, self.cand, self.blocks, changed = _rate_step(self.period, self.cand, self.blocks,
+                                                             block)
+        self.size = RATE_BLOCK_SHORT if self.blocks < SETTLE_BLOCKS else RATE_BLOCK
+        if changed:
+            self.period = period
+        return changed
+
+    def feed(self, dts: np.ndarray, commit: bool) -> int | None:
+        """``update``'s monitoring for the stamp differences of a batch run: the index of the
+        first one that re-estimates the rate or settles it (None: none does; both change what
+        the following samples are checked against). ``commit``: apply them (only for differences
+        that change neither, as found by a call with ``commit=False``)."""
+        period, cand, blocks, size = self.period, self.cand, self.blocks, self.size
+        cur = list(self.dts)
+        pos, T = 0, len(dts)
+        while T - pos >= size - len(cur):
+            take = size - len(cur)
+            block = cur + dts[pos:pos + take].tolist()
+            pos += take
+            settled = blocks >= SETTLE_BLOCKS
+            period, cand, blocks, changed = _rate_step(period, cand, blocks, block)
+            if changed or settled != (blocks >= SETTLE_BLOCKS):
+                return pos - 1
+            cur = []
+            size = RATE_BLOCK_SHORT if blocks < SETTLE_BLOCKS else RATE_BLOCK
+        if commit:
+            cur += dts[pos:].tolist()
+            self.dts[:] = cur
+            self.cand, self.blocks, self.size = cand, blocks, size
+        return None

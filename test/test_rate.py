@@ -78,3 +78,49 @@ def test_a_real_halving_is_still_detected_after_missed_samples():
     est, _ = _feed(t)
     assert est.counters['rate_changes'] == 1
     assert est.rate_hz == pytest.approx(500.0, rel=0.03)
+
+
+# ---------------------------------------------------------------------- the pure rule
+from invdyn_ros.rate import RATE_BLOCK, SETTLE_BLOCKS, RateEstimator, robust_period  # noqa: E402
+
+
+def test_robust_period_leaves_out_a_burst_unless_it_is_most_of_the_block():
+    assert robust_period([1e-5] * 10 + [T] * 40) == pytest.approx(T)
+    assert robust_period([1e-5] * 40 + [T] * 10) == pytest.approx(1e-5)   # the stream got faster
+
+
+def _settled_at(period):
+    r = RateEstimator(period=period, blocks=SETTLE_BLOCKS, size=RATE_BLOCK)
+    assert r.settled
+    return r
+
+
+def test_a_block_of_doubled_gaps_with_a_tenth_at_the_period_keeps_it():
+    r = _settled_at(T)
+    for _ in range(3):                                # three such blocks in a row
+        r.dts = [T] * 5 + [2 * T] * 45
+        assert r.block() is False
+    assert r.period == T and r.cand is None
+
+
+def test_two_blocks_with_nothing_left_at_the_period_change_it():
+    r = _settled_at(T)
+    r.dts = [T] * 4 + [2 * T] * 46                    # under a tenth at the period: a candidate
+    assert r.block() is False and r.cand is not None
+    r.dts = [2 * T] * RATE_BLOCK
+    assert r.block() is True and r.period == pytest.approx(2 * T)
+    assert not r.settled and r.size < RATE_BLOCK      # short blocks while it settles again
+
+
+def test_feed_stops_where_block_by_block_would_change_the_period():
+    """``feed`` (the batch path) finds the same difference that changes the period."""
+    dts = np.array([T] * 120 + [2 * T] * 200)
+    r = _settled_at(T)
+    k = r.feed(dts, commit=False)
+    seq = _settled_at(T)
+    for i, d in enumerate(dts):
+        seq.dts.append(float(d))
+        if len(seq.dts) >= seq.size and seq.block():
+            break
+    assert k == i
+    assert r == _settled_at(T)                        # commit=False changed nothing
