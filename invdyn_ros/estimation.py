@@ -57,27 +57,14 @@ import scipy.signal
 
 from invdyn_ros import kernels
 from invdyn_ros.errors import ConfigError, DatasetError
+from invdyn_ros.filters import FilterConfig, cutoff_error, design_filter, filter_delay_s
+from invdyn_ros.rate import (BURST_FRACTION, MISSED_BASE_FRACTION, RATE_BLOCK,  # noqa: F401
+                             RATE_BLOCK_SHORT, RATE_TOLERANCE, SETTLE_BLOCKS, WARMUP_INTERVALS,
+                             RateEstimator, robust_period)
 
 __all__ = ['FilterConfig', 'State', 'StateBatch', 'StreamingEstimator', 'estimate_offline',
            'filter_delay_s', 'design_filter', 'cutoff_error', 'robust_period']
 
-#: Stamp differences collected before the nominal rate is estimated (``rate_hz=None``).
-WARMUP_INTERVALS = 20
-#: Rate monitoring (``rate_hz=None``): stamp differences of accepted samples are collected in
-#: blocks; a block's robust median (differences below ``BURST_FRACTION`` x the reference period
-#: are a burst and left out, unless fewer than a quarter of the block would remain) is compared
-#: with the current period. Two consecutive blocks that agree with each other (within
-#: ``RATE_TOLERANCE``) but not with the current period re-estimate the rate (a sustained change;
-#: one burst or pause moves one block at most). Blocks hold ``RATE_BLOCK_SHORT`` differences
-#: while the estimate settles (the first design needs two agreeing blocks = ``WARMUP_INTERVALS``
-#: differences; after a (re)design ``SETTLE_BLOCKS`` short blocks follow, so a start-up burst
-#: that fooled the first design is corrected within a few dozen samples; after a reset one), then
-#: ``RATE_BLOCK``.
-RATE_BLOCK_SHORT = WARMUP_INTERVALS // 2
-RATE_BLOCK = 50
-SETTLE_BLOCKS = 5
-RATE_TOLERANCE = 0.2
-BURST_FRACTION = 0.2
 #: A stamp more than this many nominal periods (but at most ``max_gap_s``) ahead of the previous
 #: one is held back: if the next sample continues the old time axis, the held one was an outlier
 #: (dropped, counted ``dropped_future_stamp``); if the next one is after it, the jump was real
@@ -92,44 +79,6 @@ MIN_BATCH_RUN = 8
 #: ``update_many``: the longest run filtered by one kernel call; bounds the (5n, T) scratch matrix
 #: (the filter state carries over exactly, so splitting a run changes nothing).
 MAX_BATCH_RUN = 8192
-
-
-@dataclass(frozen=True)
-class FilterConfig:
-    """Parameters of the estimator.
-
-    order / cutoff_hz: Butterworth low-pass applied per stage (two stages in the causal chain).
-    rate_hz: nominal sample rate; None measures it (robust median of the first 20 stamp
-    differences) and keeps monitoring it (see ``RATE_BLOCK``).
-    max_gap_s: a longer stamp difference resets the filters.
-    max_abs_*: samples beyond these magnitudes (rad or m, rad/s or m/s, N m or N) are rejected.
-    """
-
-    order: int = 2
-    cutoff_hz: float = 30.0
-    rate_hz: float | None = None
-    max_gap_s: float = 0.1
-    max_abs_position: float = 100.0
-    max_abs_velocity: float = 100.0
-    max_abs_effort: float = 1e4
-
-    def validate(self) -> 'FilterConfig':
-        """Raise :class:`ConfigError` naming the first invalid parameter; return self."""
-        if isinstance(self.order, bool) or not isinstance(self.order, (int, np.integer)) \
-                or not 1 <= int(self.order) <= 8:
-            raise ConfigError(f'filter order must be an integer in 1..8, got {self.order!r}')
-        for name in ('cutoff_hz', 'max_gap_s', 'max_abs_position', 'max_abs_velocity',
-                     'max_abs_effort'):
-            value = getattr(self, name)
-            if not _positive_finite(value):
-                raise ConfigError(f'{name} must be a finite number > 0, got {value!r}')
-        if self.rate_hz is not None:
-            if not _positive_finite(self.rate_hz):
-                raise ConfigError(f'rate_hz must be None or a finite number > 0, got {self.rate_hz!r}')
-            if self.cutoff_hz >= 0.5 * self.rate_hz:
-                raise ConfigError(f'cutoff_hz ({self.cutoff_hz}) must be below the Nyquist frequency '
-                                  f'rate_hz / 2 ({0.5 * self.rate_hz})')
-        return self
 
 
 @dataclass(frozen=True)
@@ -187,89 +136,6 @@ class _BatchRows(NamedTuple):
     tau_present: np.ndarray  # (N,) bool (False where the effort is beyond the label limits)
     row_ok: np.ndarray       # (N,) bool: passes update()'s checks but stamp order and dq/dt
     label_bad: np.ndarray    # (N,) bool: effort dropped (beyond effort_limits, see update())
-
-
-def _positive_finite(value: object) -> bool:
-    try:
-        v = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return False
-    return math.isfinite(v) and v > 0.0 and not isinstance(value, bool)
-
-
-def cutoff_error(config: FilterConfig, rate_hz: float) -> str | None:
-    """Why no filter can be designed for ``rate_hz`` (None: it can): the cutoff must be below the
-    Nyquist frequency. The message names the node parameter ``filter_cutoff_hz``."""
-    if config.cutoff_hz < 0.5 * rate_hz:
-        return None
-    return (f'filter_cutoff_hz ({config.cutoff_hz:g} Hz) must be below the Nyquist frequency of '
-            f'the joint state rate ({rate_hz:.4g} Hz / 2 = {0.5 * rate_hz:.4g} Hz)')
-
-
-def design_filter(config: FilterConfig, rate_hz: float) -> tuple[np.ndarray, float]:
-    """The Butterworth ``sos`` of one stage at ``rate_hz`` and its cutoff.
-
-    Raises :class:`ConfigError` when the cutoff is at or above the Nyquist frequency of
-    ``rate_hz`` (:func:`cutoff_error`; never silently moved: the user asked for that cutoff).
-    """
-    if not _positive_finite(rate_hz):
-        raise ConfigError(f'rate_hz must be a finite number > 0, got {rate_hz!r}')
-    problem = cutoff_error(config, float(rate_hz))
-    if problem is not None:
-        raise ConfigError(problem)
-    cutoff = float(config.cutoff_hz)
-    sos = scipy.signal.butter(int(config.order), cutoff, btype='low', output='sos', fs=float(rate_hz))
-    return np.ascontiguousarray(sos, dtype=np.float64), cutoff
-
-
-def _median_sorted(s: list[float]) -> float:
-    h = len(s) // 2
-    return s[h] if len(s) % 2 else (s[h - 1] + s[h]) / 2   # = np.median
-
-
-def robust_period(dts: list[float], ref: float | None = None) -> float:
-    """The median of stamp differences ``dts`` without a burst's: differences below
-    ``BURST_FRACTION`` x ``ref`` (default: their own median) are left out, unless fewer than a
-    quarter of them would remain (then the stream itself got faster: plain median).
-
-    Plain Python on a short list (~5 us for a block of 50; numpy's per-call overhead would put
-    ~40 us on the message path once per block, visible in the p99 latency)."""
-    s = sorted(dts)
-    m = _median_sorted(s)
-    lo = BURST_FRACTION * (m if ref is None else ref)
-    keep = [d for d in s if d >= lo]
-    if keep and 4 * len(keep) >= len(s):
-        m = _median_sorted(keep)
-    return m
-
-
-def _agree(a: float, b: float) -> bool:
-    return max(a, b) <= (1.0 + RATE_TOLERANCE) * min(a, b)
-
-
-def _rate_step(period: float | None, candidate: list[float] | None, blocks: int,
-               block: list[float]) -> tuple[float | None, list[float] | None, int, bool]:
-    """One completed block of stamp differences -> (period, candidate block, blocks since the
-    last (re)design, whether the period changed). Pure: ``update`` and ``update_many`` share it."""
-    m = robust_period(block, period)
-    if period is not None and _agree(m, period):
-        return period, None, blocks + 1, False
-    if candidate is not None and _agree(m, robust_period(candidate, period)):
-        return robust_period(candidate + block), None, 0, True
-    return period, block, blocks, False
-
-
-def filter_delay_s(config: FilterConfig, rate_hz: float) -> float:
-    """Low-frequency group delay (s) of the whole causal chain, equal for every output channel.
-
-    Two Butterworth stages (group delay of one stage evaluated at 0.1 % of the cutoff) plus the half
-    sample of the backward difference / two-tap mean between them. For velocities derived from
-    positions add another half sample to qd and qdd.
-    """
-    sos, cutoff = design_filter(config, rate_hz)
-    b, a = scipy.signal.sos2tf(sos)
-    _, gd = scipy.signal.group_delay((b, a), w=[1e-3 * cutoff], fs=float(rate_hz))
-    return float((2.0 * gd[0] + 0.5) / float(rate_hz))
 
 
 def _load_kernel():
@@ -374,12 +240,8 @@ class StreamingEstimator:
         self._tv_prev = np.zeros(n)
         self._q_prev = np.zeros(n)           # for position differences
         self._tau_hold = np.zeros(n)         # last efforts, fed while a sample has none
-        self._dts: list[float] = []          # the rate monitor's current block
         self._measure = cfg.rate_hz is None
-        self._period: float | None = None    # the monitored nominal period (measured rates)
-        self._rate_cand: list[float] | None = None
-        self._rate_blocks = 0
-        self._block_size = RATE_BLOCK_SHORT
+        self._rate = RateEstimator()         # the monitor of a measured rate
         self._held_t: float | None = None    # a stamp far ahead, held back (FUTURE_JUMP_PERIODS)
         self._jump_dt = math.inf
         self._fast_dt = cfg.max_gap_s        # stamp differences in (0, _fast_dt] need no check
@@ -428,9 +290,7 @@ class StreamingEstimator:
         self._primed = False
         self._tau_seen = False
         self._held_t = None
-        self._dts.clear()
-        self._rate_cand = None               # a settled rate stays settled; a short block first
-        self._block_size = RATE_BLOCK_SHORT
+        self._rate.restart()                 # a settled rate stays settled; a short block first
         self._update_jump()
 
     @property
@@ -438,53 +298,22 @@ class StreamingEstimator:
         """The rate is known and has been confirmed by ``SETTLE_BLOCKS`` blocks since the last
         (re)design (always True for a configured rate): per-period bookkeeping (missed samples,
         stamps ahead) may trust it."""
-        return not self._measure or (self.sos is not None and self._rate_blocks >= SETTLE_BLOCKS)
+        return not self._measure or (self.sos is not None and self._rate.settled)
 
     def _rate_block(self) -> None:
         """A full block of stamp differences: re-estimate (and redesign) on a sustained change."""
-        block, self._dts = self._dts, []
-        period, self._rate_cand, self._rate_blocks, changed = _rate_step(
-            self._period, self._rate_cand, self._rate_blocks, block)
-        self._block_size = RATE_BLOCK_SHORT if self._rate_blocks < SETTLE_BLOCKS else RATE_BLOCK
-        if changed:
-            assert period is not None
-            self._set_period(period)
+        if self._rate.block():
+            self._set_period(self._rate.period)
         self._update_jump()
 
     def _set_period(self, period: float) -> None:
-        first = self._period is None
-        self._period = period
+        first = self.rate_hz is None
         self._design(1.0 / period)
         if not first:                        # a new design: the filter state no longer fits
             self.counters['rate_changes'] += 1
             self.counters['resets'] += 1
             self._primed = False
             self._tau_seen = False
-
-    def _rate_feed(self, dts: np.ndarray, commit: bool) -> int | None:
-        """``update``'s monitoring for the stamp differences of a batch run: the index of the
-        first one that re-estimates the rate or settles it (None: none does; both change what
-        the following samples are checked against). ``commit``: apply them (only for differences
-        that change neither, as found by a call with ``commit=False``)."""
-        period, cand, blocks, size = self._period, self._rate_cand, self._rate_blocks, \
-            self._block_size
-        cur = list(self._dts)
-        pos, T = 0, len(dts)
-        while T - pos >= size - len(cur):
-            take = size - len(cur)
-            block = cur + dts[pos:pos + take].tolist()
-            pos += take
-            settled = blocks >= SETTLE_BLOCKS
-            period, cand, blocks, changed = _rate_step(period, cand, blocks, block)
-            if changed or settled != (blocks >= SETTLE_BLOCKS):
-                return pos - 1
-            cur = []
-            size = RATE_BLOCK_SHORT if blocks < SETTLE_BLOCKS else RATE_BLOCK
-        if commit:
-            cur += dts[pos:].tolist()
-            self._dts[:] = cur
-            self._rate_cand, self._rate_blocks, self._block_size = cand, blocks, size
-        return None
 
     def _check_stamp(self, t: float, dt: float) -> str | None:
         """The slow path of the stamp checks (dt outside (0, _fast_dt]): 'reset', the counter of
@@ -648,9 +477,9 @@ class StreamingEstimator:
             self._tau_hold[:] = tau_arr
 
         if have_diff and self._measure:      # measuring / monitoring the nominal rate
-            dts = self._dts
-            dts.append(dt)
-            if len(dts) >= self._block_size:
+            rate = self._rate
+            rate.dts.append(dt)
+            if len(rate.dts) >= rate.size:
                 self._rate_block()
         if self.sos is None:                 # not yet known, or too low for the cutoff
             if self.filter_error is not None:
@@ -892,7 +721,7 @@ class StreamingEstimator:
             end = i + int(jumps[0])
             d = d[:end - i]
         if self._measure:
-            k = self._rate_feed(d, commit=False)
+            k = self._rate.feed(d, commit=False)
             if k is not None:
                 end = i + k
         return end
@@ -956,7 +785,7 @@ class StreamingEstimator:
         counters['velocity_from_positions'] += int(rows.need_diff[i:end].sum())
         counters['rejected_labels'] += int(rows.label_bad[i:end].sum())
         if self._measure:
-            self._rate_feed(dt, commit=True)
+            self._rate.feed(dt, commit=True)
         self._t_prev = float(ts[-1])
         self._q_prev[:] = qs[-1]
         self._tau_hold[:] = cur[-1, 2 * n:]

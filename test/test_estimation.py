@@ -595,8 +595,8 @@ def test_offline_segments_at_gaps_and_rejects_bad_arrays():
 from invdyn_ros import estimation  # noqa: E402
 from invdyn_ros.estimation import StateBatch  # noqa: E402
 
-_STATE_ATTRS = ('_have_prev', '_t_prev', '_primed', '_tau_seen', '_dts', 'rate_hz', 'cutoff_hz',
-                '_period', '_rate_cand', '_rate_blocks', '_block_size', '_held_t', '_jump_dt',
+_STATE_ATTRS = ('_have_prev', '_t_prev', '_primed', '_tau_seen', '_rate', 'rate_hz', 'cutoff_hz',
+                '_held_t', '_jump_dt',
                 '_fast_dt', 'filter_error',
                 'delay_s', 'sos', '_zi', '_raw_prev', '_tv_prev', '_q_prev', '_tau_hold', '_x',
                 '_tv', '_raw')
