@@ -45,6 +45,11 @@ same order, no fastmath: bit-identical) when numba is installed; numpy / scipy o
 Replay: :meth:`StreamingEstimator.update_many` gives exactly (bit for bit) what ``update`` gives
 sample by sample, ~25x faster on clean data: runs of clean steady-state samples become one
 (5n, T) channel matrix filtered by one kernel call; everything else goes through ``update``.
+
+Size: over 500 lines because ``StreamingEstimator`` holds both forms of one stage on one filter
+state (``update`` and the bit-identical ``update_many``, which falls back to ``update`` for every
+sample that is not clean steady state), and both must change together; the rate rule
+(:mod:`invdyn_ros.rate`) and the filter design (:mod:`invdyn_ros.filters`) are modules of their own.
 """
 from __future__ import annotations
 
