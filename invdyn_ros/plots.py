@@ -227,8 +227,8 @@ def write_all(out_dir, report) -> dict[str, str]:
 
 # --------------------------------------------------------------------------------------------
 # invdyn_demo: tracking error and prediction nMSE of one demo run
-_DEMO_PHASE_COLOURS = {'pd': '#d62728', 'learning': '#ff7f0e', 'learned': '#2ca02c', 'ideal': '#1f77b4',
-                  'payload': '#9467bd', 'trajectory': '#17becf'}
+_DEMO_PHASE_COLOURS = {'pd': '#d62728', 'learning': '#ff7f0e', 'learned': '#2ca02c',
+                       'ideal': '#1f77b4', 'payload': '#9467bd', 'trajectory': '#17becf'}
 
 
 def plot_demo_run(run: 'RecordedRun', schedule: 'Schedule', path: str | os.PathLike,
@@ -255,7 +255,8 @@ def plot_demo_run(run: 'RecordedRun', schedule: 'Schedule', path: str | os.PathL
         for p in schedule.phases:
             a.axvspan(p.start_s, p.end_s, color=_DEMO_PHASE_COLOURS.get(p.name, '0.5'), alpha=0.12,
                       lw=0)
-            a.axvline(p.measure_start_s, color=_DEMO_PHASE_COLOURS.get(p.name, '0.5'), lw=0.6, ls=':')
+            a.axvline(p.measure_start_s, color=_DEMO_PHASE_COLOURS.get(p.name, '0.5'), lw=0.6,
+                      ls=':')
     for p in schedule.phases:
         label = p.name
         if summary is not None:

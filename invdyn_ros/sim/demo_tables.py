@@ -1,5 +1,6 @@
 """The per-joint result table of an ``invdyn_demo`` run (plain text and Markdown), built from its
-summary dict (:func:`invdyn_ros.sim.demo.build_summary`). Re-exported by :mod:`invdyn_ros.sim.demo`."""
+summary dict (:func:`invdyn_ros.sim.demo.build_summary`).
+Re-exported by :mod:`invdyn_ros.sim.demo`."""
 from __future__ import annotations
 
 from typing import Any
