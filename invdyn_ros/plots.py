@@ -1,4 +1,5 @@
-"""PNG plots of an offline evaluation (matplotlib, Agg; no pyplot, no display needed).
+"""PNG plots of an offline evaluation and of an ``invdyn_demo`` run (:func:`plot_demo_run`)
+(matplotlib, Agg; no pyplot, no display needed).
 
 Figures are built with ``matplotlib.figure.Figure`` directly instead of ``pyplot``, so nothing
 global (the backend, the open-figure list) is touched: plotting works headless, in tests, and next
@@ -18,14 +19,17 @@ File names written by :func:`write_all` into the output folder:
 from __future__ import annotations
 
 import os
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+if TYPE_CHECKING:
+    from invdyn_ros.sim.demo import RecordedRun, Schedule
+
 __all__ = ['PLOT_FILES', 'plot_torques', 'plot_errors', 'plot_learning_curve',
-           'plot_dual_selection', 'write_all']
+           'plot_dual_selection', 'write_all', 'plot_demo_run']
 
 #: kind -> file name, documented above.
 PLOT_FILES: dict[str, str] = {
@@ -219,3 +223,69 @@ def write_all(out_dir, report) -> dict[str, str]:
             os.path.join(out_dir, PLOT_FILES['dual_selection']), series.dual_t, series.dual_active,
             joints, names=series.dual_names)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# invdyn_demo: tracking error and prediction nMSE of one demo run
+_DEMO_PHASE_COLOURS = {'pd': '#d62728', 'learning': '#ff7f0e', 'learned': '#2ca02c',
+                       'ideal': '#1f77b4', 'payload': '#9467bd', 'trajectory': '#17becf'}
+
+
+def plot_demo_run(run: 'RecordedRun', schedule: 'Schedule', path: str | os.PathLike,
+                  summary: dict[str, Any] | None = None) -> None:
+    """PNG: tracking error norm ``|q_d - q|`` over time (log scale) with the phases shaded and
+    measure windows marked, and below it the rolling prediction nMSE of invdyn_node."""
+    from invdyn_ros.sim.demo import MIN_TORQUE_STD, rolling_nmse
+
+    fig = Figure(figsize=(11, 6.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax, ax2 = fig.subplots(2, 1, sharex=True, gridspec_kw={'height_ratios': [2, 1]})
+    norm = np.linalg.norm(run.err, axis=1) if len(run.err) else np.zeros(0)
+    if len(norm):
+        # A 0.2 s moving RMS keeps the figure readable at 500 Hz.
+        k = max(1, int(0.2 / max(np.median(np.diff(run.t_track)) if len(run.t_track) > 1
+                                 else 0.002, 1e-6)))
+        smooth = np.sqrt(np.convolve(norm ** 2, np.ones(k) / k, mode='same'))
+        ax.plot(run.t_track, np.maximum(norm, 1e-6), color='0.75', lw=0.5, label='|q_d - q|')
+        ax.plot(run.t_track, np.maximum(smooth, 1e-6), color='k', lw=1.0,
+                label='0.2 s moving RMS')
+    ax.set_yscale('log')
+    ax.set_ylabel('tracking error norm (rad)')
+    for a in (ax, ax2):
+        for p in schedule.phases:
+            a.axvspan(p.start_s, p.end_s, color=_DEMO_PHASE_COLOURS.get(p.name, '0.5'), alpha=0.12,
+                      lw=0)
+            a.axvline(p.measure_start_s, color=_DEMO_PHASE_COLOURS.get(p.name, '0.5'), lw=0.6,
+                      ls=':')
+    for p in schedule.phases:
+        label = p.name
+        if summary is not None:
+            key = {'learning': 'tracking_rms_learning',
+                   'trajectory': 'tracking_rms_trajectory_ff'}.get(p.name,
+                                                                  f'tracking_rms_{p.name}')
+            if key in summary:
+                label += f'\n{np.mean(summary[key]) * 1e3:.2f} mrad'
+        ax.text(0.5 * (p.start_s + p.end_s), 1.0, label, transform=ax.get_xaxis_transform(),
+                ha='center', va='bottom', fontsize=8)
+    if run.t_ready is not None:
+        for a in (ax, ax2):
+            a.axvline(run.t_ready, color='g', lw=1.0, ls='--')
+        ax2.text(run.t_ready, 0.95, ' ready', transform=ax2.get_xaxis_transform(), color='g',
+                 va='top', fontsize=8)
+    if schedule.payload_change_s is not None:
+        for a in (ax, ax2):
+            a.axvline(schedule.payload_change_s, color='m', lw=1.0, ls='--')
+    if len(run.t_pred) > 10:
+        applied = run.applied_at_pred()
+        std = np.maximum(applied.std(axis=0), MIN_TORQUE_STD)
+        roll = rolling_nmse(run.t_pred, applied, run.predicted, std, 1.0)
+        ax2.plot(run.t_pred, np.maximum(roll, 1e-6), color='C0', lw=1.0)
+        ax2.set_yscale('log')
+    ax2.set_ylabel('prediction nMSE\n(1 s rolling)')
+    ax2.set_xlabel('simulated time (s)')
+    ax.legend(loc='upper right', fontsize=8)
+    fig.suptitle('invdyn_demo: PD vs PD + learned feedforward (topic, trajectory) vs PD + ideal '
+                 'feedforward', y=0.995,
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(os.fspath(path))

@@ -727,147 +727,15 @@ def _json_default(obj):
 
 
 # --------------------------------------------------------------------------------------------
-# Table
-_COLUMNS = (('pd', 'PD only', 'tracking_rms_pd'),
-            ('learning', 'PD+ff learning', 'tracking_rms_learning'),
-            ('learned', 'PD+learned ff', 'tracking_rms_learned'),
-            ('trajectory', 'PD+traj ff', 'tracking_rms_trajectory_ff'),
-            ('ideal', 'PD+ideal ff', 'tracking_rms_ideal'),
-            ('payload', 'after payload chg', 'tracking_rms_payload'))
-
-
-def _table_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]], list[str]]:
-    cols = [(title, key) for _, title, key in _COLUMNS if key in summary]
-    header = ['joint'] + [title for title, _ in cols] + ['pred. nMSE']
-    rows = []
-    for j, name in enumerate(summary['joint_names']):
-        rows.append([name] + [f'{summary[key][j] * 1e3:.2f}' for _, key in cols] +
-                    [f'{summary["prediction_nmse"][j]:.4f}'])
-    rows.append(['mean'] + [f'{np.mean(summary[key]) * 1e3:.2f}' for _, key in cols] +
-                [f'{np.mean(summary["prediction_nmse"]):.4f}'])
-    notes = [
-        f'tracking RMS q_d - q in mrad per phase (measure windows: ' + ', '.join(
-            f'{p["name"]} {p["measure_start_s"]:g}-{p["measure_end_s"]:g} s'
-            for p in summary['schedule']['phases']) + ')',
-        f'learned feedforward vs PD only: {100 * summary["improvement_vs_pd"]:.1f} % lower mean '
-        f'RMS (target >= 50 %); learned / ideal: {summary["learned_over_ideal"]:.2f}x '
-        f'(target <= 2x)',
-        f'node ready after {summary["learning_seconds"]:.1f} s of simulated learning'
-        if summary.get('ready') else
-        f'node never reported ready within {summary["learning_seconds"]:.1f} s',
-        *([f'trajectory feedforward (JointTrajectory point efforts from ~/trajectory_out, '
-           f'JTC-like) / topic feedforward (~/feedforward per sample): '
-           f'{summary["trajectory_ff_over_topic_ff"]:.3f}x mean RMS (target <= 1.2x)']
-          if 'trajectory_ff_over_topic_ff' in summary else []),
-        *([f'learned feedforward error vs true model (RMS, N m): ' + ', '.join(
-            f'{v:.3f}' for v in summary['feedforward_error_rms_learned']) +
-           f'; steps without feedforward: '
-           f'{100 * summary["feedforward_missing_fraction_learned"]:.1f} %']
-          if 'feedforward_error_rms_learned' in summary else []),
-        f'simulator: {summary["sim_rate_hz"]:.0f} periods/s achieved '
-        f'({summary["real_time_factor"]:.2f}x real time)',
-    ]
-    change = summary.get('payload_change')
-    if change:
-        rec = (f'recovered (period nMSE < {change["threshold"]:g}x pre-change) after '
-               f'{change["recovery_s"]:.1f} s' if change['recovered']
-               else 'not recovered in the run')
-        ready = change.get('node_ready_again_after_s')
-        notes.append(f'payload {change["before_kg"]:g} -> {change["after_kg"]:g} kg at '
-                     f't={change["time_s"]:g} s: prediction nMSE {change["pre_change_nmse"]:.4f} '
-                     f'(period before) -> {change["nmse_after_change"]:.4f} (first 2 s after, '
-                     f'{change["jump"]:.1f}x the same motion before), {rec}'
-                     + (f'; node ready again after {ready:.1f} s' if ready is not None else ''))
-    return header, rows, notes
-
-
-def format_table(summary: dict[str, Any]) -> str:
-    """The per-joint tracking RMS table (mrad) as aligned plain text, with notes below."""
-    header, rows, notes = _table_rows(summary)
-    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-    lines = ['  '.join(h.ljust(w) if i == 0 else h.rjust(w)
-                       for i, (h, w) in enumerate(zip(header, widths)))]
-    lines.append('-' * len(lines[0]))
-    for row in rows:
-        if row[0] == 'mean':
-            lines.append('-' * len(lines[0]))
-        lines.append('  '.join(c.ljust(w) if i == 0 else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(row, widths))))
-    return '\n'.join(lines + [''] + notes)
-
-
-def format_markdown_table(summary: dict[str, Any]) -> str:
-    """The same table as Markdown (for the README)."""
-    header, rows, notes = _table_rows(summary)
-    lines = ['| ' + ' | '.join(header) + ' |',
-             '|' + '|'.join(['---'] + ['---:'] * (len(header) - 1)) + '|']
-    for row in rows:
-        cells = [f'**{c}**' for c in row] if row[0] == 'mean' else row
-        lines.append('| ' + ' | '.join(cells) + ' |')
-    return '\n'.join(lines + [''] + [f'- {n}' for n in notes]) + '\n'
+# Table: in demo_tables.py (re-exported here)
+from invdyn_ros.sim.demo_tables import format_markdown_table, format_table  # noqa: E402,F401
 
 
 # --------------------------------------------------------------------------------------------
-# Plot
-_PHASE_COLOURS = {'pd': '#d62728', 'learning': '#ff7f0e', 'learned': '#2ca02c', 'ideal': '#1f77b4',
-                  'payload': '#9467bd', 'trajectory': '#17becf'}
-
-
+# Plot: drawn by :func:`invdyn_ros.plots.plot_demo_run`; imported lazily so that importing this
+# module does not import matplotlib.
 def plot_run(run: RecordedRun, schedule: Schedule, path: str | os.PathLike,
              summary: dict[str, Any] | None = None) -> None:
-    """PNG: tracking error norm ``|q_d - q|`` over time (log scale) with the phases shaded and
-    measure windows marked, and below it the rolling prediction nMSE of invdyn_node."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(11, 6.5), dpi=100)
-    FigureCanvasAgg(fig)
-    ax, ax2 = fig.subplots(2, 1, sharex=True, gridspec_kw={'height_ratios': [2, 1]})
-    norm = np.linalg.norm(run.err, axis=1) if len(run.err) else np.zeros(0)
-    if len(norm):
-        # A 0.2 s moving RMS keeps the figure readable at 500 Hz.
-        k = max(1, int(0.2 / max(np.median(np.diff(run.t_track)) if len(run.t_track) > 1
-                                 else 0.002, 1e-6)))
-        smooth = np.sqrt(np.convolve(norm ** 2, np.ones(k) / k, mode='same'))
-        ax.plot(run.t_track, np.maximum(norm, 1e-6), color='0.75', lw=0.5, label='|q_d - q|')
-        ax.plot(run.t_track, np.maximum(smooth, 1e-6), color='k', lw=1.0,
-                label='0.2 s moving RMS')
-    ax.set_yscale('log')
-    ax.set_ylabel('tracking error norm (rad)')
-    for a in (ax, ax2):
-        for p in schedule.phases:
-            a.axvspan(p.start_s, p.end_s, color=_PHASE_COLOURS.get(p.name, '0.5'), alpha=0.12,
-                      lw=0)
-            a.axvline(p.measure_start_s, color=_PHASE_COLOURS.get(p.name, '0.5'), lw=0.6, ls=':')
-    for p in schedule.phases:
-        label = p.name
-        if summary is not None:
-            key = {'learning': 'tracking_rms_learning',
-                   'trajectory': 'tracking_rms_trajectory_ff'}.get(p.name,
-                                                                  f'tracking_rms_{p.name}')
-            if key in summary:
-                label += f'\n{np.mean(summary[key]) * 1e3:.2f} mrad'
-        ax.text(0.5 * (p.start_s + p.end_s), 1.0, label, transform=ax.get_xaxis_transform(),
-                ha='center', va='bottom', fontsize=8)
-    if run.t_ready is not None:
-        for a in (ax, ax2):
-            a.axvline(run.t_ready, color='g', lw=1.0, ls='--')
-        ax2.text(run.t_ready, 0.95, ' ready', transform=ax2.get_xaxis_transform(), color='g',
-                 va='top', fontsize=8)
-    if schedule.payload_change_s is not None:
-        for a in (ax, ax2):
-            a.axvline(schedule.payload_change_s, color='m', lw=1.0, ls='--')
-    if len(run.t_pred) > 10:
-        applied = run.applied_at_pred()
-        std = np.maximum(applied.std(axis=0), MIN_TORQUE_STD)
-        roll = rolling_nmse(run.t_pred, applied, run.predicted, std, 1.0)
-        ax2.plot(run.t_pred, np.maximum(roll, 1e-6), color='C0', lw=1.0)
-        ax2.set_yscale('log')
-    ax2.set_ylabel('prediction nMSE\n(1 s rolling)')
-    ax2.set_xlabel('simulated time (s)')
-    ax.legend(loc='upper right', fontsize=8)
-    fig.suptitle('invdyn_demo: PD vs PD + learned feedforward (topic, trajectory) vs PD + ideal '
-                 'feedforward', y=0.995,
-                 fontsize=10)
-    fig.tight_layout()
-    fig.savefig(os.fspath(path))
+    """See :func:`invdyn_ros.plots.plot_demo_run`."""
+    from invdyn_ros.plots import plot_demo_run
+    plot_demo_run(run, schedule, path, summary)

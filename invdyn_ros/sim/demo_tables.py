@@ -1,0 +1,88 @@
+"""The per-joint result table of an ``invdyn_demo`` run (plain text and Markdown), built from its
+summary dict (:func:`invdyn_ros.sim.demo.build_summary`).
+Re-exported by :mod:`invdyn_ros.sim.demo`."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ['format_table', 'format_markdown_table']
+
+_COLUMNS = (('pd', 'PD only', 'tracking_rms_pd'),
+            ('learning', 'PD+ff learning', 'tracking_rms_learning'),
+            ('learned', 'PD+learned ff', 'tracking_rms_learned'),
+            ('trajectory', 'PD+traj ff', 'tracking_rms_trajectory_ff'),
+            ('ideal', 'PD+ideal ff', 'tracking_rms_ideal'),
+            ('payload', 'after payload chg', 'tracking_rms_payload'))
+
+
+def _table_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]], list[str]]:
+    cols = [(title, key) for _, title, key in _COLUMNS if key in summary]
+    header = ['joint'] + [title for title, _ in cols] + ['pred. nMSE']
+    rows = []
+    for j, name in enumerate(summary['joint_names']):
+        rows.append([name] + [f'{summary[key][j] * 1e3:.2f}' for _, key in cols] +
+                    [f'{summary["prediction_nmse"][j]:.4f}'])
+    rows.append(['mean'] + [f'{np.mean(summary[key]) * 1e3:.2f}' for _, key in cols] +
+                [f'{np.mean(summary["prediction_nmse"]):.4f}'])
+    notes = [
+        f'tracking RMS q_d - q in mrad per phase (measure windows: ' + ', '.join(
+            f'{p["name"]} {p["measure_start_s"]:g}-{p["measure_end_s"]:g} s'
+            for p in summary['schedule']['phases']) + ')',
+        f'learned feedforward vs PD only: {100 * summary["improvement_vs_pd"]:.1f} % lower mean '
+        f'RMS (target >= 50 %); learned / ideal: {summary["learned_over_ideal"]:.2f}x '
+        f'(target <= 2x)',
+        f'node ready after {summary["learning_seconds"]:.1f} s of simulated learning'
+        if summary.get('ready') else
+        f'node never reported ready within {summary["learning_seconds"]:.1f} s',
+        *([f'trajectory feedforward (JointTrajectory point efforts from ~/trajectory_out, '
+           f'JTC-like) / topic feedforward (~/feedforward per sample): '
+           f'{summary["trajectory_ff_over_topic_ff"]:.3f}x mean RMS (target <= 1.2x)']
+          if 'trajectory_ff_over_topic_ff' in summary else []),
+        *([f'learned feedforward error vs true model (RMS, N m): ' + ', '.join(
+            f'{v:.3f}' for v in summary['feedforward_error_rms_learned']) +
+           f'; steps without feedforward: '
+           f'{100 * summary["feedforward_missing_fraction_learned"]:.1f} %']
+          if 'feedforward_error_rms_learned' in summary else []),
+        f'simulator: {summary["sim_rate_hz"]:.0f} periods/s achieved '
+        f'({summary["real_time_factor"]:.2f}x real time)',
+    ]
+    change = summary.get('payload_change')
+    if change:
+        rec = (f'recovered (period nMSE < {change["threshold"]:g}x pre-change) after '
+               f'{change["recovery_s"]:.1f} s' if change['recovered']
+               else 'not recovered in the run')
+        ready = change.get('node_ready_again_after_s')
+        notes.append(f'payload {change["before_kg"]:g} -> {change["after_kg"]:g} kg at '
+                     f't={change["time_s"]:g} s: prediction nMSE {change["pre_change_nmse"]:.4f} '
+                     f'(period before) -> {change["nmse_after_change"]:.4f} (first 2 s after, '
+                     f'{change["jump"]:.1f}x the same motion before), {rec}'
+                     + (f'; node ready again after {ready:.1f} s' if ready is not None else ''))
+    return header, rows, notes
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    """The per-joint tracking RMS table (mrad) as aligned plain text, with notes below."""
+    header, rows, notes = _table_rows(summary)
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+    lines = ['  '.join(h.ljust(w) if i == 0 else h.rjust(w)
+                       for i, (h, w) in enumerate(zip(header, widths)))]
+    lines.append('-' * len(lines[0]))
+    for row in rows:
+        if row[0] == 'mean':
+            lines.append('-' * len(lines[0]))
+        lines.append('  '.join(c.ljust(w) if i == 0 else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(row, widths))))
+    return '\n'.join(lines + [''] + notes)
+
+
+def format_markdown_table(summary: dict[str, Any]) -> str:
+    """The same table as Markdown (for the README)."""
+    header, rows, notes = _table_rows(summary)
+    lines = ['| ' + ' | '.join(header) + ' |',
+             '|' + '|'.join(['---'] + ['---:'] * (len(header) - 1)) + '|']
+    for row in rows:
+        cells = [f'**{c}**' for c in row] if row[0] == 'mean' else row
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines + [''] + [f'- {n}' for n in notes]) + '\n'
