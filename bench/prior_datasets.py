@@ -147,8 +147,25 @@ def conventions(out: Recorder, name: str, rec, urdf: str, extra: dict) -> dict:
             for i, j in enumerate(rec.joint_names)]
     out(format_table(['joint', 'a (URDF)', 'b', 'R2', 'q offset', 'a', 'b', 'R2', 'tau std'],
                      rows))
+    # the arm (nearly) at rest: the torque is gravity (+ friction, offsets) alone
+    still = (np.abs(qd).max(axis=1) < 0.01) & (np.abs(qdd).max(axis=1) < 0.05)
+    if still.sum() < 20:
+        out(f'at rest: {int(still.sum())} samples with |qd| < 0.01 rad/s, |qdd| < 0.05 rad/s^2 '
+            f'(too few to compare gravity torques)')
+        return {'urdf': {'a': a0, 'b': b0, 'r2': r20}, 'offset': offset,
+                'with_offset': {'a': a1, 'b': b1, 'r2': r21}}
+    g = np.array([prior.gravity(q[i]) for i in np.flatnonzero(still)])
+    ts = tau[still]
+    out(f'at rest ({int(still.sum())} of these samples: |qd| < 0.01 rad/s, |qdd| < 0.05 '
+        f'rad/s^2): the URDF\'s gravity torque vs the measured torque, mean / std over the poses')
+    out(format_table(['joint', 'URDF g mean', 'URDF g std', 'measured mean', 'measured std'],
+                     [[j, float(g[:, i].mean()), float(g[:, i].std()), float(ts[:, i].mean()),
+                       float(ts[:, i].std())] for i, j in enumerate(rec.joint_names)], '.2f'))
     return {'urdf': {'a': a0, 'b': b0, 'r2': r20}, 'offset': offset,
-            'with_offset': {'a': a1, 'b': b1, 'r2': r21}}
+            'with_offset': {'a': a1, 'b': b1, 'r2': r21},
+            'at_rest': {'samples': int(still.sum()), 'urdf_gravity_mean': g.mean(0),
+                        'urdf_gravity_std': g.std(0), 'measured_mean': ts.mean(0),
+                        'measured_std': ts.std(0)}}
 
 
 def main() -> None:
