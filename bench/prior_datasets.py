@@ -168,6 +168,21 @@ def conventions(out: Recorder, name: str, rec, urdf: str, extra: dict) -> dict:
                         'measured_std': ts.std(0)}}
 
 
+def robots_of(datasets: str, baxter_arms: str, data_dir):
+    """``(key, label, recording, URDF path, payload options)`` of each dataset asked for."""
+    for ds in datasets.split(','):
+        if ds == 'ur10':
+            yield ('ur10', 'UR10', load_ur10(data_dir),
+                   str(ROBOTS / 'ur_description/urdf/ur10_robot.urdf'),
+                   {'payload_mass_kg': 5.0, 'payload_com': [0.0, 0.0, 0.05]})
+        elif ds == 'baxter':
+            for arm in baxter_arms.split(','):
+                rec = load_baxter(data_dir).with_joint_names(
+                    tuple(f'{arm}_{j}' for j in BAXTER_ARM))
+                yield (f'baxter_{arm}', f'Baxter ({arm} arm)', rec,
+                       str(ROBOTS / 'baxter_description/urdf/baxter.urdf'), {})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--datasets', default='ur10,baxter')
@@ -190,40 +205,19 @@ def main() -> None:
     out = Recorder()
     out(format_machine(machine_info()))
     results = {}
+    robots = list(robots_of(args.datasets, args.baxter_arm, data_dir))
     if args.conventions:
-        for ds in args.datasets.split(','):
-            if ds == 'ur10':
-                results['ur10'] = conventions(
-                    out, 'UR10', load_ur10(data_dir),
-                    str(ROBOTS / 'ur_description/urdf/ur10_robot.urdf'),
-                    {'payload_mass_kg': 5.0, 'payload_com': [0.0, 0.0, 0.05]})
-            elif ds == 'baxter':
-                for arm in args.baxter_arm.split(','):
-                    rec = load_baxter(data_dir).with_joint_names(
-                        tuple(f'{arm}_{j}' for j in BAXTER_ARM))
-                    results[f'baxter_{arm}'] = conventions(
-                        out, f'Baxter ({arm} arm)', rec,
-                        str(ROBOTS / 'baxter_description/urdf/baxter.urdf'), {})
+        for key, label, rec, urdf, extra in robots:
+            results[key] = conventions(out, label, rec, urdf, extra)
         save_results(args.save if args.save != 'prior_datasets' else 'prior_conventions',
                      out.text, {'machine': machine_info(), 'args': vars(args),
                                 'results': results})
         return
     for protocol in args.protocols.split(','):
-        for ds in args.datasets.split(','):
-            if ds == 'ur10':
-                rec = load_ur10(data_dir)
-                results[f'ur10/{protocol}'] = run(
-                    out, 'UR10', rec, str(ROBOTS / 'ur_description/urdf/ur10_robot.urdf'),
-                    {'payload_mass_kg': 5.0, 'payload_com': [0.0, 0.0, 0.05]},
-                    args.models, args.epochs, args.seed, protocol, args.second_model)
-            elif ds == 'baxter':
-                for arm in args.baxter_arm.split(','):
-                    rec = load_baxter(data_dir).with_joint_names(
-                        tuple(f'{arm}_{j}' for j in BAXTER_ARM))
-                    results[f'baxter_{arm}/{protocol}'] = run(
-                        out, f'Baxter ({arm} arm)', rec,
-                        str(ROBOTS / 'baxter_description/urdf/baxter.urdf'), {}, args.models,
-                        args.epochs, args.seed, protocol, args.second_model)
+        for key, label, rec, urdf, extra in robots:
+            results[f'{key}/{protocol}'] = run(out, label, rec, urdf, extra, args.models,
+                                               args.epochs, args.seed, protocol,
+                                               args.second_model)
             save_results(args.save, out.text, {'machine': machine_info(), 'args': vars(args),
                                                'results': results})
     save_results(args.save, out.text, {'machine': machine_info(), 'args': vars(args),
