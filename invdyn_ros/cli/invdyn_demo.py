@@ -52,16 +52,14 @@ never came up; 130 interrupted (Ctrl-C / SIGTERM; ``--interrupt-exit-code``). Ev
 path (own process group, atexit, and PR_SET_PDEATHSIG so even a killed demo leaves no orphan). A
 second stop signal (``ros2 launch`` sends SIGTERM 5 s after SIGINT, then SIGKILL) never abandons
 the cleanup; it makes the children's stop go to its next, harder signal at once
-(:class:`StopSignals`).
+(:class:`~invdyn_ros.sim.supervisor.StopSignals`).
 """
 from __future__ import annotations
 
 import argparse
-import atexit
 import math
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -73,6 +71,7 @@ import numpy as np
 import yaml
 
 from invdyn_ros.errors import ConfigError, InvdynError
+from invdyn_ros.sim.supervisor import CHILD_BOOT, STOP_SIGNALS, ChildProcess
 from invdyn_ros.sim.demo import (TRAJECTORY_POINT_DT_S, DemoError, DemoRecorder, Schedule,
                                  build_schedule, build_summary, format_markdown_table,
                                  format_table, plot_run, save_recording, validate_summary,
@@ -375,114 +374,16 @@ def write_params_file(path: Path, params: dict[str, Any]) -> None:
 
 
 # ============================================================================ child process
-#: Run in the child instead of ``-m invdyn_ros.node``: first ask Linux to SIGTERM this process
-#: when the demo dies (PR_SET_PDEATHSIG survives exec; set after exec, not in a preexec_fn, which is
-#: unsafe in a process that already has threads), exit if the demo is already gone, then run the
-#: node module exactly as ``python -m`` would.
-_CHILD_BOOT = (
-    'import ctypes, os, runpy, signal, sys\n'
-    'parent = int(sys.argv[1])\n'
-    'try:\n'
-    '    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)\n'
-    'except Exception:\n'
-    '    pass\n'
-    'if os.getppid() != parent:\n'
-    '    sys.exit(1)\n'
-    'sys.argv = [sys.argv[2]] + sys.argv[3:]\n'
-    'runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)\n')
-
-
-class StopSignals:
-    """SIGINT / SIGTERM handling of the demo. The first signal interrupts the run
-    (KeyboardInterrupt: the clean path, children stopped, exit 130 or --interrupt-exit-code);
-    a later one never interrupts that cleanup -- ``ros2 launch`` escalates SIGINT -> SIGTERM
-    after 5 s, and a KeyboardInterrupt inside the cleanup would abandon it -- but counts in
-    ``extra``, which makes :meth:`ChildProcess.stop` go on to its next, harder signal at once."""
-
-    def __init__(self) -> None:
-        self.interrupted = False
-        self.extra = 0
-
-    def __call__(self, signum, frame) -> None:
-        if self.interrupted:
-            self.extra += 1
-            return
-        self.interrupted = True
-        raise KeyboardInterrupt
-
-
-STOP_SIGNALS = StopSignals()
-
-
-class ChildProcess:
-    """A child in its own process group (so its own children -- the trainer -- stop with it),
-    output to a log file, stopped gracefully (SIGINT, then SIGTERM, then SIGKILL) exactly once;
-    each further stop signal the demo gets moves on to the next of these at once."""
-
-    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.name, self.cmd, self.log_path = name, cmd, log_path
-        self._log = open(log_path, 'wb')
-        self.proc = subprocess.Popen(
-            cmd, env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True)
-        self.pgid = self.proc.pid  # start_new_session: the child leads its own group
-        atexit.register(self.stop)
-
-    def poll(self) -> int | None:
-        return self.proc.poll()
-
-    def _signal_group(self, sig: int) -> None:
-        try:
-            os.killpg(self.pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    def stop(self, grace_s: float = 10.0) -> int | None:
-        """Stop the whole group; returns the child's exit status."""
-        if self.proc.poll() is None:
-            for sig, wait in ((signal.SIGINT, grace_s), (signal.SIGTERM, 5.0),
-                              (signal.SIGKILL, 5.0)):
-                self._signal_group(sig)
-                if self._wait(wait):
-                    break
-        # Whatever the leader did, leave no member of its group behind (e.g. a trainer worker).
-        self._signal_group(signal.SIGKILL)
-        if not self._log.closed:
-            self._log.close()
-        return self.proc.returncode
-
-    def _wait(self, timeout: float) -> bool:
-        """True when the child exited within ``timeout``; False at the timeout or as soon as the
-        demo got another stop signal (StopSignals.extra grew)."""
-        extra = STOP_SIGNALS.extra
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.proc.wait(timeout=max(0.0, min(0.05, deadline - time.monotonic())))
-                return True
-            except subprocess.TimeoutExpired:
-                if STOP_SIGNALS.extra != extra or time.monotonic() >= deadline:
-                    return False
-
-    def tail(self, lines: int = 20) -> str:
-        try:
-            with open(self.log_path, 'rb') as f:
-                data = f.read()[-20000:].decode('utf-8', 'replace')
-        except OSError:
-            return ''
-        return '\n'.join(data.splitlines()[-lines:])
-
-
 def start_node(params_file: Path, env: dict[str, str], log_path: Path) -> ChildProcess:
     """invdyn_node as ``<this python> -m invdyn_ros.node`` (the same interpreter and the same copy
     of the package as the demo: an installed ``invdyn_node`` script could be a different one),
-    through :data:`_CHILD_BOOT` so it dies with the demo."""
+    through :data:`CHILD_BOOT` so it dies with the demo."""
     env = dict(env)
     root = str(_package_root())
     env['PYTHONPATH'] = os.pathsep.join([root] + [p for p in env.get('PYTHONPATH', '').split(
         os.pathsep) if p and p != root])
     env.setdefault('PYTHONUNBUFFERED', '1')
-    cmd = [sys.executable, '-c', _CHILD_BOOT, str(os.getpid()), NODE_MODULE,
+    cmd = [sys.executable, '-c', CHILD_BOOT, str(os.getpid()), NODE_MODULE,
            '--ros-args', '--params-file', str(params_file), '-r', f'__node:={NODE_NAME}']
     return ChildProcess(NODE_NAME, cmd, env, log_path)
 
@@ -550,56 +451,8 @@ class _Ros:
 
     # ---------------------------------------------------------------- nodes
     def _make_monitor(self):
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.node import Node
-        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import JointState
-        from std_msgs.msg import Float64
-        from trajectory_msgs.msg import JointTrajectory
-
-        from invdyn_ros.joint_state import JointStateRule, Rejection
-
-        recorder = self.recorder
-        rule = JointStateRule(recorder.joint_names)
-
-        class DemoMonitor(Node):
-            """Subscribes what invdyn_node publishes; publishes the payload change."""
-
-            def __init__(self, context) -> None:
-                super().__init__('invdyn_demo', context=context)
-                # Best effort matches any publisher reliability; deep enough for 500 Hz bursts.
-                qos = QoSProfile(depth=200, history=HistoryPolicy.KEEP_LAST,
-                                 reliability=ReliabilityPolicy.BEST_EFFORT)
-                self.create_subscription(JointState, f'/{NODE_NAME}/predicted_effort',
-                                         self._on_predicted, qos)
-                self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
-                self.payload_pub = self.create_publisher(Float64, '/sim_arm/payload_kg', 10)
-                self.trajectory_pub = self.create_publisher(  # reliable, as the node's
-                    JointTrajectory, f'/{NODE_NAME}/trajectory_in', 10)
-                self.Float64 = Float64
-                self.diag_ready: bool | None = None
-                self.diag_values: dict[str, str] = {}
-
-            def _on_predicted(self, msg) -> None:
-                sample = rule(msg)            # the node's own JointState rule
-                if isinstance(sample, Rejection) or sample[3] is None:
-                    recorder.counters['predictions_rejected'] += 1
-                    return
-                effort = sample[3].copy()
-                stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-                recorder.add_prediction(stamp, effort)
-
-            def _on_diagnostics(self, msg) -> None:
-                for status in msg.status:
-                    if NODE_NAME not in status.name:
-                        continue
-                    values = {kv.key: kv.value for kv in status.values}
-                    self.diag_values = values
-                    if 'ready' in values:
-                        self.diag_ready = values['ready'].strip().lower() in ('true', '1', 'yes')
-                        recorder.mark_ready(ready=self.diag_ready)
-
-        return DemoMonitor(self.context)
+        from invdyn_ros.sim.demo_monitor import DemoMonitor
+        return DemoMonitor(self.context, self.recorder, NODE_NAME)
 
     def start_arm(self) -> None:
         """Create sim_arm and torque_controller (after invdyn_node is up, so it sees t = 0)."""
