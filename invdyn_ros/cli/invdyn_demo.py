@@ -10,7 +10,7 @@ What runs (no launch_ros needed):
 
 - ``invdyn_node`` in a child process (``python -m invdyn_ros.node`` with this interpreter and this
   copy of invdyn_ros, so the demo never mixes versions), with ``config/ur5.yaml`` plus the demo's
-  overrides (:data:`DEMO_NODE_PARAMETERS`: one 2 x 32 LSTM with velocity sign features and
+  overrides (``config/demo.yaml``, :data:`DEMO_NODE_PARAMETERS`: one 2 x 32 LSTM with velocity sign features and
   windows of 5 instead of the dual 2 x 64 pair, a sliding-window replay buffer, a 60 Hz
   low-pass, the raw effort delayed by the filter's delay as
   the label, an averaged-weights predictor, a learning-rate floor of 3e-4 and (where permitted)
@@ -53,6 +53,11 @@ path (own process group, atexit, and PR_SET_PDEATHSIG so even a killed demo leav
 second stop signal (``ros2 launch`` sends SIGTERM 5 s after SIGINT, then SIGKILL) never abandons
 the cleanup; it makes the children's stop go to its next, harder signal at once
 (:class:`~invdyn_ros.sim.supervisor.StopSignals`).
+
+Size: over 500 lines because it is the demo's whole run (argument rules, the node's parameters,
+the in-process ROS side driving the schedule, the progress and the summary); the process
+supervision is :mod:`invdyn_ros.sim.supervisor`, the monitor node :mod:`invdyn_ros.sim.demo_monitor`,
+the node's parameters ``config/demo.yaml`` (why each value: ``docs/DEMO.md``).
 """
 from __future__ import annotations
 
@@ -85,89 +90,9 @@ NODE_MODULE = 'invdyn_ros.node'
 #: simulator reports joint torque, not motor current) and seed come from the arm and --seed).
 #: Measurements quoted below: 150 s default runs on the shared 2-core development machine (load
 #: 6-12 from other work), so single runs; the direction of each change held across runs.
-DEMO_NODE_PARAMETERS: dict[str, Any] = {
-    # No checkpoint: the demo always learns from scratch (and never picks up a user's model).
-    'checkpoint_path': '',
-    # A sliding window of the newest samples (FIFO only, no reservoir): with the default
-    # reservoir -- a uniform sample of the *whole* history that fills half of every batch -- the
-    # old payload's samples stay in training for minutes after a payload change, and the learner
-    # settles halfway between the old and the new dynamics (measured: 3 kg change, not recovered
-    # 50 s later, node never ready again). 16000 windows are ~32 s of motion here (~3 periods of
-    # the reference); 8000 (16 s) re-learned faster after a payload change but averaged the
-    # effort noise over half the data: learned / ideal tracking 1.95-2.06x with 8000 (9 runs),
-    # 1.66x, 1.59x with 16000 (with the sign features and window below; 1.83x without them).
-    'buffer_capacity': 16000,
-    'recent_capacity': 16000,
-    # Sign features tanh(20 x scaled velocity) for the networks (a smooth sign(qd): the shape of
-    # the Coulomb friction step at every reversal, which a 2 x 32 LSTM otherwise learns only
-    # smeared): learned-feedforward error vs the true model on shoulder lift 0.35-0.45 N m with
-    # them, 0.47-0.53 without; the share of the squared error near reversals fell from 55-72 %
-    # to 20-38 % on 5 of 6 joints.
-    'velocity_sign_gain': 20.0,
-    # Windows of 5 samples (10 ms at 500 Hz) instead of 10: half the work per training step, so
-    # the trainer gets ~30,000 instead of ~17,000 Adam steps in 150 s, with the cap raised to use
-    # them (max_updates_per_sample 0.8: ~40,000); window 3 and 10 tracked alike (single runs).
-    'window': 5,
-    'max_updates_per_sample': 0.8,
-    # A smaller LSTM (2 x 32 instead of 2 x 64): on a shared core the trainer is CPU-bound, and
-    # the smaller network gets ~2x the Adam steps; measured on the default run (payload phase
-    # included, default gains): mean learned tracking RMS 4.45 -> 1.94 mrad.
-    'hidden_size': 32,
-    # The simulator is paced by a wall-clock timer on a shared machine: a tick can come 50-100 ms
-    # late without anything being wrong, so the staleness watchdog (wall time) is relaxed.
-    'stale_timeout_s': 0.5,
-    # One network instead of the dual identifier's two: on 2 cores the node and its trainer share
-    # one core with the simulator; two networks halve the training steps each network gets and
-    # double the inference per message (measured in a loaded 150 s run: mean learned tracking RMS
-    # 15.8 mrad with two networks, 7.5 mrad with one). --node-param dual_enabled=true restores it.
-    'dual_enabled': False,
-    # Under load the node can miss joint states (sensor-data QoS drops what it cannot take); a
-    # gap up to 0.2 s keeps the filters running instead of restarting them (and the feedforward).
-    'max_gap_s': 0.2,
-    # A 60 Hz low-pass instead of ur5.yaml's conservative 25 Hz: the network learns from filtered
-    # signals but its feedforward is asked for the exact reference, and the filter smears every
-    # sharp feature -- above all the Coulomb friction step at each velocity reversal -- over its
-    # delay (18.9 ms at 25 Hz, ~8 ms at 60 Hz). The simulator's sensor noise is low enough for
-    # it. Plus a learning-rate floor of 1e-4 instead of 1e-5, so lifelong learning keeps
-    # following (with 1e-5 the plateau decay reached the floor within the 150 s run).
-    # Measured (150 s default runs, quiet machine, single runs each): learned / ideal tracking
-    # 5.38x (25 Hz, floor 1e-5) -> 3.72x (60 Hz, floor 1e-4); prediction nMSE 0.0127 -> 0.0049.
-    'filter_cutoff_hz': 60.0,
-    # Learn the raw effort delayed by the filter's delay instead of the filtered effort: the
-    # friction step at a reversal stays sharp in the label (the simulator's effort noise,
-    # 0.2 N m, is white and averages out; on a robot with noisy motor currents keep 'filtered').
-    # Predict with an exponential moving average of the weights (decay 0.99, ~100 Adam steps):
-    # at a non-vanishing learning rate the last iterate jitters from one weight update to the
-    # next. With the average, a higher learning-rate floor (3e-4) learns faster without that
-    # jitter. Measured (150 s runs at 0.98-0.99x real time, learned / ideal tracking): these
-    # three 2.14x, 2.19x; without them (filtered label, no average, floor 1e-4) 2.26x; average +
-    # delayed label with floor 1e-4 2.24-2.34x (3 runs); average 0.995 + floor 1e-3 2.38x.
-    # Runs at 0.91-0.92x real time (a slower machine) gave 3.2x with either setting.
-    'effort_label': 'delayed',
-    'weight_ema_decay': 0.99,
-    'min_learning_rate': 3e-4,
-    # The node's control loop under SCHED_FIFO (where the user may: root / CAP_SYS_NICE; else the
-    # node warns and runs normally), as a robot PC would run it. Simulator, controller, node and
-    # trainer share two cores; with normal scheduling the node sometimes stalled long enough to
-    # miss hundreds of joint states and references, and the learned / ideal ratio followed the
-    # stalls, not the learning: runs with 2200-2900 missed samples gave 3.2-3.7x, runs with
-    # 200-340 gave 2.1-2.3x (with the settings of that time). Under SCHED_FIFO: 0 missed; 2.22x,
-    # 2.14x with the learning settings above, 2.35x with the previous ones (filtered label, no
-    # average, floor 1e-4). With all of today's settings, one run with normal scheduling: 1.66x
-    # (497 missed), as under SCHED_FIFO.
-    'realtime_priority': 50,
-    # The physics prior is wired but OFF by default: the node always gets the UR5 URDF with every
-    # link's mass and inertia off by up to +-25 % (seeded, DEMO_URDF_PERTURBATION; the simulator
-    # keeps the true ones, plus friction the URDF lacks) as robot_description, and
-    # `--node-param prior=rnea` makes it identify that model online and learn the residual.
-    # Measured with the prior on (two runs on a heavily loaded machine, 0.53x / 0.32x real time):
-    # learned / ideal 69.6x / 49.1x, far worse than the black-box default (1.67x on a quiet
-    # machine); not understood yet, so the default demo stays the black-box one. The simulated
-    # controller adds the feedforward to its PD and has no gravity compensation of its own, so
-    # the feedforward is the total torque.
-    'prior': 'none',
-    'feedforward_mode': 'total',
-}
+#: invdyn_node's parameters in the demo (config/demo.yaml; why each value: docs/DEMO.md), loaded
+#: below once the file's lookup is defined.
+DEMO_NODE_PARAMETERS: dict[str, Any] = {}
 #: How wrong the demo's URDF is: masses and inertias scaled by factors in [1 - x, 1 + x].
 DEMO_URDF_PERTURBATION = 0.25
 #: The demo's PD gains: 4 x the UR5 defaults of invdyn_ros.sim.controller (kd critically damped
@@ -340,6 +265,9 @@ def node_parameters(joint_names: Sequence[str], effort_limits: Sequence[float], 
     params.update(joint_names=list(joint_names),
                   torque_limits=[float(x) for x in effort_limits],
                   effort_scale=[1.0] * len(joint_names), seed=int(seed))
+    if not DEMO_NODE_PARAMETERS:
+        raise ConfigError('config/demo.yaml (the demo\'s node parameters) not found beside the '
+                          'package or in its share folder')
     params.update(DEMO_NODE_PARAMETERS)
     if robot_urdf is not None:
         params['robot_description'] = perturbed_urdf_model(robot_urdf, DEMO_URDF_PERTURBATION,
@@ -366,6 +294,10 @@ def load_base_parameters(path: Path | None) -> dict[str, Any]:
         if isinstance(section, dict) and isinstance(section.get('ros__parameters'), dict):
             return dict(section['ros__parameters'])
     raise ConfigError(f'{path}: no ros__parameters section')
+
+
+DEMO_PARAMS_FILE = find_params_file('demo.yaml')
+DEMO_NODE_PARAMETERS.update(load_base_parameters(DEMO_PARAMS_FILE))
 
 
 def write_params_file(path: Path, params: dict[str, Any]) -> None:
