@@ -1,4 +1,4 @@
-"""The closed-loop demo's ROS-free half: phase schedule, recording, metrics, summary, table, plot.
+"""The closed-loop demo's ROS-free half: phase schedule, recording, metrics and summary.
 
 ``invdyn_demo`` (``invdyn_ros/cli/invdyn_demo.py``) drives a simulated arm over real ROS 2 topics
 and records what happened into a :class:`DemoRecorder`; everything that turns that record into
@@ -56,6 +56,10 @@ on. If it never reported ready, the run's duration (a lower bound) and ``ready: 
 
 sim_rate_hz: simulator periods per wall second actually achieved (the simulator slows down rather
 than skipping when the machine is too busy; 500 at real time).
+
+Size: over 500 lines (the tables are :mod:`invdyn_ros.sim.demo_tables`, the plot
+:func:`invdyn_ros.plots.plot_demo_run`) because the schedule, the recorder, the metrics and the
+summary schema share the phases' windows and the recorded arrays; not split further this round.
 """
 from __future__ import annotations
 
