@@ -8,21 +8,15 @@ import os
 
 import numpy as np
 import pytest
-import torch
 
 from invdyn_ros.checkpoints import (manifest_path, physics_path, read_manifest, read_physics,
                                     write_set)
 from invdyn_ros.errors import CheckpointError
 from invdyn_ros.pipeline import Pipeline, PipelineConfig, make_trainer
-from invdyn_ros.sim.arm import ArmConfig, SimulatedArm, find_robot_urdf
+from invdyn_ros.sim.arm import ArmConfig, SimulatedArm
 from invdyn_ros.sim.trajectory import FourierTrajectory
+from test_residual import LIMITS, RATE, UR5, URDF  # the same simulated UR5 as the stage's tests
 
-torch.set_num_threads(1)
-UR5 = ['shoulder_pan_joint', 'shoulder_lift_joint', 'elbow_joint', 'wrist_1_joint',
-       'wrist_2_joint', 'wrist_3_joint']
-LIMITS = [150.0, 150.0, 150.0, 28.0, 28.0, 28.0]
-RATE = 100.0
-URDF = find_robot_urdf('ur5').read_text()
 
 
 def params(**kw):
