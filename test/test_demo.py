@@ -275,6 +275,28 @@ def test_bad_options_exit_2(argv, tmp_path, capsys):
     assert 'error' in capsys.readouterr().err
 
 
+def test_signal_after_the_interrupt_cleanup_keeps_the_exit_status(tmp_path):
+    """Deterministic form of launch's SIGINT -> SIGTERM: once the interrupted run has cleaned up,
+    a SIGTERM that comes while the interpreter exits (here: from a __del__ that runs after
+    finalization has reset the signal handlers) leaves the exit status alone. A Python handler
+    would not: finalization puts SIG_DFL back (CI once exited -15 this way)."""
+    code = (
+        'import os, signal, sys\n'
+        'from invdyn_ros.cli import invdyn_demo as cli\n'
+        'def run(args):\n'
+        '    os.kill(os.getpid(), signal.SIGINT)\n'
+        '    raise AssertionError("SIGINT did not interrupt")\n'
+        'cli.run = run\n'
+        'class Late:\n'   # a __main__ global: destroyed after finalization reset the handlers
+        '    def __del__(self, kill=os.kill, pid=os.getpid(), sig=signal.SIGTERM):\n'
+        '        kill(pid, sig)\n'
+        'late = Late()\n'
+        f'sys.exit(cli.main(["--output", {str(tmp_path / "out")!r}, "--interrupt-exit-code", "0"]))\n')
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 'interrupted' in proc.stderr
+
+
 def test_launch_file_runs_invdyn_demo_with_its_options():
     source = (REPO / 'launch' / 'sim_demo.launch.py').read_text()
     tree = ast.parse(source)

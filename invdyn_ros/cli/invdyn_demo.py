@@ -726,11 +726,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f'invdyn_demo: error: {exc}', file=sys.stderr)
         return EXIT_FAILED
     finally:
-        # After an interrupt the handler stays: a later signal (launch's SIGTERM 5 s after its
-        # SIGINT) that comes while the interpreter exits must not turn exit 130 / 0 into -15.
-        if not STOP_SIGNALS.interrupted:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        # After an interrupt the cleanup is done and only the exit is left: a later signal
+        # (launch's SIGTERM after its SIGINT) must not turn exit 130 / 0 into -15. A Python
+        # handler is not enough -- interpreter finalization puts SIG_DFL back in its place
+        # (CI once got -15 from a SIGTERM 0.05 s after the SIGINT) -- SIG_IGN stays.
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_IGN if STOP_SIGNALS.interrupted else handler)
 
 
 if __name__ == '__main__':
