@@ -129,7 +129,8 @@ class Harness:
         self.js_topic = js_topic
         self.ref_pub = self.node.create_publisher(JointTrajectoryPoint, '/invdyn_node/reference',
                                                   10)
-        self.outputs: dict[int, JointState] = {}
+        self._outputs: dict[int, JointState] = {}  # written by the spinning thread: read .outputs
+        self._outputs_lock = threading.Lock()
         self.output_order: list[int] = []
         self.ff: list[list[float]] = []
         self.ff_at_output: list[int] = []           # len(outputs) when each ff arrived
@@ -156,9 +157,18 @@ class Harness:
         while not self._stop.is_set():
             self.executor.spin_once(timeout_sec=0.05)
 
+    @property
+    def outputs(self) -> dict[int, JointState]:
+        """A copy of the outputs received so far, by stamp: the spinning thread keeps adding to
+        the live dict, and iterating it from the test thread then raises 'dictionary changed size
+        during iteration' (CI saw it)."""
+        with self._outputs_lock:
+            return dict(self._outputs)
+
     def _on_output(self, msg: JointState) -> None:
         k = stamp_key(msg.header.stamp)
-        self.outputs[k] = msg
+        with self._outputs_lock:
+            self._outputs[k] = msg
         self.output_order.append(k)
 
     def _on_ff(self, msg: Float64MultiArray) -> None:
@@ -196,7 +206,8 @@ class Harness:
             i += 1
             time.sleep(0.01)
         time.sleep(0.2)
-        self.outputs.clear()
+        with self._outputs_lock:
+            self._outputs.clear()
         self.output_order.clear()
         self.ff.clear()
         self.ff_at_output.clear()
