@@ -592,7 +592,7 @@ def test_offline_segments_at_gaps_and_rejects_bad_arrays():
 
 
 # ---------------------------------------------------------------------- update_many (batch)
-from invdyn_ros import estimation  # noqa: E402
+from invdyn_ros import estimation, estimation_batch, filters  # noqa: E402
 from invdyn_ros.estimation import StateBatch  # noqa: E402
 
 _STATE_ATTRS = ('_have_prev', '_t_prev', '_primed', '_tau_seen', '_rate', 'rate_hz', 'cutoff_hz',
@@ -757,9 +757,27 @@ def _tail(est_a, est_b, n, start, rate=100.0):
 def run_sizes(request, monkeypatch):
     """'tiny_runs' vectorizes every clean run (MIN 1) in blocks of at most 5 samples."""
     if request.param == 'tiny_runs':
-        monkeypatch.setattr(estimation, 'MIN_BATCH_RUN', 1)
-        monkeypatch.setattr(estimation, 'MAX_BATCH_RUN', 5)
+        monkeypatch.setattr(estimation_batch, 'MIN_BATCH_RUN', 1)
+        monkeypatch.setattr(estimation_batch, 'MAX_BATCH_RUN', 5)
     return request.param
+
+
+def test_run_sizes_take_effect(run_sizes, monkeypatch):
+    """The fixture's patches reach the code that reads them (``estimation_batch``'s limits and
+    ``filters.filter_inplace``): the kernel calls' widths are the runs. A patch of a name nobody
+    looks up any more would make the tests using the fixture unable to fail."""
+    widths = []
+    real = filters.filter_inplace
+
+    def recording(sos, x, zi):
+        widths.append(x.shape[1])
+        real(sos, x, zi)
+
+    monkeypatch.setattr(filters, 'filter_inplace', recording)
+    t, q, qd, tau = _clean_stream(2, N=40)
+    StreamingEstimator(2, FilterConfig(rate_hz=RATE)).update_many(t, q, qd, tau)
+    # the first sample primes through update()'s numpy path; the other 39 are one clean run
+    assert widths == ([1, 39] if run_sizes == 'default' else [1] + [5] * 7 + [4])
 
 
 @pytest.mark.parametrize('form', ['entries', 'arrays', 'arrays_no_tau'])
@@ -786,7 +804,7 @@ def test_update_many_equals_sequential_update_on_dirty_streams(seed, rate_hz, fo
 
 def test_update_many_with_the_public_sosfilt(monkeypatch):
     """Without scipy's private kernel both paths use scipy.signal.sosfilt: still identical."""
-    monkeypatch.setattr(estimation, '_SOSFILT_KERNEL', None)
+    monkeypatch.setattr(filters, '_SOSFILT_KERNEL', None)
     n = 3
     stamps, q, qd, tau = _dirty_stream(5, 'entries', n=n, N=600)
     cfg = FilterConfig(rate_hz=100.0, cutoff_hz=10.0)
@@ -867,7 +885,7 @@ def test_update_many_redoes_a_nonfinite_run_from_the_state_before_it(monkeypatch
     cfg = FilterConfig(rate_hz=RATE)
     seq, bat = StreamingEstimator(n, cfg), StreamingEstimator(n, cfg)
     states, resets = _sequential(seq, t, q, qd, tau)
-    real = estimation._filter_inplace
+    real = filters.filter_inplace
     poisoned = []
 
     def poison_first_run(sos, x, zi):
@@ -876,7 +894,7 @@ def test_update_many_redoes_a_nonfinite_run_from_the_state_before_it(monkeypatch
             poisoned.append(x.shape[1])
             x[0, -1] = np.nan
 
-    monkeypatch.setattr(estimation, '_filter_inplace', poison_first_run)
+    monkeypatch.setattr(filters, 'filter_inplace', poison_first_run)
     _assert_batch_equals(bat.update_many(t, q, qd, tau), states, resets)
     assert poisoned == [len(t) - 1]            # the run after the first (priming) sample
     _assert_same_state(seq, bat)
