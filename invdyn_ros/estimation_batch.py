@@ -20,9 +20,9 @@ acts, works on the estimator's own state (its filter design, filter state and pr
 runs the filter with the same :func:`~invdyn_ros.filters.filter_inplace` and leaves the state the
 ``update`` calls would have left; the rate monitor is ``RateEstimator.feed``. The checks that do
 not depend on earlier samples are ``update``'s (same limits from the same ``FilterConfig``), run
-on all rows at once so that a row that fails them is handed to ``update`` to count. A change to a
-rule in ``update`` makes the bit-for-bit tests of test_estimation fail until this form follows.
-``StreamingEstimator.update_many`` imports this module when first called (it builds on
+on all rows at once so that a row that fails them is handed to ``update`` to count. A change to
+a rule in ``update`` makes the bit-for-bit tests of test_estimation_batch fail until this form
+follows. ``StreamingEstimator.update_many`` imports this module when first called (it builds on
 ``update`` and ``State``, so it sits above :mod:`invdyn_ros.estimation`).
 """
 from __future__ import annotations
