@@ -1,6 +1,7 @@
 """The estimator's filter: its parameters (:class:`FilterConfig`), the Butterworth design of one
-stage at a sample rate, why none can be designed, and the delay of the whole causal chain
-(:mod:`invdyn_ros.estimation` runs the chain)."""
+stage at a sample rate, why none can be designed, the delay of the whole causal chain, and the one
+way the filter is run (:func:`filter_inplace`, shared by the one-sample and many-sample forms,
+:mod:`invdyn_ros.estimation` and :mod:`invdyn_ros.estimation_batch`, which run the chain)."""
 from __future__ import annotations
 
 import math
@@ -11,7 +12,7 @@ import scipy.signal
 
 from invdyn_ros.errors import ConfigError
 
-__all__ = ['FilterConfig', 'cutoff_error', 'design_filter', 'filter_delay_s']
+__all__ = ['FilterConfig', 'cutoff_error', 'design_filter', 'filter_delay_s', 'filter_inplace']
 
 
 @dataclass(frozen=True)
@@ -96,3 +97,47 @@ def filter_delay_s(config: FilterConfig, rate_hz: float) -> float:
     b, a = scipy.signal.sos2tf(sos)
     _, gd = scipy.signal.group_delay((b, a), w=[1e-3 * cutoff], fs=float(rate_hz))
     return float((2.0 * gd[0] + 0.5) / float(rate_hz))
+
+
+def _load_kernel():
+    """scipy's compiled sosfilt kernel, if present and equal to the public ``sosfilt`` here.
+
+    ``scipy.signal.sosfilt`` spends ~50 us per call on argument handling for a (C, 1) input; the
+    kernel it calls takes ~2 us and filters in place. It is private API, so it is used only after
+    a self-check against the public function; otherwise ``filter_inplace`` falls back to it.
+    """
+    try:
+        from scipy.signal._sosfilt import _sosfilt as kernel  # noqa: PLC0415
+        rng = np.random.default_rng(0)
+        sos = scipy.signal.butter(3, 0.2, output='sos')
+        x = rng.normal(size=(3, 5))
+        zi = rng.normal(size=(sos.shape[0], 3, 2))
+        y_ref, z_ref = scipy.signal.sosfilt(sos, x, axis=1, zi=zi)
+        x_k = np.ascontiguousarray(x)
+        z_k = np.ascontiguousarray(np.moveaxis(zi, 0, 1))
+        kernel(sos, x_k, z_k)
+        if np.allclose(x_k, y_ref, rtol=1e-12, atol=1e-12) and \
+                np.allclose(z_k, np.moveaxis(z_ref, 1, 0), rtol=1e-12, atol=1e-12):
+            return kernel
+    except Exception:  # noqa: BLE001 - any failure just means: use the public function
+        pass
+    return None
+
+
+_SOSFILT_KERNEL = _load_kernel()
+
+
+def filter_inplace(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> None:
+    """``x`` (C, k) and ``zi`` (C, n_sections, 2), both C-contiguous float64, filtered in place.
+
+    Same result as ``scipy.signal.sosfilt(sos, x, axis=1, zi=zi moved to (n_sections, C, 2))``.
+    ``update``'s numpy path (one sample) and ``update_many`` (a whole run) both filter through
+    it, so the two forms cannot filter differently; the compiled per-sample step
+    (``kernels.filter_step``) is tested bit for bit against the path through it.
+    """
+    if _SOSFILT_KERNEL is not None:
+        _SOSFILT_KERNEL(sos, x, zi)
+        return
+    y, zf = scipy.signal.sosfilt(sos, x, axis=1, zi=np.moveaxis(zi, 0, 1))
+    x[...] = y
+    zi[...] = np.moveaxis(zf, 1, 0)
