@@ -43,7 +43,9 @@ controller's mode and reference are switched at the phase boundaries in simulate
 
 Output in DIR: ``summary.json`` (the contract keys ``tracking_rms_pd``, ``tracking_rms_learned``,
 ``tracking_rms_ideal``, ``prediction_nmse`` (per joint, rad / 1), ``learning_seconds``,
-``sim_rate_hz``, and more), ``tracking_error.png``, ``table.md`` (the per-joint table as Markdown),
+``sim_rate_hz``; with the unseen part ``tracking_rms_learned_unseen``, ``tracking_rms_pd_unseen``,
+``tracking_rms_ideal_unseen`` and ``learned_over_ideal_unseen`` beside ``learned_over_ideal``;
+and more), ``tracking_error.png``, ``table.md`` (the per-joint table as Markdown),
 the node's params file and log (and ``recording.npz`` with ``--save-recording``). Progress is
 printed live; the table at the end. The metrics are defined in ``invdyn_ros.sim.demo``.
 

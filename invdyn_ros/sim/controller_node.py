@@ -27,9 +27,10 @@ the primary one has not seen). ``reference`` selects one; changed at runtime, th
 blends from the running reference into the other at its next step (``SwitchedTrajectory``: the
 reference's position, velocity and acceleration stay continuous; the blend lasts at least
 ``ramp_s``) and the new reference's clock starts at the switch. Each switch is kept in
-``switches`` (time, target, blend duration). ``mode`` can be changed at runtime (parameter or std_msgs/String on ``~/mode``);
-``use_feedforward=false`` forces PD whatever ``mode`` says. Payload changes published on the
-simulator's ``~/payload_kg`` topic are mirrored into the ideal model (``payload_topic``).
+``switches`` (time, target, blend duration). ``mode`` can be changed at runtime (parameter or
+std_msgs/String on ``~/mode``); ``use_feedforward=false`` forces PD whatever ``mode`` says.
+Payload changes published on the simulator's ``~/payload_kg`` topic are mirrored into the ideal
+model (``payload_topic``).
 Also publishes ``~/tracking_error`` (Float64MultiArray, q_d - q measured, per joint).
 """
 from __future__ import annotations
@@ -407,8 +408,9 @@ class TorqueControllerNode(Node):
             self._t0 = stamp
             self._active_reference = self.reference
             self.trajectory = self.reference_trajectory(self.reference, start=q)
-            self.get_logger().info(f'{self.reference} trajectory starts at t={stamp:.3f} s from '
-                                   f'the measured pose (ramp-in {self.trajectory.ramp_duration:g} s)')
+            self.get_logger().info(
+                f'{self.reference} trajectory starts at t={stamp:.3f} s from the measured pose '
+                f'(ramp-in {self.trajectory.ramp_duration:g} s)')
         t = stamp - self._t0
         self._last_t = t
         if self.reference != self._active_reference:

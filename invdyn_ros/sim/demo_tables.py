@@ -19,7 +19,8 @@ _COLUMNS = (('pd', 'PD only', 'tracking_rms_pd'),
             ('learned_unseen', 'unseen: PD+learned ff', 'tracking_rms_learned_unseen'),
             ('ideal_unseen', 'unseen: PD+ideal ff', 'tracking_rms_ideal_unseen'))
 #: Prediction nMSE columns: over the learned phase's and the learned_unseen phase's windows.
-_NMSE_COLUMNS = (('pred. nMSE', 'prediction_nmse'), ('unseen: pred. nMSE', 'prediction_nmse_unseen'))
+_NMSE_COLUMNS = (('pred. nMSE', 'prediction_nmse'),
+                 ('unseen: pred. nMSE', 'prediction_nmse_unseen'))
 
 
 def _table_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]], list[str]]:
