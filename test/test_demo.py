@@ -20,7 +20,7 @@ from invdyn_ros.cli import invdyn_demo as cli
 from invdyn_ros.sim.demo import (SUMMARY_KEYS, UNSEEN_PHASES, UNSEEN_SUMMARY_KEYS, DemoError,
                                  DemoRecorder, RecordedRun, build_schedule, build_summary,
                                  default_unseen_s, format_markdown_table, format_table,
-                                 payload_change_metrics, plot_run, prediction_nmse,
+                                 not_ready_seconds, payload_change_metrics, plot_run, prediction_nmse,
                                  reference_distance, rolling_nmse, save_recording, tracking_rms,
                                  validate_summary, write_summary)
 
@@ -264,11 +264,12 @@ def test_summary_with_the_unseen_phases(tmp_path):
     assert summary['targets']['within_2x_ideal_unseen'] is False
     assert 0.0 < np.mean(summary['prediction_nmse_unseen']) < 0.05
     table = format_table({**summary, 'unseen_reference': {
-        'speed': 1.5, 'center_offset_rad': [0.6, 0.0, 0.0],
+        'speed': 1.5, 'center_offset_rad': [0.6, 0.6, 0.6],
         'distance_to_primary': {'median_rad': 1.23}}})
     for text in ('unseen: PD only', 'unseen: PD+learned ff', 'unseen: PD+ideal ff',
                  'unseen: pred. nMSE', 'learned / ideal 200.00x (primary: 100.00x)',
-                 '1.5x faster', 'centred 0.60 rad away', '1.23 rad'):
+                 '1.5x faster', 'centre +0.60 rad on every joint', '1.23 rad',
+                 'period by period', 'node not ready for 0.0 s'):
         assert text in table, text
     mean_row = next(line for line in table.splitlines() if line.startswith('mean'))
     assert '40.00' in mean_row and '100.00' in mean_row and '0.20' in mean_row
@@ -288,6 +289,37 @@ def test_summary_with_the_unseen_phases(tmp_path):
     assert not set(UNSEEN_SUMMARY_KEYS) & set(primary)
     validate_summary(primary, 3)
     assert 'unseen' not in format_table(primary)
+
+
+def test_learned_unseen_period_by_period_and_not_ready_time():
+    """The node adapts on the unseen reference: the learned_unseen window is also scored period by
+    period, and the time it reported itself not ready after the switch is given."""
+    s = build_schedule(210.0, unseen_s=60.0)
+    phase, period = s.get('learned_unseen'), s.unseen_period_s
+    rec = _synthetic_run(s)
+    # The error of learned_unseen: 30 mrad in its first measured period, 3 mrad after.
+    run = rec.snapshot()
+    first = (run.t_track >= phase.measure_start_s) & \
+        (run.t_track < phase.measure_start_s + period)
+    later = (run.t_track >= phase.measure_start_s + period) & (run.t_track < phase.end_s)
+    run.err[first] = 3e-2 * np.sign(run.err[first])
+    run.err[later] = 3e-3 * np.sign(run.err[later])
+    run.ready_events.extend([(151.0, False), (160.5, True)])
+    summary = build_summary(run, s, rate_hz=500.0)
+    by_period = summary['tracking_rms_learned_unseen_by_period']
+    assert len(by_period) == phase.whole_periods == 3
+    np.testing.assert_allclose(by_period, [[3e-2] * 3, [3e-3] * 3, [3e-3] * 3], rtol=1e-3)
+    assert summary['learned_over_ideal_unseen_last_period'] == pytest.approx(15.0, rel=1e-3)
+    assert summary['node_not_ready_unseen_s'] == pytest.approx(9.5)
+    assert '30.00, 3.00, 3.00 mrad' in format_table(summary)
+
+
+def test_not_ready_seconds():
+    events = [(0.5, False), (14.0, True), (151.0, False), (160.5, True), (200.0, False)]
+    assert not_ready_seconds(events, 150.0, 210.0) == pytest.approx(9.5 + 10.0)
+    assert not_ready_seconds(events, 0.0, 14.0) == pytest.approx(14.0)    # not ready before
+    assert not_ready_seconds(events, 20.0, 150.0) == 0.0
+    assert not_ready_seconds([], 10.0, 12.0) == pytest.approx(2.0)        # never reported
 
 
 def test_reference_distance_known_answer():

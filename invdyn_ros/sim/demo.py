@@ -45,7 +45,13 @@ unseen_speed``). invdyn_node keeps learning all the while, as it would on a robo
 ``ideal_unseen`` PD + the true-model feedforward on it, the ceiling.
 
 Their tracking RMS are ``tracking_rms_<phase>``; ``learned_over_ideal_unseen`` sits beside
-``learned_over_ideal``, the same ratio on the primary reference the node learned on.
+``learned_over_ideal``, the same ratio on the primary reference the node learned on. Because the
+node adapts during ``learned_unseen``, its window is also given period by period
+(``tracking_rms_learned_unseen_by_period``: the first period is the closest to a score of the
+model as it was at the switch, the last one the model after adapting;
+``learned_over_ideal_unseen_last_period``), with the seconds the node reported itself not ready
+after the switch (``node_not_ready_unseen_s``: its feedforward is zeros then, so the loop runs
+on PD alone).
 
 Tracking RMS (:func:`tracking_rms`): per joint ``sqrt(mean((q_d - q)^2))`` (rad) over the phase's
 *measure window*: the phase minus a settling window after the switch (and minus the reference's
@@ -98,7 +104,8 @@ __all__ = ['DemoError', 'Phase', 'Schedule', 'build_schedule', 'default_unseen_s
            'UNSEEN_PHASES', 'UNSEEN_SUMMARY_KEYS', 'RecordedRun', 'DemoRecorder',
            'tracking_rms', 'prediction_nmse', 'rolling_nmse', 'payload_change_metrics',
            'build_summary', 'validate_summary', 'format_table', 'format_markdown_table',
-           'write_summary', 'save_recording', 'plot_run', 'reference_distance', 'SUMMARY_KEYS',
+           'write_summary', 'save_recording', 'plot_run', 'reference_distance',
+           'not_ready_seconds', 'SUMMARY_KEYS',
            'PHASE_MODES']
 
 #: Controller mode (``torque_controller``'s ``mode`` parameter) of each phase.
@@ -770,6 +777,34 @@ def _add_unseen(summary: dict[str, Any], run: RecordedRun, schedule: Schedule,
     if np.count_nonzero(sel) >= 2:
         summary['prediction_nmse_unseen'] = _finite_list(
             prediction_nmse(applied_pred[sel], run.predicted[sel]))
+    if phase.whole_periods >= 1:
+        period = schedule.unseen_period_s
+        by_period = [_finite_list(tracking_rms(run.t_track, run.err,
+                                               phase.measure_start_s + k * period,
+                                               phase.measure_start_s + (k + 1) * period))
+                     for k in range(phase.whole_periods)]
+        summary['tracking_rms_learned_unseen_by_period'] = by_period
+        summary['learned_over_ideal_unseen_last_period'] = (
+            float(np.mean(by_period[-1])) / ideal if ideal > 0 else 0.0)
+    summary['node_not_ready_unseen_s'] = not_ready_seconds(run.ready_events, phase.start_s,
+                                                           schedule.duration_s)
+
+
+def not_ready_seconds(events: Sequence[tuple[float, bool]], t0: float, t1: float) -> float:
+    """Seconds of ``[t0, t1)`` during which the node's newest report (``events``: (time, ready) at
+    every change, in order) said not ready; before its first report it counts as not ready."""
+    total, state, since = 0.0, False, t0
+    for t, ready in events:
+        if t >= t1:
+            break
+        if t > since:
+            if not state:
+                total += t - since
+            since = t
+        state = bool(ready)
+    if not state:
+        total += max(0.0, t1 - since)
+    return float(total)
 
 
 def reference_distance(primary_q: np.ndarray, unseen_q: np.ndarray) -> dict[str, float]:

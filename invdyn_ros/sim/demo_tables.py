@@ -45,6 +45,13 @@ def _table_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]], li
            f'{summary["learned_over_ideal"]:.2f}x), learned vs PD only '
            f'{100 * summary["improvement_vs_pd_unseen"]:.1f} % lower mean RMS']
           if 'learned_over_ideal_unseen' in summary else []),
+        *([f'unseen, learned feedforward period by period (the node keeps learning): ' + ', '.join(
+            f'{np.mean(v) * 1e3:.2f}' for v in summary['tracking_rms_learned_unseen_by_period']) +
+           f' mrad mean RMS; learned / ideal in the last period '
+           f'{summary["learned_over_ideal_unseen_last_period"]:.2f}x; node not ready for '
+           f'{summary.get("node_not_ready_unseen_s", 0.0):.1f} s after the switch (zero '
+           f'feedforward meanwhile)']
+          if 'tracking_rms_learned_unseen_by_period' in summary else []),
         f'node ready after {summary["learning_seconds"]:.1f} s of simulated learning'
         if summary.get('ready') else
         f'node never reported ready within {summary["learning_seconds"]:.1f} s',
@@ -81,7 +88,9 @@ def _unseen_words(summary: dict[str, Any]) -> str:
     if 'speed' in ref:
         words.append(f'{ref["speed"]:g}x faster')
     if 'center_offset_rad' in ref:
-        words.append(f'centred {np.linalg.norm(ref["center_offset_rad"]):.2f} rad away')
+        offset = np.asarray(ref['center_offset_rad'], dtype=float)
+        words.append(f'centre {offset[0]:+.2f} rad on every joint' if np.allclose(offset, offset[0])
+                     else f'centre moved by {np.linalg.norm(offset):.2f} rad')
     if 'distance_to_primary' in ref:
         words.append(f'median pose distance to the primary reference '
                      f'{ref["distance_to_primary"]["median_rad"]:.2f} rad')
