@@ -273,6 +273,14 @@ def plot_demo_run(run: 'RecordedRun', schedule: 'Schedule', path: str | os.PathL
             a.axvline(run.t_ready, color='g', lw=1.0, ls='--')
         ax2.text(run.t_ready, 0.95, ' ready', transform=ax2.get_xaxis_transform(), color='g',
                  va='top', fontsize=8)
+        # Later changes (e.g. the node's readiness check after the switch to the unseen
+        # reference): its feedforward is zeros while it says not ready.
+        for t, ready in run.ready_events:
+            if t > run.t_ready:
+                ax2.axvline(t, color='g' if ready else 'r', lw=0.8, ls='--')
+                ax2.text(t, 0.95 if ready else 0.75, ' ready' if ready else ' not ready',
+                         transform=ax2.get_xaxis_transform(), color='g' if ready else 'r',
+                         va='top', fontsize=7)
     if schedule.payload_change_s is not None:
         for a in (ax, ax2):
             a.axvline(schedule.payload_change_s, color='m', lw=1.0, ls='--')
