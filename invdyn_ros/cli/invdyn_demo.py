@@ -593,7 +593,9 @@ def run(args: argparse.Namespace) -> int:
     unknown = sorted(set(controller_overrides) - set(CONTROLLER_PARAMETERS))
     if unknown:
         raise UsageError(f'--controller-param: unknown parameter(s) {unknown}')
+
     def controller_value(name: str) -> float:
+        """A numeric controller parameter the schedule depends on (override or default)."""
         value = controller_overrides.get(name, CONTROLLER_PARAMETERS[name][0])
         try:
             return float(value)
