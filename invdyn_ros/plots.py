@@ -253,12 +253,13 @@ def plot_demo_run(run: 'RecordedRun', schedule: 'Schedule', path: str | os.PathL
     ax.set_ylabel('tracking error norm (rad)')
     for a in (ax, ax2):
         for p in schedule.phases:
-            a.axvspan(p.start_s, p.end_s, color=_DEMO_PHASE_COLOURS.get(p.name, '0.5'), alpha=0.12,
-                      lw=0)
-            a.axvline(p.measure_start_s, color=_DEMO_PHASE_COLOURS.get(p.name, '0.5'), lw=0.6,
-                      ls=':')
+            # The unseen phases in the colour of their primary counterpart, hatched.
+            colour = _DEMO_PHASE_COLOURS.get(p.name.removesuffix('_unseen'), '0.5')
+            a.axvspan(p.start_s, p.end_s, color=colour, alpha=0.12, lw=0,
+                      hatch='//' if p.name.endswith('_unseen') else None)
+            a.axvline(p.measure_start_s, color=colour, lw=0.6, ls=':')
     for p in schedule.phases:
-        label = p.name
+        label = p.name.replace('_unseen', '\nunseen')
         if summary is not None:
             key = {'learning': 'tracking_rms_learning',
                    'trajectory': 'tracking_rms_trajectory_ff'}.get(p.name,
@@ -272,6 +273,14 @@ def plot_demo_run(run: 'RecordedRun', schedule: 'Schedule', path: str | os.PathL
             a.axvline(run.t_ready, color='g', lw=1.0, ls='--')
         ax2.text(run.t_ready, 0.95, ' ready', transform=ax2.get_xaxis_transform(), color='g',
                  va='top', fontsize=8)
+        # Later changes (e.g. the node's readiness check after the switch to the unseen
+        # reference): its feedforward is zeros while it says not ready.
+        for t, ready in run.ready_events:
+            if t > run.t_ready:
+                ax2.axvline(t, color='g' if ready else 'r', lw=0.8, ls='--')
+                ax2.text(t, 0.95 if ready else 0.75, ' ready' if ready else ' not ready',
+                         transform=ax2.get_xaxis_transform(), color='g' if ready else 'r',
+                         va='top', fontsize=7)
     if schedule.payload_change_s is not None:
         for a in (ax, ax2):
             a.axvline(schedule.payload_change_s, color='m', lw=1.0, ls='--')
@@ -285,7 +294,7 @@ def plot_demo_run(run: 'RecordedRun', schedule: 'Schedule', path: str | os.PathL
     ax2.set_xlabel('simulated time (s)')
     ax.legend(loc='upper right', fontsize=8)
     fig.suptitle('invdyn_demo: PD vs PD + learned feedforward (topic, trajectory) vs PD + ideal '
-                 'feedforward', y=0.995,
+                 'feedforward, on the primary and (hatched) the unseen reference', y=0.995,
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(os.fspath(path))

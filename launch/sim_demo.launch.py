@@ -7,13 +7,17 @@
 It runs the ``invdyn_demo`` executable, which itself needs no launch_ros: it starts invdyn_node as
 a child process and runs the simulated arm (sim_arm) and its controller (torque_controller) in its
 own process, switches the phases (PD only, PD + feedforward while learning, PD + learned
-feedforward, PD + ideal feedforward[, payload change]) in simulated time, and writes
+feedforward, PD + trajectory feedforward, PD + ideal feedforward[, payload change], then learned,
+PD only and ideal on an unseen reference) in simulated time, and writes
 ``<output>/summary.json``, ``tracking_error.png`` and ``table.md``. Ctrl-C stops it and every
 child process; under launch that is a clean stop (exit 0: ``--interrupt-exit-code 0``).
 
 Arguments (the options of ``invdyn_demo --help``):
-  duration           simulated seconds ('' = the demo's default: 150, or 270 with a payload change)
-  learning_seconds   simulated learning before the learned phase ('' = min(60, 0.4 x duration))
+  duration           simulated seconds ('' = the demo's default: 210, or 330 with a payload change)
+  unseen_seconds     the last seconds, on the unseen reference ('' = the demo's default: 60, or
+                     min(60, 2/7 x duration) with a duration; 0 = none)
+  learning_seconds   simulated learning before the learned phase ('' = min(60, 0.4 x the primary
+                     part))
   robot              ur3 | ur5 | ur10 (default ur5)
   payload            payload at the flange in kg (default 0.0)
   payload_change     new payload in kg for the payload-change phase ('' = no change)
@@ -33,11 +37,15 @@ from launch_ros.actions import Node
 #: launch argument -> (invdyn_demo option, default ('' = leave the option out), description)
 ARGUMENTS = {
     'duration': ('--duration', '',
-                 "simulated seconds of the whole run ('' = the demo's default: 150, or 270 with "
+                 "simulated seconds of the whole run ('' = the demo's default: 210, or 330 with "
                  'a payload change)'),
+    'unseen_seconds': ('--unseen-seconds', '',
+                       "simulated seconds at the end on the unseen reference (another seed, 1.5x "
+                       "faster, centred elsewhere; '' = the demo's default: 60, or min(60, 2/7 x "
+                       'duration) with a duration; 0 = none)'),
     'learning_seconds': ('--learning-seconds', '',
                          "simulated seconds of learning before the learned phase ('' = "
-                         'min(60, 0.4 x duration))'),
+                         'min(60, 0.4 x the primary part: duration minus the unseen part))'),
     'robot': ('--robot', 'ur5', 'simulated arm: ur3, ur5 or ur10 (example-robot-data models)'),
     'payload': ('--payload', '0.0', 'payload at the flange in kg'),
     'payload_change': ('--payload-change', '',

@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 
 from invdyn_ros.cli import invdyn_demo as cli
-from invdyn_ros.sim.demo import (SUMMARY_KEYS, DemoError, DemoRecorder, RecordedRun,
-                                 build_schedule, build_summary, format_markdown_table,
-                                 format_table, payload_change_metrics, plot_run, prediction_nmse,
-                                 rolling_nmse, save_recording, tracking_rms, validate_summary,
-                                 write_summary)
+from invdyn_ros.sim.demo import (SUMMARY_KEYS, UNSEEN_PHASES, UNSEEN_SUMMARY_KEYS, DemoError,
+                                 DemoRecorder, RecordedRun, build_schedule, build_summary,
+                                 default_unseen_s, format_markdown_table, format_table,
+                                 not_ready_seconds, payload_change_metrics, plot_run, prediction_nmse,
+                                 reference_distance, rolling_nmse, save_recording, tracking_rms,
+                                 validate_summary, write_summary)
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = ('a', 'b', 'c')
@@ -65,9 +66,59 @@ def test_short_schedule_still_has_a_window_per_phase():
     assert s.get('pd').measure_start_s > 0.0
 
 
+def test_unseen_phases_come_after_the_unchanged_primary_ones():
+    """The default run: 150 s on the primary reference exactly as without the unseen part, then
+    60 s unseen: learned, PD-only and ideal, each measured over whole periods of the 1.5x faster
+    reference, the blend into it and the settling left out."""
+    s, primary = build_schedule(210.0, unseen_s=60.0), build_schedule(150.0)
+    assert default_unseen_s(210.0) == 60.0
+    assert s.phases[:5] == primary.phases
+    assert [p.name for p in s.phases[5:]] == list(UNSEEN_PHASES)
+    assert [(p.mode, p.reference) for p in s.phases[5:]] == [
+        ('learned', 'unseen'), ('pd', 'unseen'), ('ideal', 'unseen')]
+    assert all(p.reference == 'primary' for p in s.phases[:5])
+    assert (s.unseen_start_s, s.unseen_speed) == (150.0, 1.5)
+    period = s.unseen_period_s
+    assert period == pytest.approx(10.0 / 1.5)
+    assert s.phases[5].start_s == 150.0 and s.phases[-1].end_s == 210.0
+    for a, b in zip(s.phases, s.phases[1:]):
+        assert a.end_s == b.start_s
+    learned, pd, ideal = (s.get(name) for name in UNSEEN_PHASES)
+    # The blend (ramp_s = 2 s) and the settling (2 s) come before the window.
+    assert learned.measure_start_s >= learned.start_s + 2.0 + 2.0
+    assert pd.measure_start_s >= pd.start_s + 2.0 and ideal.measure_start_s >= ideal.start_s + 2.0
+    assert [p.whole_periods for p in (learned, pd, ideal)] == [3, 2, 2]
+    for p in (learned, pd, ideal):       # whole periods of the unseen reference (10 ms rounding)
+        assert p.end_s - p.measure_start_s == pytest.approx(p.whole_periods * period, abs=0.006)
+    assert s.phase_at(149.99).name == 'ideal' and s.phase_at(150.0).name == 'learned_unseen'
+    assert s.phase_at(1e9).name == 'ideal_unseen'
+    assert s.as_dict()['phases'][5]['reference'] == 'unseen'
+
+
+def test_unseen_part_of_short_and_payload_runs():
+    s = build_schedule(28.0, unseen_s=default_unseen_s(28.0))
+    assert default_unseen_s(28.0) == pytest.approx(8.0)
+    assert s.phases[:5] == build_schedule(20.0).phases        # the primary part: the first 20 s
+    for p in s.phases:
+        assert p.start_s <= p.measure_start_s < p.end_s          # too short for periods: windows
+    assert s.phases[-1].end_s == 28.0
+    payload = build_schedule(330.0, payload_change=True, payload_after_kg=3.0, unseen_s=60.0)
+    names = [p.name for p in payload.phases]
+    assert names.index('payload') < names.index('learned_unseen')
+    assert payload.get('payload').end_s == 270.0 < payload.phases[-1].end_s == 330.0
+    # A slower unseen reference: its own period counts.
+    slow = build_schedule(210.0, unseen_s=60.0, unseen_speed=0.5)
+    assert slow.unseen_period_s == 20.0 and slow.get('learned_unseen').whole_periods == 1
+
+
 @pytest.mark.parametrize('kwargs', [dict(duration_s=0.0), dict(duration_s=100.0, learning_s=100.0),
                                     dict(duration_s=float('nan')),
-                                    dict(duration_s=100.0, payload_change=True)])
+                                    dict(duration_s=100.0, payload_change=True),
+                                    dict(duration_s=100.0, unseen_s=-1.0),
+                                    dict(duration_s=100.0, unseen_s=100.0),
+                                    dict(duration_s=100.0, unseen_s=float('nan')),
+                                    dict(duration_s=100.0, unseen_s=20.0, unseen_speed=0.0),
+                                    dict(duration_s=100.0, unseen_s=60.0, learning_s=40.0)])
 def test_bad_schedule_raises(kwargs):
     with pytest.raises(DemoError):
         build_schedule(**kwargs)
@@ -131,7 +182,9 @@ def _synthetic_run(schedule, seed=0, ideal_rms=1e-4, pd_rms=5e-2, learned_rms=1e
     rec = DemoRecorder(NAMES)
     t0 = 1_000_000_000
     per_phase = {'pd': pd_rms, 'learning': 3e-2, 'learned': learned_rms, 'ideal': ideal_rms,
-                 'payload': learned_rms, 'trajectory': trajectory_rms}
+                 'payload': learned_rms, 'trajectory': trajectory_rms,
+                 'learned_unseen': 4 * learned_rms, 'pd_unseen': 2 * pd_rms,
+                 'ideal_unseen': 2 * ideal_rms}
     k_total = int(schedule.duration_s * 500)
     for k in range(k_total + 1):
         t = k * 0.002
@@ -195,6 +248,88 @@ def test_summary_known_answers_and_files(tmp_path):
         np.testing.assert_array_equal(rec['t_track'], run.t_track)    # times keep float64
         np.testing.assert_allclose(rec['err'], run.err, rtol=1e-6)
         assert list(rec['joint_names']) == list(NAMES)
+
+
+def test_summary_with_the_unseen_phases(tmp_path):
+    s = build_schedule(100.0, unseen_s=default_unseen_s(100.0))
+    run = _synthetic_run(s).snapshot()
+    summary = build_summary(run, s, rate_hz=500.0)
+    validate_summary(summary, 3)
+    np.testing.assert_allclose(summary['tracking_rms_learned_unseen'], 4e-2, rtol=1e-3)
+    np.testing.assert_allclose(summary['tracking_rms_pd_unseen'], 1e-1, rtol=1e-3)
+    np.testing.assert_allclose(summary['tracking_rms_ideal_unseen'], 2e-4, rtol=1e-3)
+    assert summary['learned_over_ideal_unseen'] == pytest.approx(200.0, rel=1e-3)
+    assert summary['learned_over_ideal'] == pytest.approx(100.0, rel=1e-3)   # primary: as before
+    assert summary['improvement_vs_pd_unseen'] == pytest.approx(0.6, rel=1e-3)
+    assert summary['targets']['within_2x_ideal_unseen'] is False
+    assert 0.0 < np.mean(summary['prediction_nmse_unseen']) < 0.05
+    table = format_table({**summary, 'unseen_reference': {
+        'speed': 1.5, 'center_offset_rad': [0.6, 0.6, 0.6],
+        'distance_to_primary': {'median_rad': 1.23}}})
+    for text in ('unseen: PD only', 'unseen: PD+learned ff', 'unseen: PD+ideal ff',
+                 'unseen: pred. nMSE', 'learned / ideal 200.00x (primary: 100.00x)',
+                 '1.5x faster', 'centre +0.60 rad on every joint', '1.23 rad',
+                 'period by period', 'node not ready for 0.0 s'):
+        assert text in table, text
+    mean_row = next(line for line in table.splitlines() if line.startswith('mean'))
+    assert '40.00' in mean_row and '100.00' in mean_row and '0.20' in mean_row
+    assert 'unseen: PD+learned ff' in format_markdown_table(summary)
+    plot_run(run, s, tmp_path / 'tracking_error.png', summary)
+    assert (tmp_path / 'tracking_error.png').read_bytes()[:4] == b'\x89PNG'
+    # The contract: a summary whose schedule has the unseen phases must carry their keys.
+    loaded = json.loads(json.dumps(summary))
+    for key in UNSEEN_SUMMARY_KEYS + ('learned_over_ideal_unseen',):
+        with pytest.raises(DemoError, match=key):
+            validate_summary({k: v for k, v in loaded.items() if k != key}, 3)
+    with pytest.raises(DemoError):
+        validate_summary({**loaded, 'tracking_rms_pd_unseen': [1.0, float('nan'), 1.0]}, 3)
+    # ... and one without them validates without them.
+    primary = build_summary(_synthetic_run(build_schedule(100.0)).snapshot(),
+                            build_schedule(100.0), rate_hz=500.0)
+    assert not set(UNSEEN_SUMMARY_KEYS) & set(primary)
+    validate_summary(primary, 3)
+    assert 'unseen' not in format_table(primary)
+
+
+def test_learned_unseen_period_by_period_and_not_ready_time():
+    """The node adapts on the unseen reference: the learned_unseen window is also scored period by
+    period, and the time it reported itself not ready after the switch is given."""
+    s = build_schedule(210.0, unseen_s=60.0)
+    phase, period = s.get('learned_unseen'), s.unseen_period_s
+    rec = _synthetic_run(s)
+    # The error of learned_unseen: 30 mrad in its first measured period, 3 mrad after.
+    run = rec.snapshot()
+    first = (run.t_track >= phase.measure_start_s) & \
+        (run.t_track < phase.measure_start_s + period)
+    later = (run.t_track >= phase.measure_start_s + period) & (run.t_track < phase.end_s)
+    run.err[first] = 3e-2 * np.sign(run.err[first])
+    run.err[later] = 3e-3 * np.sign(run.err[later])
+    run.ready_events.extend([(151.0, False), (160.5, True)])
+    summary = build_summary(run, s, rate_hz=500.0)
+    by_period = summary['tracking_rms_learned_unseen_by_period']
+    assert len(by_period) == phase.whole_periods == 3
+    np.testing.assert_allclose(by_period, [[3e-2] * 3, [3e-3] * 3, [3e-3] * 3], rtol=1e-3)
+    assert summary['learned_over_ideal_unseen_last_period'] == pytest.approx(15.0, rel=1e-3)
+    assert summary['node_not_ready_unseen_s'] == pytest.approx(9.5)
+    assert '30.00, 3.00, 3.00 mrad' in format_table(summary)
+
+
+def test_not_ready_seconds():
+    events = [(0.5, False), (14.0, True), (151.0, False), (160.5, True), (200.0, False)]
+    assert not_ready_seconds(events, 150.0, 210.0) == pytest.approx(9.5 + 10.0)
+    assert not_ready_seconds(events, 0.0, 14.0) == pytest.approx(14.0)    # not ready before
+    assert not_ready_seconds(events, 20.0, 150.0) == 0.0
+    assert not_ready_seconds([], 10.0, 12.0) == pytest.approx(2.0)        # never reported
+
+
+def test_reference_distance_known_answer():
+    t = np.linspace(0.0, 2 * np.pi, 400, endpoint=False)
+    circle = np.stack([np.cos(t), np.sin(t)], axis=1)
+    d = reference_distance(circle, circle * 3.0)          # a circle three times as large: 2 away
+    assert d['median_rad'] == pytest.approx(2.0, abs=1e-3)
+    assert d['max_rad'] == pytest.approx(2.0, abs=1e-3)
+    assert d['primary_self_median_rad'] < 0.02           # the primary against itself
+    assert reference_distance(circle, circle[::3])['median_rad'] < 0.02
 
 
 def test_summary_with_payload_change_and_never_ready():
@@ -267,9 +402,25 @@ def test_strip_ros_args():
         ['--seed', '1', '--x']
 
 
+@pytest.mark.parametrize('argv, duration, unseen', [
+    ([], 210.0, 60.0), (['--no-unseen'], 150.0, 0.0), (['--unseen-seconds', '0'], 150.0, 0.0),
+    (['--unseen-seconds', '30'], 180.0, 30.0), (['--payload-change'], 330.0, 60.0),
+    (['--duration', '28'], 28.0, 8.0), (['--duration', '500'], 500.0, 60.0),
+    (['--duration', '100', '--no-unseen'], 100.0, 0.0)])
+def test_duration_and_unseen_defaults(argv, duration, unseen):
+    args = cli.build_parser().parse_args(argv)
+    cli._check_args(args)
+    assert (args.duration, args.unseen_seconds) == (pytest.approx(duration), pytest.approx(unseen))
+
+
 @pytest.mark.parametrize('argv', [['--duration', '-1'], ['--payload', 'nan'],
                                   ['--robot', 'kuka'], ['--controller-param', 'nonsense=1'],
-                                  ['--duration', '30', '--learning-seconds', '40']])
+                                  ['--duration', '30', '--learning-seconds', '40'],
+                                  ['--unseen-seconds', '-5'], ['--unseen-seconds', 'nan'],
+                                  ['--duration', '20', '--unseen-seconds', '25'],
+                                  ['--no-unseen', '--unseen-seconds', '5'],
+                                  ['--controller-param', 'unseen_speed=fast'],
+                                  ['--controller-param', 'unseen_speed=0']])
 def test_bad_options_exit_2(argv, tmp_path, capsys):
     assert cli.main(argv + ['--output', str(tmp_path / 'out')]) == cli.EXIT_USAGE
     assert 'error' in capsys.readouterr().err
@@ -357,7 +508,8 @@ def _wait_gone(pgid: int, timeout: float = 10.0) -> list[int]:
 @pytest.mark.slow
 def test_short_demo_run_writes_a_valid_summary(tmp_path):
     out = tmp_path / 'demo'
-    proc = subprocess.run(_demo_cmd('--duration', '20', '--output', str(out)), env=_env(),
+    proc = subprocess.run(_demo_cmd('--duration', '30', '--unseen-seconds', '10', '--output',
+                                    str(out)), env=_env(),
                           capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((out / 'summary.json').read_text())
@@ -375,6 +527,18 @@ def test_short_demo_run_writes_a_valid_summary(tmp_path):
     assert summary['trajectory_feedforward']['points'] > 100
     assert summary['counters']['controller']['trajectories'] == 1, summary['counters']
     assert summary['counters']['node_diagnostics']['trajectories'] == '1'
+    # The unseen part: the controller switched once, at the learned_unseen phase, blending in.
+    for key in UNSEEN_SUMMARY_KEYS:
+        assert len(summary[key]) == 6 and all(math.isfinite(v) for v in summary[key])
+    assert math.isfinite(summary['learned_over_ideal_unseen'])
+    assert np.mean(summary['tracking_rms_ideal_unseen']) < \
+        0.5 * np.mean(summary['tracking_rms_pd_unseen'])
+    assert summary['counters']['controller']['reference_switches'] == 1, summary['counters']
+    unseen = summary['unseen_reference']
+    assert unseen['seed'] == 1 and unseen['speed'] == 1.5
+    assert unseen['switch']['t_s'] == pytest.approx(20.0, abs=0.05)   # the phase boundary
+    assert unseen['distance_to_primary']['median_rad'] > 0.3
+    assert 'unseen: PD+learned ff' in proc.stdout and 'reference -> unseen' in proc.stdout
     assert _wait_gone(_node_group(proc.stdout)) == []      # no orphaned invdyn_node / trainer
 
 

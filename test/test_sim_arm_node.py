@@ -386,3 +386,62 @@ def test_trajectory_mode_adds_the_interpolated_point_efforts(ros):
     assert ctrl.counters['trajectories_without_effort'] == 1
     assert step(13.5).feedforward is None and step(13.5).mode == 'trajectory'
     assert np.isfinite(steps[-1].command).all()
+
+
+def test_reference_switch_to_the_unseen_trajectory_is_continuous(ros):
+    """reference:=unseen at runtime: the next control step blends from the running reference
+    into the unseen one (another seed, 1.5x faster, another centre) with position, velocity and
+    acceleration continuous; afterwards the unseen reference runs on a clock started at the
+    switch. A bad value is refused and changes nothing."""
+    ctrl = ros.add(TorqueControllerNode(context=ros.context, parameter_overrides=[
+        Parameter('joint_states_topic', value='/t9/joint_states'),
+        Parameter('command_topic', value='/t9/commands'), Parameter('mode', value='pd'),
+        Parameter('trajectory_seed', value=4)]))
+    steps = []
+    ctrl.add_step_observer(steps.append)
+
+    def step(stamp_s):
+        js = JointState(name=UR5_NAMES, position=list(UR_HOME), velocity=[0.0] * 6)
+        js.header.stamp.sec, js.header.stamp.nanosec = divmod(int(round(stamp_s * 1e9)),
+                                                              1_000_000_000)
+        ctrl._on_joint_states(js)
+        return steps[-1]
+
+    dt = 0.002
+    for k in range(50):
+        step(100.0 + k * dt)                 # t0 = 100 s: trajectory time = stamp - 100
+    primary = ctrl.trajectory
+    assert not ctrl.set_parameters([Parameter('reference', value='elsewhere')])[0].successful
+    assert ctrl.counters['rejected_reference'] == 1 and ctrl.reference == 'primary'
+    assert ctrl.set_parameters([Parameter('reference', value='unseen')])[0].successful
+    assert ctrl.counters['reference_switches'] == 0           # only at the next control step
+    t_switch = round(50 * dt, 9)
+    seen = [step(100.0 + k * dt) for k in range(50, 50 + 3000)]   # 6 s: through the blend
+    assert ctrl.counters['reference_switches'] == 1
+    assert ctrl.switches == [{'t_s': pytest.approx(t_switch), 'reference': 'unseen',
+                              'ramp_s': ctrl.trajectory.ramp_duration}]
+    assert ctrl.trajectory.ramp_duration >= 2.0
+    # Continuity: at the switch step the reference is still the primary one, and no quantity
+    # jumps from one 2 ms step to the next (a jump would kick the loop).
+    for a, b in zip(seen[0].reference, primary.sample(t_switch)):
+        np.testing.assert_allclose(a, b, atol=1e-12)
+    q, qd, qdd = (np.array([s.reference[i] for s in steps]) for i in range(3))
+    vmax, amax = ctrl.trajectory.max_velocity, ctrl.trajectory.max_acceleration
+    assert np.max(np.abs(np.diff(q, axis=0))) <= vmax * dt * 1.01
+    assert np.max(np.abs(np.diff(qd, axis=0))) <= amax * dt * 1.01
+    assert np.max(np.abs(np.diff(qdd, axis=0))) < 0.5
+    # After the blend: the unseen reference, its clock started at the switch.
+    unseen = ctrl.reference_trajectory('unseen')
+    last = seen[-1]
+    assert last.t > ctrl.trajectory.ramp_end_s
+    for a, b in zip(last.reference, unseen.sample(last.t - t_switch)):
+        np.testing.assert_allclose(a, b, atol=1e-12)
+    # ... which is another seed, 1.5x faster, centred elsewhere.
+    assert unseen.seed == 5 and unseen.speed == 1.5
+    assert unseen.period_s == pytest.approx(primary.period_s / 1.5)
+    np.testing.assert_allclose(unseen.center - primary.center, 0.6)
+    assert unseen.max_velocity == pytest.approx(1.5 * primary.max_velocity)
+    # Switching back blends again (a second switch on top of the first).
+    assert ctrl.set_parameters([Parameter('reference', value='primary')])[0].successful
+    step(100.0 + 3050 * dt)
+    assert ctrl.counters['reference_switches'] == 2 and ctrl.switches[-1]['reference'] == 'primary'

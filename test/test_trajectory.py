@@ -100,3 +100,70 @@ def test_rejects_bad_arguments():
         FourierTrajectory(2, lower=[0, 0], upper=[0.1, 0.1], margin=0.1)
     with pytest.raises(ValueError):
         make().sample(float('nan'))
+
+
+# ---------------------------------------------------------------------------- speed, switching
+def test_speed_plays_the_same_motion_faster():
+    slow, fast = make(seed=2, ramp_s=0.0), make(seed=2, ramp_s=0.0, speed=1.5)
+    assert fast.period_s == pytest.approx(slow.period_s / 1.5)
+    t = np.linspace(0.0, 2 * fast.period_s, 301)
+    q, qd, qdd = fast.sample(t)
+    q1, qd1, qdd1 = slow.sample(1.5 * t)
+    np.testing.assert_allclose(q, q1, atol=1e-12)
+    np.testing.assert_allclose(qd, 1.5 * qd1, atol=1e-12)
+    np.testing.assert_allclose(qdd, 2.25 * qdd1, atol=1e-12)
+    assert np.max(np.abs(qd)) > 1.2 * np.max(np.abs(qd1))      # faster than the original gets
+    with pytest.raises(ConfigError, match='speed'):
+        make(speed=0.0)
+
+
+def _switched(t_switch=23.7, min_ramp=2.0):
+    from invdyn_ros.sim.trajectory import SwitchedTrajectory
+    old = make(start=HOME + 0.3)
+    new = make(seed=2, speed=1.5, center=HOME + 0.5, ramp_s=0.0)
+    return old, new, SwitchedTrajectory(old, new, t_switch, min_ramp)
+
+
+def test_switch_starts_on_the_old_reference_and_ends_on_the_new_one():
+    old, new, sw = _switched()
+    assert sw.ramp_duration >= 2.0 and sw.ramp_end_s == pytest.approx(23.7 + sw.ramp_duration)
+    for t in (5.0, 23.7):                                       # up to the switch: the old one
+        for a, b in zip(sw.sample(t), old.sample(t)):
+            np.testing.assert_allclose(a, b, atol=1e-12)
+    for t in (sw.ramp_end_s, sw.ramp_end_s + 7.3):             # after the blend: the new one,
+        for a, b in zip(sw.sample(t), new.sample(t - 23.7)):    # its clock started at the switch
+            np.testing.assert_allclose(a, b, atol=1e-12)
+    # Continuous position, velocity and acceleration through the switch and the blend: no step
+    # larger than what 1 ms of the bounded motion allows.
+    t = np.arange(20.0, sw.ramp_end_s + 2.0, 0.001)
+    q, qd, qdd = sw.sample(t)
+    assert np.max(np.abs(np.diff(q, axis=0))) < 1e-3 * sw.max_velocity * 1.01
+    assert np.max(np.abs(np.diff(qd, axis=0))) < 1e-3 * sw.max_acceleration * 1.01
+    assert np.max(np.abs(np.diff(qdd, axis=0))) < 0.2
+    # Derivatives are the derivatives (finite differences inside the blend).
+    mid = (t > 23.8) & (t < sw.ramp_end_s - 0.1)
+    np.testing.assert_allclose(np.gradient(q, t, axis=0)[mid], qd[mid], atol=2e-4)
+    np.testing.assert_allclose(np.gradient(qd, t, axis=0)[mid], qdd[mid], atol=2e-3)
+    # Inside the bounds (the larger of the two references') and the limits.
+    assert np.max(np.abs(qd)) <= sw.max_velocity and np.max(np.abs(qdd)) <= sw.max_acceleration
+    assert sw.max_velocity == pytest.approx(1.5 * 1.5)
+    assert np.all(q > UR5_LOWER) and np.all(q < UR5_UPPER)
+
+
+def test_switch_scalar_and_array_sampling_agree():
+    _, _, sw = _switched(t_switch=10.0)
+    times = np.array([0.0, 9.99, 10.0, 10.5, 11.0, sw.ramp_end_s, 30.0])
+    arrays = sw.sample(times)
+    for i, t in enumerate(times):
+        for k, value in enumerate(sw.sample(float(t))):
+            np.testing.assert_allclose(value, arrays[k][i], rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError):
+        sw.sample(float('nan'))
+
+
+def test_switch_lengthens_a_ramp_too_short_for_the_bounds():
+    _, _, sw = _switched(min_ramp=0.05)
+    assert sw.ramp_duration > 0.05          # a 50 ms blend over ~1 rad would break the bounds
+    t = np.linspace(23.7, sw.ramp_end_s, 2000)
+    _, qd, qdd = sw.sample(t)
+    assert np.max(np.abs(qd)) <= sw.max_velocity and np.max(np.abs(qdd)) <= sw.max_acceleration

@@ -3,6 +3,7 @@ from a live invdyn_node, over real ROS 2 topics, headless, in phases.
 
     invdyn_demo [--duration S] [--robot ur5] [--payload KG] [--seed N] [--output DIR]
                 [--payload-change [KG]] [--learning-seconds S] [--real-time-factor X]
+                [--unseen-seconds S | --no-unseen]
                 [--domain-id auto|env|N] [--node-param NAME=VALUE ...]
                 [--controller-param NAME=VALUE ...]
 
@@ -32,12 +33,19 @@ the phase the demo, as a planner would, sends the rest of the reference as a Joi
 the node's ``~/trajectory_in``; the controller adds the point efforts of ``~/trajectory_out`` like
 joint_trajectory_controller), ``ideal`` (PD + RNEA with the simulator's own parameters, the
 ceiling), and with ``--payload-change`` a ``payload`` phase in which the payload changes (``/sim_arm/payload_kg``) and
-the prediction error's jump and recovery are measured. The controller's mode is switched at the
-phase boundaries in simulated time, so the schedule is the same however fast the machine is.
+the prediction error's jump and recovery are measured. Then the generalization part (the last
+``--unseen-seconds``, 60 s by default; ``--no-unseen`` skips it): the controller switches,
+continuously, to an *unseen* reference (seed + 1, 1.5x faster, centred 0.6 rad away on every
+joint; ``--controller-param unseen_speed=...`` etc. change it) and the demo measures
+``learned_unseen``, ``pd_unseen`` and ``ideal_unseen`` on it while the node keeps learning. The
+controller's mode and reference are switched at the phase boundaries in simulated time (its
+``mode`` and ``reference`` parameters), so the schedule is the same however fast the machine is.
 
 Output in DIR: ``summary.json`` (the contract keys ``tracking_rms_pd``, ``tracking_rms_learned``,
 ``tracking_rms_ideal``, ``prediction_nmse`` (per joint, rad / 1), ``learning_seconds``,
-``sim_rate_hz``, and more), ``tracking_error.png``, ``table.md`` (the per-joint table as Markdown),
+``sim_rate_hz``; with the unseen part ``tracking_rms_learned_unseen``, ``tracking_rms_pd_unseen``,
+``tracking_rms_ideal_unseen`` and ``learned_over_ideal_unseen`` beside ``learned_over_ideal``;
+and more), ``tracking_error.png``, ``table.md`` (the per-joint table as Markdown),
 the node's params file and log (and ``recording.npz`` with ``--save-recording``). Progress is
 printed live; the table at the end. The metrics are defined in ``invdyn_ros.sim.demo``.
 
@@ -77,9 +85,10 @@ import yaml
 
 from invdyn_ros.errors import ConfigError, InvdynError
 from invdyn_ros.sim.supervisor import CHILD_BOOT, STOP_SIGNALS, ChildProcess
-from invdyn_ros.sim.demo import (TRAJECTORY_POINT_DT_S, DemoError, DemoRecorder, Schedule,
-                                 build_schedule, build_summary, format_markdown_table,
-                                 format_table, plot_run, save_recording, validate_summary,
+from invdyn_ros.sim.demo import (TRAJECTORY_POINT_DT_S, UNSEEN_PHASES, DemoError, DemoRecorder,
+                                 Schedule, build_schedule, build_summary, default_unseen_s,
+                                 format_markdown_table, format_table, plot_run,
+                                 reference_distance, save_recording, validate_summary,
                                  write_summary)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NODE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -119,8 +128,11 @@ def demo_gains() -> tuple[list[float], list[float]]:
 DEMO_CONTROLLER_PARAMETERS: dict[str, Any] = {
     'feedforward_timeout_s': 0.5,
 }
+#: Default simulated seconds on the primary reference (with / without a payload change); the
+#: unseen part (DEFAULT_UNSEEN_S, unless --no-unseen) comes on top: 210 s / 330 s in all.
 DEFAULT_DURATION_S = 150.0
 DEFAULT_DURATION_PAYLOAD_S = 270.0
+DEFAULT_UNSEEN_S = 60.0
 DEFAULT_PAYLOAD_CHANGE_KG = 3.0
 PROGRESS_EVERY_S = 5.0            # simulated seconds between progress lines
 NODE_START_TIMEOUT_S = 180.0      # wall seconds for invdyn_node to appear on the graph
@@ -156,11 +168,23 @@ def build_parser() -> argparse.ArgumentParser:
         'learned feedforward of a live invdyn_node over real ROS 2 topics.',
         epilog='Writes DIR/summary.json, DIR/tracking_error.png and DIR/table.md.')
     p.add_argument('--duration', type=float, default=None,
-                   help=f'simulated seconds of motion (default {DEFAULT_DURATION_S:g}, '
-                        f'{DEFAULT_DURATION_PAYLOAD_S:g} with --payload-change)')
+                   help='simulated seconds of motion in all (default '
+                        f'{DEFAULT_DURATION_S + DEFAULT_UNSEEN_S:g}: {DEFAULT_DURATION_S:g} on the '
+                        f'primary reference + {DEFAULT_UNSEEN_S:g} unseen; '
+                        f'{DEFAULT_DURATION_PAYLOAD_S:g} + {DEFAULT_UNSEEN_S:g} with '
+                        '--payload-change; without the unseen part with --no-unseen)')
+    unseen = p.add_mutually_exclusive_group()
+    unseen.add_argument('--unseen-seconds', type=float, default=None, metavar='S',
+                        help='simulated seconds at the end on the unseen reference (another seed, '
+                             '1.5x faster, centred elsewhere), with learned, PD-only and ideal '
+                             f'feedforward (default {DEFAULT_UNSEEN_S:g}; with --duration '
+                             'min(60, 2/7 of it)); 0 = none')
+    unseen.add_argument('--no-unseen', action='store_true',
+                        help='no unseen part (the same as --unseen-seconds 0)')
     p.add_argument('--learning-seconds', type=float, default=None,
                    help='simulated seconds the node learns (from t=0, the PD phase included) '
-                        'before the learned phase (default min(60, 0.4 x duration))')
+                        'before the learned phase (default min(60, 0.4 x the primary part, the '
+                        'duration minus the unseen part))')
     p.add_argument('--robot', default='ur5', choices=('ur3', 'ur5', 'ur10'),
                    help='simulated robot (example-robot-data URDF)')
     p.add_argument('--payload', type=float, default=0.0, help='payload at the flange (kg)')
@@ -193,13 +217,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_args(args: argparse.Namespace) -> None:
+    """Fills in the defaults: without --duration the primary part is 150 s (270 s with a payload
+    change) and the unseen part comes on top; with --duration the unseen part is its last
+    ``default_unseen_s(duration)`` seconds."""
+    if args.no_unseen:
+        args.unseen_seconds = 0.0
+    if args.unseen_seconds is not None and not (math.isfinite(args.unseen_seconds) and
+                                                args.unseen_seconds >= 0):
+        raise UsageError(f'--unseen-seconds: must be >= 0, got {args.unseen_seconds}')
     if args.duration is None:
-        args.duration = (DEFAULT_DURATION_PAYLOAD_S if args.payload_change is not None
-                         else DEFAULT_DURATION_S)
+        if args.unseen_seconds is None:
+            args.unseen_seconds = DEFAULT_UNSEEN_S
+        args.duration = args.unseen_seconds + (
+            DEFAULT_DURATION_PAYLOAD_S if args.payload_change is not None else DEFAULT_DURATION_S)
     for name in ('duration', 'real_time_factor'):
         value = getattr(args, name)
         if not (math.isfinite(value) and value > 0):
             raise UsageError(f'--{name.replace("_", "-")}: must be > 0, got {value}')
+    if args.unseen_seconds is None:
+        args.unseen_seconds = default_unseen_s(args.duration)
     for name in ('payload', 'payload_change'):
         value = getattr(args, name)
         if value is not None and not (math.isfinite(value) and value >= 0):
@@ -417,7 +453,8 @@ class _Ros:
         self.sim = SimArmNode(context=self.context, parameter_overrides=common + [
             P('seed', value=int(args.seed)),
             P('real_time_factor', value=float(args.real_time_factor))])
-        ctl_params = common + [P('mode', value='pd'), P('trajectory_seed', value=int(args.seed))]
+        ctl_params = common + [P('mode', value='pd'), P('reference', value='primary'),
+                               P('trajectory_seed', value=int(args.seed))]
         overrides = {**DEMO_CONTROLLER_PARAMETERS, **self.controller_overrides}
         kp, kd = demo_gains()
         if 'kp' not in overrides:   # a user kp alone gets kd critically damped by the controller
@@ -449,9 +486,13 @@ class _Ros:
         phase = self.schedule.phase_at(t)
         if phase.name != self.phase_name:
             self.phase_name = phase.name
-            result = self.controller.set_parameters([self.Parameter('mode', value=phase.mode)])[0]
+            # Mode and reference at once; a new reference is blended in from the next step.
+            result = self.controller.set_parameters_atomically([
+                self.Parameter('mode', value=phase.mode),
+                self.Parameter('reference', value=phase.reference)])
             if not result.successful:
-                self.errors.append(f'mode switch to {phase.mode} refused: {result.reason}')
+                self.errors.append(f'switch to {phase.mode} / {phase.reference} refused: '
+                                   f'{result.reason}')
         change = self.schedule.payload_change_s
         if change is not None and not self.payload_sent and t >= change:
             self.payload_sent = True
@@ -552,14 +593,22 @@ def run(args: argparse.Namespace) -> int:
     unknown = sorted(set(controller_overrides) - set(CONTROLLER_PARAMETERS))
     if unknown:
         raise UsageError(f'--controller-param: unknown parameter(s) {unknown}')
-    base_freq = float(controller_overrides.get('base_freq_hz',
-                                               CONTROLLER_PARAMETERS['base_freq_hz'][0]))
-    ramp = float(controller_overrides.get('ramp_s', CONTROLLER_PARAMETERS['ramp_s'][0]))
+
+    def controller_value(name: str) -> float:
+        """A numeric controller parameter the schedule depends on (override or default)."""
+        value = controller_overrides.get(name, CONTROLLER_PARAMETERS[name][0])
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise UsageError(f'--controller-param {name}: expected a number, got {value!r}') \
+                from None
+
     try:
         schedule = build_schedule(
-            args.duration, args.learning_seconds, period_s=1.0 / base_freq, ramp_s=ramp,
-            payload_change=args.payload_change is not None, payload_before_kg=args.payload,
-            payload_after_kg=args.payload_change)
+            args.duration, args.learning_seconds, period_s=1.0 / controller_value('base_freq_hz'),
+            ramp_s=controller_value('ramp_s'), payload_change=args.payload_change is not None,
+            payload_before_kg=args.payload, payload_after_kg=args.payload_change,
+            unseen_s=args.unseen_seconds, unseen_speed=controller_value('unseen_speed'))
         arm = SimulatedArm(ArmConfig(robot=args.robot, payload_kg=args.payload))
     except (DemoError, ConfigError) as exc:
         raise UsageError(str(exc)) from None
@@ -614,6 +663,7 @@ def run(args: argparse.Namespace) -> int:
 
         wall_start = time.monotonic()
         trajectory_phase = schedule.get('trajectory')
+        switches_seen = 0
         next_print = 0.0
         last_t, last_progress = -1.0, time.monotonic()
         phase_seen = None
@@ -642,8 +692,13 @@ def run(args: argparse.Namespace) -> int:
             if ros.phase_name != phase_seen and recorder.t0_ns is not None:
                 phase_seen = ros.phase_name
                 phase = schedule.get(phase_seen)
-                _say(f'--- phase {phase.name} ({phase.mode} feedforward) from '
-                     f't={phase.start_s:g} s')
+                _say(f'--- phase {phase.name} ({phase.mode} feedforward, {phase.reference} '
+                     f'reference) from t={phase.start_s:g} s')
+            if ros.controller is not None and len(ros.controller.switches) > switches_seen:
+                switch = ros.controller.switches[switches_seen]
+                switches_seen += 1
+                _say(f'controller: reference -> {switch["reference"]} at t={switch["t_s"]:.3f} s, '
+                     f'blended in over {switch["ramp_s"]:g} s')
             if t >= next_print and recorder.t0_ns is not None:
                 _say(_progress_line(recorder, ros, schedule.duration_s, rate_hz))
                 next_print = (math.floor(t / PROGRESS_EVERY_S) + 1) * PROGRESS_EVERY_S
@@ -664,7 +719,9 @@ def run(args: argparse.Namespace) -> int:
         'robot': args.robot, 'payload_kg': args.payload, 'seed': args.seed,
         'real_time_factor_target': args.real_time_factor, 'wall_seconds_total': wall,
         'node_parameters': params,
-        **({'trajectory_feedforward': ros.trajectory_sent} if ros.trajectory_sent else {})})
+        **({'trajectory_feedforward': ros.trajectory_sent} if ros.trajectory_sent else {}),
+        **({'unseen_reference': unseen_reference(ros.controller, schedule)}
+           if schedule.unseen_start_s is not None and ros.controller is not None else {})})
     validate_summary(summary, len(arm.joint_names))
     write_summary(out / 'summary.json', summary)
     (out / 'table.md').write_text(format_markdown_table(summary))
@@ -676,6 +733,31 @@ def run(args: argparse.Namespace) -> int:
     _say('')
     _say(f'wrote {out / "summary.json"}, {out / "tracking_error.png"}, {out / "table.md"}')
     return EXIT_OK
+
+
+def unseen_reference(controller, schedule: Schedule) -> dict[str, Any]:
+    """summary.json's description of the unseen reference and of the switch to it: seed, speed,
+    centre offset, period, the switch's time and blend (and whether the blend was over before the
+    learned_unseen measure window, as the schedule assumed), and how far its poses are from the
+    primary reference's (:func:`invdyn_ros.sim.demo.reference_distance`, one period of each)."""
+    primary = controller.reference_trajectory('primary')
+    unseen = controller.reference_trajectory('unseen')
+    out: dict[str, Any] = {
+        'seed': int(unseen.seed), 'speed': float(unseen.speed),
+        'center_offset_rad': [float(x) for x in unseen.center - primary.center],
+        'period_s': float(unseen.period_s),
+        'max_velocity_rad_s': float(unseen.max_velocity),
+        'max_acceleration_rad_s2': float(unseen.max_acceleration),
+        'distance_to_primary': reference_distance(
+            primary.sample(np.linspace(0.0, primary.period_s, 1000, endpoint=False))[0],
+            unseen.sample(np.linspace(0.0, unseen.period_s, 500, endpoint=False))[0]),
+    }
+    switch = next((s for s in controller.switches if s['reference'] == 'unseen'), None)
+    if switch is not None:
+        window = schedule.get(UNSEEN_PHASES[0]).measure_start_s
+        out['switch'] = dict(switch, blend_over_before_measure_window=bool(
+            switch['t_s'] + switch['ramp_s'] <= window + 1e-9))
+    return out
 
 
 def strip_ros_args(argv: list[str]) -> list[str]:

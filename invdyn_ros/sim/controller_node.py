@@ -20,9 +20,17 @@ Each valid ``/joint_states`` message is one control step at its stamp ``t``:
    ``/effort_controller/commands``.
 
 The trajectory (``FourierTrajectory``) starts at the first measured pose, at rest, and its clock
-is ``t - t_first``. ``mode`` can be changed at runtime (parameter or std_msgs/String on ``~/mode``);
-``use_feedforward=false`` forces PD whatever ``mode`` says. Payload changes published on the
-simulator's ``~/payload_kg`` topic are mirrored into the ideal model (``payload_topic``).
+is ``t - t_first``. Two references are described by the parameters: the ``primary`` one
+(``trajectory_seed``, ``base_freq_hz``, ``center``, ...) and an ``unseen`` one (another seed,
+``unseen_speed`` times faster, centred ``unseen_center_offset`` away: motion a model learned on
+the primary one has not seen). ``reference`` selects one; changed at runtime, the controller
+blends from the running reference into the other at its next step (``SwitchedTrajectory``: the
+reference's position, velocity and acceleration stay continuous; the blend lasts at least
+``ramp_s``) and the new reference's clock starts at the switch. Each switch is kept in
+``switches`` (time, target, blend duration). ``mode`` can be changed at runtime (parameter or
+std_msgs/String on ``~/mode``); ``use_feedforward=false`` forces PD whatever ``mode`` says.
+Payload changes published on the simulator's ``~/payload_kg`` topic are mirrored into the ideal
+model (``payload_topic``).
 Also publishes ``~/tracking_error`` (Float64MultiArray, q_d - q measured, per joint).
 """
 from __future__ import annotations
@@ -44,9 +52,13 @@ from invdyn_ros.sim.sim_arm_node import (ARM_PARAMETERS, arm_config_from_paramet
                                          build_arg_parser, declare_parameters,
                                          float_array_is_valid, param_bool, param_float,
                                          param_floats, param_int, param_str, run_node)
-from invdyn_ros.sim.trajectory import FourierTrajectory
+from invdyn_ros.sim.trajectory import FourierTrajectory, SwitchedTrajectory
 
 MODES = ('pd', 'learned', 'trajectory', 'ideal')
+REFERENCES = ('primary', 'unseen')
+#: Default offset of the unseen reference's centre from the primary's (rad, every joint): with the
+#: primary's ~1 rad amplitude, most of the unseen motion lies outside the poses of the primary.
+UNSEEN_CENTER_OFFSET_RAD = 0.6
 
 
 @dataclass(frozen=True)
@@ -94,7 +106,16 @@ CONTROLLER_PARAMETERS: dict[str, tuple[Any, str]] = {
     'max_velocity': (1.5, 'velocity bound (rad/s)'),
     'max_acceleration': (4.0, 'acceleration bound (rad/s^2)'),
     'margin': (0.2, 'distance kept from the joint limits (rad)'),
-    'ramp_s': (2.0, 'minimum ramp-in duration from the start pose (s)'),
+    'ramp_s': (2.0, 'minimum ramp-in duration from the start pose, and of the blend into a newly '
+                    'selected reference (s)'),
+    'reference': ('primary', "the reference tracked: 'primary' (trajectory_seed, base_freq_hz, "
+                             "center, ...) or 'unseen' (unseen_*); changeable at runtime: the "
+                             'switch blends continuously into the other one'),
+    'unseen_trajectory_seed': (None, 'seed of the unseen reference; unset = trajectory_seed + 1'),
+    'unseen_speed': (1.5, 'the unseen reference is this many times faster (base frequency x speed, '
+                          'velocity bound x speed, acceleration bound x speed^2)'),
+    'unseen_center_offset': (None, "the unseen reference's centre minus center (rad per joint); "
+                                   f'unset = {UNSEEN_CENTER_OFFSET_RAD:g} on every joint'),
 }
 
 
@@ -152,9 +173,25 @@ class TorqueControllerNode(Node):
             max_velocity=param_float(self, 'max_velocity'),
             max_acceleration=param_float(self, 'max_acceleration'),
             ramp_s=param_float(self, 'ramp_s'))
+        seed = self.get_parameter('unseen_trajectory_seed').value
+        offset = param_floats(self, 'unseen_center_offset')
+        offset = np.full(n, UNSEEN_CENTER_OFFSET_RAD) if offset is None else np.asarray(offset)
+        if offset.shape != (n,):
+            raise ConfigError(f'unseen_center_offset: expected {n} values, got {offset.size}')
+        self._reference_args = {
+            'primary': self._trajectory_args,
+            'unseen': dict(self._trajectory_args,
+                           seed=(self._trajectory_args['seed'] + 1 if seed is None
+                                 else param_int(self, 'unseen_trajectory_seed')),
+                           speed=param_float(self, 'unseen_speed'),
+                           center=self._trajectory_args['center'] + offset)}
         # Validate the trajectory parameters now (a bad value must fail at start, not at run time).
-        FourierTrajectory(n, **self._trajectory_args)
-        self.trajectory: FourierTrajectory | None = None
+        for args in self._reference_args.values():
+            FourierTrajectory(n, **args)
+        self.reference = self._checked_reference(param_str(self, 'reference'))
+        self._active_reference = self.reference
+        self.switches: list[dict[str, Any]] = []
+        self.trajectory: FourierTrajectory | SwitchedTrajectory | None = None
         self._t0: float | None = None
 
         self._feedforward: np.ndarray | None = None
@@ -164,7 +201,9 @@ class TorqueControllerNode(Node):
         self.counters = {'steps': 0, 'rejected_states': 0, 'rejected_feedforward': 0,
                          'stale_feedforward': 0, 'rejected_mode': 0, 'rejected_payload': 0,
                          'trajectories': 0, 'rejected_trajectories': 0,
-                         'trajectories_without_effort': 0, 'steps_without_trajectory_effort': 0}
+                         'trajectories_without_effort': 0, 'steps_without_trajectory_effort': 0,
+                         'reference_switches': 0, 'rejected_reference': 0,
+                         'failed_reference_switches': 0}
         self._follower: TrajectoryFollower | None = None
         self._last_t = 0.0
         self.last_error = np.zeros(n)
@@ -196,6 +235,20 @@ class TorqueControllerNode(Node):
             raise ConfigError(f'mode: must be one of {MODES}, got {mode!r}')
         return mode
 
+    @staticmethod
+    def _checked_reference(reference: str) -> str:
+        if reference not in REFERENCES:
+            raise ConfigError(f'reference: must be one of {REFERENCES}, got {reference!r}')
+        return reference
+
+    def reference_trajectory(self, name: str, start=None) -> FourierTrajectory:
+        """The ``primary`` or ``unseen`` reference as its own clock runs (from 0): ramping in from
+        ``start`` at rest when given, else without a ramp-in (it is blended in when switched to)."""
+        args = dict(self._reference_args[self._checked_reference(name)])
+        if start is None:
+            args['ramp_s'] = 0.0
+        return FourierTrajectory(self.n, start=start, **args)
+
     @property
     def effective_mode(self) -> str:
         return self.mode if self.use_feedforward else 'pd'
@@ -217,6 +270,11 @@ class TorqueControllerNode(Node):
                     self.counters['rejected_mode'] += 1
                     return SetParametersResult(successful=False,
                                                reason=f'mode: must be one of {MODES}')
+            elif p.name == 'reference':
+                if p.value not in REFERENCES:
+                    self.counters['rejected_reference'] += 1
+                    return SetParametersResult(successful=False,
+                                               reason=f'reference: must be one of {REFERENCES}')
             elif p.name == 'use_feedforward':
                 if not isinstance(p.value, bool):
                     return SetParametersResult(successful=False,
@@ -235,7 +293,29 @@ class TorqueControllerNode(Node):
                 self.get_logger().info(f'mode -> {self.mode}')
             elif p.name == 'use_feedforward':
                 self.use_feedforward = p.value
+            elif p.name == 'reference' and p.value != self.reference:
+                self.reference = p.value    # the next control step blends into it
         return SetParametersResult(successful=True)
+
+    def _switch_reference(self, t: float) -> None:
+        """Blend from the running reference into ``self.reference`` from trajectory time ``t``
+        (module docstring). A switch that cannot be made keeps the running reference (counted)."""
+        target = self.reference
+        try:
+            self.trajectory = SwitchedTrajectory(
+                self.trajectory, self.reference_trajectory(target), t,
+                self._trajectory_args['ramp_s'] or 1.0)
+        except (ConfigError, ValueError) as exc:
+            self.counters['failed_reference_switches'] += 1
+            self.reference = self._active_reference
+            self.get_logger().error(f'reference switch to {target} failed: {exc}')
+            return
+        self._active_reference = target
+        self.counters['reference_switches'] += 1
+        self.switches.append({'t_s': float(t), 'reference': target,
+                              'ramp_s': float(self.trajectory.ramp_duration)})
+        self.get_logger().info(f'reference -> {target} at t={t:.3f} s (blend '
+                               f'{self.trajectory.ramp_duration:g} s)')
 
     def _on_payload(self, msg) -> None:
         try:
@@ -326,11 +406,15 @@ class TorqueControllerNode(Node):
         stamp, q, qd = state
         if self.trajectory is None:
             self._t0 = stamp
-            self.trajectory = FourierTrajectory(self.n, start=q, **self._trajectory_args)
-            self.get_logger().info(f'trajectory starts at t={stamp:.3f} s from the measured pose '
-                                   f'(ramp-in {self.trajectory.ramp_duration:g} s)')
+            self._active_reference = self.reference
+            self.trajectory = self.reference_trajectory(self.reference, start=q)
+            self.get_logger().info(
+                f'{self.reference} trajectory starts at t={stamp:.3f} s from the measured pose '
+                f'(ramp-in {self.trajectory.ramp_duration:g} s)')
         t = stamp - self._t0
         self._last_t = t
+        if self.reference != self._active_reference:
+            self._switch_reference(t)
 
         # 1. the reference one step ahead, for the asynchronous learned feedforward.
         t_next = t + self.preview_s

@@ -31,6 +31,28 @@ Phases (:func:`build_schedule`), in this order:
               recovery are measured. It comes after ``ideal`` so that PD, learned and ideal are all
               measured with the same payload.
 
+The generalization part (the last ``unseen_s`` seconds, :func:`default_unseen_s`; none when 0):
+at the start of ``learned_unseen`` the controller switches to its *unseen* reference (another
+seed, ``unseen_speed`` = 1.5x faster -- velocities and accelerations the primary reference never
+reaches -- centred elsewhere: poses it never visits), blending into it continuously over its
+``ramp_s`` (``sim.trajectory.SwitchedTrajectory``); the blend and a settling time are left out of
+the measure window, which spans whole periods of the *unseen* reference (``period_s /
+unseen_speed``). invdyn_node keeps learning all the while, as it would on a robot:
+
+``learned_unseen`` PD + the learned feedforward, from the first moment the model sees the new
+              motion (so its measure includes the adaptation over the phase);
+``pd_unseen``    PD only on the unseen reference;
+``ideal_unseen`` PD + the true-model feedforward on it, the ceiling.
+
+Their tracking RMS are ``tracking_rms_<phase>``; ``learned_over_ideal_unseen`` sits beside
+``learned_over_ideal``, the same ratio on the primary reference the node learned on. Because the
+node adapts during ``learned_unseen``, its window is also given period by period
+(``tracking_rms_learned_unseen_by_period``: the first period is the closest to a score of the
+model as it was at the switch, the last one the model after adapting;
+``learned_over_ideal_unseen_last_period``), with the seconds the node reported itself not ready
+after the switch (``node_not_ready_unseen_s``: its feedforward is zeros then, so the loop runs
+on PD alone).
+
 Tracking RMS (:func:`tracking_rms`): per joint ``sqrt(mean((q_d - q)^2))`` (rad) over the phase's
 *measure window*: the phase minus a settling window after the switch (and minus the reference's
 ramp-in for the first phase), trimmed to a whole number of reference periods ending at the phase's
@@ -78,20 +100,33 @@ from invdyn_ros.atomic import atomic_write_text
 from invdyn_ros.errors import InvdynError
 from invdyn_ros.readiness import window_nmse
 
-__all__ = ['DemoError', 'Phase', 'Schedule', 'build_schedule', 'RecordedRun', 'DemoRecorder',
+__all__ = ['DemoError', 'Phase', 'Schedule', 'build_schedule', 'default_unseen_s',
+           'UNSEEN_PHASES', 'UNSEEN_SUMMARY_KEYS', 'RecordedRun', 'DemoRecorder',
            'tracking_rms', 'prediction_nmse', 'rolling_nmse', 'payload_change_metrics',
            'build_summary', 'validate_summary', 'format_table', 'format_markdown_table',
-           'write_summary', 'save_recording', 'plot_run', 'SUMMARY_KEYS', 'PHASE_MODES']
+           'write_summary', 'save_recording', 'plot_run', 'reference_distance',
+           'not_ready_seconds', 'SUMMARY_KEYS',
+           'PHASE_MODES']
 
 #: Controller mode (``torque_controller``'s ``mode`` parameter) of each phase.
 PHASE_MODES = {'pd': 'pd', 'learning': 'learned', 'learned': 'learned',
-               'trajectory': 'trajectory', 'ideal': 'ideal', 'payload': 'learned'}
+               'trajectory': 'trajectory', 'ideal': 'ideal', 'payload': 'learned',
+               'learned_unseen': 'learned', 'pd_unseen': 'pd', 'ideal_unseen': 'ideal'}
+#: The generalization phases, in order, on the controller's ``unseen`` reference.
+UNSEEN_PHASES = ('learned_unseen', 'pd_unseen', 'ideal_unseen')
+#: How the time of the unseen part left after the blend and the settling windows is shared
+#: (learned : pd : ideal): the default 60 s give 3, 2 and 2 whole periods of the 1.5x faster
+#: reference.
+UNSEEN_WEIGHTS = (3.0, 2.0, 2.0)
 #: Spacing of the trajectory phase's JointTrajectory points (s): bench/trajectory_feedforward.py
 #: measured 0.998x the topic feedforward's tracking with 20 ms, 1.043x with 100 ms.
 TRAJECTORY_POINT_DT_S = 0.02
 #: Keys every summary.json has (the issue's contract); values are finite numbers / lists.
 SUMMARY_KEYS = ('tracking_rms_pd', 'tracking_rms_learned', 'tracking_rms_ideal', 'prediction_nmse',
                 'learning_seconds', 'sim_rate_hz')
+#: Keys every summary of a run with the unseen phases has too (per joint lists, rad) and its ratio.
+UNSEEN_SUMMARY_KEYS = ('tracking_rms_learned_unseen', 'tracking_rms_ideal_unseen',
+                       'tracking_rms_pd_unseen')
 #: Floor of a torque std used to normalise errors (N m): a joint that barely moves must not turn
 #: a microscopic error into a huge nMSE.
 MIN_TORQUE_STD = 1e-3
@@ -107,8 +142,9 @@ class DemoError(InvdynError):
 class Phase:
     """One phase: ``[start_s, end_s)`` in motion time, measured over ``[measure_start_s, end_s)``.
 
-    ``whole_periods``: how many whole reference periods the measure window spans (0: the phase was
-    too short, the window is simply the phase minus the settling time).
+    ``whole_periods``: how many whole periods of the phase's reference the measure window spans
+    (0: the phase was too short, the window is simply the phase minus the settling time).
+    ``reference``: the controller's reference in the phase (``primary`` or ``unseen``).
     """
 
     name: str
@@ -117,6 +153,7 @@ class Phase:
     end_s: float
     measure_start_s: float
     whole_periods: int
+    reference: str = 'primary'
 
     @property
     def measure_end_s(self) -> float:
@@ -125,7 +162,8 @@ class Phase:
 
 @dataclass(frozen=True)
 class Schedule:
-    """The phases in order, the total duration, and the payload change (if any)."""
+    """The phases in order, the total duration, the payload change (if any) and the switch to the
+    unseen reference (if any: ``unseen_start_s``, its period ``unseen_period_s``)."""
 
     phases: tuple[Phase, ...]
     duration_s: float
@@ -135,6 +173,9 @@ class Schedule:
     payload_change_s: float | None = None
     payload_before_kg: float | None = None
     payload_after_kg: float | None = None
+    unseen_start_s: float | None = None
+    unseen_period_s: float | None = None
+    unseen_speed: float | None = None
 
     def phase_at(self, t: float) -> Phase:
         """The phase running at motion time ``t`` (the first before 0, the last after the end)."""
@@ -168,52 +209,83 @@ def _measure_start(start: float, end: float, busy_until: float, settle: float,
     return min(earliest, start + 0.75 * (end - start)), 0
 
 
+def default_unseen_s(duration_s: float) -> float:
+    """The default length of the unseen part of a run of ``duration_s`` seconds: 2/7 of it, at most
+    60 s (the default 210 s run: 150 s on the primary reference as before, 60 s unseen)."""
+    return min(60.0, duration_s * 2.0 / 7.0)
+
+
 def build_schedule(duration_s: float, learning_s: float | None = None, *, period_s: float = 10.0,
                    settle_s: float = 2.0, ramp_s: float = 2.0, payload_change: bool = False,
                    payload_before_kg: float = 0.0, payload_after_kg: float | None = None,
-                   payload_change_after_s: float | None = None) -> Schedule:
+                   payload_change_after_s: float | None = None, unseen_s: float = 0.0,
+                   unseen_speed: float = 1.5) -> Schedule:
     """The phase schedule for a run of ``duration_s`` simulated seconds.
 
+    The last ``unseen_s`` seconds (default none) are the generalization part, the first
+    ``duration_s - unseen_s`` (the *primary* part) are on the primary reference.
     ``learning_s``: seconds of simulated learning before the ``learned`` phase starts (default
-    ``min(60, 0.4 duration)``); the ``pd`` phase takes the first third of it (at least the ramp-in
-    plus the settling time plus 1 s when the run is long enough) and ``learning`` the rest. The
-    remaining time is split 2:1:1 between ``learned``, ``trajectory`` and ``ideal``, or 2:1:1:4
+    ``min(60, 0.4 primary part)``); the ``pd`` phase takes the first third of it (at least the
+    ramp-in plus the settling time plus 1 s when the run is long enough) and ``learning`` the
+    rest. The rest of the primary part is split 2:1:1 between ``learned``, ``trajectory`` and
+    ``ideal``, or 2:1:1:4
     between ``learned``, ``trajectory``, ``ideal`` and ``payload`` with a payload change (the
     learner needs time to recover). The
     payload changes ``payload_change_after_s`` into its phase (default: one period plus the
     settling time, so a whole period of learned feedforward precedes the change; at most 30 % of
-    the phase). Phase boundaries are rounded to 10 ms.
-    ``period_s``: the reference's period (its Fourier base period); ``ramp_s``: its ramp-in.
+    the phase). The unseen part is ``learned_unseen``, ``pd_unseen``, ``ideal_unseen``: each gets
+    its settling time (``learned_unseen`` also the blend, ``ramp_s``) and the rest is shared
+    :data:`UNSEEN_WEIGHTS` (all of it is shared so when it is too short for that). Phase
+    boundaries are rounded to 10 ms.
+    ``period_s``: the primary reference's period (its Fourier base period), ``period_s /
+    unseen_speed`` the unseen one's; ``ramp_s``: the ramp-in and the minimum blend.
     """
-    for name, value, lo in (('duration', duration_s, 0.0), ('period_s', period_s, 0.0)):
+    for name, value, lo in (('duration', duration_s, 0.0), ('period_s', period_s, 0.0),
+                            ('unseen_speed', unseen_speed, 0.0)):
         if not (math.isfinite(value) and value > lo):
             raise DemoError(f'{name}: must be > {lo}, got {value!r}')
     for name, value in (('settle_s', settle_s), ('ramp_s', ramp_s)):
         if not (math.isfinite(value) and value >= 0.0):
             raise DemoError(f'{name}: must be >= 0, got {value!r}')
+    if not (math.isfinite(unseen_s) and 0.0 <= unseen_s < duration_s):
+        raise DemoError(f'unseen_seconds: must be in [0, duration={duration_s:g}), '
+                        f'got {unseen_s!r}')
+    primary_s = duration_s - unseen_s
     if learning_s is None:
-        learning_s = min(60.0, 0.4 * duration_s)
-    if not (math.isfinite(learning_s) and 0.0 < learning_s < duration_s):
-        raise DemoError(f'learning_seconds: must be in (0, duration={duration_s:g}), '
+        learning_s = min(60.0, 0.4 * primary_s)
+    if not (math.isfinite(learning_s) and 0.0 < learning_s < primary_s):
+        raise DemoError(f'learning_seconds: must be in (0, duration - unseen={primary_s:g}), '
                         f'got {learning_s!r}')
 
     def r(x: float) -> float:
-        return round(x, 2)
+        return round(float(x), 2)
 
     pd_end = learning_s / 3.0
     wanted = ramp_s + settle_s + 1.0
     if pd_end < wanted:
         pd_end = min(wanted, 0.75 * learning_s)
-    rest = duration_s - learning_s
+    rest = primary_s - learning_s
     weights = (2.0, 1.0, 1.0, 4.0) if payload_change else (2.0, 1.0, 1.0)
     bounds = [0.0, r(pd_end), r(learning_s)]
     acc = learning_s
     for w in weights:
         acc += rest * w / sum(weights)
         bounds.append(r(acc))
-    bounds[-1] = r(duration_s)
+    bounds[-1] = r(primary_s)
     names = ['pd', 'learning', 'learned', 'trajectory', 'ideal'] + \
         (['payload'] if payload_change else [])
+    unseen_period = period_s / unseen_speed
+    if unseen_s > 0.0:
+        overhead = (ramp_s + settle_s, settle_s, settle_s)
+        spare = unseen_s - sum(overhead)
+        lengths = ([o + spare * w / sum(UNSEEN_WEIGHTS) for o, w in zip(overhead, UNSEEN_WEIGHTS)]
+                   if spare > 0.0 else [unseen_s * w / sum(UNSEEN_WEIGHTS) for w in UNSEEN_WEIGHTS])
+        acc = primary_s
+        for length in lengths:
+            acc += length
+            bounds.append(r(acc))
+        bounds[-1] = r(duration_s)
+        names += list(UNSEEN_PHASES)
 
     phases = []
     change_s = None
@@ -222,6 +294,9 @@ def build_schedule(duration_s: float, learning_s: float | None = None, *, period
         if end <= start:
             raise DemoError(f'duration: {duration_s:g} s is too short for the {name!r} phase')
         busy = ramp_s if i == 0 else start
+        unseen = name in UNSEEN_PHASES
+        if name == UNSEEN_PHASES[0]:
+            busy = start + ramp_s          # the blend into the unseen reference
         if name == 'payload':
             after = payload_change_after_s
             if after is None:
@@ -232,14 +307,18 @@ def build_schedule(duration_s: float, learning_s: float | None = None, *, period
                                 f'phase [{start:g}, {end:g}) s')
             # Tracking is measured once the learner had time to recover: the last half.
             busy = start + 0.5 * (end - start) - settle_s
-        m0, k = _measure_start(start, end, busy, settle_s, period_s)
-        phases.append(Phase(name, PHASE_MODES[name], start, end, r(m0), k))
+        m0, k = _measure_start(start, end, busy, settle_s, unseen_period if unseen else period_s)
+        phases.append(Phase(name, PHASE_MODES[name], start, end, r(m0), k,
+                            'unseen' if unseen else 'primary'))
     if payload_change and payload_after_kg is None:
         raise DemoError('payload_after_kg: required with a payload change')
     return Schedule(tuple(phases), float(duration_s), float(learning_s), float(period_s),
                     float(settle_s), change_s,
                     float(payload_before_kg) if payload_change else None,
-                    float(payload_after_kg) if payload_change else None)
+                    float(payload_after_kg) if payload_change else None,
+                    float(primary_s) if unseen_s > 0.0 else None,
+                    float(unseen_period) if unseen_s > 0.0 else None,
+                    float(unseen_speed) if unseen_s > 0.0 else None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -660,6 +739,8 @@ def build_summary(run: RecordedRun, schedule: Schedule, *, rate_hz: float,
         summary['units']['feedforward_error_rms'] = 'N m (learned minus true-model feedforward)'
     if 'payload' in rms:
         summary['tracking_rms_payload'] = _finite_list(rms['payload'])
+    if all(name in rms for name in UNSEEN_PHASES):
+        _add_unseen(summary, run, schedule, rms, mean, applied_pred)
     if schedule.payload_change_s is not None:
         phase = schedule.get('payload')
         sel = run.t_pred >= phase.start_s
@@ -681,6 +762,67 @@ def build_summary(run: RecordedRun, schedule: Schedule, *, rate_hz: float,
     return summary
 
 
+def _add_unseen(summary: dict[str, Any], run: RecordedRun, schedule: Schedule,
+                rms: dict[str, np.ndarray], mean: dict[str, float],
+                applied_pred: np.ndarray) -> None:
+    """The generalization part's results (module docstring), beside the primary reference's."""
+    for name in UNSEEN_PHASES:
+        summary[f'tracking_rms_{name}'] = _finite_list(rms[name])
+    ideal, pd = mean['ideal_unseen'], mean['pd_unseen']
+    summary['learned_over_ideal_unseen'] = mean['learned_unseen'] / ideal if ideal > 0 else 0.0
+    summary['improvement_vs_pd_unseen'] = 1.0 - mean['learned_unseen'] / pd if pd > 0 else 0.0
+    summary['targets']['within_2x_ideal_unseen'] = bool(summary['learned_over_ideal_unseen'] <= 2.0)
+    phase = schedule.get(UNSEEN_PHASES[0])
+    sel = _window(run.t_pred, phase.measure_start_s, phase.end_s)
+    if np.count_nonzero(sel) >= 2:
+        summary['prediction_nmse_unseen'] = _finite_list(
+            prediction_nmse(applied_pred[sel], run.predicted[sel]))
+    if phase.whole_periods >= 1:
+        period = schedule.unseen_period_s
+        by_period = [_finite_list(tracking_rms(run.t_track, run.err,
+                                               phase.measure_start_s + k * period,
+                                               phase.measure_start_s + (k + 1) * period))
+                     for k in range(phase.whole_periods)]
+        summary['tracking_rms_learned_unseen_by_period'] = by_period
+        summary['learned_over_ideal_unseen_last_period'] = (
+            float(np.mean(by_period[-1])) / ideal if ideal > 0 else 0.0)
+    summary['node_not_ready_unseen_s'] = not_ready_seconds(run.ready_events, phase.start_s,
+                                                           schedule.duration_s)
+
+
+def not_ready_seconds(events: Sequence[tuple[float, bool]], t0: float, t1: float) -> float:
+    """Seconds of ``[t0, t1)`` during which the node's newest report (``events``: (time, ready) at
+    every change, in order) said not ready; before its first report it counts as not ready."""
+    total, state, since = 0.0, False, t0
+    for t, ready in events:
+        if t >= t1:
+            break
+        if t > since:
+            if not state:
+                total += t - since
+            since = t
+        state = bool(ready)
+    if not state:
+        total += max(0.0, t1 - since)
+    return float(total)
+
+
+def reference_distance(primary_q: np.ndarray, unseen_q: np.ndarray) -> dict[str, float]:
+    """How far the unseen reference's poses are from the primary one's (rad, joint space): for each
+    unseen sample the distance to the nearest primary sample; its median and maximum, and the
+    same figure for the primary against itself (half a sample apart: what "on the learned
+    motion" means at this sampling). Pass one period of each, densely sampled."""
+    primary_q, unseen_q = np.asarray(primary_q, float), np.asarray(unseen_q, float)
+
+    def nearest(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.sqrt(np.min(np.sum((a[:, None, :] - b[None, :, :]) ** 2, axis=-1), axis=1))
+
+    d = nearest(unseen_q, primary_q[::2])
+    own = nearest(primary_q[1::2], primary_q[::2])
+    return {'median_rad': float(np.median(d)), 'max_rad': float(np.max(d)),
+            'primary_self_median_rad': float(np.median(own))}
+
+
 def save_recording(path: str | os.PathLike, run: RecordedRun) -> None:
     """The run's per-step arrays as a compressed ``.npz`` (float32; times in motion seconds), for
     looking into what happened at a given moment (keys as :class:`RecordedRun`'s fields)."""
@@ -700,16 +842,22 @@ def save_recording(path: str | os.PathLike, run: RecordedRun) -> None:
 
 def validate_summary(summary: dict[str, Any], n_joints: int) -> None:
     """Raise ``DemoError`` unless ``summary`` has every key of the contract with finite numbers
-    (per-joint lists of length ``n_joints``)."""
-    for key in SUMMARY_KEYS:
+    (per-joint lists of length ``n_joints``): :data:`SUMMARY_KEYS`, and when its schedule has the
+    unseen phases :data:`UNSEEN_SUMMARY_KEYS` and ``learned_over_ideal_unseen`` too."""
+    phases = {p.get('name') for p in summary.get('schedule', {}).get('phases', [])
+              if isinstance(p, dict)}
+    unseen = bool(phases & set(UNSEEN_PHASES))
+    lists = SUMMARY_KEYS[:4] + (UNSEEN_SUMMARY_KEYS if unseen else ())
+    numbers = SUMMARY_KEYS[4:] + (('learned_over_ideal_unseen',) if unseen else ())
+    for key in lists + numbers:
         if key not in summary:
             raise DemoError(f'summary: missing key {key!r}')
-    for key in SUMMARY_KEYS[:4]:
+    for key in lists:
         value = summary[key]
         if not isinstance(value, list) or len(value) != n_joints:
             raise DemoError(f'summary: {key} must be a list of {n_joints} numbers, got {value!r}')
         _finite_list(value)
-    for key in SUMMARY_KEYS[4:]:
+    for key in numbers:
         value = summary[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                 not math.isfinite(value):

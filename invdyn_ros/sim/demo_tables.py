@@ -14,18 +14,25 @@ _COLUMNS = (('pd', 'PD only', 'tracking_rms_pd'),
             ('learned', 'PD+learned ff', 'tracking_rms_learned'),
             ('trajectory', 'PD+traj ff', 'tracking_rms_trajectory_ff'),
             ('ideal', 'PD+ideal ff', 'tracking_rms_ideal'),
-            ('payload', 'after payload chg', 'tracking_rms_payload'))
+            ('payload', 'after payload chg', 'tracking_rms_payload'),
+            ('pd_unseen', 'unseen: PD only', 'tracking_rms_pd_unseen'),
+            ('learned_unseen', 'unseen: PD+learned ff', 'tracking_rms_learned_unseen'),
+            ('ideal_unseen', 'unseen: PD+ideal ff', 'tracking_rms_ideal_unseen'))
+#: Prediction nMSE columns: over the learned phase's and the learned_unseen phase's windows.
+_NMSE_COLUMNS = (('pred. nMSE', 'prediction_nmse'),
+                 ('unseen: pred. nMSE', 'prediction_nmse_unseen'))
 
 
 def _table_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]], list[str]]:
     cols = [(title, key) for _, title, key in _COLUMNS if key in summary]
-    header = ['joint'] + [title for title, _ in cols] + ['pred. nMSE']
+    nmse = [(title, key) for title, key in _NMSE_COLUMNS if key in summary]
+    header = ['joint'] + [title for title, _ in cols + nmse]
     rows = []
     for j, name in enumerate(summary['joint_names']):
         rows.append([name] + [f'{summary[key][j] * 1e3:.2f}' for _, key in cols] +
-                    [f'{summary["prediction_nmse"][j]:.4f}'])
+                    [f'{summary[key][j]:.4f}' for _, key in nmse])
     rows.append(['mean'] + [f'{np.mean(summary[key]) * 1e3:.2f}' for _, key in cols] +
-                [f'{np.mean(summary["prediction_nmse"]):.4f}'])
+                [f'{np.mean(summary[key]):.4f}' for _, key in nmse])
     notes = [
         f'tracking RMS q_d - q in mrad per phase (measure windows: ' + ', '.join(
             f'{p["name"]} {p["measure_start_s"]:g}-{p["measure_end_s"]:g} s'
@@ -33,6 +40,18 @@ def _table_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]], li
         f'learned feedforward vs PD only: {100 * summary["improvement_vs_pd"]:.1f} % lower mean '
         f'RMS (target >= 50 %); learned / ideal: {summary["learned_over_ideal"]:.2f}x '
         f'(target <= 2x)',
+        *([f'unseen reference (another seed, {_unseen_words(summary)}; the node kept learning): '
+           f'learned / ideal {summary["learned_over_ideal_unseen"]:.2f}x (primary: '
+           f'{summary["learned_over_ideal"]:.2f}x), learned vs PD only '
+           f'{100 * summary["improvement_vs_pd_unseen"]:.1f} % lower mean RMS']
+          if 'learned_over_ideal_unseen' in summary else []),
+        *([f'unseen, learned feedforward period by period (the node keeps learning): ' + ', '.join(
+            f'{np.mean(v) * 1e3:.2f}' for v in summary['tracking_rms_learned_unseen_by_period']) +
+           f' mrad mean RMS; learned / ideal in the last period '
+           f'{summary["learned_over_ideal_unseen_last_period"]:.2f}x; node not ready for '
+           f'{summary.get("node_not_ready_unseen_s", 0.0):.1f} s after the switch (zero '
+           f'feedforward meanwhile)']
+          if 'tracking_rms_learned_unseen_by_period' in summary else []),
         f'node ready after {summary["learning_seconds"]:.1f} s of simulated learning'
         if summary.get('ready') else
         f'node never reported ready within {summary["learning_seconds"]:.1f} s',
@@ -60,6 +79,22 @@ def _table_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]], li
                      f'{change["jump"]:.1f}x the same motion before), {rec}'
                      + (f'; node ready again after {ready:.1f} s' if ready is not None else ''))
     return header, rows, notes
+
+
+def _unseen_words(summary: dict[str, Any]) -> str:
+    """'1.5x faster, centred 0.6 rad away' from the summary's ``unseen_reference`` (if any)."""
+    ref = summary.get('unseen_reference') or {}
+    words = []
+    if 'speed' in ref:
+        words.append(f'{ref["speed"]:g}x faster')
+    if 'center_offset_rad' in ref:
+        offset = np.asarray(ref['center_offset_rad'], dtype=float)
+        words.append(f'centre {offset[0]:+.2f} rad on every joint' if np.allclose(offset, offset[0])
+                     else f'centre moved by {np.linalg.norm(offset):.2f} rad')
+    if 'distance_to_primary' in ref:
+        words.append(f'median pose distance to the primary reference '
+                     f'{ref["distance_to_primary"]["median_rad"]:.2f} rad')
+    return ', '.join(words) or 'another motion'
 
 
 def format_table(summary: dict[str, Any]) -> str:

@@ -20,6 +20,11 @@ Ramp-in: the arm starts at rest at ``start``; the reference is the blend
 s'=s''=0 at the end), so position, velocity and acceleration are continuous and start at
 (start, 0, 0). The blend is a convex combination of two in-limit positions, so it stays in the
 limits; the ramp is lengthened (doubled) until the blended velocity/acceleration bounds hold too.
+
+Switching references while moving (:class:`SwitchedTrajectory`): the same quintic smoothstep
+blends the running reference into another one, ``(1 - s) old(t) + s new(t - t_switch)``, so that
+position, velocity and acceleration are continuous at both ends of the blend whatever the two
+references do there; the new reference's clock starts at the switch.
 """
 from __future__ import annotations
 
@@ -46,12 +51,16 @@ class FourierTrajectory:
     Both are clipped into the limits shrunk by ``margin``. ``ramp_s``: the shortest ramp-in
     duration (lengthened automatically if the bounds require it; see ``ramp_duration``).
     ``sample(t)`` accepts a scalar (-> three ``(n,)`` arrays) or an array of times (-> ``(N, n)``).
+    ``speed``: play the motion ``speed`` times faster -- base frequency x speed, velocity bound
+    x speed, acceleration bound x speed^2 -- so that (after the ramp-in) ``q(t)`` is exactly the
+    ``speed = 1`` reference at ``speed t``: faster, with higher velocities and accelerations than
+    the original ever reaches (the demo's unseen reference).
     """
 
     def __init__(self, n: int, seed: int = 0, base_freq_hz: float = 0.1, harmonics: int = 5, *,
                  center=None, start=None, lower=None, upper=None, margin: float = 0.2,
                  max_amplitude: float = 1.0, max_velocity: float = 1.5,
-                 max_acceleration: float = 4.0, ramp_s: float = 2.0) -> None:
+                 max_acceleration: float = 4.0, ramp_s: float = 2.0, speed: float = 1.0) -> None:
         if not (isinstance(n, (int, np.integer)) and n >= 1):
             raise ConfigError(f'n: must be a positive integer, got {n!r}')
         if not (isinstance(harmonics, (int, np.integer)) and harmonics >= 1):
@@ -63,6 +72,12 @@ class FourierTrajectory:
         for name, value in (('margin', margin), ('ramp_s', ramp_s)):
             if not (np.isfinite(value) and value >= 0.0):
                 raise ConfigError(f'{name}: must be >= 0, got {value!r}')
+        if not (np.isfinite(speed) and speed > 0.0):
+            raise ConfigError(f'speed: must be > 0, got {speed!r}')
+        # The same motion played `speed` times faster: q_speed(t) = q(speed t).
+        base_freq_hz, max_velocity = base_freq_hz * speed, max_velocity * speed
+        max_acceleration = max_acceleration * speed * speed
+        self.speed = float(speed)
         self.n, self.seed, self.harmonics = int(n), int(seed), int(harmonics)
         self.base_freq_hz = float(base_freq_hz)
         self.w_f = 2.0 * np.pi * self.base_freq_hz
@@ -200,4 +215,103 @@ class FourierTrajectory:
         return self.sample(t)
 
 
-__all__ = ['FourierTrajectory']
+class SwitchedTrajectory:
+    """``old`` until ``t_switch``, then a quintic-smoothstep blend into ``new`` (whose clock starts
+    at the switch: it is sampled at ``t - t_switch``) over ``ramp_duration``, then ``new`` alone.
+
+    Why a blend rather than a ramp from rest: the arm is moving at the switch, and a reference
+    that jumps in position, velocity or acceleration would kick the loop and put the switch's
+    transient into the measurement. With ``s(0) = s'(0) = s''(0) = 0`` and ``s(1) = 1,
+    s'(1) = s''(1) = 0`` the blend starts exactly on ``old`` and ends exactly on ``new``:
+
+        q   = (1 - s) q_o + s q_n
+        qd  = (1 - s) qd_o + s qd_n + s' (q_n - q_o)
+        qdd = (1 - s) qdd_o + s qdd_n + 2 s' (qd_n - qd_o) + s'' (q_n - q_o)
+
+    Positions are convex combinations of two in-limit positions (in the limits). The extra
+    terms shrink as the ramp grows: ``min_ramp_s`` is lengthened (x1.25 steps) until
+    ``|qd| <= max_velocity`` and ``|qdd| <= max_acceleration`` on a dense grid (default: the larger
+    bounds of the two references). ``old`` and ``new``: anything with ``sample(t)`` and ``n``
+    (``FourierTrajectory``, another ``SwitchedTrajectory``). ``ConfigError`` if no ramp up to
+    ~90x ``min_ramp_s`` meets the bounds.
+    """
+
+    def __init__(self, old, new, t_switch: float, min_ramp_s: float = 2.0, *,
+                 max_velocity: float | None = None,
+                 max_acceleration: float | None = None) -> None:
+        if old.n != new.n:
+            raise ConfigError(f'new reference: {new.n} joints, the running one has {old.n}')
+        if not (np.isfinite(t_switch) and np.isfinite(min_ramp_s) and min_ramp_s > 0.0):
+            raise ConfigError(f'switch: t_switch finite and min_ramp_s > 0 required, got '
+                              f'{t_switch!r}, {min_ramp_s!r}')
+        self.old, self.new, self.n = old, new, old.n
+        self.t_switch = float(t_switch)
+        self.max_velocity = float(max_velocity if max_velocity is not None
+                                  else max(old.max_velocity, new.max_velocity))
+        self.max_acceleration = float(max_acceleration if max_acceleration is not None
+                                      else max(old.max_acceleration, new.max_acceleration))
+        self.period_s = getattr(new, 'period_s', None)
+        self.ramp_duration = self._fit_ramp(float(min_ramp_s))
+
+    def _blend(self, t: np.ndarray, ramp: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The blend at times ``t`` (N,) in ``[t_switch, t_switch + ramp]`` -> three (N, n)."""
+        qo, qdo, qddo = self.old.sample(t)
+        qn, qdn, qddn = self.new.sample(t - self.t_switch)
+        s, ds, dds = _smoothstep((t - self.t_switch) / ramp)
+        s, ds, dds = s[:, None], (ds / ramp)[:, None], (dds / (ramp * ramp))[:, None]
+        diff = qn - qo
+        return ((1.0 - s) * qo + s * qn,
+                (1.0 - s) * qdo + s * qdn + ds * diff,
+                (1.0 - s) * qddo + s * qddn + 2.0 * ds * (qdn - qdo) + dds * diff)
+
+    def _fit_ramp(self, ramp: float) -> float:
+        for _ in range(20):
+            grid = self.t_switch + np.linspace(0.0, ramp, max(400, int(400 * ramp)))
+            _, qd, qdd = self._blend(grid, ramp)
+            if np.max(np.abs(qd)) <= self.max_velocity and \
+                    np.max(np.abs(qdd)) <= self.max_acceleration:
+                return ramp
+            ramp *= 1.25
+        raise ConfigError('switch: no blend up to ~90x the minimum ramp meets the velocity / '
+                          'acceleration bounds')
+
+    @property
+    def ramp_end_s(self) -> float:
+        """Trajectory time at which the blend is over (``new`` alone from then on)."""
+        return self.t_switch + self.ramp_duration
+
+    def sample(self, t) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(q, qd, qdd)`` at ``t`` like :meth:`FourierTrajectory.sample` (scalar or array)."""
+        scalar = isinstance(t, (float, int, np.floating, np.integer)) and not isinstance(t, bool)
+        if scalar:
+            t = float(t)
+            if not np.isfinite(t):
+                raise ValueError('t: must be finite')
+            if t <= self.t_switch:
+                return self.old.sample(t)
+            if t >= self.ramp_end_s:
+                return self.new.sample(t - self.t_switch)
+            q, qd, qdd = self._blend(np.array([t]), self.ramp_duration)
+            return q[0], qd[0], qdd[0]
+        t_arr = np.asarray(t, dtype=float)
+        if not np.all(np.isfinite(t_arr)):
+            raise ValueError('t: must be finite')
+        flat = np.atleast_1d(t_arr).reshape(-1)
+        q, qd, qdd = (np.zeros((flat.size, self.n)) for _ in range(3))
+        parts = (flat <= self.t_switch, flat >= self.ramp_end_s)
+        blend = ~(parts[0] | parts[1])
+        for sel, fn in ((parts[0], lambda x: self.old.sample(x)),
+                        (parts[1], lambda x: self.new.sample(x - self.t_switch)),
+                        (blend, lambda x: self._blend(x, self.ramp_duration))):
+            if np.any(sel):
+                q[sel], qd[sel], qdd[sel] = fn(flat[sel])
+        if t_arr.ndim == 0:
+            return q[0], qd[0], qdd[0]
+        shape = t_arr.shape + (self.n,)
+        return q.reshape(shape), qd.reshape(shape), qdd.reshape(shape)
+
+    def __call__(self, t):
+        return self.sample(t)
+
+
+__all__ = ['FourierTrajectory', 'SwitchedTrajectory']
