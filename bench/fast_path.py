@@ -10,6 +10,11 @@ and once with the numpy path (the same objects with their kernels set to ``None`
 runs without numba). Both paths give the same results (asserted here: the estimator bit for bit,
 the predictions to 1e-5).
 
+With ``prior: rnea`` (Panda URDF) the whole ``process`` is timed too, but the two pipelines'
+identifiers run one or two networks on different samples, so the prior's cost is read from the
+rows at the same number of networks in use and from its own pieces (``prior share``: the physics
+stage's ``begin`` + ``combine``, timed where ``process`` calls them).
+
 Warm-loop numbers are a lower bound: in the node the fast path runs right after the thread wakes,
 with colder caches (see ``bench/latency.py`` for the end-to-end numbers). No learning runs here:
 the trainer never reaches its ``min_samples``, so ``finish()`` (untimed) only does the bookkeeping.
@@ -93,18 +98,59 @@ def time_estimator(est: StreamingEstimator, data: tuple[np.ndarray, ...]) -> np.
     return out
 
 
-def time_pipeline(pipe: Pipeline, data: tuple[np.ndarray, ...]) -> tuple[np.ndarray, list]:
+def time_pipeline(pipe: Pipeline, data: tuple[np.ndarray, ...]
+                  ) -> tuple[np.ndarray, list, np.ndarray]:
+    """Per-sample time of ``process(defer=True)``, the torques, and how many networks the
+    fast path ran for each sample (the identifier's ``needed``: 1 or 2)."""
     t, q, qd, tau = data
     process, finish, clock = pipe.process, pipe.finish, time.perf_counter
     out = np.empty(len(t))
+    needed = np.zeros(len(t), dtype=int)
     torques = []
     for k in range(len(t)):
+        needed[k] = len(pipe.identifier.needed)
         t0 = clock()
         res = process(t[k], q[k], qd[k], tau[k], defer=True)
         out[k] = clock() - t0
         finish()                          # the bookkeeping the node does after publish(), untimed
         torques.append(None if res is None else res.torque.copy())
-    return out, torques
+    return out, torques, needed
+
+
+def time_prior_share(pipe: Pipeline, data: tuple[np.ndarray, ...]) -> np.ndarray:
+    """Per-sample time of what the prior adds inside ``process``: the physics stage's ``begin``
+    (the RNEA, the friction terms, the finiteness check, the trust every ``stride``-th sample)
+    plus its ``combine`` of the residual network's output, each timed where ``process`` calls it
+    (so with the caches as the estimator and the networks leave them, not in a warm loop of its
+    own). The timers are wrappers on the stage instance; they add ~0.1 us each."""
+    t, q, qd, tau = data
+    phys, clock = pipe.physics, time.perf_counter
+    begin, combine = phys.begin, phys.combine
+    spent = [0.0]
+
+    def timed_begin(*args):
+        t0 = clock()
+        r = begin(*args)
+        spent[0] += clock() - t0
+        return r
+
+    def timed_combine(*args):
+        t0 = clock()
+        r = combine(*args)
+        spent[0] += clock() - t0
+        return r
+
+    phys.begin, phys.combine = timed_begin, timed_combine
+    out = []
+    try:
+        for k in range(len(t)):
+            spent[0] = 0.0
+            if pipe.process(t[k], q[k], qd[k], tau[k], defer=True) is not None:
+                out.append(spent[0])
+            pipe.finish()
+    finally:
+        del phys.begin, phys.combine
+    return np.array(out)
 
 
 def time_readout(pipe: Pipeline, rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -129,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not kernels.AVAILABLE:
         sys.exit('numba is not available (or INVDYN_DISABLE_NUMBA is set): nothing to compare')
+    import torch
+    torch.set_num_threads(1)      # as invdyn_node does (node_main): no torch thread pool spinning
     out = Recorder()
     out(format_machine(machine_info()))
     skip = 1000                                  # filter start, the networks' first windows
@@ -143,12 +191,24 @@ def main(argv: list[str] | None = None) -> int:
             est._in_range = est._filter_step = None
             use_numpy(pipe)
         r = {'estimator update': time_estimator(est, data)[skip:]}
-        proc, torques = time_pipeline(pipe, data)
+        proc, torques, needed = time_pipeline(pipe, data)
         r['Pipeline.process(defer=True)'] = proc[skip:]
         pipe_prior = make_pipeline(prior=True)
         if path == 'numpy':
             use_numpy(pipe_prior)
-        r['Pipeline.process(defer=True), prior rnea'] = time_pipeline(pipe_prior, data)[0][skip:]
+        proc_prior, _, needed_prior = time_pipeline(pipe_prior, data)
+        r['Pipeline.process(defer=True), prior rnea'] = proc_prior[skip:]
+        # the two pipelines' identifiers run one or two networks on different samples: compare
+        # them at the same number of networks, and time the prior's own pieces
+        for k in (1, 2):
+            a, b = proc[skip:][needed[skip:] == k], proc_prior[skip:][needed_prior[skip:] == k]
+            if len(a) >= 100 and len(b) >= 100:
+                r[f'process, {k} network(s) in use'] = a
+                r[f'process, {k} network(s) in use, prior rnea'] = b
+        pipe_share = make_pipeline(prior=True)
+        if path == 'numpy':
+            use_numpy(pipe_share)
+        r['prior share: begin + combine'] = time_prior_share(pipe_share, data)[skip:]
         for name, v in time_readout(pipe, rows).items():
             r[f'{name} push(defer=True)'] = v[skip:]
         results[path] = r
@@ -162,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
               'compiled p99 us', 'numpy p99 us', 'saved p50 us']
     table, data_out = [], {}
     for piece in results['compiled']:
+        if piece not in results['numpy']:      # a network count one path never had 100 times
+            continue
         c, n = results['compiled'][piece] * 1e6, results['numpy'][piece] * 1e6
         row = [piece, float(np.median(c)), float(np.median(n)), float(np.percentile(c, 99)),
                float(np.percentile(n, 99)), float(np.median(n) - np.median(c))]
