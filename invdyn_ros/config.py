@@ -207,7 +207,8 @@ class PipelineConfig:
             identification_regularization=p['identification_regularization'],
             coulomb_velocity=p['coulomb_velocity'],
             residual_trust_distance=p['residual_trust_distance'],
-            feedforward_mode=p['feedforward_mode'])
+            feedforward_mode=p['feedforward_mode'],
+            feedforward_fallback=p['feedforward_fallback'])
         config = cls(joint_names=p['joint_names'], filter=filt, learner=learner, physics=physics,
                      dual_enabled=dual, second_model=second, second_model_options=second_options,
                      dual_window=p['dual_window'], dual_hysteresis=p['dual_hysteresis'],

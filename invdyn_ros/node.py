@@ -138,7 +138,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from invdyn_ros import kernels, node_main
 from invdyn_ros.errors import CheckpointError, ConfigError, InvdynError, TrainerError
-from invdyn_ros.feedforward_gate import MEASURED, NOTHING, REFERENCE, FeedforwardGate
+from invdyn_ros.feedforward_gate import NOTHING, REFERENCE_PRIOR, ZEROS, FeedforwardGate
 from invdyn_ros.joint_state import COUNTERS as JS_COUNTERS, JointStateRule, Rejection
 from invdyn_ros.node_diagnostics import (ERROR, OK, WARN, LatencyRing, Snapshot, WarningThrottle,
                                          bad_input_warning,  # noqa: F401 (re-exported)
@@ -346,6 +346,7 @@ class InvdynNode(LifecycleNode):
                          'references': 0,
                          'stale_events': 0,
                          'feedforward_zero': 0, 'feedforward_measured': 0,
+                         'feedforward_prior': 0,
                          'feedforward_reference': 0}
         self._rule = JointStateRule(self.joint_names)
         self._gate = FeedforwardGate(self.stale_timeout_s)   # times: perf_counter
@@ -562,7 +563,8 @@ class InvdynNode(LifecycleNode):
                                    (time.time_ns() - received) * 1e-9 if received else math.nan)
             # --- off the latency path: feedforward, learning bookkeeping, auxiliary topics
             self.counters['outputs'] += 1
-            self._feedforward(self._gate.on_measured(t_in, out.ready), out.torque, out.q)
+            self._feedforward(self._gate.on_measured(t_in, out.ready, pipeline.fallback_ready),
+                              out.torque, out.q)
             out = pipeline.finish()             # the complete Output of the published sample
             # samples that never reached us (DDS queue overflow in a burst, a lagging loop): a
             # stamp gap of k nominal periods means k-1 missed; gaps over 1 s count as pauses
@@ -584,10 +586,14 @@ class InvdynNode(LifecycleNode):
         of ``torque`` at ``q`` (measured / reference), zeros, or nothing."""
         if decision.publish is None:
             return
-        if decision is MEASURED or decision is REFERENCE:
-            self._ff.data = _farray(self.pipeline.feedforward(torque, q))
-        else:
+        if decision.prior:        # the learned prediction is not ready, the physics prior is
+            torque = self.pipeline.prior_torque(reference=decision is REFERENCE_PRIOR)
+            if torque is None:
+                decision = ZEROS
+        if decision is ZEROS or decision.publish == 'zeros':
             self._ff.data = self._zeros
+        else:
+            self._ff.data = _farray(self.pipeline.feedforward(torque, q))
         self.ff_pub.publish(self._ff)
         self.counters[decision.counter] += 1
         if decision.became_stale:
@@ -616,7 +622,8 @@ class InvdynNode(LifecycleNode):
                                                      msg.accelerations, stamp=t_in)
             if torque is None:
                 return                      # invalid (counted by the pipeline) or warming up
-            self._feedforward(self._gate.on_reference(t_in, self.pipeline.ready), torque,
+            self._feedforward(self._gate.on_reference(t_in, self.pipeline.ready,
+                                                      self.pipeline.fallback_ready), torque,
                               msg.positions)
         except Exception as exc:  # noqa: BLE001
             self.counters['internal_errors'] += 1

@@ -182,6 +182,8 @@ def statuses(s: Snapshot) -> list[Status]:
         ('feedforward_zero', c['feedforward_zero']),
         ('feedforward_measured', c['feedforward_measured']),
         ('feedforward_reference', c['feedforward_reference']),
+        ('feedforward_prior', c['feedforward_prior']),
+        ('prior_ready', '' if stats.get('prior_ready') is None else stats['prior_ready']),
         *s.trajectory,
         ('trainer', s.trainer_kind),
         ('scheduling', s.scheduling),

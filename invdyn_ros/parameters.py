@@ -27,7 +27,7 @@ import numpy as np
 
 from .errors import ConfigError
 from .models import MODEL_KINDS
-from .physics import FEEDFORWARD_MODES, PRIORS
+from .physics import FEEDFORWARD_FALLBACKS, FEEDFORWARD_MODES, PRIORS
 from .training import TRAINER_KINDS
 
 __all__ = ['Param', 'PARAMETERS', 'PIPELINE_PARAMETERS', 'NODE_ONLY_PARAMETERS', 'PARAMETER_DOCS',
@@ -321,6 +321,10 @@ PARAMETERS: dict[str, Param] = {p.name: p for p in (
        'torque minus the model\'s gravity torque: for KUKA FRI, UR direct torque and Franka '
        'torque interfaces, which add their own gravity compensation)',
        choices=FEEDFORWARD_MODES),
+    _p('feedforward_fallback', 'choice', 'prior',
+       'with a prior, what ~/feedforward carries while the learned prediction is not ready: '
+       'prior (the physics model alone, only while it passes the same readiness test on the '
+       'measured torques) | zeros', choices=FEEDFORWARD_FALLBACKS),
     _node('robot_description_timeout_s', 'float', 0.0,
           'give up waiting for the robot_description topic after this long (s; exit code 1); '
           '0 = wait forever', **NON_NEGATIVE),

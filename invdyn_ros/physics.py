@@ -37,11 +37,12 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ['PRIORS', 'FEEDFORWARD_MODES', 'PhysicsConfig', 'RobotModel', 'PhysicsPrior',
+__all__ = ['PRIORS', 'FEEDFORWARD_MODES', 'FEEDFORWARD_FALLBACKS', 'PhysicsConfig', 'RobotModel', 'PhysicsPrior',
            'load_urdf_text', 'perturbed_urdf_model']
 
 PRIORS = ('none', 'rnea')
 FEEDFORWARD_MODES = ('total', 'minus_gravity')
+FEEDFORWARD_FALLBACKS = ('prior', 'zeros')
 PARAMS_PER_BODY = 10
 FRICTION_PER_JOINT = 3          # viscous, coulomb, offset
 MIN_MASS = 1e-6                 # kg: below it pin.Inertia.FromDynamicParameters divides by ~0
@@ -75,7 +76,10 @@ class PhysicsConfig:
     may be from the nearest visited one before the learned residual is shrunk toward zero.
     ``feedforward_mode``: ``'total'`` (the predicted torque) or ``'minus_gravity'`` (the predicted
     torque minus the model's gravity torque, for torque interfaces that add the robot's own gravity
-    compensation: KUKA FRI torque mode, UR ``direct_torque``, Franka).
+    compensation: KUKA FRI torque mode, UR ``direct_torque``, Franka). ``feedforward_fallback``
+    (with a prior): what the feedforward carries while the learned prediction is not ready:
+    ``'prior'`` (the physics model alone, if *it* passes the same readiness test on the measured
+    torques) or ``'zeros'``.
     """
 
     prior: str = 'none'
@@ -89,6 +93,7 @@ class PhysicsConfig:
     coulomb_velocity: float = 0.05
     residual_trust_distance: float = 0.5
     feedforward_mode: str = 'total'
+    feedforward_fallback: str = 'prior'
 
     @property
     def enabled(self) -> bool:
@@ -100,6 +105,9 @@ class PhysicsConfig:
         if self.feedforward_mode not in FEEDFORWARD_MODES:
             raise ConfigError(f'feedforward_mode: must be one of {FEEDFORWARD_MODES}, '
                               f'got {self.feedforward_mode!r}')
+        if self.feedforward_fallback not in FEEDFORWARD_FALLBACKS:
+            raise ConfigError(f'feedforward_fallback: must be one of {FEEDFORWARD_FALLBACKS}, '
+                              f'got {self.feedforward_fallback!r}')
         if (self.enabled or self.feedforward_mode == 'minus_gravity') and not self.urdf:
             what = f'prior: {self.prior}' if self.enabled else 'feedforward_mode: minus_gravity'
             raise ConfigError(f'{what} needs the robot model: set robot_description (URDF XML) '

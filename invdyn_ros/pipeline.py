@@ -133,6 +133,12 @@ class Pipeline:
         self.readiness = Readiness(n, config.ready_window, config.ready_nmse,
                                    config.unready_factor, config.ready_min_samples,
                                    config.ready_min_seconds, config.filter.max_gap_s)
+        # with a prior and feedforward_fallback 'prior': the prior alone, scored the same way
+        # (what the feedforward carries while the learned prediction is not ready)
+        self.prior_readiness = Readiness(n, config.ready_window, config.ready_nmse,
+                                         config.unready_factor, config.ready_min_samples,
+                                         config.ready_min_seconds, config.filter.max_gap_s) \
+            if self.residual is not None and phys.feedforward_fallback == 'prior' else None
         # weights / trainer
         self._pending_loads: collections.deque = collections.deque()
         self._ref_last_stamp = -math.inf
@@ -236,6 +242,30 @@ class Pipeline:
             if stats.count >= 2:  # floor: 0.1 % of the torque limit (a joint whose torque never
                 # changes must not turn a 1e-9 N m error into an nMSE of 1e6)
                 self.readiness.var = np.maximum(stats.var, self._var_floor)
+                if self.prior_readiness is not None:
+                    self.prior_readiness.var = self.readiness.var
+        if self.prior_readiness is not None and self._prior_ok:
+            self.prior_readiness.update(self.prior_torque(), tau, state.stamp)
+
+    def prior_torque(self, reference: bool = False) -> np.ndarray | None:
+        """The physics prior alone, clamped to ``torque_limits``: for the last measured sample
+        (its fast path's ``tau_prior``) or, with ``reference``, for the last valid reference;
+        None without a prior or when it was not finite there."""
+        if self.residual is None:
+            return None
+        tp = self.physics.ref_prior if reference else \
+            (self.physics.tau_prior if self._prior_ok else None)
+        if tp is None:
+            return None
+        return np.clip(tp, self._neg_limits, self._limits)
+
+    @property
+    def fallback_ready(self) -> bool:
+        """The feedforward may carry the prior alone (:meth:`prior_torque`): the learned
+        prediction is not ready but the prior, scored on the same measured torques with the same
+        thresholds and evidence floors, is (``feedforward_fallback: prior``)."""
+        pr = self.prior_readiness
+        return pr is not None and pr.ready and not self.readiness.ready
 
     def feedforward(self, torque: np.ndarray, q: np.ndarray) -> np.ndarray:
         """The command for a predicted (clamped) ``torque`` at position ``q``:
@@ -511,6 +541,11 @@ class Pipeline:
             'ready': self.ready,
             'recent_nmse': self.recent_nmse if math.isfinite(self.recent_nmse) else None,
             'scored': self.readiness.scored,
+            'prior_ready': self.prior_readiness.ready if self.prior_readiness is not None
+            else None,
+            'prior_nmse': self.prior_readiness.nmse
+            if self.prior_readiness is not None and math.isfinite(self.prior_readiness.nmse)
+            else None,
             'weights_version': self.weights_version,
             'active': [self.config.predictor_labels[int(i)] for i in self.identifier.active]
             if self.dual else [self.config.predictor_labels[0]] * self.n,

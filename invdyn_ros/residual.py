@@ -176,6 +176,7 @@ class PhysicsStage:
         self._since_ref_trust = 0
         self._ref_trust = 0.0
         self.tau_prior = np.zeros(n)          # of the current sample (after begin)
+        self.ref_prior: np.ndarray | None = None  # of the last reference (evaluate), None: not finite
         self.trust = 0.0
         self.counters = {'prior_nonfinite': 0}
 
@@ -222,7 +223,9 @@ class PhysicsStage:
         tp = self.prior.predict(q, qd, qdd)
         if not np.isfinite(tp).all():
             self.counters['prior_nonfinite'] += 1
+            self.ref_prior = None
             return None
+        self.ref_prior = tp
         if residual is None:
             return tp
         self._since_ref_trust += 1

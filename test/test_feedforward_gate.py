@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from invdyn_ros.feedforward_gate import (MEASURED, NOTHING, REFERENCE, ZEROS, ZEROS_STALE,
-                                         FeedforwardGate)
+from invdyn_ros.feedforward_gate import (MEASURED, MEASURED_PRIOR, NOTHING, REFERENCE,
+                                         REFERENCE_PRIOR, ZEROS, ZEROS_STALE, FeedforwardGate)
 
 T = 0.5    # stale_timeout_s
 
@@ -51,6 +51,27 @@ def test_reference_needs_ready_and_a_fresh_measured_input():
     assert gate.on_reference(2.1, ready=False) is ZEROS           # not ready
     assert gate.on_reference(2.0 + T - 1e-9, ready=True) is REFERENCE
     assert gate.on_reference(2.0 + T, ready=True) is ZEROS        # measured input stale
+
+
+def test_the_prior_alone_only_while_the_learned_prediction_is_not_ready_and_it_is():
+    gate = active_gate()
+    assert gate.on_measured(1.0, ready=False, fallback=True) is MEASURED_PRIOR
+    assert gate.on_measured(1.1, ready=True, fallback=True) is MEASURED       # learned wins
+    assert gate.on_measured(1.2, ready=False, fallback=False) is ZEROS
+    assert MEASURED_PRIOR.prior and MEASURED_PRIOR.publish == 'measured'
+    assert MEASURED_PRIOR.counter == REFERENCE_PRIOR.counter == 'feedforward_prior'
+    assert not MEASURED.prior and not REFERENCE.prior and not ZEROS.prior
+    assert gate.on_reference(1.3, ready=False, fallback=True) is REFERENCE_PRIOR
+    assert REFERENCE_PRIOR.prior and REFERENCE_PRIOR.publish == 'reference'
+    assert gate.on_reference(1.35, ready=True, fallback=True) is REFERENCE
+    assert gate.on_reference(1.4, ready=False, fallback=False) is ZEROS
+    assert gate.on_measured(1.45, ready=False, fallback=True) is NOTHING     # reference is fresh
+    # the same staleness and lifecycle rules as the learned feedforward
+    assert gate.on_reference(1.45 + T, ready=False, fallback=True) is ZEROS  # measured stale
+    gate.set_active(False)
+    assert gate.on_measured(5.0, ready=False, fallback=True) is ZEROS
+    gate.on_measured(5.1, ready=True)
+    assert gate.on_reference(5.2, ready=False, fallback=True) is ZEROS
 
 
 def test_unpredicted_sample_zeros_only_while_not_ready_and_no_fresh_reference():

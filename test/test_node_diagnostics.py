@@ -35,7 +35,7 @@ def counters(**changes: int) -> dict[str, int]:
     c = {'received': 50, 'outputs': 40, **dict.fromkeys(JS_COUNTERS, 0), 'internal_errors': 0,
          'lost': 0, 'lost_reports_ignored': 0, 'missed_by_stamp_gap': 0, 'references': 0,
          'stale_events': 0, 'feedforward_zero': 0, 'feedforward_measured': 0,
-         'feedforward_reference': 0}
+         'feedforward_reference': 0, 'feedforward_prior': 0}
     c.update(changes)
     return c
 

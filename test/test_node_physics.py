@@ -56,6 +56,9 @@ def test_urdf_from_a_transient_local_topic_prior_torques_and_minus_gravity(tmp_p
             time.sleep(0.01)
         d = h.wait_diag(lambda d: int(d.get('feedforward_measured', 0)) > 0, timeout=30)
         assert d['prior'] == 'rnea' and d['feedforward_mode'] == 'minus_gravity'
+        # the model alone is scored too (the feedforward's fallback); it is exact here
+        assert d['prior_ready'] in ('True', 'False') and int(d['feedforward_prior']) >= 0
+        assert h.wait_diag(lambda d: d['prior_ready'] == 'True', timeout=30)
         got = [(i, h.outputs[k]) for i, k in enumerate(keys) if k in h.outputs]
         assert len(got) >= 300, log_of(proc)[-3000:]
         # the published prediction is the prior (the residual is not trusted yet / is ~0) for

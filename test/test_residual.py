@@ -128,6 +128,56 @@ def test_prior_makes_the_node_ready_before_any_network_learned(arm):
     pipe.close()
 
 
+@pytest.mark.parametrize('fallback', ['prior', 'zeros'])
+def test_the_prior_alone_is_the_fallback_while_the_learned_prediction_is_not_ready(arm, fallback):
+    """A learned prediction 30 N m off on every joint (the combination patched: a residual gone
+    wrong) is never ready; the identified prior, scored on the same measured torques, is -- so
+    the feedforward may carry the prior alone (feedforward_fallback: prior), clamped; with
+    'zeros' there is no fallback."""
+    config = PipelineConfig.from_params(params(dual_enabled=False, ready_nmse=0.1,
+                                               feedforward_fallback=fallback))
+    pipe = Pipeline(config, LabelTrainer(config))
+    combine = pipe.physics.combine
+    pipe.physics.combine = lambda residual: combine(residual) + 30.0
+    prior = pipe.physics.prior                       # the identified model
+    t, q, qd, tau = recording(arm, seconds=8.0)
+    ready_at, out = None, None
+    for i in range(len(t)):
+        out = pipe.process(t[i], q[i], qd[i], tau[i]) or out
+        if ready_at is None and pipe.fallback_ready:
+            ready_at = t[i] - t[0]
+    assert not pipe.ready and out is not None
+    if fallback == 'zeros':
+        assert pipe.prior_readiness is None and ready_at is None
+        assert pipe.stats()['prior_ready'] is None
+        pipe.close()
+        return
+    assert ready_at is not None and ready_at < 3.0, ready_at
+    assert pipe.prior_readiness.nmse < 0.1 < pipe.readiness.nmse
+    assert pipe.stats()['prior_ready'] is True
+    # the last sample's prior (the identification has moved the parameters a little since)
+    np.testing.assert_allclose(pipe.prior_torque(), pipe.physics.tau_prior, atol=1e-12)
+    np.testing.assert_allclose(pipe.physics.tau_prior, prior.predict(out.q, out.qd, out.qdd),
+                               atol=0.2)
+    assert np.abs(out.torque - pipe.physics.tau_prior).min() > 25.0
+    saved = pipe.physics.tau_prior.copy()
+    pipe.physics.tau_prior[:] = [1e6, -1e6, 1e6, -1e6, 1e6, -1e6]    # clamped, never passed on
+    np.testing.assert_array_equal(pipe.prior_torque(), np.array(LIMITS) * [1, -1, 1, -1, 1, -1])
+    pipe.physics.tau_prior[:] = saved
+    # a reference: its own prior, clamped (the last valid reference's)
+    ref = pipe.predict_reference(q[10], qd[10], np.zeros(6))
+    assert ref is not None
+    np.testing.assert_allclose(pipe.prior_torque(reference=True),
+                               np.clip(prior.predict(q[10], qd[10], np.zeros(6)),
+                                       -np.array(LIMITS), LIMITS), atol=1e-9)
+    # the learned prediction right again: it is ready and the fallback is not needed
+    pipe.physics.combine = combine
+    for i in range(len(t)):
+        pipe.process(t[i] + 10.0, q[i], qd[i], tau[i])
+    assert pipe.ready and not pipe.fallback_ready
+    pipe.close()
+
+
 def test_batch_form_equals_the_streaming_form_with_a_prior(arm):
     config = PipelineConfig.from_params(params(dual_enabled=True, identify=False))
     t, q, qd, tau = recording(arm, seconds=6.0)
