@@ -334,6 +334,15 @@ def test_step_observers_report_every_step_with_its_stamp(ros):
     del fake
 
 
+def _control_step(ctrl, steps, stamp_s):
+    """One control step of ``ctrl`` at the home pose, stamped ``stamp_s``: its observed step."""
+    js = JointState(name=UR5_NAMES, position=list(UR_HOME), velocity=[0.0] * 6)
+    js.header.stamp.sec, js.header.stamp.nanosec = divmod(int(round(stamp_s * 1e9)),
+                                                          1_000_000_000)
+    ctrl._on_joint_states(js)
+    return steps[-1]
+
+
 def _trajectory(names, stamp_s, times, efforts=None):
     from trajectory_msgs.msg import JointTrajectory
     msg = JointTrajectory(joint_names=list(names))
@@ -363,11 +372,7 @@ def test_trajectory_mode_adds_the_interpolated_point_efforts(ros):
     ctrl.add_step_observer(steps.append)
 
     def step(stamp_s):
-        js = JointState(name=UR5_NAMES, position=list(UR_HOME), velocity=[0.0] * 6)
-        js.header.stamp.sec, js.header.stamp.nanosec = divmod(int(round(stamp_s * 1e9)),
-                                                              1_000_000_000)
-        ctrl._on_joint_states(js)
-        return steps[-1]
+        return _control_step(ctrl, steps, stamp_s)
 
     assert step(10.0).feedforward is None           # t0: the trajectory clock starts here
     per_joint = np.arange(1.0, 7.0)                 # effort of point k, joint j: k * (j + 1)
@@ -401,11 +406,7 @@ def test_reference_switch_to_the_unseen_trajectory_is_continuous(ros):
     ctrl.add_step_observer(steps.append)
 
     def step(stamp_s):
-        js = JointState(name=UR5_NAMES, position=list(UR_HOME), velocity=[0.0] * 6)
-        js.header.stamp.sec, js.header.stamp.nanosec = divmod(int(round(stamp_s * 1e9)),
-                                                              1_000_000_000)
-        ctrl._on_joint_states(js)
-        return steps[-1]
+        return _control_step(ctrl, steps, stamp_s)
 
     dt = 0.002
     for k in range(50):
