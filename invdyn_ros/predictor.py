@@ -32,6 +32,10 @@ cells of :meth:`_readout` do the same arithmetic (tested equal up to float32 rou
 
 After new weights are loaded the chains are rebuilt by replaying the last ``L - 1`` raw rows (kept in a
 small ring), so the stream stays exactly equal to ``predict(last L rows)`` with the *new* weights.
+
+Size: just over 500 lines because the windowed form (``predict``), the streaming chains and the
+read-out (compiled and numpy) share one set of weights, scalers and cell constants, which must
+change together when weights load; a third of the lines are these explanations.
 """
 from __future__ import annotations
 

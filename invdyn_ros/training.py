@@ -25,6 +25,10 @@ its state; the owner stops it), gets SIGKILL when the thread that started it die
 (``PR_SET_PDEATHSIG``, Linux; set when the owner is its process's main thread), checks that its
 parent is alive on every loop, and never waits on a pipe at exit (its queue feeder threads are
 not joined: a full pipe whose reader is gone would hold the exit forever).
+
+Size: just over 500 lines because the worker's loop and its owner's side (queue, weights, the
+save handshake, the stop sequence) are one protocol across a process boundary; split, each half
+would need the other's constants and message shapes.
 """
 from __future__ import annotations
 
