@@ -37,8 +37,8 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ['PRIORS', 'FEEDFORWARD_MODES', 'FEEDFORWARD_FALLBACKS', 'PhysicsConfig', 'RobotModel', 'PhysicsPrior',
-           'load_urdf_text', 'perturbed_urdf_model']
+__all__ = ['PRIORS', 'FEEDFORWARD_MODES', 'FEEDFORWARD_FALLBACKS', 'PhysicsConfig', 'RobotModel',
+           'PhysicsPrior', 'load_urdf_text', 'perturbed_urdf_model']
 
 PRIORS = ('none', 'rnea')
 FEEDFORWARD_MODES = ('total', 'minus_gravity')

@@ -176,7 +176,7 @@ class PhysicsStage:
         self._since_ref_trust = 0
         self._ref_trust = 0.0
         self.tau_prior = np.zeros(n)          # of the current sample (after begin)
-        self.ref_prior: np.ndarray | None = None  # of the last reference (evaluate), None: not finite
+        self.ref_prior: np.ndarray | None = None  # the last reference's prior (None: not finite)
         self.trust = 0.0
         self.counters = {'prior_nonfinite': 0}
 
