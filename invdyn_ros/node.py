@@ -590,7 +590,7 @@ class InvdynNode(LifecycleNode):
             torque = self.pipeline.prior_torque(reference=decision is REFERENCE_PRIOR)
             if torque is None:
                 decision = ZEROS
-        if decision is ZEROS or decision.publish == 'zeros':
+        if decision.publish == 'zeros':
             self._ff.data = self._zeros
         else:
             self._ff.data = _farray(self.pipeline.feedforward(torque, q))

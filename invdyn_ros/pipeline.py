@@ -130,14 +130,15 @@ class Pipeline:
         self._delayed = DelayedEffort(n) if config.effort_label == 'delayed' else None
         # readiness: the rolling nMSE of the published torque; its scale (var) is the primary
         # network's target scaler's variance, or the labels' variance with a prior
-        self.readiness = Readiness(n, config.ready_window, config.ready_nmse,
-                                   config.unready_factor, config.ready_min_samples,
-                                   config.ready_min_seconds, config.filter.max_gap_s)
+        def readiness() -> Readiness:
+            return Readiness(n, config.ready_window, config.ready_nmse, config.unready_factor,
+                             config.ready_min_samples, config.ready_min_seconds,
+                             config.filter.max_gap_s)
+
+        self.readiness = readiness()
         # with a prior and feedforward_fallback 'prior': the prior alone, scored the same way
         # (what the feedforward carries while the learned prediction is not ready)
-        self.prior_readiness = Readiness(n, config.ready_window, config.ready_nmse,
-                                         config.unready_factor, config.ready_min_samples,
-                                         config.ready_min_seconds, config.filter.max_gap_s) \
+        self.prior_readiness = readiness() \
             if self.residual is not None and phys.feedforward_fallback == 'prior' else None
         # weights / trainer
         self._pending_loads: collections.deque = collections.deque()
