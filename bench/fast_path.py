@@ -13,7 +13,9 @@ the predictions to 1e-5).
 With ``prior: rnea`` (Panda URDF) the whole ``process`` is timed too, but the two pipelines'
 identifiers run one or two networks on different samples, so the prior's cost is read from the
 rows at the same number of networks in use and from its own pieces (``prior share``: the physics
-stage's ``begin`` + ``combine``, timed where ``process`` calls them).
+stage's ``begin`` + ``combine``, timed where ``process`` calls them; their two timers add a few
+µs of their own there). The prior's RNEA is a compiled kernel too (``kernels.rnea_prior``); the
+numpy column runs Pinocchio's ``rnea`` instead.
 
 Warm-loop numbers are a lower bound: in the node the fast path runs right after the thread wakes,
 with colder caches (see ``bench/latency.py`` for the end-to-end numbers). No learning runs here:
@@ -85,6 +87,8 @@ def use_numpy(pipeline: Pipeline) -> None:
     est._in_range = est._filter_step = None
     for p in pipeline.predictors.values():
         p._kernel = None
+    if pipeline.physics is not None and hasattr(pipeline.physics, 'prior'):
+        pipeline.physics.prior._kernel = None           # Pinocchio's RNEA
 
 
 def time_estimator(est: StreamingEstimator, data: tuple[np.ndarray, ...]) -> np.ndarray:

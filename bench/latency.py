@@ -31,6 +31,7 @@ Usage::
     .venv/bin/python bench/latency.py --duration 10 --repeat 5          # 5 runs + their median
     .venv/bin/python bench/latency.py --compare --duration 10   # process/thread, events/single
     .venv/bin/python bench/latency.py --config config/kuka_lwr.yaml --rate 1000
+    .venv/bin/python bench/latency.py --prior -p realtime_priority:=50 --repeat 3   # prior: rnea
 
 The machine matters more than anything: every report starts with the CPU model, core count, load
 average and software versions (bench/common.py). On the shared 2-core development machine other
@@ -73,6 +74,21 @@ DEFAULT_PARAMS = {
     'diagnostics_period_s': 1.0,
     'checkpoint_path': '',
 }
+
+
+PANDA_JOINTS = [f'panda_joint{i}' for i in range(1, 8)]
+
+
+def bench_params(prior: bool) -> dict[str, Any]:
+    """The bench's node parameters; ``prior``: with the physics prior (``prior: rnea``, the Panda
+    URDF of example-robot-data, as ``bench/fast_path.py``: 7 joints, so the same stream and
+    networks) and the Panda's joint names."""
+    params = dict(DEFAULT_PARAMS)
+    if prior:
+        from invdyn_ros.sim.arm import find_robot_urdf  # noqa: PLC0415 - needs the checkout
+        path = find_robot_urdf('ur5').parents[2] / 'panda_description' / 'urdf' / 'panda.urdf'
+        params.update(joint_names=PANDA_JOINTS, prior='rnea', urdf_path=str(path))
+    return params
 
 
 def write_params(path: Path, params: dict[str, Any]) -> Path:
@@ -149,7 +165,7 @@ def run_variant(args: argparse.Namespace, trainer: str, executor: str, out: Reco
         params_file = Path(args.config)
         extra = ['-p', "checkpoint_path:=''"]
     else:
-        params_file = write_params(tmp / 'bench.yaml', DEFAULT_PARAMS)
+        params_file = write_params(tmp / 'bench.yaml', bench_params(args.prior))
         extra = []
     for override in args.param or []:
         extra += ['-p', override]
@@ -203,7 +219,7 @@ def run_variant(args: argparse.Namespace, trainer: str, executor: str, out: Reco
         n_warm = int(args.warmup * rate)
         q, qd, tau = trajectory(np.arange(n_total), rate)
         msg = JointState()
-        msg.name = list(KUKA_JOINTS)
+        msg.name = list(PANDA_JOINTS if args.prior else KUKA_JOINTS)
         sent = np.zeros(n_total)
         keys = np.zeros(n_total, dtype=np.int64)
         base_ns = 1_000_000_000_000
@@ -317,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--repeat', type=int, default=1,
                     help='run each variant N times (fresh node each time) and add a median row: '
                          'the shared machine makes single runs vary a lot')
+    ap.add_argument('--prior', action='store_true',
+                    help='with the physics prior (prior: rnea, the Panda URDF, panda_joint1..7)')
     ap.add_argument('--domain', type=int, default=None, help='ROS_DOMAIN_ID (default: from pid)')
     ap.add_argument('--save', default=None, help='save the report as bench/results/<SAVE>.txt/json')
     args = ap.parse_args(argv)
@@ -328,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     out(f'stream: 7 joints at {args.rate:g} Hz, warm-up {args.warmup:g} s, measured '
         f'{args.duration:g} s; config '
         f'{args.config or "bench defaults (hidden 64 x 2, window 10, dual LSTM+GRU)"}'
-        + (f'; overrides {args.param}' if args.param else ''))
+        + (f'; overrides {args.param}' if args.param else '')
+        + ('; prior: rnea (Panda URDF, panda_joint1..7)' if args.prior else ''))
     variants = [('process', 'events'), ('thread', 'events'), ('process', 'single')] \
         if args.compare else [(args.trainer, args.executor)]
     results = []

@@ -14,8 +14,12 @@ Two objects, as in Pinocchio (an immutable model, per-call data):
 
       tau_prior = RNEA_pi(q, qd, qdd) + viscous * qd + coulomb * tanh(qd / v_c) + offset
 
-  computed with Pinocchio's RNEA on a copy of the model whose inertias are ``pi`` (~2 µs for six
-  joints); ``gravity(q)`` is ``g_pi(q)`` (the gravity torque a vendor's torque interface already
+  computed by the compiled RNEA of :func:`kernels.rnea_prior <invdyn_ros.kernels.rnea_prior>`
+  (with the friction terms and the finiteness check in the same call: one dispatch and a small
+  contiguous pack per body, which matters on the fast path where every call runs with cold
+  caches; README "Latency of the prior"), or, without numba or for a joint that is not a
+  one-axis revolute / prismatic one, with Pinocchio's RNEA on a copy of the model whose inertias
+  are ``pi``; both give the same torques (tested to 1e-12). ``gravity(q)`` is ``g_pi(q)`` (the gravity torque a vendor's torque interface already
   compensates, see ``feedforward_mode: minus_gravity``).
 
 The rigid-body torque is linear in the parameters: ``tau = Y(q, qd, qdd) @ theta``
@@ -35,6 +39,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import kernels
 from .errors import ConfigError
 
 __all__ = ['PRIORS', 'FEEDFORWARD_MODES', 'FEEDFORWARD_FALLBACKS', 'PhysicsConfig', 'RobotModel',
@@ -46,6 +51,12 @@ FEEDFORWARD_FALLBACKS = ('prior', 'zeros')
 PARAMS_PER_BODY = 10
 FRICTION_PER_JOINT = 3          # viscous, coulomb, offset
 MIN_MASS = 1e-6                 # kg: below it pin.Inertia.FromDynamicParameters divides by ~0
+
+
+# Pinocchio's one-axis joints (kernels.rnea_prior): aligned axes, and the unaligned ones' ``.axis``
+_AXES = {f'{kind}{suffix}{a}': np.eye(3)[i] for i, a in enumerate('XYZ')
+         for kind, suffix in (('R', ''), ('R', 'UB'), ('P', ''))}
+_UNALIGNED = ('RevoluteUnaligned', 'RevoluteUnboundedUnaligned', 'PrismaticUnaligned')
 
 
 def _pin() -> Any:
@@ -211,6 +222,36 @@ class RobotModel:
         if model.nv != self.n:       # cannot happen after the reduction; never compute garbage
             raise ConfigError(f'joint_names: the reduced URDF has {model.nv} velocities, '
                               f'expected {self.n}')
+        self.kernel_geometry = self._kernel_geometry(ids)
+
+    def _kernel_geometry(self, ids: Sequence[int]) -> np.ndarray | None:
+        """The geometry part of ``kernels.rnea_prior``'s pack (one row per body in Pinocchio's
+        order, then [gravity, 0]; inertial and friction columns zero), or None where the kernel
+        does not apply: numba missing or disabled, or a joint that is not a one-axis revolute or
+        prismatic joint (the prior then uses Pinocchio's RNEA)."""
+        if kernels.rnea_prior is None:
+            return None
+        model, n = self.model, self.n
+        pack = np.zeros((n + 1, kernels.RNEA_PACK_WIDTH))
+        for k in range(n):
+            jid = k + 1                                  # the reduced model: joints 1..n
+            kind = model.joints[jid].shortname().replace('JointModel', '')
+            if kind in _AXES:
+                axis = _AXES[kind]
+            elif kind in _UNALIGNED:
+                axis = model.joints[jid].extract().axis
+            else:
+                return None
+            placement = model.jointPlacements[jid]
+            pack[k, 0:9] = placement.rotation.reshape(-1)
+            pack[k, 9:12] = placement.translation
+            pack[k, 12:15] = np.asarray(axis, dtype=np.float64) / np.linalg.norm(axis)
+            pack[k, 15] = 1.0 if kind.startswith('P') else 0.0
+            pack[k, 16] = model.parents[jid] - 1
+            pack[k, 17] = list(ids).index(jid)
+        pack[n, 0:3] = model.gravity.linear
+        pack.flags.writeable = False
+        return pack
 
     @staticmethod
     def _parameter_scale(pi0: np.ndarray) -> np.ndarray:
@@ -277,8 +318,9 @@ class RobotModel:
 class PhysicsPrior:
     """The model's torque with the current parameters (per-call data of a :class:`RobotModel`).
 
-    ``predict(q, qd, qdd)`` and ``gravity(q)`` return (n,) float64 in joint order; ``theta`` is a
-    read-only view of the current parameters, ``version`` counts :meth:`set_parameters` calls.
+    ``predict(q, qd, qdd)`` and ``gravity(q)`` return (n,) float64 in joint order
+    (``predict_finite``: None instead of a non-finite torque); ``theta`` is a read-only view of the
+    current parameters, ``version`` counts :meth:`set_parameters` calls.
     """
 
     def __init__(self, robot: RobotModel, coulomb_velocity: float = 0.05) -> None:
@@ -300,6 +342,15 @@ class PhysicsPrior:
         self._qdd_m = np.zeros(n)
         self._theta = robot.theta0.copy()
         self.version = 0
+        # the compiled RNEA (kernels.rnea_prior) where it applies: its pack, per-call work rows
+        self._kernel = kernels.rnea_prior if robot.kernel_geometry is not None else None
+        if self._kernel is not None:
+            self._pack = robot.kernel_geometry.copy()
+            self._pack[n, 3] = self.coulomb_velocity
+            self._work = np.zeros((n, kernels.RNEA_WORK_WIDTH))
+            self._pack_rows = list(range(1, n + 1))           # the bodies' model joint ids
+            self._pack_joint = self._pack[:n, 17].astype(np.intp)
+            kernels.warm_up()
         self.set_parameters(robot.theta0)
 
     @property
@@ -322,11 +373,49 @@ class PhysicsPrior:
             self._model.inertias[body] = self._from_params(bodies[j])
         fr = robot.friction_parameters(theta)
         self._fv[:], self._fc[:], self._off[:] = fr[:, 0], fr[:, 1], fr[:, 2]
+        if self._kernel is not None:
+            pack = self._pack
+            for k, jid in enumerate(self._pack_rows):
+                inertia = self._model.inertias[jid]
+                pack[k, 18] = inertia.mass
+                pack[k, 19:22] = inertia.lever
+                pack[k, 22:31] = inertia.inertia.reshape(-1)
+            pack[:robot.n, 31:34] = fr[self._pack_joint]
         self._theta = theta
         self.version += 1
 
     def predict(self, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray) -> np.ndarray:
-        """tau_prior (n,) for the state (q, qd, qdd) in joint order."""
+        """tau_prior (n,) for the state (q, qd, qdd) in joint order (NaN / Inf where the state
+        or the parameters make it so)."""
+        if self._kernel is not None:
+            tau = np.empty(self.robot.n)
+            self._kernel(self._vector(q), self._vector(qd), self._vector(qdd), self._pack,
+                         self._work, tau)
+            return tau
+        return self._predict_pinocchio(q, qd, qdd)
+
+    def predict_finite(self, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray
+                       ) -> np.ndarray | None:
+        """:meth:`predict`, or None where it is not finite (the fast path's form: the compiled
+        RNEA checks while it computes)."""
+        if self._kernel is not None:
+            tau = np.empty(self.robot.n)
+            if self._kernel(self._vector(q), self._vector(qd), self._vector(qdd), self._pack,
+                            self._work, tau):
+                return tau
+            return None
+        tau = self._predict_pinocchio(q, qd, qdd)
+        return tau if np.isfinite(tau).all() else None
+
+    def _vector(self, x: np.ndarray) -> np.ndarray:
+        """x as the kernel needs it (contiguous float64 of n values: it does not check bounds)."""
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        if x.shape != (self.robot.n,):
+            raise ValueError(f'the prior needs {self.robot.n} values per joint vector, got '
+                             f'shape {x.shape}')
+        return x
+
+    def _predict_pinocchio(self, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray) -> np.ndarray:
         robot = self.robot
         if robot.identity:
             tau = self._rnea(self._model, self._data, q, qd, qdd).copy()

@@ -191,8 +191,8 @@ class PhysicsStage:
     # ------------------------------------------------------------------ one sample
     def begin(self, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray) -> np.ndarray | None:
         """The prior for this sample and the residual's trust; None if the prior is not finite."""
-        tp = self.prior.predict(q, qd, qdd)
-        if not np.isfinite(tp).all():
+        tp = self.prior.predict_finite(q, qd, qdd)
+        if tp is None:
             self.counters['prior_nonfinite'] += 1
             return None
         self.tau_prior = tp
@@ -220,8 +220,8 @@ class PhysicsStage:
                  residual: np.ndarray | None) -> np.ndarray | None:
         """prior + trust * residual for any state, without touching the stream's sample
         (references); None if the prior is not finite."""
-        tp = self.prior.predict(q, qd, qdd)
-        if not np.isfinite(tp).all():
+        tp = self.prior.predict_finite(q, qd, qdd)
+        if tp is None:
             self.counters['prior_nonfinite'] += 1
             self.ref_prior = None
             return None

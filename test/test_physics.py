@@ -123,3 +123,104 @@ def test_perturbed_urdf_changes_masses_within_bounds_and_keeps_kinematics():
     for i in range(1, a.model.njoints):
         np.testing.assert_allclose(a.model.jointPlacements[i].homogeneous,
                                    b.model.jointPlacements[i].homogeneous)
+
+
+# a chain and a branch with every kind of one-axis joint the compiled RNEA takes: aligned and
+# unaligned revolute, continuous (Pinocchio's cos/sin joint), prismatic, a fixed joint between
+TREE_URDF = """<robot name="tree">
+  <link name="base"/>
+  {links}
+  <joint name="a" type="revolute"><parent link="base"/><child link="l1"/>
+    <origin xyz="0 0 0.1" rpy="0 0 0.3"/><axis xyz="0 0 1"/>
+    <limit lower="-3" upper="3" effort="10" velocity="1"/></joint>
+  <joint name="b" type="revolute"><parent link="l1"/><child link="l2"/>
+    <origin xyz="0.05 0 0.2" rpy="0.2 0.1 0"/><axis xyz="0.6 0 0.8"/>
+    <limit lower="-3" upper="3" effort="10" velocity="1"/></joint>
+  <joint name="c" type="prismatic"><parent link="l2"/><child link="l3"/>
+    <origin xyz="0 0.1 0.1" rpy="0 0.4 0"/><axis xyz="0 1 0"/>
+    <limit lower="-1" upper="1" effort="10" velocity="1"/></joint>
+  <joint name="d" type="continuous"><parent link="l1"/><child link="l4"/>
+    <origin xyz="0 -0.1 0.3" rpy="0 0 0"/><axis xyz="1 0 0"/></joint>
+  <joint name="e" type="fixed"><parent link="l4"/><child link="l5"/>
+    <origin xyz="0.1 0 0" rpy="0.3 0 0"/></joint>
+  <joint name="f" type="prismatic"><parent link="l5"/><child link="l6"/>
+    <origin xyz="0 0 0.1" rpy="0 0 0"/><axis xyz="0.3 0.4 0.866"/>
+    <limit lower="-1" upper="1" effort="10" velocity="1"/></joint>
+</robot>"""
+TREE_LINK = """<link name="{name}"><inertial><origin xyz="{c}" rpy="0.1 0.2 0.3"/>
+    <mass value="{m}"/><inertia ixx="{i}" ixy="0.001" ixz="0.002" iyy="{i}" iyz="0.003"
+    izz="{i}"/></inertial></link>"""
+
+
+def tree_urdf():
+    links = '\n  '.join(TREE_LINK.format(name=f'l{k}', m=0.5 + 0.3 * k, i=0.01 * k,
+                                         c=f'{0.02 * k} {-0.01 * k} {0.05}')
+                        for k in range(1, 7))
+    return TREE_URDF.format(links=links)
+
+
+@pytest.mark.parametrize('robot', ['ur5', 'ur5 shuffled with friction', 'panda with payload',
+                                   'tree'])
+def test_the_compiled_rnea_equals_pinocchios(robot):
+    """kernels.rnea_prior (the fast path) against the same prior through Pinocchio's rnea, for
+    chains and a branching tree, every one-axis joint kind, another joint order, identified
+    parameters with friction and a payload."""
+    if robot == 'ur5':
+        model = RobotModel(urdf(), UR5)
+    elif robot.startswith('ur5 shuffled'):
+        model = RobotModel(urdf(), [UR5[i] for i in (3, 0, 5, 1, 4, 2)])
+    elif robot.startswith('panda'):
+        model = RobotModel(panda_urdf(), PANDA, payload_mass_kg=2.0, payload_com=(0, 0.02, 0.1))
+    else:
+        model = RobotModel(tree_urdf(), ['d', 'a', 'f', 'b', 'c'])   # not Pinocchio's order
+        kinds = {model.model.joints[i].shortname() for i in range(1, model.model.njoints)}
+        assert kinds == {'JointModelRZ', 'JointModelRevoluteUnaligned', 'JointModelPY',
+                         'JointModelRUBX', 'JointModelPrismaticUnaligned'}
+    prior = PhysicsPrior(model)
+    assert prior._kernel is not None, 'numba is in requirements.txt: the compiled path is used'
+    if 'friction' in robot:
+        rng = np.random.default_rng(5)
+        theta = model.theta0 * (1 + 0.3 * rng.uniform(-1, 1, model.n_params))
+        theta[model.n_inertial:] = rng.normal(size=3 * model.n)
+        prior.set_parameters(theta)
+    for q, qd, qdd in states(model.n, k=20, seed=1):
+        expected = prior._predict_pinocchio(q, qd, qdd)
+        np.testing.assert_allclose(prior.predict(q, qd, qdd), expected, rtol=1e-12, atol=1e-10)
+        np.testing.assert_allclose(prior.predict_finite(q, qd, qdd), expected, rtol=1e-12,
+                                   atol=1e-10)
+
+
+def test_the_compiled_rnea_says_when_it_is_not_finite_and_refuses_a_wrong_length():
+    prior = PhysicsPrior(RobotModel(urdf(), UR5))
+    q, qd, qdd = states(6)[0]
+    for bad in (np.nan, np.inf):
+        qd_bad = qd.copy()
+        qd_bad[2] = bad
+        assert prior.predict_finite(q, qd_bad, qdd) is None
+        assert not np.isfinite(prior.predict(q, qd_bad, qdd)).all()
+    assert prior.predict_finite(q, qd, qdd) is not None
+    with pytest.raises(ValueError, match='6 values'):
+        prior.predict(q[:5], qd, qdd)          # the kernel does not check bounds: never reached
+    # integer or non-contiguous input is converted, not misread
+    np.testing.assert_allclose(prior.predict(np.zeros(6, dtype=int), qd[::1], qdd),
+                               prior.predict(np.zeros(6), qd, qdd))
+    wide = np.stack([q, q]).T                  # column views: not contiguous
+    np.testing.assert_allclose(prior.predict(wide[:, 0], qd, qdd), prior.predict(q, qd, qdd))
+    from invdyn_ros import kernels
+    # one compiled signature: no input ever makes numba compile again (a stall on the fast path)
+    assert len(kernels.rnea_prior.signatures) == 1, kernels.rnea_prior.signatures
+
+
+def test_without_numba_the_prior_is_pinocchios_rnea(monkeypatch):
+    from invdyn_ros import kernels
+    compiled = PhysicsPrior(RobotModel(urdf(), UR5))
+    monkeypatch.setattr(kernels, 'rnea_prior', None)
+    robot = RobotModel(urdf(), UR5)
+    assert robot.kernel_geometry is None
+    prior = PhysicsPrior(robot)
+    assert prior._kernel is None
+    for q, qd, qdd in states(6):
+        np.testing.assert_allclose(prior.predict(q, qd, qdd), compiled.predict(q, qd, qdd),
+                                   rtol=1e-12, atol=1e-10)
+    q, qd, qdd = states(6)[0]
+    assert prior.predict_finite(q, np.full(6, np.nan), qdd) is None
