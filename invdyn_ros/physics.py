@@ -239,7 +239,7 @@ class RobotModel:
             if kind in _AXES:
                 axis = _AXES[kind]
             elif kind in _UNALIGNED:
-                axis = model.joints[jid].extract().axis
+                axis = self._unaligned_axis(jid, prismatic=kind.startswith('P'))
             else:
                 return None
             placement = model.jointPlacements[jid]
@@ -252,6 +252,18 @@ class RobotModel:
         pack[n, 0:3] = model.gravity.linear
         pack.flags.writeable = False
         return pack
+
+    def _unaligned_axis(self, jid: int, prismatic: bool) -> np.ndarray:
+        """An unaligned joint's unit axis in its own frame: its column of the joint Jacobian in
+        the LOCAL frame (``S``: (axis, 0) prismatic, (0, axis) revolute), which every Pinocchio
+        version has (``JointModel.extract().axis`` is not in Pinocchio 2)."""
+        pin = _pin()
+        model = self.model
+        data = model.createData()
+        pin.computeJointJacobians(model, data, pin.neutral(model))
+        column = pin.getJointJacobian(model, data, jid, pin.ReferenceFrame.LOCAL)[
+            :, model.joints[jid].idx_v]
+        return np.array(column[:3] if prismatic else column[3:], dtype=np.float64)
 
     @staticmethod
     def _parameter_scale(pi0: np.ndarray) -> np.ndarray:

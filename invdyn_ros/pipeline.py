@@ -34,10 +34,19 @@ Why the pieces sit where they do:
   trainer wait in a bounded backlog and are handed over a few per sample afterwards
   (:class:`~invdyn_ros.pipeline_learning.LearningSide`, the trainer's side of the pipeline).
 
-The core never imports rclpy; the node is a thin translator around this class. Why one module of
-over 500 lines: ``process`` / ``finish`` are one chain whose stages share the per-sample state
-(the feature row, the pending sample, the predictors and their weight loads); the parts that stand
-alone are elsewhere (``replay``, ``pipeline_learning``, ``outputs``, ``residual``, ``labels``).
+* **The physics prior** (``prior: rnea``) sits around the networks, not inside them: the prior
+  before the networks, the residual network's output combined with it, its labels, the prior's
+  own readiness (the fallback), ``minus_gravity`` and the identification while learning --
+  :class:`~invdyn_ros.pipeline_physics.PriorSide`, which owns the physics stage.
+* **References** (:meth:`predict_reference`) run on predictors of their own beside the measured
+  stream: :class:`~invdyn_ros.pipeline_reference.ReferencePath`.
+
+The core never imports rclpy; the node is a thin translator around this class. What stays here:
+``process`` / ``finish``, one chain whose stages share the per-sample state (the feature row, the
+pending sample, the predictors and their weight loads); the sides that stand alone are modules of
+their own (``pipeline_learning``, ``pipeline_physics``, ``pipeline_reference``, ``replay`` for the
+batch forms, ``outputs``, ``labels``). Just over 500 lines, a third of them this docstring and the
+process / finish contract.
 """
 from __future__ import annotations
 
@@ -58,11 +67,11 @@ from .labels import DelayedEffort
 from .outputs import BatchOutput, Output, Published
 from .parameters import NODE_ONLY_PARAMETERS, PIPELINE_PARAMETERS
 from .pipeline_learning import LearningSide, normal_scheduling  # noqa: F401 (re-exported)
+from .pipeline_physics import PriorSide
+from .pipeline_reference import ReferencePath
 from .predictor import Predictor
 from .readiness import Readiness
 from .replay import BATCH_CHUNK as _BATCH_CHUNK, predict_windows, replay
-from .residual import PhysicsStage
-from .scaling import RunningScaler
 from .trainers import ThreadTrainer
 from .training import TRAINER_KINDS, make_trainer
 from .windows import WindowBuffer
@@ -98,30 +107,13 @@ class Pipeline:
             n, config.filter, effort_limits=None if config.torque_limits is None
             else LABEL_LIMIT_MARGIN * np.asarray(config.torque_limits, dtype=np.float64))
         self.windows = WindowBuffer(L, 3 * n)
-        kinds = dict(config.networks())
-        self.predictors = {name: Predictor(cfg.model, n, cfg.model_options, L)
-                           for name, cfg in kinds.items()}
-        self.ref_predictors = {name: Predictor(cfg.model, n, cfg.model_options, L)
-                               for name, cfg in kinds.items()}
         self.identifier = DualIdentifier(n, config.dual_window, config.dual_hysteresis,
                                          names=(self.names[0], self.names[-1]),
                                          min_samples=min(10, config.dual_window))
-        # the physics stage: prior + identification (prior: rnea), or only the model's gravity
-        # for feedforward_mode: minus_gravity
-        phys = config.physics
-        self.physics = PhysicsStage(phys, config.joint_names, seed=config.learner.seed) \
-            if phys.enabled or phys.feedforward_mode == 'minus_gravity' else None
-        self.residual = config.residual_network
-        self._minus_gravity = phys.feedforward_mode == 'minus_gravity'
-        self._prior_ok = False
-        self._physics_rate: float | None = None
         self._state = None
-        self._label_stats = RunningScaler(n)     # the labels' variance (prior: readiness scale)
         self._limits = np.asarray(config.torque_limits, dtype=np.float64) \
             if config.torque_limits is not None else np.full(n, np.inf)
         self._neg_limits = -self._limits
-        self._var_floor = np.where(np.isfinite(self._limits), np.square(1e-3 * self._limits),
-                                   1e-12)
         self._scale = np.asarray(config.effort_scale, dtype=np.float64) \
             if config.effort_scale is not None else None
         self._row = np.zeros(3 * n)
@@ -136,13 +128,11 @@ class Pipeline:
                              config.filter.max_gap_s)
 
         self.readiness = readiness()
-        # with a prior and feedforward_fallback 'prior': the prior alone, scored the same way
-        # (what the feedforward carries while the learned prediction is not ready)
-        self.prior_readiness = readiness() \
-            if self.residual is not None and phys.feedforward_fallback == 'prior' else None
-        # weights / trainer
+        # the physics prior and the rules around it (residual labels, fallback, minus_gravity)
+        self.prior = PriorSide(config, self.readiness, readiness, self._limits)
+        self.physics = self.prior.stage          # the PhysicsStage, or None
+        self.residual = self.prior.residual      # the residual network's name, or None
         self._pending_loads: collections.deque = collections.deque()
-        self._ref_last_stamp = -math.inf
         self._pending: tuple | None = None
         self.counters = {
             'samples': 0, 'outputs': 0, 'warming_up': 0, 'dropped_nonfinite': 0,
@@ -150,6 +140,13 @@ class Pipeline:
             'stream_resets': 0, 'references': 0, 'rejected_references': 0,
             'reference_outputs': 0, 'reference_restarts': 0, 'trainer_errors': 0,
         }
+        # the networks: the measured stream's predictors, then the reference path's
+        kinds = dict(config.networks())
+        self.predictors = {name: Predictor(cfg.model, n, cfg.model_options, L)
+                           for name, cfg in kinds.items()}
+        self.references = ReferencePath(config, self.identifier, self.prior, self._limits,
+                                        self.counters)
+        self.ref_predictors = self.references.predictors
         # the trainer, its samples, its weights' polling and the checkpoint thread
         self.learning = LearningSide(trainer, self.counters, config.poll_every,
                                      config.joint_names)
@@ -214,69 +211,26 @@ class Pipeline:
         network -- the prior plus the trusted residual (the prior alone while the network has no
         output yet; None if the prior failed on this sample)."""
         y = self.predictors[name].push(row, defer=defer)
-        if name == self.residual:
-            return self.physics.combine(y) if self._prior_ok else None
-        return y
+        return self.prior.combine(y) if name == self.residual else y
 
-    def _labels(self, label: np.ndarray) -> np.ndarray:
-        """What each network learns for ``label``: the residual network ``label - tau_prior``."""
-        if self.residual is None:
-            return label
-        res = label - self.physics.tau_prior
-        return np.stack((res, label)) if self.dual else res
-
-    def _learn_physics(self, state: Any, tau: np.ndarray | None) -> None:
-        """Identification, visited region, label statistics (off the latency path)."""
-        phys = self.physics
-        rate = self.estimator.rate_hz
-        if rate != self._physics_rate:
-            self._physics_rate = rate
-            phys.set_rate(rate)
-        if tau is None:
-            return
-        if self.residual is None and phys.begin(state.q, state.qd, state.qdd) is None:
-            return
-        sampled = phys.learn(state.q, state.qd, state.qdd, tau)
-        if self.residual is not None and sampled:   # the readiness score's scale: var(label),
-            # from the samples the physics stage keeps (a RunningScaler update costs ~50 µs)
-            stats = self._label_stats.partial_fit(tau[None])
-            if stats.count >= 2:  # floor: 0.1 % of the torque limit (a joint whose torque never
-                # changes must not turn a 1e-9 N m error into an nMSE of 1e6)
-                self.readiness.var = np.maximum(stats.var, self._var_floor)
-                if self.prior_readiness is not None:
-                    self.prior_readiness.var = self.readiness.var
-        if self.prior_readiness is not None and self._prior_ok:
-            self.prior_readiness.update(self.prior_torque(), tau, state.stamp)
-
+    # the physics side's commands (pipeline_physics.PriorSide)
     def prior_torque(self, reference: bool = False) -> np.ndarray | None:
-        """The physics prior alone, clamped to ``torque_limits``: for the last measured sample
-        (its fast path's ``tau_prior``) or, with ``reference``, for the last valid reference;
-        None without a prior or when it was not finite there."""
-        if self.residual is None:
-            return None
-        tp = self.physics.ref_prior if reference else \
-            (self.physics.tau_prior if self._prior_ok else None)
-        if tp is None:
-            return None
-        return np.clip(tp, self._neg_limits, self._limits)
+        """The prior alone, clamped (``PriorSide.prior_torque``)."""
+        return self.prior.prior_torque(reference)
 
     @property
     def fallback_ready(self) -> bool:
-        """The feedforward may carry the prior alone (:meth:`prior_torque`): the learned
-        prediction is not ready but the prior, scored on the same measured torques with the same
-        thresholds and evidence floors, is (``feedforward_fallback: prior``)."""
-        pr = self.prior_readiness
-        return pr is not None and pr.ready and not self.readiness.ready
+        """The feedforward may carry the prior alone (``PriorSide.fallback_ready``)."""
+        return self.prior.fallback_ready
+
+    @property
+    def prior_readiness(self) -> Readiness | None:
+        return self.prior.prior_readiness
 
     def feedforward(self, torque: np.ndarray, q: np.ndarray) -> np.ndarray:
-        """The command for a predicted (clamped) ``torque`` at position ``q``:
-        ``feedforward_mode`` total -> the torque; minus_gravity -> torque - g(q) of the
-        identified model, clamped to ``torque_limits`` again."""
-        if not self._minus_gravity:
-            return torque
-        cmd = torque - self.physics.gravity(np.asarray(q, dtype=np.float64))
-        np.clip(cmd, self._neg_limits, self._limits, out=cmd)
-        return cmd
+        """The command for ``torque`` at ``q`` (``PriorSide.feedforward``: total or
+        minus_gravity)."""
+        return self.prior.feedforward(torque, q)
 
     def _reset_streams(self) -> None:
         self.finish()
@@ -323,8 +277,7 @@ class Pipeline:
             self._delayed.record(tau if state.tau is not None else None, est.delay_s,
                                  est.rate_hz)
         self._state = state
-        if self.residual is not None:
-            self._prior_ok = self.physics.begin(state.q, state.qd, state.qdd) is not None
+        self.prior.begin(state)
         row = self._row
         n = self.n
         row[:n] = state.q
@@ -383,17 +336,14 @@ class Pipeline:
         if published is not None:                        # with the statistics used for torque
             if sel is None:
                 sel = ident.select_from([preds[name] for name in names])
-            unc = sel.uncertainty
-            if self.residual is not None and self._prior_ok:
-                np.maximum(unc, self.physics.uncertainty(), out=unc)
             out = Output(**vars(published), predictions=preds, std_a=ident.std_a,
-                         std_b=ident.std_b, uncertainty=unc)
+                         std_b=ident.std_b, uncertainty=self.prior.uncertainty(sel.uncertainty))
         self.windows.push(self._row)
         label = self._delayed.label() if self._delayed is not None else tau
-        if label is not None and self.windows.full and (self.residual is None or self._prior_ok):
-            self.learning.submit(self.windows.window(), self._labels(label))
-        if self.physics is not None:
-            self._learn_physics(self._state, tau)
+        prior = self.prior
+        if label is not None and self.windows.full and prior.learns():
+            self.learning.submit(self.windows.window(), prior.labels(label))
+        prior.learn(self._state, tau, self.estimator.rate_hz)
         if tau is not None:
             pa = preds[names[0]]
             pb = preds[names[-1]]
@@ -455,49 +405,14 @@ class Pipeline:
     # ------------------------------------------------------------------ references
     def predict_reference(self, q: Any, qd: Any, qdd: Any, stamp: float | None = None
                           ) -> np.ndarray | None:
-        """Torque (n,) for a desired state, from predictors fed with the stream of references.
-
-        The window is made of references (so a feedforward for a reference trajectory does not mix
-        desired and measured states); the per-joint network choice is the measured stream's.
-        ``stamp`` (s, any clock): a gap longer than the filter's ``max_gap_s`` since the previous
-        reference restarts the window. Returns None while the window fills up or for an invalid
-        reference (wrong length, NaN/Inf, beyond the estimator's magnitude limits; counted).
+        """Torque (n,) for a desired state, from predictors fed with the stream of references
+        (:class:`~invdyn_ros.pipeline_reference.ReferencePath`: why, and what it shares with the
+        measured stream). ``stamp`` (s, any clock): a gap longer than the filter's ``max_gap_s``
+        since the previous reference restarts the window. Returns None while the window fills up
+        or for an invalid reference (wrong length, NaN/Inf, beyond the estimator's magnitude
+        limits; counted).
         """
-        c = self.counters
-        c['references'] += 1
-        n = self.n
-        try:
-            arrays = [np.asarray(v, dtype=np.float64).reshape(-1) for v in (q, qd, qdd)]
-        except (TypeError, ValueError):
-            c['rejected_references'] += 1
-            return None
-        f = self.config.filter
-        if any(a.shape != (n,) for a in arrays) or not all(np.isfinite(a).all() for a in arrays) \
-                or np.abs(arrays[0]).max() > f.max_abs_position \
-                or np.abs(arrays[1]).max() > f.max_abs_velocity:
-            c['rejected_references'] += 1
-            return None
-        if stamp is not None:
-            if not math.isfinite(stamp) or stamp - self._ref_last_stamp > f.max_gap_s \
-                    or stamp < self._ref_last_stamp:
-                if math.isfinite(self._ref_last_stamp):
-                    c['reference_restarts'] += 1      # a gap: the window fills up again
-                for p in self.ref_predictors.values():
-                    p.reset_stream()
-            self._ref_last_stamp = float(stamp)
-        row = np.concatenate(arrays)
-        preds = [self.ref_predictors[name].push(row) for name in self.names]
-        if self.residual is not None:             # names[0]: prior + trusted residual
-            preds[0] = self.physics.evaluate(*arrays, preds[0])
-        sel = self.identifier.select_from(preds)
-        if sel is None:
-            return None
-        torque = np.clip(sel.torque, -self._limits, self._limits)
-        if not np.isfinite(torque).all():
-            c['dropped_nonfinite'] += 1
-            return None
-        c['reference_outputs'] += 1
-        return torque
+        return self.references.predict(q, qd, qdd, stamp)
 
     # ------------------------------------------------------------------ state
     @property
@@ -542,11 +457,7 @@ class Pipeline:
             'ready': self.ready,
             'recent_nmse': self.recent_nmse if math.isfinite(self.recent_nmse) else None,
             'scored': self.readiness.scored,
-            'prior_ready': self.prior_readiness.ready if self.prior_readiness is not None
-            else None,
-            'prior_nmse': self.prior_readiness.nmse
-            if self.prior_readiness is not None and math.isfinite(self.prior_readiness.nmse)
-            else None,
+            **self.prior.stats(),
             'weights_version': self.weights_version,
             'active': [self.config.predictor_labels[int(i)] for i in self.identifier.active]
             if self.dual else [self.config.predictor_labels[0]] * self.n,
@@ -554,7 +465,6 @@ class Pipeline:
             'filter_delay_s': self.estimator.delay_s,
             'checkpoint_running': self.learning.saving,
             'backlog': self.learning.backlog,
-            'physics': self.physics.stats() if self.physics is not None else None,
         }
 
     # ------------------------------------------------------------------ checkpoints
@@ -566,17 +476,14 @@ class Pipeline:
         writes what it has learned without first learning its queued samples. Raises
         TrainerError / OSError on failure (the previous set stays the checkpoint).
         """
-        return self.learning.save_checkpoint(path, self._physics_state, final)
+        return self.learning.save_checkpoint(path, self.prior.state_dict, final)
 
     def start_checkpoint(self, path: str | os.PathLike, on_done: Any = None) -> bool:
         """Start writing a checkpoint in a background thread (``process`` keeps running, the
         trainer is left alone until it is done); False if one is already running or the trainer
         has failed. :meth:`checkpoint_result` tells the outcome; ``on_done(ok, detail)``, if
         given, is also called with it (from the background thread)."""
-        return self.learning.start_checkpoint(path, self._physics_state, on_done)
-
-    def _physics_state(self) -> dict | None:
-        return self.physics.state_dict() if self.physics is not None else None
+        return self.learning.start_checkpoint(path, self.prior.state_dict, on_done)
 
     def resume_physics(self, path: str | os.PathLike) -> str | None:
         """Restore the physics stage from the checkpoint set at ``path`` (the user's
@@ -586,25 +493,10 @@ class Pipeline:
         return self.load_physics(read_physics(_checkpoint_prefix(path)))
 
     def load_physics(self, states: Mapping[int, dict]) -> str | None:
-        """Load the member of ``states`` (:func:`~invdyn_ros.checkpoints.read_physics`) whose
-        parameter count is this URDF model's; returns what happened for the log (None: the set
-        has no physics member). One of another model size is not used (a warning; the stage
-        starts fresh and the file stays as it is)."""
-        if not states:
-            return None
-        if self.physics is None:
-            return 'checkpoint: identified parameters not used (no physics stage configured)'
-        n = len(self.physics.prior.theta)
-        if n not in states:
-            return (f'WARNING checkpoint: the identified parameters are of a model with '
-                    f'{sorted(states)} parameters, this URDF gives {n}: the physics stage starts '
-                    f'fresh (the saved ones are kept untouched)')
-        try:
-            self.physics.load_state_dict(states[n])
-        except (KeyError, ValueError, TypeError, IndexError) as exc:
-            raise CheckpointError(f'checkpoint: physics member does not fit this model: '
-                                  f'{type(exc).__name__}: {exc}') from exc
-        return f'checkpoint: physics stage resumed ({n} identified parameters)'
+        """Load the identified parameters of ``states``
+        (:func:`~invdyn_ros.checkpoints.read_physics`) if they fit this URDF model
+        (``PriorSide.load``); returns what happened for the log (None: no physics member)."""
+        return self.prior.load(states)
 
     def save_checkpoint_wait(self, timeout: float | None = None) -> None:
         """Wait for a background save to end (it reports through checkpoint_result)."""

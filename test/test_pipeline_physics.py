@@ -1,0 +1,84 @@
+"""pipeline_physics.py: PriorSide, the pipeline's side toward the physics stage, on its own (its
+behaviour inside the pipeline -- residual labels, fallback, minus_gravity -- is in
+test_residual.py)."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from invdyn_ros.errors import CheckpointError
+from invdyn_ros.pipeline import PipelineConfig
+from invdyn_ros.pipeline_physics import PriorSide
+from invdyn_ros.readiness import Readiness
+from invdyn_ros.sim.arm import find_robot_urdf
+
+UR5 = ['shoulder_pan_joint', 'shoulder_lift_joint', 'elbow_joint', 'wrist_1_joint',
+       'wrist_2_joint', 'wrist_3_joint']
+LIMITS = np.array([150.0, 150.0, 150.0, 28.0, 28.0, 28.0])
+
+
+def side(**kw):
+    config = PipelineConfig.from_params(dict(joint_names=UR5, torque_limits=list(LIMITS),
+                                             rate_hz=100.0, **kw))
+    def readiness():
+        return Readiness(6, 100, 0.1, 2.0, 10)
+
+    return PriorSide(config, readiness(), readiness, LIMITS)
+
+
+def state(seed=0):
+    rng = np.random.default_rng(seed)
+    q, qd, qdd = rng.normal(size=(3, 6))
+    return SimpleNamespace(q=q, qd=qd, qdd=qdd, stamp=1.0)
+
+
+def test_without_a_prior_everything_passes_through():
+    s = side()
+    assert s.stage is None and s.residual is None and s.prior_readiness is None
+    s.begin(state())
+    label = np.arange(6.0)
+    assert s.learns() and s.labels(label) is label
+    torque = np.ones(6)
+    assert s.feedforward(torque, np.zeros(6)) is torque
+    assert s.prior_torque() is None and not s.fallback_ready
+    assert s.load({}) is None
+    assert 'no physics stage' in s.load({78: {}})
+    assert s.state_dict() is None
+    assert s.stats() == {'prior_ready': None, 'prior_nmse': None, 'physics': None}
+    s.learn(state(), np.ones(6), 100.0)                # nothing to learn: no error
+
+
+def test_with_a_prior_labels_are_residuals_and_a_failed_prior_learns_nothing():
+    s = side(prior='rnea', robot_description=find_robot_urdf('ur5').read_text(),
+             dual_enabled=True, second_model='gru')
+    assert s.residual is not None and s.prior_readiness is not None
+    st = state()
+    s.begin(st)
+    assert s.ok and s.learns()
+    tp = s.stage.tau_prior.copy()
+    label = tp + 1.0
+    residual, black_box = s.labels(label)
+    np.testing.assert_allclose(residual, np.ones(6))
+    np.testing.assert_allclose(black_box, label)
+    np.testing.assert_allclose(s.combine(None), tp)     # no network output yet: the prior
+    unc = np.zeros(6)
+    assert s.uncertainty(unc) is unc
+    bad = state()
+    bad.qd[0] = np.nan
+    s.begin(bad)
+    assert not s.ok and not s.learns() and s.combine(np.zeros(6)) is None
+    assert s.prior_torque() is None
+
+
+def test_a_checkpoint_member_of_another_model_size_is_left_alone_and_a_broken_one_raises():
+    s = side(prior='rnea', robot_description=find_robot_urdf('ur5').read_text())
+    n = len(s.stage.prior.theta)
+    theta = s.stage.prior.theta.copy()
+    msg = s.load({n + 13: {'theta': np.zeros(n + 13)}})
+    assert msg.startswith('WARNING') and str(n) in msg
+    np.testing.assert_array_equal(s.stage.prior.theta, theta)
+    with pytest.raises(CheckpointError, match='does not fit'):
+        s.load({n: {}})
+    assert 'resumed' in s.load({n: s.state_dict()})
