@@ -172,3 +172,22 @@ def test_a_payload_change_is_detected_and_followed_within_seconds(arm, monkeypat
     monkeypatch.setattr(identification, 'CHANGE_FORGET', 1.0)
     jump_off, after_off, _ = run()
     assert after_off > 0.2 * jump_off
+
+
+def test_a_young_fit_is_solved_more_often_until_it_holds_half_its_memory(arm):
+    """YOUNG_SOLVE_EVERY samples between solves while the effective sample count is below half of
+    what memory_s holds (at the start, and after a change), solve_every after that."""
+    from invdyn_ros.identification import YOUNG_SOLVE_EVERY
+    prior = PhysicsPrior(RobotModel(find_robot_urdf('ur5').read_text(), UR5))
+    ident = OnlineIdentification(prior, memory_s=2.0, regularization=0.01, rate_hz=RATE,
+                                 solve_every=50)
+    q, qd, qdd = motion(3, 8.0)
+    tau = true_torque(arm, q, qd, qdd)
+    solved_at = [i for i in range(len(q)) if ident.update(q[i], qd[i], qdd[i], tau[i])]
+    young = 0.5 * 2.0 * RATE                 # half of memory_s x rate: ~69 samples of weight
+    gaps = np.diff([-1] + solved_at)
+    assert gaps[0] == YOUNG_SOLVE_EVERY and set(gaps[:5]) == {YOUNG_SOLVE_EVERY}
+    assert solved_at[-1] > 600 and set(gaps[-5:]) == {50}
+    # the switch happens where the weight reaches half the memory: ~ln(2) memory constants
+    switch = solved_at[int(np.argmax(gaps > YOUNG_SOLVE_EVERY)) - 1]
+    assert young * 0.5 < switch < 2 * young
