@@ -159,6 +159,30 @@ def _build() -> tuple[Callable, Callable, Callable, Callable] | None:
                 finite = False
         return finite
 
+    @numba.njit(cache=False, nogil=True, inline='always')
+    def into_body(W, v0, v1, v2, w0, w1, w2):  # pragma: no cover - compiled (rnea_prior)
+        # a parent's motion (v, w) in the body's frame (rotation W[0:9] and position W[9:12] of
+        # the body in the parent): (R^T (v - p x w), R^T w)
+        p0, p1, p2 = W[9], W[10], W[11]
+        u0 = v0 - (p1 * w2 - p2 * w1)
+        u1 = v1 - (p2 * w0 - p0 * w2)
+        u2 = v2 - (p0 * w1 - p1 * w0)
+        return (W[0] * u0 + W[3] * u1 + W[6] * u2, W[1] * u0 + W[4] * u1 + W[7] * u2,
+                W[2] * u0 + W[5] * u1 + W[8] * u2, W[0] * w0 + W[3] * w1 + W[6] * w2,
+                W[1] * w0 + W[4] * w1 + W[7] * w2, W[2] * w0 + W[5] * w1 + W[8] * w2)
+
+    @numba.njit(cache=False, nogil=True, inline='always')
+    def inertia_times(P, v0, v1, v2, w0, w1, w2):  # pragma: no cover - compiled (rnea_prior)
+        # the body's spatial inertia (mass P[18], centre of mass P[19:22], rotational inertia at
+        # it P[22:31]) times the motion (v, w): (m (v - c x w), I_c w + c x m (v - c x w))
+        m, c0, c1, c2 = P[18], P[19], P[20], P[21]
+        l0 = m * (v0 - (c1 * w2 - c2 * w1))
+        l1 = m * (v1 - (c2 * w0 - c0 * w2))
+        l2 = m * (v2 - (c0 * w1 - c1 * w0))
+        return (l0, l1, l2, P[22] * w0 + P[23] * w1 + P[24] * w2 + (c1 * l2 - c2 * l1),
+                P[25] * w0 + P[26] * w1 + P[27] * w2 + (c2 * l0 - c0 * l2),
+                P[28] * w0 + P[29] * w1 + P[30] * w2 + (c0 * l1 - c1 * l0))
+
     @numba.njit(cache=False, nogil=True)
     def rnea_prior(q, qd, qdd, pack, work, out):  # pragma: no cover - compiled; tested against
         # Pinocchio. pack: one row per body in Pinocchio's order (parents first), built by
@@ -201,26 +225,8 @@ def _build() -> tuple[Callable, Callable, Callable, Callable] | None:
                 Q = work[lam]
                 pv0, pv1, pv2, pw0, pw1, pw2 = Q[12], Q[13], Q[14], Q[15], Q[16], Q[17]
                 pa0, pa1, pa2, pb0, pb1, pb2 = Q[18], Q[19], Q[20], Q[21], Q[22], Q[23]
-            p0, p1, p2 = W[9], W[10], W[11]
-            # into the body's frame: w' = R^T w, v' = R^T (v - p x w)
-            u0 = pv0 - (p1 * pw2 - p2 * pw1)
-            u1 = pv1 - (p2 * pw0 - p0 * pw2)
-            u2 = pv2 - (p0 * pw1 - p1 * pw0)
-            v0 = W[0] * u0 + W[3] * u1 + W[6] * u2
-            v1 = W[1] * u0 + W[4] * u1 + W[7] * u2
-            v2 = W[2] * u0 + W[5] * u1 + W[8] * u2
-            w0 = W[0] * pw0 + W[3] * pw1 + W[6] * pw2
-            w1 = W[1] * pw0 + W[4] * pw1 + W[7] * pw2
-            w2 = W[2] * pw0 + W[5] * pw1 + W[8] * pw2
-            u0 = pa0 - (p1 * pb2 - p2 * pb1)
-            u1 = pa1 - (p2 * pb0 - p0 * pb2)
-            u2 = pa2 - (p0 * pb1 - p1 * pb0)
-            a0 = W[0] * u0 + W[3] * u1 + W[6] * u2
-            a1 = W[1] * u0 + W[4] * u1 + W[7] * u2
-            a2 = W[2] * u0 + W[5] * u1 + W[8] * u2
-            b0 = W[0] * pb0 + W[3] * pb1 + W[6] * pb2
-            b1 = W[1] * pb0 + W[4] * pb1 + W[7] * pb2
-            b2 = W[2] * pb0 + W[5] * pb1 + W[8] * pb2
+            v0, v1, v2, w0, w1, w2 = into_body(W, pv0, pv1, pv2, pw0, pw1, pw2)
+            a0, a1, a2, b0, b1, b2 = into_body(W, pa0, pa1, pa2, pb0, pb1, pb2)
             # + the joint's motion S qd, and S qdd + v x (S qd)
             j0, j1, j2 = x0 * qdk, x1 * qdk, x2 * qdk
             if prism:                        # S qd = (x qd, 0)
@@ -243,19 +249,8 @@ def _build() -> tuple[Callable, Callable, Callable, Callable] | None:
             W[12], W[13], W[14], W[15], W[16], W[17] = v0, v1, v2, w0, w1, w2
             W[18], W[19], W[20], W[21], W[22], W[23] = a0, a1, a2, b0, b1, b2
             # f = I a + v x* (I v); I (v, w) = (m (v - c x w), I_c w + c x m (v - c x w))
-            m, c0, c1, c2 = P[18], P[19], P[20], P[21]
-            l0 = m * (v0 - (c1 * w2 - c2 * w1))
-            l1 = m * (v1 - (c2 * w0 - c0 * w2))
-            l2 = m * (v2 - (c0 * w1 - c1 * w0))
-            n0 = P[22] * w0 + P[23] * w1 + P[24] * w2 + (c1 * l2 - c2 * l1)
-            n1 = P[25] * w0 + P[26] * w1 + P[27] * w2 + (c2 * l0 - c0 * l2)
-            n2 = P[28] * w0 + P[29] * w1 + P[30] * w2 + (c0 * l1 - c1 * l0)
-            f0 = m * (a0 - (c1 * b2 - c2 * b1))
-            f1 = m * (a1 - (c2 * b0 - c0 * b2))
-            f2 = m * (a2 - (c0 * b1 - c1 * b0))
-            g0 = P[22] * b0 + P[23] * b1 + P[24] * b2 + (c1 * f2 - c2 * f1)
-            g1 = P[25] * b0 + P[26] * b1 + P[27] * b2 + (c2 * f0 - c0 * f2)
-            g2 = P[28] * b0 + P[29] * b1 + P[30] * b2 + (c0 * f1 - c1 * f0)
+            l0, l1, l2, n0, n1, n2 = inertia_times(P, v0, v1, v2, w0, w1, w2)
+            f0, f1, f2, g0, g1, g2 = inertia_times(P, a0, a1, a2, b0, b1, b2)
             W[24] = f0 + (w1 * l2 - w2 * l1)     # v x* (l, n) = (w x l, w x n + v x l)
             W[25] = f1 + (w2 * l0 - w0 * l2)
             W[26] = f2 + (w0 * l1 - w1 * l0)
