@@ -12,7 +12,7 @@ from std_msgs.msg import Float64
 from trajectory_msgs.msg import JointTrajectory
 
 from invdyn_ros.joint_state import JointStateRule, Rejection
-from invdyn_ros.sim.demo import DemoRecorder
+from invdyn_ros.sim.demo_recorder import DemoRecorder
 
 __all__ = ['DemoMonitor']
 

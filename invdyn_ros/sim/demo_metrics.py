@@ -1,0 +1,147 @@
+"""The demo's metrics: tracking RMS over whole periods, prediction nMSE, the payload change's
+jump and recovery, the time the node was not ready, and how far the unseen reference is from the
+primary one (definitions: :mod:`invdyn_ros.sim.demo`). Pure functions of recorded arrays in
+motion-time seconds. ROS-free.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from invdyn_ros import metrics
+from invdyn_ros.readiness import window_nmse
+from invdyn_ros.sim.demo_schedule import DemoError
+
+__all__ = ['tracking_rms', 'prediction_nmse', 'rolling_nmse', 'payload_change_metrics',
+           'not_ready_seconds', 'reference_distance', 'MIN_TORQUE_STD']
+
+#: Floor of a torque std used to normalise errors (N m): a joint that barely moves must not turn
+#: a microscopic error into a huge nMSE.
+MIN_TORQUE_STD = 1e-3
+
+
+def _window(t: np.ndarray, t0: float, t1: float) -> np.ndarray:
+    return (t >= t0) & (t < t1)
+
+
+def tracking_rms(t: np.ndarray, err: np.ndarray, t0: float, t1: float) -> np.ndarray:
+    """Per-joint RMS of ``err`` over ``t0 <= t < t1`` (rad); ``DemoError`` for an empty window."""
+    sel = _window(np.asarray(t), t0, t1)
+    if not np.any(sel):
+        raise DemoError(f'no tracking samples between t={t0:g} s and t={t1:g} s')
+    return np.sqrt(np.mean(np.square(np.asarray(err)[sel]), axis=0))
+
+
+def prediction_nmse(applied: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Per-joint nMSE of ``predicted`` against ``applied`` normalised by ``applied``'s own std over
+    the same samples (floored at ``MIN_TORQUE_STD``); see the module docstring."""
+    applied, predicted = np.asarray(applied, float), np.asarray(predicted, float)
+    if applied.ndim != 2 or len(applied) < 2:
+        raise DemoError('prediction_nmse: fewer than 2 matched predictions')
+    std = np.maximum(applied.std(axis=0), MIN_TORQUE_STD)
+    return metrics.nmse(applied, predicted, applied.mean(axis=0), std)
+
+
+def rolling_nmse(t: np.ndarray, applied: np.ndarray, predicted: np.ndarray, std: np.ndarray,
+                 window_s: float) -> np.ndarray:
+    """At each sample, the nMSE (mean over joints, normalised by ``std``) of the samples of the
+    preceding ``window_s`` seconds (``(t - window_s, t]``; ``readiness.window_nmse``).
+    Time-based (``searchsorted``), so a missing sample does not stretch the window."""
+    t = np.asarray(t, float)
+    if len(t) == 0:
+        return np.zeros(0)
+    lo = np.searchsorted(t, t - window_s, side='right')
+    hi = np.arange(1, len(t) + 1)
+    return window_nmse(np.asarray(predicted, float) - np.asarray(applied, float),
+                       np.square(np.maximum(np.asarray(std, float), MIN_TORQUE_STD)), lo, hi)
+
+
+def _nmse_over(t: np.ndarray, applied: np.ndarray, predicted: np.ndarray, std: np.ndarray,
+               t0: float, t1: float) -> float:
+    sel = _window(t, t0, t1)
+    if not np.any(sel):
+        return float('nan')
+    return float(np.mean(np.square((predicted[sel] - applied[sel]) / std)))
+
+
+def payload_change_metrics(t: np.ndarray, applied: np.ndarray, predicted: np.ndarray,
+                           t_change: float, period_s: float, *, threshold: float = 1.5,
+                           jump_window_s: float = 2.0) -> dict[str, Any]:
+    """The prediction error's jump at a payload change and how long the learner takes to recover.
+
+    All nMSEs are normalised by the per-joint torque std of the period before the change (the same
+    scale before and after) and averaged over joints. Why whole periods: along the periodic
+    reference the error varies by orders of magnitude from one part of the motion to another, so
+    only like-for-like windows can be compared.
+
+    ``pre_change_nmse``: over the reference period before the change. ``jump``: the nMSE of the
+    first ``jump_window_s`` after the change over that of the same part of the motion one period
+    earlier. ``recovery_s``: the time from the change until the nMSE over the trailing period
+    (``rolling_nmse`` with a period-long window, all samples after the change) is back below
+    ``threshold`` x the pre-change level; None when not within the run (``recovered`` says which).
+    Its resolution is one period: it is never below ``period_s``.
+    """
+    t = np.asarray(t, float)
+    applied, predicted = np.asarray(applied, float), np.asarray(predicted, float)
+    pre = _window(t, t_change - period_s, t_change)
+    post = t >= t_change
+    if np.count_nonzero(pre) < 10 or np.count_nonzero(post) < 10:
+        raise DemoError('payload change: too few matched predictions around the change')
+    std = np.maximum(applied[pre].std(axis=0), MIN_TORQUE_STD)
+    pre_level = _nmse_over(t, applied, predicted, std, t_change - period_s, t_change)
+    before = _nmse_over(t, applied, predicted, std, t_change - period_s,
+                        t_change - period_s + jump_window_s)
+    after = _nmse_over(t, applied, predicted, std, t_change, t_change + jump_window_s)
+    roll = rolling_nmse(t, applied, predicted, std, period_s)
+    cand = np.flatnonzero(post & (t >= t_change + period_s - 1e-9))
+    ok = cand[roll[cand] < threshold * max(pre_level, 1e-12)]
+    recovery = float(t[ok[0]] - t_change) if len(ok) else None
+    post_idx = np.flatnonzero(post)
+    return {
+        'time_s': float(t_change),
+        'pre_change_nmse': pre_level,
+        'nmse_after_change': after,
+        'nmse_same_motion_before': before,
+        'jump': float(after / before) if math.isfinite(before) and before > 0 else 0.0,
+        'peak_period_nmse': float(np.max(roll[cand])) if len(cand) else after,
+        'threshold': float(threshold),
+        'recovered': recovery is not None,
+        'recovery_s': recovery,
+        'final_period_nmse': float(roll[post_idx[-1]]),
+        'period_s': float(period_s),
+    }
+
+
+def not_ready_seconds(events: Sequence[tuple[float, bool]], t0: float, t1: float) -> float:
+    """Seconds of ``[t0, t1)`` during which the node's newest report (``events``: (time, ready) at
+    every change, in order) said not ready; before its first report it counts as not ready."""
+    total, state, since = 0.0, False, t0
+    for t, ready in events:
+        if t >= t1:
+            break
+        if t > since:
+            if not state:
+                total += t - since
+            since = t
+        state = bool(ready)
+    if not state:
+        total += max(0.0, t1 - since)
+    return float(total)
+
+
+def reference_distance(primary_q: np.ndarray, unseen_q: np.ndarray) -> dict[str, float]:
+    """How far the unseen reference's poses are from the primary one's (rad, joint space): for each
+    unseen sample the distance to the nearest primary sample; its median and maximum, and the
+    same figure for the primary against itself (half a sample apart: what "on the learned
+    motion" means at this sampling). Pass one period of each, densely sampled."""
+    primary_q, unseen_q = np.asarray(primary_q, float), np.asarray(unseen_q, float)
+
+    def nearest(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.sqrt(np.min(np.sum((a[:, None, :] - b[None, :, :]) ** 2, axis=-1), axis=1))
+
+    d = nearest(unseen_q, primary_q[::2])
+    own = nearest(primary_q[1::2], primary_q[::2])
+    return {'median_rad': float(np.median(d)), 'max_rad': float(np.max(d)),
+            'primary_self_median_rad': float(np.median(own))}
