@@ -35,15 +35,6 @@ def test_private_domain_never_the_callers():
         cli.choose_domain_id('500')
 
 
-def test_node_parameters_from_ur5_yaml():
-    base = cli.load_base_parameters(REPO / 'config' / 'ur5.yaml')
-    params = cli.node_parameters(('j1', 'j2'), [10.0, 20.0], 3, base, {'window': 5})
-    assert params['joint_names'] == ['j1', 'j2'] and params['torque_limits'] == [10.0, 20.0]
-    assert params['effort_scale'] == [1.0, 1.0] and params['seed'] == 3
-    assert params['window'] == 5 and params['checkpoint_path'] == ''   # demo learns from scratch
-    assert params['batch_size'] == base['batch_size']
-
-
 def test_strip_ros_args():
     assert cli.strip_ros_args(['--seed', '1', '--ros-args', '-r', '__node:=x', '--', '--x']) == \
         ['--seed', '1', '--x']

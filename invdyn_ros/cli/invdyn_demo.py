@@ -62,10 +62,13 @@ second stop signal (``ros2 launch`` sends SIGTERM 5 s after SIGINT, then SIGKILL
 the cleanup; it makes the children's stop go to its next, harder signal at once
 (:class:`~invdyn_ros.sim.supervisor.StopSignals`).
 
-Size: over 500 lines because it is the demo's whole run (argument rules, the node's parameters,
-the in-process ROS side driving the schedule, the progress and the summary); the process
-supervision is :mod:`invdyn_ros.sim.supervisor`, the monitor node :mod:`invdyn_ros.sim.demo_monitor`,
-the node's parameters ``config/demo.yaml`` (why each value: ``docs/DEMO.md``).
+Size: just over 500 lines, the argument rules and the run itself (its loop, progress and
+summary), with this docstring (the user's reference). Around it: the node's parameters and its
+child process in :mod:`invdyn_ros.sim.demo_node` (``config/demo.yaml``, why each value:
+``docs/DEMO.md``), the in-process ROS side in :mod:`invdyn_ros.sim.demo_session`, the process
+supervision in :mod:`invdyn_ros.sim.supervisor`, the monitor node in
+:mod:`invdyn_ros.sim.demo_monitor`, the schedule, record, metrics and summary in
+:mod:`invdyn_ros.sim.demo`.
 """
 from __future__ import annotations
 
@@ -74,36 +77,26 @@ import math
 import os
 import signal
 import sys
-import threading
 import time
-from collections import deque
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import yaml
 
 from invdyn_ros.errors import ConfigError, InvdynError
-from invdyn_ros.sim.supervisor import CHILD_BOOT, STOP_SIGNALS, ChildProcess
-from invdyn_ros.sim.demo import (TRAJECTORY_POINT_DT_S, UNSEEN_PHASES, DemoError, DemoRecorder,
-                                 Schedule, build_schedule, build_summary, default_unseen_s,
-                                 format_markdown_table, format_table, plot_run,
-                                 reference_distance, save_recording, validate_summary,
-                                 write_summary)
+from invdyn_ros.sim.demo import (UNSEEN_PHASES, DemoError, DemoRecorder, Schedule, build_schedule,
+                                 build_summary, default_unseen_s, format_markdown_table,
+                                 format_table, plot_run, reference_distance, save_recording,
+                                 validate_summary, write_summary)
+from invdyn_ros.sim.demo_node import (DEMO_NODE_PARAMETERS, DEMO_PARAMS_FILE,  # noqa: F401
+                                      DEMO_URDF_PERTURBATION, NODE_MODULE, NODE_NAME,
+                                      find_params_file, load_base_parameters, node_parameters,
+                                      start_node, write_params_file)
+from invdyn_ros.sim.demo_session import DemoSession
+from invdyn_ros.sim.supervisor import STOP_SIGNALS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NODE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-NODE_NAME = 'invdyn_node'
-NODE_MODULE = 'invdyn_ros.node'
-#: Node parameters the demo sets on top of config/ur5.yaml (``--node-param`` overrides these;
-#: joint_names, torque_limits = the simulated model's effort limits, effort_scale = 1 (the
-#: simulator reports joint torque, not motor current) and seed come from the arm and --seed).
-#: Measurements quoted below: 150 s default runs on the shared 2-core development machine (load
-#: 6-12 from other work), so single runs; the direction of each change held across runs.
-#: invdyn_node's parameters in the demo (config/demo.yaml; why each value: docs/DEMO.md), loaded
-#: below once the file's lookup is defined.
-DEMO_NODE_PARAMETERS: dict[str, Any] = {}
-#: How wrong the demo's URDF is: masses and inertias scaled by factors in [1 - x, 1 + x].
-DEMO_URDF_PERTURBATION = 0.25
 #: The demo's PD gains: 4 x the UR5 defaults of invdyn_ros.sim.controller (kd critically damped
 #: again). Why: with the exact model, PD + ideal feedforward tracks to the position-sensor noise
 #: (~0.1 mrad) whatever the gains, while the error left by a learned feedforward is its torque
@@ -148,6 +141,17 @@ class UsageError(Exception):
 
 class NodeDied(Exception):
     """invdyn_node exited or never came up: exit 3."""
+
+
+def controller_parameters(overrides: dict[str, Any]) -> dict[str, Any]:
+    """torque_controller's parameters in the demo: :data:`DEMO_CONTROLLER_PARAMETERS` and the demo's
+    gains (:func:`demo_gains`), then the user's ``--controller-param`` ``overrides``."""
+    params = {**DEMO_CONTROLLER_PARAMETERS, **overrides}
+    kp, kd = demo_gains()
+    if 'kp' not in params:      # a user kp alone gets kd critically damped by the controller
+        params['kp'] = kp
+        params.setdefault('kd', kd)
+    return params
 
 
 # ============================================================================ options
@@ -266,305 +270,6 @@ def choose_domain_id(choice: str, pid: int | None = None,
     return str(value)
 
 
-def _package_root() -> Path:
-    """The folder that holds the imported invdyn_ros package (for the child's PYTHONPATH)."""
-    import invdyn_ros
-    return Path(invdyn_ros.__file__).resolve().parent.parent
-
-
-def find_params_file(name: str = 'ur5.yaml') -> Path | None:
-    """config/<name>: from the source tree this package was imported from, else the installed
-    share folder (``<prefix>/share/invdyn_ros/config``)."""
-    candidates = [_package_root() / 'config' / name,
-                  Path(sys.prefix) / 'share' / 'invdyn_ros' / 'config' / name]
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        candidates.append(Path(get_package_share_directory('invdyn_ros')) / 'config' / name)
-    except Exception:  # noqa: BLE001 - no ament index / not installed: just not this way
-        pass
-    for path in candidates:
-        if path.is_file():
-            return path
-    return None
-
-
-def node_parameters(joint_names: Sequence[str], effort_limits: Sequence[float], seed: int,
-                    base: dict[str, Any] | None, overrides: dict[str, Any],
-                    robot_urdf: str | None = None) -> dict[str, Any]:
-    """invdyn_node's parameters for the demo: ``base`` (config/ur5.yaml's) + the simulated arm's
-    joints and limits + DEMO_NODE_PARAMETERS + ``overrides``; ``robot_urdf`` (the simulated
-    robot's URDF) becomes the node's robot_description, perturbed as DEMO_URDF_PERTURBATION
-    says (seeded by ``seed``)."""
-    from invdyn_ros.physics import perturbed_urdf_model
-
-    params = dict(base or {})
-    params.update(joint_names=list(joint_names),
-                  torque_limits=[float(x) for x in effort_limits],
-                  effort_scale=[1.0] * len(joint_names), seed=int(seed))
-    if not DEMO_NODE_PARAMETERS:
-        raise ConfigError('config/demo.yaml (the demo\'s node parameters) not found beside the '
-                          'package or in its share folder')
-    params.update(DEMO_NODE_PARAMETERS)
-    if robot_urdf is not None:
-        params['robot_description'] = perturbed_urdf_model(robot_urdf, DEMO_URDF_PERTURBATION,
-                                                           int(seed))
-    else:
-        params.update(prior='none', feedforward_mode='total')
-    params.update(overrides)
-    return params
-
-
-def load_base_parameters(path: Path | None) -> dict[str, Any]:
-    """The ``ros__parameters`` of ``invdyn_node`` (or of the first node) in a params file."""
-    if path is None:
-        return {}
-    with open(path) as f:
-        doc = yaml.safe_load(f) or {}
-    if not isinstance(doc, dict):
-        raise ConfigError(f'{path}: not a ROS 2 params file')
-    for key in (NODE_NAME, '/' + NODE_NAME, '/**', '**'):
-        section = doc.get(key)
-        if isinstance(section, dict) and isinstance(section.get('ros__parameters'), dict):
-            return dict(section['ros__parameters'])
-    for section in doc.values():
-        if isinstance(section, dict) and isinstance(section.get('ros__parameters'), dict):
-            return dict(section['ros__parameters'])
-    raise ConfigError(f'{path}: no ros__parameters section')
-
-
-DEMO_PARAMS_FILE = find_params_file('demo.yaml')
-DEMO_NODE_PARAMETERS.update(load_base_parameters(DEMO_PARAMS_FILE))
-
-
-def write_params_file(path: Path, params: dict[str, Any]) -> None:
-    with open(path, 'w') as f:
-        yaml.safe_dump({NODE_NAME: {'ros__parameters': params}}, f, sort_keys=True)
-
-
-# ============================================================================ child process
-def start_node(params_file: Path, env: dict[str, str], log_path: Path) -> ChildProcess:
-    """invdyn_node as ``<this python> -m invdyn_ros.node`` (the same interpreter and the same copy
-    of the package as the demo: an installed ``invdyn_node`` script could be a different one),
-    through :data:`CHILD_BOOT` so it dies with the demo."""
-    env = dict(env)
-    root = str(_package_root())
-    env['PYTHONPATH'] = os.pathsep.join([root] + [p for p in env.get('PYTHONPATH', '').split(
-        os.pathsep) if p and p != root])
-    env.setdefault('PYTHONUNBUFFERED', '1')
-    cmd = [sys.executable, '-c', CHILD_BOOT, str(os.getpid()), NODE_MODULE,
-           '--ros-args', '--params-file', str(params_file), '-r', f'__node:={NODE_NAME}']
-    return ChildProcess(NODE_NAME, cmd, env, log_path)
-
-
-# ============================================================================ in-process ROS side
-class _Ros:
-    """The in-process ROS side: sim_arm, torque_controller and the demo's monitor on one executor.
-
-    Recording: the simulator's and the controller's public observers (``add_step_observer``,
-    ``add_feedforward_observer``) hand the recorder each tick's applied torque and each control
-    step's tracking error and feedforward with their exact stamps -- cheaper and exact compared
-    with subscribing to the same data over DDS in this very process. invdyn_node's ``~/predicted_effort`` and
-    ``/diagnostics`` come over DDS (it is another process).
-    """
-
-    def __init__(self, args: argparse.Namespace, recorder: DemoRecorder, schedule: Schedule,
-                 controller_overrides: dict[str, Any]) -> None:
-        import rclpy
-        from rclpy.parameter import Parameter
-        from rclpy.signals import SignalHandlerOptions
-
-        self.rclpy = rclpy
-        self.Parameter = Parameter
-        self.args = args
-        self.recorder = recorder
-        self.schedule = schedule
-        self.controller_overrides = controller_overrides
-        self.context = rclpy.Context()
-        rclpy.init(args=[], context=self.context, signal_handler_options=SignalHandlerOptions.NO)
-        self.executor = self._make_executor()
-        self.monitor = self._make_monitor()
-        self.executor.add_node(self.monitor)
-        self.sim = None
-        self.controller = None
-        self.phase_name: str | None = None
-        self.payload_sent = False
-        self.trajectory_sent: dict[str, Any] | None = None
-        self.done = threading.Event()
-        self.errors: deque[str] = deque(maxlen=5)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._spin, name='demo-executor', daemon=True)
-        self._thread.start()
-
-    # ---------------------------------------------------------------- executor
-    def _make_executor(self):
-        """rclpy's EventsExecutor when available (about half the CPU per callback of the
-        SingleThreadedExecutor here); driven with spin_once in a loop, because its spin() in a
-        non-main thread stalls its timers in this rclpy version."""
-        try:
-            from rclpy.experimental import EventsExecutor
-            return EventsExecutor(context=self.context)
-        except Exception:  # noqa: BLE001 - older rclpy: the classic executor
-            from rclpy.executors import SingleThreadedExecutor
-            return SingleThreadedExecutor(context=self.context)
-
-    def _spin(self) -> None:
-        while not self._stop.is_set() and self.context.ok():
-            try:
-                self.executor.spin_once(timeout_sec=0.1)
-            except Exception as exc:  # noqa: BLE001 - report, keep the loop alive, main decides
-                if self._stop.is_set() or not self.context.ok():
-                    break
-                self.errors.append(f'{type(exc).__name__}: {exc}')
-                time.sleep(0.01)
-
-    # ---------------------------------------------------------------- nodes
-    def _make_monitor(self):
-        from invdyn_ros.sim.demo_monitor import DemoMonitor
-        return DemoMonitor(self.context, self.recorder, NODE_NAME)
-
-    def start_arm(self) -> None:
-        """Create sim_arm and torque_controller (after invdyn_node is up, so it sees t = 0)."""
-        from invdyn_ros.sim.controller_node import TorqueControllerNode
-        from invdyn_ros.sim.sim_arm_node import SimArmNode
-
-        P = self.Parameter
-        args, recorder, ros = self.args, self.recorder, self
-
-        def on_sim_step(stamp_ns: int, applied_torque: np.ndarray) -> None:
-            recorder.add_torque(stamp_ns, applied_torque, time.monotonic())
-            ros.on_tick(stamp_ns)
-
-        def on_control_step(step: Any) -> None:
-            recorder.add_tracking(step.stamp_ns, step.error)
-            if step.mode in ('learned', 'trajectory'):
-                # The true-model feedforward for this step's reference scores the learned one.
-                ideal = ros.controller.model_arm.rnea(*step.reference)
-                used = step.feedforward
-                recorder.add_feedforward(step.stamp_ns, ideal * 0.0 if used is None else used,
-                                         ideal, used is not None)
-
-        def on_feedforward(data: np.ndarray) -> None:
-            # A non-zero feedforward means the node is ready (it sends zeros until then); the
-            # fallback when its /diagnostics carry no 'ready' value.
-            if not recorder.ready and ros.monitor.diag_ready is None and np.any(data != 0.0):
-                recorder.mark_ready()
-
-        common = [P('robot', value=args.robot), P('payload_kg', value=float(args.payload))]
-        self.sim = SimArmNode(context=self.context, parameter_overrides=common + [
-            P('seed', value=int(args.seed)),
-            P('real_time_factor', value=float(args.real_time_factor))])
-        ctl_params = common + [P('mode', value='pd'), P('reference', value='primary'),
-                               P('trajectory_seed', value=int(args.seed))]
-        overrides = {**DEMO_CONTROLLER_PARAMETERS, **self.controller_overrides}
-        kp, kd = demo_gains()
-        if 'kp' not in overrides:   # a user kp alone gets kd critically damped by the controller
-            overrides['kp'] = kp
-            overrides.setdefault('kd', kd)
-        ctl_params += [P(k, value=v) for k, v in overrides.items()]
-        self.controller = TorqueControllerNode(context=self.context, parameter_overrides=ctl_params)
-        self.sim.add_step_observer(on_sim_step)
-        self.controller.add_step_observer(on_control_step)
-        self.controller.add_feedforward_observer(on_feedforward)
-        self.phase_name = 'pd'
-        from rclpy.logging import LoggingSeverity
-        for node in (self.sim, self.controller):  # the demo prints phases and progress itself
-            node.get_logger().set_level(LoggingSeverity.WARN)
-        self.executor.add_node(self.controller)
-        self.executor.add_node(self.sim)
-
-    # ---------------------------------------------------------------- phase switching
-    def on_tick(self, stamp_ns: int) -> None:
-        """Called by the simulator every period (executor thread): switch phases in sim time."""
-        if self.recorder.t0_ns is None or self.controller is None:
-            return
-        t = self.recorder.motion_time(stamp_ns)
-        if t >= self.schedule.duration_s:
-            if not self.done.is_set():
-                self.sim.timer.cancel()   # motion over: no further ticks, commands or learning
-                self.done.set()
-            return
-        phase = self.schedule.phase_at(t)
-        if phase.name != self.phase_name:
-            self.phase_name = phase.name
-            # Mode and reference at once; a new reference is blended in from the next step.
-            result = self.controller.set_parameters_atomically([
-                self.Parameter('mode', value=phase.mode),
-                self.Parameter('reference', value=phase.reference)])
-            if not result.successful:
-                self.errors.append(f'switch to {phase.mode} / {phase.reference} refused: '
-                                   f'{result.reason}')
-        change = self.schedule.payload_change_s
-        if change is not None and not self.payload_sent and t >= change:
-            self.payload_sent = True
-            self.monitor.payload_pub.publish(
-                self.monitor.Float64(data=float(self.schedule.payload_after_kg)))
-
-    def send_trajectory(self, start_s: float, end_s: float) -> dict[str, Any]:
-        """Send the controller's reference over ``[start_s, end_s]`` (motion time) as a
-        JointTrajectory to invdyn_node's ``~/trajectory_in`` (points every
-        TRAJECTORY_POINT_DT_S with positions, velocities, accelerations; ``header.stamp`` = the
-        start on the joint-state clock), as a planner would send a plan."""
-        from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
-
-        dt = TRAJECTORY_POINT_DT_S
-        times = start_s + dt * np.arange(int(math.ceil((end_s - start_s) / dt)) + 2)
-        q, qd, qdd = self.controller.trajectory.sample(times)
-        msg = JointTrajectory()
-        msg.joint_names = list(self.controller.joint_names)
-        stamp = self.recorder.t0_ns + int(round(start_s * 1e9))
-        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
-        points = []
-        for k in range(times.size):
-            p = JointTrajectoryPoint(positions=q[k].tolist(), velocities=qd[k].tolist(),
-                                     accelerations=qdd[k].tolist())
-            p.time_from_start.sec, p.time_from_start.nanosec = divmod(
-                int(round((times[k] - start_s) * 1e9)), 1_000_000_000)
-            points.append(p)
-        msg.points = points
-        self.monitor.trajectory_pub.publish(msg)
-        self.trajectory_sent = {'points': int(times.size), 'point_dt_s': dt,
-                                'start_s': float(start_s), 'end_s': float(times[-1]),
-                                'sent_at_s': float(self.recorder.motion_time())}
-        return self.trajectory_sent
-
-    # ---------------------------------------------------------------- graph
-    def node_is_up(self) -> bool:
-        """invdyn_node subscribes its inputs and publishes its outputs (as seen by discovery)."""
-        m = self.monitor
-        return (m.count_subscribers('/joint_states') >= 1 and
-                m.count_subscribers(f'/{NODE_NAME}/reference') >= 1 and
-                m.count_publishers(f'/{NODE_NAME}/feedforward') >= 1 and
-                m.count_publishers(f'/{NODE_NAME}/predicted_effort') >= 1)
-
-    def counters(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.sim is not None:
-            out['sim'] = {**self.sim.counters, **self.sim.arm.counters}
-        if self.controller is not None:
-            out['controller'] = {**self.controller.counters, **self.controller.controller.counters}
-        out['node_diagnostics'] = dict(self.monitor.diag_values)
-        return out
-
-    def close(self) -> None:
-        self._stop.set()
-        if self.sim is not None:
-            try:
-                self.sim.timer.cancel()
-            except Exception:  # noqa: BLE001 - shutting down anyway
-                pass
-        self._thread.join(timeout=5.0)
-        try:
-            self.executor.shutdown(timeout_sec=2.0)
-        except Exception:  # noqa: BLE001
-            pass
-        for node in (self.sim, self.controller, self.monitor):
-            if node is not None:
-                try:
-                    node.destroy_node()
-                except Exception:  # noqa: BLE001
-                    pass
-        if self.context.ok():
-            self.rclpy.shutdown(context=self.context)
 
 
 # ============================================================================ the run
@@ -572,7 +277,7 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-def _progress_line(recorder: DemoRecorder, ros: _Ros, duration: float, rate_hz: float) -> str:
+def _progress_line(recorder: DemoRecorder, ros: DemoSession, duration: float, rate_hz: float) -> str:
     t = recorder.motion_time()
     live = recorder.recent(1.0, rate_hz)
     sim_rate = recorder.sim_rate_hz()
@@ -646,7 +351,7 @@ def run(args: argparse.Namespace) -> int:
     recorder = DemoRecorder(arm.joint_names)
     ros = None
     try:
-        ros = _Ros(args, recorder, schedule, controller_overrides)
+        ros = DemoSession(args, recorder, schedule, controller_parameters(controller_overrides))
         _say('waiting for invdyn_node to come up ...')
         started = time.monotonic()
         deadline = started + args.node_start_timeout
