@@ -11,8 +11,6 @@ from invdyn_ros.sim.demo_metrics import (not_ready_seconds, payload_change_metri
                                          reference_distance, rolling_nmse, tracking_rms)
 from invdyn_ros.sim.demo_schedule import DemoError
 
-NAMES = ('a', 'b', 'c')
-
 
 def test_tracking_rms_of_a_sine_over_whole_periods():
     t = np.arange(0.0, 20.0, 0.002)

@@ -5,8 +5,6 @@ import pytest
 
 from invdyn_ros.sim.demo_schedule import UNSEEN_PHASES, DemoError, build_schedule, default_unseen_s
 
-NAMES = ('a', 'b', 'c')
-
 
 # ============================================================================ schedule
 def test_default_schedule_learns_60_s_and_measures_whole_periods():

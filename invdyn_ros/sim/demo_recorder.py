@@ -20,6 +20,7 @@ from invdyn_ros.sim.demo_schedule import DemoError
 
 __all__ = ['RecordedRun', 'DemoRecorder', 'save_recording']
 
+
 class _Series:
     """A growing (N, width) float64 table with an int64 stamp column (amortised O(1) append)."""
 
