@@ -19,8 +19,9 @@ Two objects, as in Pinocchio (an immutable model, per-call data):
   contiguous pack per body, which matters on the fast path where every call runs with cold
   caches; README "Latency of the prior"), or, without numba or for a joint that is not a
   one-axis revolute / prismatic one, with Pinocchio's RNEA on a copy of the model whose inertias
-  are ``pi``; both give the same torques (tested to 1e-12). ``gravity(q)`` is ``g_pi(q)`` (the gravity torque a vendor's torque interface already
-  compensates, see ``feedforward_mode: minus_gravity``).
+  are ``pi``; both give the same torques (tested to 1e-12). ``gravity(q)`` is ``g_pi(q)`` (the
+  gravity torque a vendor's torque interface already compensates, see ``feedforward_mode:
+  minus_gravity``).
 
 The rigid-body torque is linear in the parameters: ``tau = Y(q, qd, qdd) @ theta``
 (:meth:`RobotModel.regressor`, Pinocchio's joint torque regressor plus the friction columns), which
