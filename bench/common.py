@@ -109,6 +109,12 @@ def format_table(header: list[str], rows: list[list[Any]], floatfmt: str = '.4f'
     return '\n'.join(lines)
 
 
+def panda_urdf_path() -> Path:
+    """The Panda URDF of example-robot-data (the prior's robot in fast_path.py and latency.py)."""
+    from invdyn_ros.sim.arm import find_robot_urdf  # noqa: PLC0415
+    return find_robot_urdf('ur5').parents[2] / 'panda_description' / 'urdf' / 'panda.urdf'
+
+
 def results_dir() -> Path:
     """bench/results/ (created): where every script saves the evidence behind its numbers."""
     path = REPO / 'bench' / 'results'

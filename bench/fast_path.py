@@ -34,7 +34,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the checkout, not an installed copy
 
-from bench.common import Recorder, format_machine, format_table, machine_info, save_results  # noqa: E402
+from bench.common import (Recorder, format_machine, format_table, machine_info,  # noqa: E402
+                          panda_urdf_path, save_results)
 
 import numpy as np  # noqa: E402
 
@@ -61,9 +62,7 @@ def stream(n_samples: int, seed: int = 0) -> tuple[np.ndarray, ...]:
 
 
 def panda_urdf() -> str:
-    from invdyn_ros.sim.arm import find_robot_urdf
-    return (find_robot_urdf('ur5').parents[2] / 'panda_description' / 'urdf' /
-            'panda.urdf').read_text()
+    return panda_urdf_path().read_text()
 
 
 def make_pipeline(prior: bool = False) -> Pipeline:
@@ -87,7 +86,7 @@ def use_numpy(pipeline: Pipeline) -> None:
     est._in_range = est._filter_step = None
     for p in pipeline.predictors.values():
         p._kernel = None
-    if pipeline.physics is not None and hasattr(pipeline.physics, 'prior'):
+    if pipeline.physics is not None:
         pipeline.physics.prior._kernel = None           # Pinocchio's RNEA
 
 

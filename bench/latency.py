@@ -51,7 +51,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (REPO, Recorder, format_machine, format_table, machine_info,  # noqa: E402
-                    save_results, spin_in_background, stop_node_process)
+                    panda_urdf_path, save_results, spin_in_background, stop_node_process)
 
 import numpy as np  # noqa: E402
 
@@ -85,9 +85,7 @@ def bench_params(prior: bool) -> dict[str, Any]:
     networks) and the Panda's joint names."""
     params = dict(DEFAULT_PARAMS)
     if prior:
-        from invdyn_ros.sim.arm import find_robot_urdf  # noqa: PLC0415 - needs the checkout
-        path = find_robot_urdf('ur5').parents[2] / 'panda_description' / 'urdf' / 'panda.urdf'
-        params.update(joint_names=PANDA_JOINTS, prior='rnea', urdf_path=str(path))
+        params.update(joint_names=PANDA_JOINTS, prior='rnea', urdf_path=str(panda_urdf_path()))
     return params
 
 

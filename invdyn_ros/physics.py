@@ -400,25 +400,24 @@ class PhysicsPrior:
     def predict(self, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray) -> np.ndarray:
         """tau_prior (n,) for the state (q, qd, qdd) in joint order (NaN / Inf where the state
         or the parameters make it so)."""
-        if self._kernel is not None:
-            tau = np.empty(self.robot.n)
-            self._kernel(self._vector(q), self._vector(qd), self._vector(qdd), self._pack,
-                         self._work, tau)
-            return tau
-        return self._predict_pinocchio(q, qd, qdd)
+        return self._torque(q, qd, qdd)[0]
 
     def predict_finite(self, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray
                        ) -> np.ndarray | None:
         """:meth:`predict`, or None where it is not finite (the fast path's form: the compiled
         RNEA checks while it computes)."""
+        tau, finite = self._torque(q, qd, qdd)
+        return tau if finite else None
+
+    def _torque(self, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray) -> tuple[np.ndarray, bool]:
+        """The torque and whether it is all finite: the compiled RNEA, else Pinocchio's."""
         if self._kernel is not None:
             tau = np.empty(self.robot.n)
-            if self._kernel(self._vector(q), self._vector(qd), self._vector(qdd), self._pack,
-                            self._work, tau):
-                return tau
-            return None
+            finite = self._kernel(self._vector(q), self._vector(qd), self._vector(qdd),
+                                  self._pack, self._work, tau)
+            return tau, bool(finite)
         tau = self._predict_pinocchio(q, qd, qdd)
-        return tau if np.isfinite(tau).all() else None
+        return tau, bool(np.isfinite(tau).all())
 
     def _vector(self, x: np.ndarray) -> np.ndarray:
         """x as the kernel needs it (contiguous float64 of n values: it does not check bounds)."""
