@@ -232,11 +232,11 @@ _DEMO_PHASE_COLOURS = {'pd': '#d62728', 'learning': '#ff7f0e', 'learned': '#2ca0
 
 
 def plot_demo_run(run: 'RecordedRun', schedule: 'Schedule', path: str | os.PathLike,
-                  summary: dict[str, Any] | None = None) -> None:
+                  summary: dict[str, Any] | None = None,
+                  rolling: np.ndarray | None = None) -> None:
     """PNG: tracking error norm ``|q_d - q|`` over time (log scale) with the phases shaded and
-    measure windows marked, and below it the rolling prediction nMSE of invdyn_node."""
-    from invdyn_ros.sim.demo import MIN_TORQUE_STD, rolling_nmse
-
+    measure windows marked, and below it ``rolling``, the rolling prediction nMSE of invdyn_node
+    at ``run.t_pred`` (the demo computes it: ``sim.demo_summary.plot_run``)."""
     fig = Figure(figsize=(11, 6.5), dpi=100)
     FigureCanvasAgg(fig)
     ax, ax2 = fig.subplots(2, 1, sharex=True, gridspec_kw={'height_ratios': [2, 1]})
@@ -284,11 +284,8 @@ def plot_demo_run(run: 'RecordedRun', schedule: 'Schedule', path: str | os.PathL
     if schedule.payload_change_s is not None:
         for a in (ax, ax2):
             a.axvline(schedule.payload_change_s, color='m', lw=1.0, ls='--')
-    if len(run.t_pred) > 10:
-        applied = run.applied_at_pred()
-        std = np.maximum(applied.std(axis=0), MIN_TORQUE_STD)
-        roll = rolling_nmse(run.t_pred, applied, run.predicted, std, 1.0)
-        ax2.plot(run.t_pred, np.maximum(roll, 1e-6), color='C0', lw=1.0)
+    if rolling is not None and len(rolling) > 10:
+        ax2.plot(run.t_pred, np.maximum(rolling, 1e-6), color='C0', lw=1.0)
         ax2.set_yscale('log')
     ax2.set_ylabel('prediction nMSE\n(1 s rolling)')
     ax2.set_xlabel('simulated time (s)')

@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from invdyn_ros.atomic import atomic_write_text
-from invdyn_ros.sim.demo_metrics import (_window, not_ready_seconds, payload_change_metrics,
-                                         prediction_nmse, tracking_rms)
+from invdyn_ros.sim.demo_metrics import (MIN_TORQUE_STD, _window, not_ready_seconds,
+                                         payload_change_metrics, prediction_nmse, rolling_nmse,
+                                         tracking_rms)
 from invdyn_ros.sim.demo_recorder import RecordedRun
 from invdyn_ros.sim.demo_schedule import UNSEEN_PHASES, DemoError, Schedule
 
@@ -198,6 +199,12 @@ def _json_default(obj):
 # module does not import matplotlib.
 def plot_run(run: RecordedRun, schedule: Schedule, path: str | os.PathLike,
              summary: dict[str, Any] | None = None) -> None:
-    """See :func:`invdyn_ros.plots.plot_demo_run`."""
+    """See :func:`invdyn_ros.plots.plot_demo_run`; the 1 s rolling prediction nMSE under it is
+    computed here (:func:`~invdyn_ros.sim.demo_metrics.rolling_nmse`)."""
     from invdyn_ros.plots import plot_demo_run
-    plot_demo_run(run, schedule, path, summary)
+    rolling = None
+    if len(run.t_pred) > 10:
+        applied = run.applied_at_pred()
+        std = np.maximum(applied.std(axis=0), MIN_TORQUE_STD)
+        rolling = rolling_nmse(run.t_pred, applied, run.predicted, std, 1.0)
+    plot_demo_run(run, schedule, path, summary, rolling)
