@@ -20,7 +20,10 @@ $(VENV)/.deps-installed: requirements.txt requirements-ros.txt requirements-test
 	$(VPY) -m pip install -q -c constraints.txt -r requirements.txt -r requirements-ros.txt -r requirements-test.txt
 	touch $@
 
+# rm -rf build: setuptools reuses build/lib, so a module moved or deleted since the last install
+# would be installed again from there.
 $(STAMP): $(VENV)/.deps-installed $(SOURCES)
+	rm -rf build
 	$(VPY) -m pip install -q --no-deps --no-build-isolation --force-reinstall .
 	touch $@
 
@@ -43,6 +46,7 @@ $(VENV_MIN)/.deps-installed: requirements-min.txt requirements-ros.txt requireme
 	touch $@
 
 $(STAMP_MIN): $(VENV_MIN)/.deps-installed $(SOURCES)
+	rm -rf build
 	$(VPY_MIN) -m pip install -q --no-deps --no-build-isolation --force-reinstall .
 	$(VPY_MIN) -m pip check
 	touch $@

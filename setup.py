@@ -12,7 +12,7 @@ from setuptools import find_packages, setup
 
 PACKAGE = 'invdyn_ros'
 EXECUTABLES = {
-    'invdyn_node': 'invdyn_ros.node:main',
+    'invdyn_node': 'invdyn_ros.ros.node:main',
     'invdyn_eval': 'invdyn_ros.cli.invdyn_eval:main',
     'invdyn_bag': 'invdyn_ros.cli.invdyn_bag:main',
     'invdyn_replay': 'invdyn_ros.cli.invdyn_replay:main',

@@ -2,7 +2,7 @@
 """Accuracy on the real-robot datasets: every model, per-joint nMSE, both protocols, via invdyn_eval.
 
 Exactly what a user gets: each dataset is written as a rosbag2 bag of ``sensor_msgs/JointState``
-(``invdyn_ros.bag.write_joint_states``, trajectories one after another with the 1 s gaps of the
+(``invdyn_ros.offline.bag.write_joint_states``, trajectories one after another with the 1 s gaps of the
 dataset loader's time axis, so the estimator resets between them as it would on a robot that stopped
 publishing) into a temporary folder, and evaluated by the ``invdyn_eval`` command line
 (``invdyn_ros.cli.invdyn_eval.main``, in process) with a parameter file (``--config``) holding the
@@ -15,7 +15,7 @@ Datasets and splits (``--datasets``):
   falls exactly on the boundary of trajectories 8 and 9.
 - ``baxter``, ``ur10``: the first 80 % of the samples (in time) train, the rest test.
 
-Protocols (``--protocols``; see :mod:`invdyn_ros.evaluation`): ``split`` (stream the training part
+Protocols (``--protocols``; see :mod:`invdyn_ros.offline.evaluation`): ``split`` (stream the training part
 with learning on, then ``--epochs`` passes over the replay buffer, then the test part with learning
 off, scored) and ``prequential`` (every sample predicted before it is learned, all scored).
 
@@ -90,7 +90,7 @@ DEFAULT_EPOCHS = 20
 
 
 def load_dataset(name: str, root: Path):
-    from invdyn_ros.datasets import load_baxter, load_kuka, load_ur10
+    from invdyn_ros.offline.datasets import load_baxter, load_kuka, load_ur10
 
     return {'kuka': load_kuka, 'baxter': load_baxter, 'ur10': load_ur10}[name](root)
 
@@ -218,7 +218,7 @@ def tables(runs: dict[str, Any], datasets: list[str], protocols: list[str],
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    from invdyn_ros.bag import write_joint_states
+    from invdyn_ros.offline.bag import write_joint_states
 
     out = Recorder()
     info = machine_info()

@@ -27,8 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, args.root)
     import numpy as np
 
-    import invdyn_ros.estimation as estimation
-    from invdyn_ros.estimation import FilterConfig, StreamingEstimator
+    import invdyn_ros.stages.estimation as estimation
+    from invdyn_ros.stages.estimation import FilterConfig, StreamingEstimator
 
     print(f'invdyn_ros from {Path(estimation.__file__).parent}')
     N, n, rate = args.samples + 1000, 7, 1000.0

@@ -5,7 +5,7 @@ What the node does between a ``/joint_states`` message and the ``publish()`` of
 ``~/predicted_effort`` (besides message handling and DDS) is ``Pipeline.process(..., defer=True)``:
 the estimator's ``update`` and the read-out of the networks in use (``Predictor.push(defer=True)``).
 This script times those pieces in a warm loop, for 7 joints at 1 kHz with the node's bench setup
-(dual LSTM + GRU, 64 x 2, window 10), once with the compiled kernels of ``invdyn_ros/kernels.py``
+(dual LSTM + GRU, 64 x 2, window 10), once with the compiled kernels of ``invdyn_ros/stages/kernels.py``
 and once with the numpy path (the same objects with their kernels set to ``None``, which is what
 runs without numba). Both paths give the same results (asserted here: the estimator bit for bit,
 the predictions to 1e-5).
@@ -34,15 +34,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the checkout, not an installed copy
 
-from bench.common import (Recorder, format_machine, format_table, machine_info,  # noqa: E402
-                          panda_urdf_path, save_results)
-
 import numpy as np  # noqa: E402
 
-from invdyn_ros import kernels  # noqa: E402
-from invdyn_ros.estimation import FilterConfig, StreamingEstimator  # noqa: E402
-from invdyn_ros.learner import LearnerConfig  # noqa: E402
-from invdyn_ros.pipeline import Pipeline, PipelineConfig, make_trainer  # noqa: E402
+from bench.common import (Recorder, format_machine, format_table, machine_info,  # noqa: E402
+                          panda_urdf_path, save_results)
+from invdyn_ros.learning.learner import LearnerConfig  # noqa: E402
+from invdyn_ros.pipeline.pipeline import Pipeline, PipelineConfig, make_trainer  # noqa: E402
+from invdyn_ros.stages import kernels  # noqa: E402
+from invdyn_ros.stages.estimation import FilterConfig, StreamingEstimator  # noqa: E402
 
 N_JOINTS = 7
 RATE_HZ = 1000.0
@@ -69,7 +68,7 @@ def make_pipeline(prior: bool = False) -> Pipeline:
     """The bench pipeline; ``prior``: with the physics prior (Panda URDF, 7 joints; the
     residual LSTM + black-box GRU), whose fast-path share is the prior's RNEA and the
     visited-region distance."""
-    from invdyn_ros.physics import PhysicsConfig
+    from invdyn_ros.stages.physics import PhysicsConfig
     learner = LearnerConfig(model='lstm', model_options=dict(NET), window=10,
                             min_samples=10 ** 9, buffer_capacity=1000, recent_capacity=100)
     names = tuple(f'panda_joint{i + 1}' for i in range(N_JOINTS))

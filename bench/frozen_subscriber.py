@@ -5,7 +5,7 @@ A probe saw callback latency max 5.7 ms (p99 516 us, from 248) and another subsc
 1-227 messages/s for 2 s while a reliable subscriber was frozen with SIGSTOP. This script
 measures it:
 
-1. starts ``python -m invdyn_ros.node`` (the bench parameters of ``bench/latency.py``, trainer
+1. starts ``python -m invdyn_ros.ros.node`` (the bench parameters of ``bench/latency.py``, trainer
    ``process``) in its own ROS domain;
 2. starts a second process that subscribes ``~/predicted_effort`` (``--frozen-qos`` reliable or
    best_effort, depth ``--frozen-depth``) and does nothing else;
@@ -41,11 +41,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (REPO, Recorder, format_machine, format_table, machine_info,  # noqa: E402
-                    private_ros_env, spin_in_background, stop_node_process)
+import numpy as np  # noqa: E402
 from latency import DEFAULT_PARAMS, KUKA_JOINTS, trajectory, write_params  # noqa: E402
 
-import numpy as np  # noqa: E402
+from common import (REPO, Recorder, format_machine, format_table, machine_info,  # noqa: E402
+                    private_ros_env, spin_in_background, stop_node_process)
 
 FROZEN_SUBSCRIBER = r'''
 import sys, rclpy
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix='invdyn_frozen_'))
     params = write_params(tmp / 'bench.yaml', DEFAULT_PARAMS)
     log = open(tmp / 'node.log', 'w')
-    node_proc = subprocess.Popen([sys.executable, '-m', 'invdyn_ros.node', '--ros-args',
+    node_proc = subprocess.Popen([sys.executable, '-m', 'invdyn_ros.ros.node', '--ros-args',
                                   '--params-file', str(params), '-p', f'trainer:={args.trainer}'],
                                  env=node_env, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO))
     frozen = subprocess.Popen([sys.executable, '-c', FROZEN_SUBSCRIBER, args.frozen_qos,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Per-message cost of the JointState rule (``invdyn_ros/joint_state.py``) on rclpy messages.
+"""Per-message cost of the JointState rule (``invdyn_ros/stages/joint_state.py``) on rclpy messages.
 
 The node runs the rule at the start of every ``/joint_states`` callback, before the pipeline. This
 times it in a warm loop (best of 5 repeats) for 7 joints: names in the configured order (the
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the checkout, n
 
 from sensor_msgs.msg import JointState  # noqa: E402
 
-from invdyn_ros.joint_state import JointStateRule  # noqa: E402
+from invdyn_ros.stages.joint_state import JointStateRule  # noqa: E402
 
 NAMES = [f'joint_{i}' for i in range(1, 8)]
 

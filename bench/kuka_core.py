@@ -57,13 +57,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the checkout, n
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench.common import format_machine, format_table, machine_info, require_datasets_dir  # noqa: E402
+from bench.common import (format_machine, format_table, machine_info,  # noqa: E402
+                          require_datasets_dir)
 from invdyn_ros import metrics  # noqa: E402
-from invdyn_ros.datasets import Recording, kuka_split, load_kuka  # noqa: E402
-from invdyn_ros.estimation import FilterConfig, estimate_offline  # noqa: E402
-from invdyn_ros.identifier import DualIdentifier  # noqa: E402
-from invdyn_ros.learner import LearnerConfig, OnlineLearner  # noqa: E402
-from invdyn_ros.windows import make_windows  # noqa: E402
+from invdyn_ros.learning.learner import LearnerConfig, OnlineLearner  # noqa: E402
+from invdyn_ros.offline.datasets import Recording, kuka_split, load_kuka  # noqa: E402
+from invdyn_ros.stages.estimation import FilterConfig, estimate_offline  # noqa: E402
+from invdyn_ros.stages.identifier import DualIdentifier  # noqa: E402
+from invdyn_ros.stages.windows import make_windows  # noqa: E402
 
 #: Huang et al. 2024, Table 4: average nMSE over 7 joints on KUKA-I (trajectories 9-10).
 HUANG_TABLE4 = {'lstm': 0.1283, 'gru': 0.0613, 'rnn': 0.1810, 'mlp': 0.1281, 'transformer': 0.1035,

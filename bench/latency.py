@@ -3,7 +3,7 @@
 
 What it does, per variant (``--trainer`` x ``--executor``):
 
-1. starts ``python -m invdyn_ros.node --ros-args --params-file CONFIG`` as a subprocess in its own
+1. starts ``python -m invdyn_ros.ros.node --ros-args --params-file CONFIG`` as a subprocess in its own
    ROS domain (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``), with ``-p trainer:=...``,
    ``-p executor:=...`` and no checkpoint;
 2. publishes sensor_msgs/JointState on ``/joint_states`` at ``--rate`` Hz (sensor-data QoS, the
@@ -50,10 +50,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np  # noqa: E402
+
 from common import (REPO, Recorder, format_machine, format_table, machine_info,  # noqa: E402
                     panda_urdf_path, save_results, spin_in_background, stop_node_process)
-
-import numpy as np  # noqa: E402
 
 KUKA_JOINTS = [f'lbr_A{i}' for i in range(1, 8)]
 
@@ -167,7 +167,7 @@ def run_variant(args: argparse.Namespace, trainer: str, executor: str, out: Reco
         extra = []
     for override in args.param or []:
         extra += ['-p', override]
-    cmd = [sys.executable, '-m', 'invdyn_ros.node', '--ros-args', '--params-file', str(params_file),
+    cmd = [sys.executable, '-m', 'invdyn_ros.ros.node', '--ros-args', '--params-file', str(params_file),
            '-p', f'trainer:={trainer}', '-p', f'executor:={executor}', *extra]
     log_path = tmp / 'node.log'
     log = open(log_path, 'w')

@@ -1,6 +1,6 @@
 """Why is the LSTM not better than the MLP on the real arms? A small experiment grid (issue 14).
 
-Each variant is one :func:`invdyn_ros.evaluation.evaluate` run (the node's own pipeline, split
+Each variant is one :func:`invdyn_ros.offline.evaluation.evaluate` run (the node's own pipeline, split
 protocol: learn on the first 80 % of the samples in time, then ``epochs`` extra passes over the
 replay buffer, then score the last 20 % with learning off) on UR10 and Baxter from
 ``../shared/datasets``. Base settings are ``bench/accuracy.py``'s (Butterworth order 2 at 10 Hz,
@@ -35,9 +35,8 @@ import numpy as np
 
 from common import (Recorder, format_machine, format_table, machine_info, require_datasets_dir,
                     results_dir, save_results)
-
-from invdyn_ros.datasets import load_baxter, load_ur10
-from invdyn_ros.evaluation import evaluate, jsonable
+from invdyn_ros.offline.datasets import load_baxter, load_ur10
+from invdyn_ros.offline.evaluation import evaluate, jsonable
 
 BASE = {'filter_order': 2, 'filter_cutoff_hz': 10.0, 'learning_rate': 1e-2}
 BASE_EPOCHS = 10

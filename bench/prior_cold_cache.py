@@ -20,11 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the checkout, not an installed copy
 
-from bench.common import Recorder, format_machine, machine_info, save_results  # noqa: E402
-from bench.fast_path import make_pipeline  # noqa: E402
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from bench.common import Recorder, format_machine, machine_info, save_results  # noqa: E402
+from bench.fast_path import make_pipeline  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """The physics prior on the real-robot datasets: UR10 (5 kg payload) and Baxter, both protocols.
 
 For each dataset of ``../shared/datasets`` that has a URDF in example-robot-data, the evaluator
-(:func:`invdyn_ros.evaluation.evaluate`, the node's own pipeline) runs
+(:func:`invdyn_ros.offline.evaluation.evaluate`, the node's own pipeline) runs
 
     naive, rnea (the URDF as given), identified (the URDF's parameters fitted on the training part),
     lstm (black box), residual_lstm (identified model + LSTM residual), dual (the residual LSTM
@@ -29,10 +29,10 @@ import time
 
 import numpy as np
 
-from common import Recorder, format_machine, format_table, machine_info, require_datasets_dir, save_results
-
-from invdyn_ros.datasets import load_baxter, load_ur10
-from invdyn_ros.evaluation import evaluate
+from common import (Recorder, format_machine, format_table, machine_info, require_datasets_dir,
+                    save_results)
+from invdyn_ros.offline.datasets import load_baxter, load_ur10
+from invdyn_ros.offline.evaluation import evaluate
 from invdyn_ros.sim.arm import find_robot_urdf
 
 ROBOTS = find_robot_urdf('ur5').parents[2]
@@ -106,8 +106,8 @@ def conventions(out: Recorder, name: str, rec, urdf: str, extra: dict) -> dict:
     the best kept when it raises that joint's R^2 by > 0.05): ``a`` ~ 1 means the model's units
     and sign, ``a`` ~ -1 a flipped sign, another ``a`` another unit (current, a gear ratio) or
     wrong masses; ``b`` a torque offset; R^2 how much of the torque the shape of rnea explains."""
-    from invdyn_ros.estimation import FilterConfig, estimate_offline
-    from invdyn_ros.physics import PhysicsPrior, RobotModel, load_urdf_text
+    from invdyn_ros.stages.estimation import FilterConfig, estimate_offline
+    from invdyn_ros.stages.physics import PhysicsPrior, RobotModel, load_urdf_text
 
     q, qd, qdd, tau = estimate_offline(rec.t, rec.q, rec.qd, rec.tau,
                                        FilterConfig(order=2, cutoff_hz=10.0))
@@ -191,7 +191,7 @@ def main() -> None:
                     help="the dual's black-box network (its primary is the residual lstm)")
     ap.add_argument('--epochs', type=int, default=10)
     ap.add_argument('--protocols', default='split',
-                    help='comma list of split,prequential (invdyn_ros.evaluation.PROTOCOLS)')
+                    help='comma list of split,prequential (invdyn_ros.offline.evaluation.PROTOCOLS)')
     ap.add_argument('--baxter-arm', default='left')
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--save', default='prior_datasets')

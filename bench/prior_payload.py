@@ -3,7 +3,7 @@
 The simulated UR5 (Pinocchio; friction the URDF lacks) follows a seeded Fourier trajectory with PD
 plus its true model; after ``--before-s`` seconds a payload of ``--payload`` kg is put on the
 flange (the simulator's inertia changes at once). The recorded stream (noisy positions, velocities
-and efforts at 500 Hz) goes sample by sample through a :class:`~invdyn_ros.pipeline.Pipeline` as
+and efforts at 500 Hz) goes sample by sample through a :class:`~invdyn_ros.pipeline.pipeline.Pipeline` as
 the node runs it (``config/ur5.yaml``'s learning settings, ``prior: rnea``, the UR5 URDF with
 masses and inertias off by up to +-25 %, no payload; the residual LSTM trained inline,
 deterministically). Scored: the rolling RMS (1 s) of the pipeline's output torque against the
@@ -25,11 +25,10 @@ import numpy as np
 import yaml
 
 from common import Recorder, format_machine, machine_info, save_results
-
-from invdyn_ros.physics import perturbed_urdf_model
-from invdyn_ros.pipeline import Pipeline, PipelineConfig, make_trainer
+from invdyn_ros.pipeline.pipeline import Pipeline, PipelineConfig, make_trainer
 from invdyn_ros.sim.arm import ArmConfig, SimulatedArm, find_robot_urdf
 from invdyn_ros.sim.trajectory import FourierTrajectory
+from invdyn_ros.stages.physics import perturbed_urdf_model
 
 KP = np.array([400.0, 400.0, 300.0, 100.0, 100.0, 50.0])
 KD = 2.0 * np.sqrt(KP)

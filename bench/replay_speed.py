@@ -3,13 +3,13 @@
 
 What a user runs, end to end: the KUKA-I recording (20,068 samples at 100 Hz, 10 trajectories,
 ~204 s of stream) is written as a rosbag2 bag of ``sensor_msgs/JointState`` with
-``invdyn_ros.bag.write_joint_states`` into a temporary folder, and the installed console script
+``invdyn_ros.offline.bag.write_joint_states`` into a temporary folder, and the installed console script
 ``invdyn_eval`` (or ``python -m invdyn_ros.cli.invdyn_eval`` when the script is not on PATH) is run
 on it as a subprocess, with ``--no-plots``.
 
 Learning off: ``invdyn_eval`` has no switch for that, but ``--protocol split`` streams the part
 after ``--train-fraction`` with the trainer gated off (the predictors keep their weights; see
-:mod:`invdyn_ros.evaluation`). With ``--train-fraction 0.01 --epochs 0`` learning runs only over the
+:mod:`invdyn_ros.offline.evaluation`). With ``--train-fraction 0.01 --epochs 0`` learning runs only over the
 first 1 % (200 samples, a handful of Adam steps) and the other 99 % is an inference-only replay.
 ``invdyn_eval`` replays that part with ``Pipeline.process_batch``: the estimator, the identifier
 and the readiness score per sample as the node runs them, the networks batched over the stream
@@ -103,8 +103,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from invdyn_ros.bag import write_joint_states
-    from invdyn_ros.datasets import load_kuka
+    from invdyn_ros.offline.bag import write_joint_states
+    from invdyn_ros.offline.datasets import load_kuka
 
     out = Recorder()
     info = machine_info()

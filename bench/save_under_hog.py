@@ -2,7 +2,7 @@
 """How long ``~/save_checkpoint`` takes to answer while a 1 kHz stream keeps the trainer busy,
 on a quiet machine and with two busy loops hogging both cores.
 
-It starts ``python -m invdyn_ros.node`` (the process trainer, the small LSTM + GRU of
+It starts ``python -m invdyn_ros.ros.node`` (the process trainer, the small LSTM + GRU of
 ``test/test_faults.py``, a checkpoint path) in its own ROS domain, publishes 3-joint JointStates
 at ``--rate`` Hz from a thread for ``--warmup`` s, then calls the service ``--calls`` times while
 the stream goes on, and prints each call's answer time and ``success``. The trainer runs at
@@ -28,12 +28,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / 'test'), str(REPO)]
 
-import conftest  # noqa: E402,F401  (isolated ROS environment: own domain, localhost)
 import numpy as np  # noqa: E402
-from common import format_machine, machine_info, save_results  # noqa: E402
 from test_faults import _call, cpu_hogs, end, launch, wait_up  # noqa: E402
 from test_node import Harness, stop_node  # noqa: E402
 
+import conftest  # noqa: E402,F401  (isolated ROS environment: own domain, localhost)
+from common import format_machine, machine_info, save_results  # noqa: E402
 
 BIG = {'hidden_size': 64, 'num_layers': 2, 'window': 10, 'batch_size': 128, 'min_samples': 256,
        'buffer_capacity': 20000, 'recent_capacity': 2000}

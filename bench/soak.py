@@ -3,7 +3,7 @@
 
 What it does (issue 15's probe, as a script):
 
-1. starts ``python -m invdyn_ros.node`` (``bench/latency.py``'s bench parameters: the KUKA's 7
+1. starts ``python -m invdyn_ros.ros.node`` (``bench/latency.py``'s bench parameters: the KUKA's 7
    joints and torque limits, dual LSTM + GRU, trainer ``process``) in a private ROS domain;
 2. publishes JointStates at ``--rate`` Hz (a smooth 7-joint motion with a known torque,
    ``latency.trajectory``) and references (``~/reference``, every 10th message), with the bad
@@ -30,11 +30,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (REPO, Recorder, format_machine, machine_info, private_ros_env,  # noqa: E402
-                    spin_in_background, stop_node_process)
+import numpy as np  # noqa: E402
 from latency import DEFAULT_PARAMS, KUKA_JOINTS, trajectory, write_params  # noqa: E402
 
-import numpy as np  # noqa: E402
+from common import (REPO, Recorder, format_machine, machine_info, private_ros_env,  # noqa: E402
+                    spin_in_background, stop_node_process)
 
 #: Bad input kinds and how often each comes (every k-th message; primes so they rarely meet).
 BAD_EVERY = {'nan_position': 97, 'wrong_length': 101, 'unknown_names': 103,
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     limits = np.asarray(params['torque_limits'], dtype=np.float64)
     pfile = write_params(tmp / 'soak.yaml', params)
     log = open(tmp / 'node.log', 'w')
-    node_proc = subprocess.Popen([sys.executable, '-m', 'invdyn_ros.node', '--ros-args',
+    node_proc = subprocess.Popen([sys.executable, '-m', 'invdyn_ros.ros.node', '--ros-args',
                                   '--params-file', str(pfile)], env=env, stdout=log,
                                  stderr=subprocess.STDOUT, cwd=str(REPO))
     out(f'soak: {args.minutes:g} min at {args.rate:g} Hz, bad input every '

@@ -2,7 +2,7 @@
 """How long invdyn_node takes to stop, and when its final checkpoint is written.
 
 For each case (SIGINT / SIGTERM, to the node or to its whole process group, with or without two
-busy-loop processes hogging both cores) it starts ``python -m invdyn_ros.node`` with the process
+busy-loop processes hogging both cores) it starts ``python -m invdyn_ros.ros.node`` with the process
 trainer and a checkpoint path (the small network of test/test_faults.py), waits until it runs,
 sends the signal and prints: signal -> the ``final checkpoint written`` log line, signal -> exit,
 the exit code, and whether a child process (trainer, resource tracker) outlived the node.
@@ -26,8 +26,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / 'test'), str(REPO)]
 
-import conftest  # noqa: E402,F401  (isolated ROS environment: own domain, localhost)
 from test_faults import alive, cpu_hogs, descendants, end, launch, log_of, wait_up  # noqa: E402
+
+import conftest  # noqa: E402,F401  (isolated ROS environment: own domain, localhost)
 
 
 def one(sig: str, target: str, hog: bool) -> tuple[float, float, int, int]:

@@ -30,12 +30,12 @@ test/test_bench_signal.py):
 The task: at each step t predict ``x[t+1]`` from the noisy past ``x[..t]``.
 
 - ``naive``: ``x[t] + (x[t] - x[t-1])`` (current value plus current velocity), no training.
-- ``gp``: :class:`invdyn_ros.baselines.GPBaseline` (the project's GP: Matern 5/2 ARD + white
+- ``gp``: :class:`invdyn_ros.offline.baselines.GPBaseline` (the project's GP: Matern 5/2 ARD + white
   noise; hyperparameters optimized on 200 points with at most 100 L-BFGS iterations, then
   conditioned on 1,000 random training points: the GP is the costly part of this script) on
   the last ``window = 25`` noisy values (more than two of the longest periods, so the last two
   sawtooth jumps, which tell when the next one comes, are always in view).
-- ``lstm``: :class:`invdyn_ros.learner.OnlineLearner` (model 'lstm', 1 layer of 64 units, batch
+- ``lstm``: :class:`invdyn_ros.learning.learner.OnlineLearner` (model 'lstm', 1 layer of 64 units, batch
   128, Adam lr 3e-3 with its plateau decay, ``epochs = 40`` passes over the training windows drawn
   from its replay buffer) on windows of the last 25 steps. The learner is built for robots, so a
   step's features are ``[x, dx, ddx]`` = the value and its first and second backward differences
@@ -73,7 +73,8 @@ import numpy as np  # noqa: E402
 import scipy.signal  # noqa: E402
 import torch  # noqa: E402
 
-from bench.common import Recorder, format_machine, format_table, machine_info, save_results  # noqa: E402
+from bench.common import (Recorder, format_machine, format_table, machine_info,  # noqa: E402
+                          save_results)
 
 #: Rueckert et al. 2017, Table I (prediction error, noise sigma 0.01 / 0.1).
 RUECKERT_TABLE1 = {'naive': (0.264, 0.310), 'gp': (0.030, 0.086), 'lstm': (0.010, 0.075)}
@@ -206,7 +207,7 @@ def _scored_rows(sig: Signal, window: int) -> np.ndarray:
 
 
 def run_gp(sig: Signal, s: RunSettings, seed: int) -> tuple[np.ndarray, float]:
-    from invdyn_ros.baselines import GPBaseline
+    from invdyn_ros.offline.baselines import GPBaseline
 
     X = lag_matrix(sig.noisy, s.window)
     train_t = np.arange(s.window + 2, sig.split - 1)   # target t+1 inside the training part
@@ -220,8 +221,8 @@ def run_gp(sig: Signal, s: RunSettings, seed: int) -> tuple[np.ndarray, float]:
 
 
 def run_lstm(sig: Signal, s: RunSettings, seed: int) -> tuple[np.ndarray, float]:
-    from invdyn_ros.learner import LearnerConfig, OnlineLearner
-    from invdyn_ros.windows import make_windows
+    from invdyn_ros.learning.learner import LearnerConfig, OnlineLearner
+    from invdyn_ros.stages.windows import make_windows
 
     feats = difference_features(sig.noisy)
     W = make_windows(feats, s.window)            # window i ends at row i + window - 1

@@ -25,7 +25,7 @@ Data (7-DoF rows; the sizes count *training windows*):
   with training ones (same robots, same motions, nearby times): it measures convergence, not
   generalization to new motions.
 
-LSTM (the headline): :class:`invdyn_ros.learner.OnlineLearner`, model ``lstm`` 2 x 64 (the node's
+LSTM (the headline): :class:`invdyn_ros.learning.learner.OnlineLearner`, model ``lstm`` 2 x 64 (the node's
 default), window 10, **batch 128** (Rueckert's), Adam with ``--lr`` (default 1e-2, the rate
 bench/kuka_core.py chose on a KUKA validation split; the node's default 1e-3 is for online
 learning), the learner's plateau decay (patience 200 steps), gradient clipping and divergence guard.
@@ -48,7 +48,7 @@ smoothed value is within 5 % of the plateau (<= 1.05 x plateau), and time-to-con
 training time up to it. Also reported:
 seconds per epoch (N / 128 steps), for a like-for-like look at Rueckert's linear scaling.
 
-GP: :class:`invdyn_ros.baselines.GPBaseline` (one exact sklearn GP per joint, Matern 5/2 ARD +
+GP: :class:`invdyn_ros.offline.baselines.GPBaseline` (one exact sklearn GP per joint, Matern 5/2 ARD +
 white noise) on the newest row of each window (21 inputs) of the size's training set:
 
 - "project GP": hyperparameters optimized on 300 points, then exact conditioning on all n points
@@ -89,10 +89,10 @@ import torch  # noqa: E402
 from bench.common import (Recorder, format_machine, format_table, machine_info,  # noqa: E402
                           require_datasets_dir, save_results)
 from invdyn_ros import metrics  # noqa: E402
-from invdyn_ros.datasets import Recording, load_baxter, load_kuka, load_ur10  # noqa: E402
-from invdyn_ros.estimation import FilterConfig, estimate_offline  # noqa: E402
-from invdyn_ros.learner import LearnerConfig, OnlineLearner  # noqa: E402
-from invdyn_ros.windows import make_windows  # noqa: E402
+from invdyn_ros.learning.learner import LearnerConfig, OnlineLearner  # noqa: E402
+from invdyn_ros.offline.datasets import Recording, load_baxter, load_kuka, load_ur10  # noqa: E402
+from invdyn_ros.stages.estimation import FilterConfig, estimate_offline  # noqa: E402
+from invdyn_ros.stages.windows import make_windows  # noqa: E402
 
 #: Rueckert et al. 2017, Table II (seconds, 8-core PC).
 RUECKERT_LSTM = {1000: 2.9, 10000: 28.1, 50000: 141.1, 100000: 282.4}
@@ -308,7 +308,7 @@ def train_lstm(data: SizedSet, s: LSTMSettings) -> dict[str, Any]:
 # ================================================================================ GP
 def time_gp(X: np.ndarray, Y: np.ndarray, Xv: np.ndarray, Yv: np.ndarray, opt_samples: int,
             seed: int = 0) -> dict[str, Any]:
-    from invdyn_ros.baselines import GPBaseline
+    from invdyn_ros.offline.baselines import GPBaseline
 
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()

@@ -25,18 +25,16 @@ import argparse
 import time
 
 import numpy as np
-
-from common import REPO, format_machine, machine_info  # noqa: F401 (sets sys.path)
-
 import torch  # noqa: E402
 
+from common import REPO, format_machine, machine_info  # noqa: F401 (sets sys.path)
 from invdyn_ros.cli.invdyn_demo import DEMO_NODE_PARAMETERS, demo_gains  # noqa: E402
 from invdyn_ros.cli.invdyn_eval import load_params  # noqa: E402
-from invdyn_ros.pipeline import Pipeline, PipelineConfig, make_trainer  # noqa: E402
+from invdyn_ros.pipeline.pipeline import Pipeline, PipelineConfig, make_trainer  # noqa: E402
+from invdyn_ros.pipeline.trajectory_feedforward import annotate_trajectory  # noqa: E402
 from invdyn_ros.sim.arm import UR_HOME, ArmConfig, SimulatedArm  # noqa: E402
 from invdyn_ros.sim.controller import PDController, TrajectoryFollower, track  # noqa: E402
 from invdyn_ros.sim.trajectory import FourierTrajectory  # noqa: E402
-from invdyn_ros.trajectory_feedforward import annotate_trajectory  # noqa: E402
 
 NOISE = dict(position_noise_std=1e-4, velocity_noise_std=2e-3, effort_noise_std=0.2)
 

@@ -40,10 +40,10 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np  # noqa: E402
+
 from common import (REPO, Recorder, format_machine, machine_info, private_ros_env,  # noqa: I100
                     require_datasets_dir, save_results, spin_in_background, stop_node_process)
-
-import numpy as np  # noqa: E402
 
 START_NS = 1_700_000_000 * 1_000_000_000          # invdyn_bag's default stamp of t = 0
 MOTION_QD = 0.01                                   # rad/s: "moving"
@@ -119,7 +119,7 @@ def run_variant(name: str, overrides: dict, bag: Path, duration: float, rec, t_m
     log_path = tmp / f'{name}.node.log'
     log = open(log_path, 'w')
     node_proc = subprocess.Popen(
-        [sys.executable, '-m', 'invdyn_ros.node', '--ros-args', '-r', '__node:=invdyn_node',
+        [sys.executable, '-m', 'invdyn_ros.ros.node', '--ros-args', '-r', '__node:=invdyn_node',
          '--params-file', str(REPO / 'config' / 'ur10.yaml'), '--params-file', str(pfile)],
         env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO))
     ctx = Context()
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import yaml
 
-    from invdyn_ros.datasets import load_ur10
+    from invdyn_ros.offline.datasets import load_ur10
 
     out = Recorder()
     out(format_machine(machine_info()))

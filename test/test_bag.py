@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from invdyn_ros.bag import (DEFAULT_START_TIME_NS, BagReader, JOINT_STATE_TYPE, bag_info,
-                            joint_state_typestore, read_joint_states, read_recording,
-                            write_joint_states)
-from invdyn_ros.datasets import Recording, make_time_axis
 from invdyn_ros.errors import BagError, DatasetError
+from invdyn_ros.offline.bag import (DEFAULT_START_TIME_NS, JOINT_STATE_TYPE, BagReader, bag_info,
+                                    joint_state_typestore, read_joint_states, read_recording,
+                                    write_joint_states)
+from invdyn_ros.offline.datasets import Recording, make_time_axis
 
 START_NS = 1_700_000_000_123_456_789  # a realistic epoch stamp: floats of seconds would lose ns
 
@@ -302,10 +302,10 @@ def test_messages_without_effort_are_evaluated_as_the_node_treats_them(tmp_path)
     """A bag whose messages partly lack effort: read_recording keeps them (NaN effort rows), and
     the evaluator's reference states equal what the node's own path makes of the same messages
     (the JointState rule, then the estimator): predicted, never learned from."""
-    from invdyn_ros.estimation import StreamingEstimator
-    from invdyn_ros.evaluation import as_stream, reference_states
-    from invdyn_ros.joint_state import JointStateRule
-    from invdyn_ros.pipeline import PipelineConfig
+    from invdyn_ros.offline.evaluation import as_stream, reference_states
+    from invdyn_ros.pipeline.pipeline import PipelineConfig
+    from invdyn_ros.stages.estimation import StreamingEstimator
+    from invdyn_ros.stages.joint_state import JointStateRule
 
     n_samples = 400
     t = np.arange(n_samples) / 100.0

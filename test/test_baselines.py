@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from invdyn_ros.baselines import GPBaseline, NaiveBaseline, PrequentialGP, build_baseline
 from invdyn_ros.errors import ConfigError
+from invdyn_ros.offline.baselines import GPBaseline, NaiveBaseline, PrequentialGP, build_baseline
 
 
 def _smooth_data(n, seed=0):

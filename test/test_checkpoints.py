@@ -1,4 +1,4 @@
-"""Checkpoint sets (invdyn_ros.checkpoints): manifest written last, sha256 verified on load,
+"""Checkpoint sets (invdyn_ros.learning.checkpoints): manifest written last, sha256 verified on load,
 crash states on either side of the commit, start-up tidying, refusal of sets that do not fit."""
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from invdyn_ros import checkpoints as C
 from invdyn_ros.errors import CheckpointError
-from invdyn_ros.learner import LearnerConfig, OnlineLearner, load_checkpoint_dict
+from invdyn_ros.learning import checkpoints as C
+from invdyn_ros.learning.learner import LearnerConfig, OnlineLearner, load_checkpoint_dict
 
 JOINTS = ['a', 'b', 'c']
 

@@ -6,9 +6,10 @@ import pytest
 import scipy.io
 import yaml
 
-from invdyn_ros.bag import DEFAULT_START_TIME_NS, bag_info, read_joint_states, read_recording
 from invdyn_ros.cli.invdyn_bag import main
-from invdyn_ros.datasets import KUKA_JOINTS
+from invdyn_ros.offline.bag import (DEFAULT_START_TIME_NS, bag_info, read_joint_states,
+                                    read_recording)
+from invdyn_ros.offline.datasets import KUKA_JOINTS
 
 
 @pytest.fixture

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 from rosbags.rosbag2 import StoragePlugin, Writer
+from test_evaluation import make_recording as arm_recording
 
 from invdyn_ros import metrics
-from invdyn_ros.bag import (JOINT_STATE_TYPE, joint_state_typestore, read_recording,
-                            write_joint_states)
 from invdyn_ros.cli.invdyn_eval import load_params, main
-from invdyn_ros.datasets import Recording
-from invdyn_ros.estimation import StreamingEstimator
-from test_evaluation import make_recording as arm_recording
+from invdyn_ros.offline.bag import (JOINT_STATE_TYPE, joint_state_typestore, read_recording,
+                                    write_joint_states)
+from invdyn_ros.offline.datasets import Recording
+from invdyn_ros.stages.estimation import StreamingEstimator
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
@@ -64,7 +64,7 @@ def test_outputs_and_numbers_match_a_direct_computation(tmp_path, sqlite_bag, ca
     assert [r['model'] for r in data['results']] == ['naive', 'mlp']
 
     # the labels: the pipeline's estimator run here on the bag's samples, independently
-    from invdyn_ros.pipeline import PipelineConfig
+    from invdyn_ros.pipeline.pipeline import PipelineConfig
 
     rec = read_recording(sqlite_bag)
     est = StreamingEstimator(2, PipelineConfig.from_params({'joint_names': ['a', 'b']}).filter)

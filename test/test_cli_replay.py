@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from invdyn_ros.bag import read_joint_states, write_joint_states
 from invdyn_ros.cli.invdyn_replay import Restamper, main, replay, replay_schedule
-from invdyn_ros.datasets import Recording, make_time_axis
+from invdyn_ros.offline.bag import read_joint_states, write_joint_states
+from invdyn_ros.offline.datasets import Recording, make_time_axis
 
 REPO = Path(__file__).resolve().parents[1]
 START_NS = 1_700_000_000_000_000_000
@@ -104,11 +104,10 @@ class Collector:
 
     def __init__(self, topic: str) -> None:
         import rclpy
+        from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import JointState
-
-        from rclpy.context import Context
 
         # own context: independent of whatever other test modules did with the default one
         self.context = Context()

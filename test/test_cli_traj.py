@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from test_trajectory_feedforward import motion
 
 from invdyn_ros.cli.invdyn_traj import main
-from invdyn_ros.pipeline import Pipeline, PipelineConfig, make_trainer
-from invdyn_ros.trajectory_feedforward import annotate_trajectory
-from test_trajectory_feedforward import motion
+from invdyn_ros.pipeline.pipeline import Pipeline, PipelineConfig, make_trainer
+from invdyn_ros.pipeline.trajectory_feedforward import annotate_trajectory
 
 NAMES = ['j1', 'j2']
 RATE = 100.0
@@ -75,7 +75,7 @@ def test_csv_in_annotated_csv_out(setup, tmp_path, capsys):
 def test_bag_trajectory_in(setup, tmp_path):
     from rosbags.rosbag2 import Writer
 
-    from invdyn_ros.bag import joint_state_typestore
+    from invdyn_ros.offline.bag import joint_state_typestore
 
     _, prefix, config = setup
     ts = joint_state_typestore()

@@ -1,10 +1,10 @@
 """The CSV / NPZ column format: exact round trips, the naming scheme, bad files."""
 import numpy as np
 import pytest
-
-from invdyn_ros.column_files import load_csv, load_npz, save_csv, save_npz
-from invdyn_ros.errors import DatasetError
 from test_recording import make_recording
+
+from invdyn_ros.errors import DatasetError
+from invdyn_ros.offline.column_files import load_csv, load_npz, save_csv, save_npz
 
 
 @pytest.mark.parametrize('save, load', [(save_csv, load_csv), (save_npz, load_npz)])

@@ -1,6 +1,6 @@
 """datasets: every public name of its parts (recording, mat_datasets, column_files) is importable
 from it; the parts' behaviour is tested in test_recording, test_mat_datasets and test_column_files."""
-from invdyn_ros import column_files, datasets, mat_datasets, recording
+from invdyn_ros.offline import column_files, datasets, mat_datasets, recording
 
 
 def test_the_parts_public_names_are_importable_from_datasets():

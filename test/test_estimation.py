@@ -1,4 +1,4 @@
-"""Known-answer tests of invdyn_ros.estimation (the one-sample chain and its rules; the
+"""Known-answer tests of invdyn_ros.stages.estimation (the one-sample chain and its rules; the
 many-sample form: test_estimation_batch, the zero-phase form: test_estimation_offline).
 
 Tolerances come from the filter itself: for a sine of angular frequency w the causal chain has the
@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from invdyn_ros import estimation, estimation_batch, estimation_offline, filters
 from invdyn_ros.errors import ConfigError
-from invdyn_ros.estimation import (FilterConfig, State, StreamingEstimator, design_filter,
-                                   filter_delay_s)
+from invdyn_ros.stages import estimation, estimation_batch, estimation_offline, filters
+from invdyn_ros.stages.estimation import (FilterConfig, State, StreamingEstimator, design_filter,
+                                          filter_delay_s)
 
 RATE = 1000.0
 T = 1.0 / RATE
@@ -542,10 +542,10 @@ def test_manual_reset_keeps_rate_and_counters():
 
 
 def test_the_names_users_import_from_estimation_are_the_moved_ones():
-    """``from invdyn_ros.estimation import ...`` keeps working for the moved names, as the same
+    """``from invdyn_ros.stages.estimation import ...`` keeps working for the moved names, as the same
     objects; the names the batch form and the filter look up are *not* here, so a test that
     patches them here fails instead of silently patching a name nobody reads."""
-    from invdyn_ros.estimation import StateBatch, estimate_offline  # noqa: PLC0415
+    from invdyn_ros.stages.estimation import StateBatch, estimate_offline  # noqa: PLC0415
     assert StateBatch is estimation_batch.StateBatch
     assert estimate_offline is estimation_offline.estimate_offline
     assert estimation.FilterConfig is filters.FilterConfig

@@ -1,4 +1,4 @@
-"""invdyn_ros.estimation_batch: ``update_many`` gives the States, counters and final state of
+"""invdyn_ros.stages.estimation_batch: ``update_many`` gives the States, counters and final state of
 sample-by-sample ``update`` bit for bit, on dirty streams, in chunks, with tiny runs, with the
 public sosfilt, and when a run goes non-finite.
 """
@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 from test_estimation import RATE, A, W, _clean_stream
 
-from invdyn_ros import estimation_batch, filters
-from invdyn_ros.estimation import FilterConfig, StateBatch, StreamingEstimator
-
+from invdyn_ros.stages import estimation_batch, filters
+from invdyn_ros.stages.estimation import FilterConfig, StateBatch, StreamingEstimator
 
 _STATE_ATTRS = ('_have_prev', '_t_prev', '_primed', '_tau_seen', '_rate', 'rate_hz', 'cutoff_hz',
                 '_held_t', '_jump_dt',
@@ -334,7 +333,7 @@ def test_update_many_empty_batch_is_a_no_op_and_lengths_must_match():
 
 
 def test_update_many_on_real_kuka_data(shared_datasets):
-    from invdyn_ros.datasets import load_kuka
+    from invdyn_ros.offline.datasets import load_kuka
     rec = load_kuka(shared_datasets, trajectories=[1, 2])
     n = rec.n_joints
     cfg = FilterConfig(rate_hz=None)

@@ -1,4 +1,4 @@
-"""Known-answer tests of invdyn_ros.estimation_offline (the zero-phase form for recorded arrays).
+"""Known-answer tests of invdyn_ros.stages.estimation_offline (the zero-phase form for recorded arrays).
 
 Signals and tolerances as in test_estimation: a slow sine, the filter's own magnitude response.
 """
@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 import scipy.signal
-from test_estimation import A, F_SINE, RATE, T, W, sine
+from test_estimation import F_SINE, RATE, A, T, W, sine
 
 from invdyn_ros.errors import DatasetError
-from invdyn_ros.estimation_offline import estimate_offline
-from invdyn_ros.filters import FilterConfig, design_filter
+from invdyn_ros.stages.estimation_offline import estimate_offline
+from invdyn_ros.stages.filters import FilterConfig, design_filter
 
 
 @pytest.mark.parametrize('eps', [0.0, 0.2])

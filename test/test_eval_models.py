@@ -2,7 +2,7 @@
 import pytest
 
 from invdyn_ros.errors import ConfigError
-from invdyn_ros.eval_models import MODELS, parse_models, pipeline_params
+from invdyn_ros.offline.eval_models import MODELS, parse_models, pipeline_params
 
 
 def test_parse_models():

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 import torch
+from test_evaluation import FAST, make_recording
 
 from invdyn_ros import metrics
-from invdyn_ros.evaluation import evaluate
-from test_evaluation import FAST, make_recording
+from invdyn_ros.offline.evaluation import evaluate
 
 torch.set_num_threads(1)
 
@@ -61,7 +61,7 @@ def test_dual_reports_the_selection_and_both_networks():
 def test_split_test_part_batched_replay_equals_the_per_sample_pipeline(monkeypatch):
     """The test part runs through Pipeline.process_batch; a per-sample process() replay (the
     reference, patched in) must give the same predictions, choices and scores."""
-    from invdyn_ros.pipeline import Pipeline
+    from invdyn_ros.pipeline.pipeline import Pipeline
 
     rec = make_recording(700, with_qd=False)
     rows = [(rec.t[i], rec.q[i], None, rec.tau[i]) for i in range(rec.n_samples)]

@@ -3,11 +3,11 @@ import json
 import math
 
 import numpy as np
-
-from invdyn_ros.datasets import Recording
-from invdyn_ros.eval_report import EvalReport, jsonable
-from invdyn_ros.evaluation import evaluate
 from test_evaluation import FAST, make_recording
+
+from invdyn_ros.offline.datasets import Recording
+from invdyn_ros.offline.eval_report import EvalReport, jsonable
+from invdyn_ros.offline.evaluation import evaluate
 
 
 def test_report_json_has_the_documented_keys_and_a_table():

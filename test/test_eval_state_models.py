@@ -1,8 +1,8 @@
 """eval_state_models: naive / gp (and rnea / identified) on the reference estimator states."""
 import numpy as np
-
-from invdyn_ros.evaluation import evaluate
 from test_evaluation import FAST, direct_states, make_recording
+
+from invdyn_ros.offline.evaluation import evaluate
 
 
 def test_naive_prequential_predicts_the_running_mean_of_the_past():

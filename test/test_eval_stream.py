@@ -1,11 +1,11 @@
 """eval_stream: the evaluator's input stream (Stream, as_stream) and its reference states."""
 import numpy as np
 import pytest
-
-from invdyn_ros.datasets import Recording
-from invdyn_ros.errors import DatasetError
-from invdyn_ros.eval_stream import Stream, as_stream, reference_states
 from test_evaluation import direct_states, make_recording, pipeline_filter
+
+from invdyn_ros.errors import DatasetError
+from invdyn_ros.offline.datasets import Recording
+from invdyn_ros.offline.eval_stream import Stream, as_stream, reference_states
 
 
 def test_as_stream_from_tuples_marks_missing_velocity_and_effort():

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from invdyn_ros import metrics
-from invdyn_ros.datasets import Recording
 from invdyn_ros.errors import ConfigError, DatasetError
-from invdyn_ros.estimation import StreamingEstimator
-from invdyn_ros.evaluation import evaluate
+from invdyn_ros.offline.datasets import Recording
+from invdyn_ros.offline.evaluation import evaluate
+from invdyn_ros.stages.estimation import StreamingEstimator
 
 torch.set_num_threads(1)
 
@@ -39,7 +39,7 @@ def make_recording(n_samples: int = 1200, rate_hz: float = 100.0, with_qd: bool 
 
 
 def pipeline_filter(joint_names):
-    from invdyn_ros.pipeline import PipelineConfig
+    from invdyn_ros.pipeline.pipeline import PipelineConfig
 
     return PipelineConfig.from_params({'joint_names': list(joint_names)}).filter
 
@@ -113,7 +113,7 @@ def test_bad_samples_and_missing_velocities_still_evaluate_with_finite_json(tmp_
 
 
 def test_plots_are_written_for_a_report(tmp_path):
-    from invdyn_ros import plots
+    from invdyn_ros.offline import plots
 
     report = evaluate(make_recording(500), 'naive,mlp', params=FAST, epochs=1)
     written = plots.write_all(tmp_path, report)
@@ -124,7 +124,7 @@ def test_plots_are_written_for_a_report(tmp_path):
 
 
 def test_learning_curve_bins_are_the_nmse_of_consecutive_masked_samples():
-    from invdyn_ros.evaluation import _curve
+    from invdyn_ros.offline.evaluation import _curve
     rng = np.random.default_rng(3)
     t = np.arange(300) * 0.01
     y = rng.normal(0, 2, (300, 2))
@@ -146,7 +146,7 @@ def test_learning_curve_bins_are_the_nmse_of_consecutive_masked_samples():
 
 
 def test_the_parts_public_names_are_importable_from_evaluation():
-    from invdyn_ros import eval_models, eval_report, eval_stream, evaluation
+    from invdyn_ros.offline import eval_models, eval_report, eval_stream, evaluation
 
     for module in (eval_models, eval_report, eval_stream):
         for name in module.__all__:

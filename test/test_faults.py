@@ -32,7 +32,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 from test_node import (START_TIMEOUT, Harness, log_of, start_node, stop_node,  # noqa: E402
                        write_params)
 
-from invdyn_ros import checkpoints  # noqa: E402
+from invdyn_ros.learning import checkpoints  # noqa: E402
 
 JOINTS = ['a', 'b', 'c']
 BASE = {
@@ -125,7 +125,7 @@ def debris(directory: Path) -> list[str]:
 
 def make_set(prefix: Path, joints: list[str], samples: int = 64) -> None:
     """A real checkpoint set, written in-process as the node writes it."""
-    from invdyn_ros.pipeline import PipelineConfig, make_trainer
+    from invdyn_ros.pipeline.pipeline import PipelineConfig, make_trainer
     cfg = PipelineConfig.from_params(dict(BASE, joint_names=joints,
                                           torque_limits=[50.0] * len(joints)))
     tr = make_trainer(cfg, 'inline')

@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from invdyn_ros.feedforward_gate import (MEASURED, MEASURED_PRIOR, NOTHING, REFERENCE,
-                                         REFERENCE_PRIOR, ZEROS, ZEROS_STALE, FeedforwardGate)
+from invdyn_ros.ros.feedforward_gate import (MEASURED, MEASURED_PRIOR, NOTHING, REFERENCE,
+                                             REFERENCE_PRIOR, ZEROS, ZEROS_STALE, FeedforwardGate)
 
 T = 0.5    # stale_timeout_s
 

@@ -3,10 +3,10 @@ change, and stays at the URDF's values where the motion says nothing."""
 import numpy as np
 import pytest
 
-from invdyn_ros.identification import OnlineIdentification
-from invdyn_ros.physics import PhysicsPrior, RobotModel, perturbed_urdf_model
-from invdyn_ros.sim.arm import ArmConfig, SimulatedArm, find_robot_urdf
+from invdyn_ros.sim.arm import ArmConfig, SimulatedArm, find_robot_urdf, perturbed_urdf_model
 from invdyn_ros.sim.trajectory import FourierTrajectory
+from invdyn_ros.stages.identification import OnlineIdentification
+from invdyn_ros.stages.physics import PhysicsPrior, RobotModel
 
 UR5 = ['shoulder_pan_joint', 'shoulder_lift_joint', 'elbow_joint', 'wrist_1_joint',
        'wrist_2_joint', 'wrist_3_joint']
@@ -108,7 +108,7 @@ def test_a_burst_of_inconsistent_samples_does_not_move_the_parameters(arm, monke
     are skipped as outliers: the fit ends exactly where it ends without them; with the outlier
     test switched off, the solves it spoils give negative masses (kept out by the second guard);
     with both off the identified model is clearly worse."""
-    import invdyn_ros.identification as identification
+    import invdyn_ros.stages.identification as identification
     q, qd, qdd = motion(3, 10.0)
     rng = np.random.default_rng(0)
     tau = true_torque(arm, q, qd, qdd) + rng.normal(0.0, 0.2, (len(q), 6))
@@ -147,7 +147,7 @@ def test_a_payload_change_is_detected_and_followed_within_seconds(arm, monkeypat
     """A lasting jump of the error is a change of the dynamics: the old statistics are mostly
     forgotten, so the fit follows within seconds even with a long memory (20 s); without that
     it would still be far off 3 s after the change."""
-    import invdyn_ros.identification as identification
+    import invdyn_ros.stages.identification as identification
     q, qd, qdd = motion(4, 40.0)
     half = len(q) // 2
     tau = np.concatenate((true_torque(arm.with_config(payload_kg=0.0), q[:half], qd[:half],
@@ -177,7 +177,7 @@ def test_a_payload_change_is_detected_and_followed_within_seconds(arm, monkeypat
 def test_a_young_fit_is_solved_more_often_until_it_holds_half_its_memory(arm):
     """YOUNG_SOLVE_EVERY samples between solves while the effective sample count is below half of
     what memory_s holds (at the start, and after a change), solve_every after that."""
-    from invdyn_ros.identification import YOUNG_SOLVE_EVERY
+    from invdyn_ros.stages.identification import YOUNG_SOLVE_EVERY
     prior = PhysicsPrior(RobotModel(find_robot_urdf('ur5').read_text(), UR5))
     ident = OnlineIdentification(prior, memory_s=2.0, regularization=0.01, rate_hz=RATE,
                                  solve_every=50)

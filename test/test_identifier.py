@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from invdyn_ros.errors import ConfigError
-from invdyn_ros.identifier import MAX_ERROR_NORM, DualIdentifier, IdentifierTrace
+from invdyn_ros.stages.identifier import MAX_ERROR_NORM, DualIdentifier, IdentifierTrace
 
 
 def _stream(n=5, steps=600, seed=0):

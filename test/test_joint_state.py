@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import JointState
 
-from invdyn_ros.bag import JOINT_STATE_TYPE, joint_state_typestore
-from invdyn_ros.joint_state import COUNTERS, JointStateRule, Rejection
+from invdyn_ros.offline.bag import JOINT_STATE_TYPE, joint_state_typestore
+from invdyn_ros.stages.joint_state import COUNTERS, JointStateRule, Rejection
 
 
 def msg(names, pos, vel=(), eff=(), sec=5, nanosec=250_000_000):

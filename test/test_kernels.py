@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from invdyn_ros import kernels
-from invdyn_ros.estimation import FilterConfig, StreamingEstimator
-from invdyn_ros.predictor import Predictor
+from invdyn_ros.learning.predictor import Predictor
+from invdyn_ros.stages import kernels
+from invdyn_ros.stages.estimation import FilterConfig, StreamingEstimator
 
 
 def test_numba_kernel_is_available_in_the_test_environment():
@@ -59,11 +59,11 @@ def test_compiled_push_drops_a_nonfinite_output():
 
 
 def test_without_numba_the_numpy_path_runs():
-    code = ('import numpy as np; from invdyn_ros import kernels; '
-            'from invdyn_ros.predictor import Predictor; '
+    code = ('import numpy as np; from invdyn_ros.stages import kernels; '
+            'from invdyn_ros.learning.predictor import Predictor; '
             'p = Predictor("gru", 2, {"hidden_size": 4}, window=2); '
             'p.push(np.ones(6)); y = p.push(np.ones(6)); '
-            'from invdyn_ros.estimation import StreamingEstimator; '
+            'from invdyn_ros.stages.estimation import StreamingEstimator; '
             'e = StreamingEstimator(2); '
             'st = [e.update(1e-3 * k, np.full(2, 1e-3 * k), np.ones(2)) for k in range(40)]; '
             'print(kernels.AVAILABLE, p._kernel is None, y.shape, bool(np.isfinite(y).all()), '
@@ -136,8 +136,8 @@ def test_compiled_estimator_step_rejects_a_nonfinite_output_and_resets():
 def test_pipeline_with_kernels_equals_pipeline_without():
     # the node's whole fast path (estimator + dual LSTM/GRU read-out + selection + clamp), compiled
     # vs numpy: the same outputs sample by sample (states bit for bit, torques to float32 rounding)
-    from invdyn_ros.learner import LearnerConfig
-    from invdyn_ros.pipeline import Pipeline, PipelineConfig, make_trainer
+    from invdyn_ros.learning.learner import LearnerConfig
+    from invdyn_ros.pipeline.pipeline import Pipeline, PipelineConfig, make_trainer
 
     def pipeline():
         learner = LearnerConfig(model='lstm', model_options={'hidden_size': 16}, window=4,

@@ -2,7 +2,7 @@
 (Its use by the pipeline: test_pipeline's delayed-label tests.)"""
 import numpy as np
 
-from invdyn_ros.labels import DelayedEffort
+from invdyn_ros.stages.labels import DelayedEffort
 
 
 def test_label_is_the_effort_delay_earlier_interpolated():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from invdyn_ros.learner import LearnerConfig, OnlineLearner
+from invdyn_ros.learning.learner import LearnerConfig, OnlineLearner
 
 torch.set_num_threads(1)
 
@@ -222,7 +222,7 @@ def test_weight_ema_predicts_with_the_exponential_average_of_the_iterates():
 
 
 def test_the_parts_are_importable_from_learner():
-    from invdyn_ros import learner, learner_checkpoint, learner_config, replay_buffer
+    from invdyn_ros.learning import learner, learner_checkpoint, learner_config, replay_buffer
 
     assert learner.LearnerConfig is learner_config.LearnerConfig
     assert learner.ReplayBuffer is replay_buffer.ReplayBuffer

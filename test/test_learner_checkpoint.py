@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 import torch
+from test_learner import small_config, smooth_windows
 
 from invdyn_ros.errors import CheckpointError
-from invdyn_ros.learner import OnlineLearner
-from invdyn_ros.learner_checkpoint import CHECKPOINT_FORMAT_VERSION
-from test_learner import small_config, smooth_windows
+from invdyn_ros.learning.learner import OnlineLearner
+from invdyn_ros.learning.learner_checkpoint import CHECKPOINT_FORMAT_VERSION
 
 torch.set_num_threads(1)
 

@@ -1,9 +1,9 @@
 """LearnerConfig: validation names the bad parameter; plain-dict round trip."""
 import pytest
+from test_learner import small_config
 
 from invdyn_ros.errors import ConfigError
-from invdyn_ros.learner_config import LearnerConfig
-from test_learner import small_config
+from invdyn_ros.learning.learner_config import LearnerConfig
 
 
 @pytest.mark.parametrize('kw,name', [

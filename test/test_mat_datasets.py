@@ -6,9 +6,10 @@ import pytest
 import scipy.io
 
 from invdyn_ros.errors import DatasetError
-from invdyn_ros.mat_datasets import (BAXTER_JOINTS, KUKA_JOINTS, UR10_JOINTS, find_datasets_dir,
-                                     kuka_split, load_baxter, load_kuka, load_mat, load_ur10)
-from invdyn_ros.recording import SEGMENT_GAP_S
+from invdyn_ros.offline.mat_datasets import (BAXTER_JOINTS, KUKA_JOINTS, UR10_JOINTS,
+                                             find_datasets_dir, kuka_split, load_baxter, load_kuka,
+                                             load_mat, load_ur10)
+from invdyn_ros.offline.recording import SEGMENT_GAP_S
 
 
 def polydoros_block(n_rows: int, seed: int) -> np.ndarray:

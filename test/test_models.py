@@ -8,11 +8,11 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
 from invdyn_ros.errors import ConfigError
-from invdyn_ros.models import (
-    MODEL_KINDS, GRUConfig, LSTMConfig, MLPConfig, VASTAResLSTMConfig, build_model, config_to_dict,
-    model_from_dict)
+from invdyn_ros.learning.models import (MODEL_KINDS, GRUConfig, LSTMConfig, MLPConfig,
+                                        VASTAResLSTMConfig, build_model, config_to_dict,
+                                        model_from_dict)
+from invdyn_ros.learning.scaling import RunningScaler
 from invdyn_ros.metrics import nmse
-from invdyn_ros.scaling import RunningScaler
 
 N = 3  # joints -> 9 features per row
 L = 6

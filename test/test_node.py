@@ -1,5 +1,5 @@
 """invdyn_node over real DDS on loopback: the node runs as a subprocess (``python -m
-invdyn_ros.node --ros-args --params-file ...``), the test talks to it with its own rclpy context.
+invdyn_ros.ros.node --ros-args --params-file ...``), the test talks to it with its own rclpy context.
 
 Covered: outputs with the right names and stamps whose error falls as a stream goes on (KUKA-I
 trajectories when ../shared/datasets is present, a generated stream otherwise); zero feedforward
@@ -51,7 +51,7 @@ def stream_7dof(count: int = 3600):
     """(t, q, qd, tau, source): KUKA-I trajectories 1-2 (100 Hz) if present, else generated."""
     path = datasets_dir()
     if path is not None:
-        from invdyn_ros.datasets import load_kuka
+        from invdyn_ros.offline.datasets import load_kuka
         rec = load_kuka(path, trajectories=[1, 2])
         k = min(count, len(rec.t))
         return rec.t[:k] + 1000.0, rec.q[:k], rec.qd[:k], rec.tau[:k], 'KUKA-I'
@@ -86,10 +86,10 @@ def node_env(home: Path | None = None, domain: str | None = None) -> dict:
 
 def start_node(args: list[str], log: Path, env: dict | None = None,
                **popen: object) -> subprocess.Popen:
-    """``python -m invdyn_ros.node ARGS`` with output to ``log`` (``popen``: more Popen options,
+    """``python -m invdyn_ros.ros.node ARGS`` with output to ``log`` (``popen``: more Popen options,
     e.g. ``start_new_session=True`` for a process group of its own)."""
     f = open(log, 'w')
-    proc = subprocess.Popen([sys.executable, '-m', 'invdyn_ros.node', *args], cwd=str(REPO),
+    proc = subprocess.Popen([sys.executable, '-m', 'invdyn_ros.ros.node', *args], cwd=str(REPO),
                             env=env or node_env(), stdout=f, stderr=subprocess.STDOUT, **popen)
     proc.log_path = log  # type: ignore[attr-defined]
     proc.log_file = f    # type: ignore[attr-defined]
@@ -560,7 +560,7 @@ def test_invalid_parameters_are_rejected_naming_the_parameter(drop, override, na
     from rclpy.parameter import Parameter
 
     from invdyn_ros.errors import ConfigError
-    from invdyn_ros.node import InvdynNode
+    from invdyn_ros.ros.node import InvdynNode
 
     params = {'joint_names': ['a', 'b', 'c'], 'torque_limits': [1.0, 1.0, 1.0]}
     params.pop(drop, None)
@@ -579,7 +579,7 @@ def test_invalid_parameters_are_rejected_naming_the_parameter(drop, override, na
 def test_invalid_parameter_file_exits_with_code_2_and_names_the_parameter(tmp_path):
     pfile = write_params(tmp_path / 'bad.yaml', {'joint_names': ['a', 'b'], 'torque_limits': [1.0],
                                                  'model': 'lstm'})
-    proc = subprocess.run([sys.executable, '-m', 'invdyn_ros.node', '--ros-args', '--params-file',
+    proc = subprocess.run([sys.executable, '-m', 'invdyn_ros.ros.node', '--ros-args', '--params-file',
                            str(pfile)], cwd=str(REPO), env=node_env(), capture_output=True,
                           text=True, timeout=180)
     assert proc.returncode == 2, proc.stderr[-2000:]
@@ -736,7 +736,7 @@ def test_launch_file_declares_the_arguments_and_passes_params_file_and_remapping
     constants = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)}
     assert {'invdyn_ros', 'config', 'kuka_lwr.yaml'} <= constants   # the default params file
     setup = (REPO / 'setup.py').read_text()
-    assert "'invdyn_node': 'invdyn_ros.node:main'" in setup
+    assert "'invdyn_node': 'invdyn_ros.ros.node:main'" in setup
 
 
 def test_garbage_is_collected_between_callbacks_with_automatic_collection_off():
@@ -746,7 +746,7 @@ def test_garbage_is_collected_between_callbacks_with_automatic_collection_off():
     import gc
     import weakref
 
-    from invdyn_ros.node import collect_garbage_off_path
+    from invdyn_ros.ros.node import collect_garbage_off_path
 
     class Cycle:
         pass
@@ -788,7 +788,7 @@ def test_a_stop_during_start_up_ends_the_trainer_start_at_once():
     from rclpy.parameter import Parameter
 
     from invdyn_ros.errors import TrainerError
-    from invdyn_ros.node import InvdynNode
+    from invdyn_ros.ros.node import InvdynNode
 
     stop = threading.Event()
     stop.set()                                   # the signal came before the worker was up
@@ -808,7 +808,7 @@ def test_a_stop_during_start_up_ends_the_trainer_start_at_once():
 def _in_process_node(ctx, node_name='invdyn_node', **params):
     from rclpy.parameter import Parameter
 
-    from invdyn_ros.node import InvdynNode
+    from invdyn_ros.ros.node import InvdynNode
 
     base = {'joint_names': ['a', 'b', 'c'], 'torque_limits': [50.0, 50.0, 50.0],
             'trainer': 'inline', 'checkpoint_path': '', 'window': 4, 'hidden_size': 8,
@@ -1009,8 +1009,8 @@ def test_a_bag_written_by_invdyn_bag_is_accepted_from_its_first_message(tmp_path
     """A recording whose time axis starts at 0 (a CSV without a time column, as the datasets have)
     converted by invdyn_bag and played to the node message by message: no message is rejected
     (the bag's first stamp used to be 0, which ROS reads as "no stamp": ``rejected_stamp: 1``)."""
-    from invdyn_ros.bag import DEFAULT_START_TIME_NS, read_joint_states
     from invdyn_ros.cli.invdyn_bag import main as bag_main
+    from invdyn_ros.offline.bag import DEFAULT_START_TIME_NS, read_joint_states
 
     rows = 60
     t = np.arange(rows) / 100.0
@@ -1058,7 +1058,7 @@ def test_the_throttled_warning_gives_the_reason_of_the_counters_that_grew(capfd)
     """A reason belongs to its counter: after a zero stamp, a later period with other rejections
     must not repeat "header.stamp is zero" (it once did: ``{'missed_by_stamp_gap': 88} (last:
     header.stamp is zero)``)."""
-    from invdyn_ros.node import bad_input_warning
+    from invdyn_ros.ros.node import bad_input_warning
 
     assert bad_input_warning({'missed_by_stamp_gap': 88}, {'rejected_stamp': 'header.stamp is zero'}) \
         == "dropped bad input / missed samples in the last period: {'missed_by_stamp_gap': 88}"

@@ -8,12 +8,12 @@ import math
 import numpy as np
 import pytest
 
-from invdyn_ros.joint_state import COUNTERS as JS_COUNTERS
-from invdyn_ros.node_diagnostics import (ERROR, OK, WARN, LatencyRing, Snapshot,
-                                         WarningThrottle, bad_input_warning, rejected_counts,
-                                         statuses)
-from invdyn_ros.pipeline import Pipeline, PipelineConfig
-from invdyn_ros.training import make_trainer
+from invdyn_ros.learning.training import make_trainer
+from invdyn_ros.pipeline.pipeline import Pipeline, PipelineConfig
+from invdyn_ros.ros.node_diagnostics import (ERROR, OK, WARN, LatencyRing, Snapshot,
+                                             WarningThrottle, bad_input_warning, rejected_counts,
+                                             statuses)
+from invdyn_ros.stages.joint_state import COUNTERS as JS_COUNTERS
 
 NAMES = ['a', 'b']
 

@@ -11,9 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from test_node import KUKA, LIMIT, Harness, log_of, start_node, stop_node, stream_7dof, \
-    write_params
+from test_node import KUKA, LIMIT, Harness, log_of, start_node, stop_node, stream_7dof, write_params
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -195,8 +193,9 @@ def test_configure_waits_for_the_robot_description_inside_the_service_call(tmp_p
     """Configure runs inside the executor's ~/change_state callback: the wait for a
     robot_description published only after the request must neither block forever nor take the
     node from its executor (joint states are processed afterwards)."""
-    from invdyn_ros.sim.arm import find_robot_urdf
     from test_node import UR5, DescriptionPublisher
+
+    from invdyn_ros.sim.arm import find_robot_urdf
 
     pytest.importorskip('pinocchio')
     params = {'joint_names': UR5, 'torque_limits': [150.0] * 3 + [28.0] * 3, 'autostart': False,
@@ -242,7 +241,6 @@ def test_destroy_node_leaves_nothing_in_the_graph():
     stale ~/get_state server. InvdynNode.destroy_node releases it."""
     import rclpy
     from rclpy.context import Context
-
     from test_node import _in_process_node
 
     a, b = Context(), Context()

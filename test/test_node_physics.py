@@ -10,16 +10,16 @@ import time
 
 import numpy as np
 import pytest
+from test_node import (UR5, DescriptionPublisher, Harness, log_of, node_env, start_node, stop_node,
+                       write_params)
 
 from conftest import REPO
-from test_node import (UR5, DescriptionPublisher, Harness, log_of, node_env, start_node,
-                       stop_node, write_params)
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 rclpy = pytest.importorskip('rclpy')
-from invdyn_ros.physics import PhysicsPrior, RobotModel  # noqa: E402
 from invdyn_ros.sim.arm import ArmConfig, SimulatedArm, find_robot_urdf  # noqa: E402
+from invdyn_ros.stages.physics import PhysicsPrior, RobotModel  # noqa: E402
 
 LIMITS = [150.0, 150.0, 150.0, 28.0, 28.0, 28.0]
 URDF = find_robot_urdf('ur5').read_text()
@@ -90,7 +90,7 @@ def test_a_joint_missing_from_the_urdf_stops_the_node_naming_it(tmp_path):
     names = UR5[:5] + ['lbr_A7']
     pfile = write_params(tmp_path / 'bad.yaml', {'joint_names': names, 'torque_limits': LIMITS,
                                                  'prior': 'rnea', 'robot_description': URDF})
-    proc = subprocess.run([sys.executable, '-m', 'invdyn_ros.node', '--ros-args', '--params-file',
+    proc = subprocess.run([sys.executable, '-m', 'invdyn_ros.ros.node', '--ros-args', '--params-file',
                            str(pfile)], cwd=str(REPO), env=node_env(), capture_output=True,
                           text=True, timeout=180)
     assert proc.returncode == 2, proc.stderr[-2000:]
@@ -100,8 +100,8 @@ def test_a_joint_missing_from_the_urdf_stops_the_node_naming_it(tmp_path):
 def identified_checkpoint(tmp_path, params):
     """A checkpoint set written by a pipeline that identified a 2 kg payload for 5 s:
     (prefix, the physics stage's state_dict)."""
-    from invdyn_ros.parameters import NODE_ONLY_PARAMETERS
-    from invdyn_ros.pipeline import Pipeline, PipelineConfig, make_trainer
+    from invdyn_ros.pipeline.parameters import NODE_ONLY_PARAMETERS
+    from invdyn_ros.pipeline.pipeline import Pipeline, PipelineConfig, make_trainer
     from invdyn_ros.sim.trajectory import FourierTrajectory
 
     config = PipelineConfig.from_params({k: v for k, v in params.items()
@@ -128,7 +128,7 @@ def node_params(tmp_path):
 
 
 def test_the_node_resumes_the_identified_parameters_and_saves_them_again(tmp_path):
-    from invdyn_ros.checkpoints import read_physics
+    from invdyn_ros.learning.checkpoints import read_physics
 
     params = node_params(tmp_path)
     prefix, state = identified_checkpoint(tmp_path, params)
@@ -153,7 +153,7 @@ def test_the_node_resumes_the_identified_parameters_and_saves_them_again(tmp_pat
 
 
 def test_a_corrupt_physics_member_stops_the_node_and_is_left_untouched(tmp_path):
-    from invdyn_ros.checkpoints import physics_path
+    from invdyn_ros.learning.checkpoints import physics_path
 
     params = node_params(tmp_path)
     prefix, state = identified_checkpoint(tmp_path, params)
@@ -166,7 +166,7 @@ def test_a_corrupt_physics_member_stops_the_node_and_is_left_untouched(tmp_path)
     with open(path, 'rb') as f:
         damaged = f.read()
     pfile = write_params(tmp_path / 'p.yaml', params)
-    proc = subprocess.run([sys.executable, '-m', 'invdyn_ros.node', '--ros-args', '--params-file',
+    proc = subprocess.run([sys.executable, '-m', 'invdyn_ros.ros.node', '--ros-args', '--params-file',
                            str(pfile)], cwd=str(REPO), env=node_env(), capture_output=True,
                           text=True, timeout=180)
     assert proc.returncode == 2, proc.stderr[-2000:]

@@ -4,9 +4,9 @@ import os
 import pytest
 
 from invdyn_ros.errors import ConfigError
-from invdyn_ros.node_settings import (NodeSettings, integer, needs_robot_model, positive,
-                                      process_settings)
-from invdyn_ros.parameters import PARAMETERS
+from invdyn_ros.pipeline.parameters import PARAMETERS
+from invdyn_ros.ros.node_settings import (NodeSettings, integer, needs_robot_model, positive,
+                                          process_settings)
 
 
 def defaults(**changes):

@@ -15,8 +15,7 @@ import time
 import numpy as np
 import pytest
 import torch
-
-from test_node import (Harness, log_of, start_node, stop_node, write_params)
+from test_node import Harness, log_of, start_node, stop_node, write_params
 from test_trajectory_feedforward import motion
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -26,8 +25,8 @@ from builtin_interfaces.msg import Duration  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E402
 
-from invdyn_ros.pipeline import Pipeline, PipelineConfig, make_trainer  # noqa: E402
-from invdyn_ros.trajectory_feedforward import annotate_trajectory  # noqa: E402
+from invdyn_ros.pipeline.pipeline import Pipeline, PipelineConfig, make_trainer  # noqa: E402
+from invdyn_ros.pipeline.trajectory_feedforward import annotate_trajectory  # noqa: E402
 
 NAMES = ['j1', 'j2']
 RATE = 100.0

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from invdyn_ros.outputs import BatchOutput, Output, Published
+from invdyn_ros.stages.outputs import BatchOutput, Output, Published
 
 
 def _batch(n=3, N=2):

@@ -1,4 +1,4 @@
-"""The one parameter table (invdyn_ros.parameters) and what comes from it: PipelineConfig's
+"""The one parameter table (invdyn_ros.pipeline.parameters) and what comes from it: PipelineConfig's
 defaults and checks, the node's declarations (read back through the real describe_parameters
 service of a running node), ``invdyn_node --help`` and the README's table."""
 from __future__ import annotations
@@ -12,12 +12,12 @@ import rclpy
 from rcl_interfaces.srv import DescribeParameters, GetParameters
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
-
-from invdyn_ros.config import PipelineConfig
-from invdyn_ros.errors import ConfigError
-from invdyn_ros.parameters import (NODE_ONLY_PARAMETERS, PARAMETER_DOCS, PARAMETERS,
-                                   PIPELINE_PARAMETERS, Param, check_all, markdown_table)
 from test_node import REPO, START_TIMEOUT, log_of, start_node, stop_node, write_params
+
+from invdyn_ros.errors import ConfigError
+from invdyn_ros.pipeline.config import PipelineConfig
+from invdyn_ros.pipeline.parameters import (NODE_ONLY_PARAMETERS, PARAMETER_DOCS, PARAMETERS,
+                                            PIPELINE_PARAMETERS, Param, check_all, markdown_table)
 
 NAMES = ['a', 'b']
 PIPELINE = [p for p in PARAMETERS.values() if not p.node_only]
@@ -129,7 +129,7 @@ def test_config_defaults_are_the_tables():
 
 # ----------------------------------------------------------------------------- outputs
 def test_help_lists_every_declared_parameter_with_type_and_default():
-    from invdyn_ros.node import build_arg_parser
+    from invdyn_ros.ros.node import build_arg_parser
 
     text = build_arg_parser().format_help()
     for name, (default, _) in PARAMETER_DOCS.items():
@@ -144,7 +144,7 @@ def test_the_readme_table_is_the_generated_one():
                       text, re.S)
     assert found, 'README.md lost its parameters table markers'
     assert found.group(1) == markdown_table(), \
-        'README parameter table is stale: paste the output of python -m invdyn_ros.parameters'
+        'README parameter table is stale: paste the output of python -m invdyn_ros.pipeline.parameters'
     for name in PARAMETER_DOCS:
         assert f'| `{name}`' in found.group(1)
 

@@ -15,14 +15,13 @@ import numpy as np
 import pytest
 import rclpy
 from rclpy.context import Context
-
 from test_node import REPO, Harness, log_of, node_env, start_node, stop_node
 
 BASE = 'invdyn_node:\n  ros__parameters:\n'
 
 
 def run_node(tmp_path, body: str | None, extra: tuple = ()) -> subprocess.CompletedProcess:
-    args = [sys.executable, '-m', 'invdyn_ros.node', '--ros-args']
+    args = [sys.executable, '-m', 'invdyn_ros.ros.node', '--ros-args']
     if body is not None:
         pfile = tmp_path / 'params.yaml'
         pfile.write_text(BASE + body)
@@ -66,7 +65,7 @@ def test_mixed_type_list_in_a_command_line_rule(tmp_path):
 
 
 def test_ros_args_error_reduces_rcl_messages_to_one_line(tmp_path):
-    from invdyn_ros.node import ros_args_error
+    from invdyn_ros.ros.node import ros_args_error
 
     pfile = tmp_path / 'p.yaml'
     pfile.write_text(BASE + '    joint_names: [a]\n    torque_limits:\n      - 1.0\n      - x\n')
@@ -126,7 +125,7 @@ def test_lost_message_reports_cannot_wrap_the_counter():
     from rclpy.event_handler import QoSMessageLostInfo
     from rclpy.parameter import Parameter
 
-    from invdyn_ros.node import InvdynNode
+    from invdyn_ros.ros.node import InvdynNode
 
     ctx = Context()
     rclpy.init(context=ctx)

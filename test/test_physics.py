@@ -4,9 +4,8 @@ import pinocchio as pin
 import pytest
 
 from invdyn_ros.errors import ConfigError
-from invdyn_ros.physics import (PhysicsConfig, PhysicsPrior, RobotModel, load_urdf_text,
-                                perturbed_urdf_model)
-from invdyn_ros.sim.arm import find_robot_urdf
+from invdyn_ros.sim.arm import find_robot_urdf, perturbed_urdf_model
+from invdyn_ros.stages.physics import PhysicsConfig, PhysicsPrior, RobotModel, load_urdf_text
 
 UR5 = ['shoulder_pan_joint', 'shoulder_lift_joint', 'elbow_joint', 'wrist_1_joint',
        'wrist_2_joint', 'wrist_3_joint']
@@ -206,13 +205,14 @@ def test_the_compiled_rnea_says_when_it_is_not_finite_and_refuses_a_wrong_length
                                prior.predict(np.zeros(6), qd, qdd))
     wide = np.stack([q, q]).T                  # column views: not contiguous
     np.testing.assert_allclose(prior.predict(wide[:, 0], qd, qdd), prior.predict(q, qd, qdd))
-    from invdyn_ros import kernels
+    from invdyn_ros.stages import kernels
+
     # one compiled signature: no input ever makes numba compile again (a stall on the fast path)
     assert len(kernels.rnea_prior.signatures) == 1, kernels.rnea_prior.signatures
 
 
 def test_without_numba_the_prior_is_pinocchios_rnea(monkeypatch):
-    from invdyn_ros import kernels
+    from invdyn_ros.stages import kernels
     compiled = PhysicsPrior(RobotModel(urdf(), UR5))
     monkeypatch.setattr(kernels, 'rnea_prior', None)
     robot = RobotModel(urdf(), UR5)

@@ -8,15 +8,14 @@ import os
 
 import numpy as np
 import pytest
-
-from invdyn_ros.checkpoints import (manifest_path, physics_path, read_manifest, read_physics,
-                                    write_set)
-from invdyn_ros.errors import CheckpointError
-from invdyn_ros.pipeline import Pipeline, PipelineConfig, make_trainer
-from invdyn_ros.sim.arm import ArmConfig, SimulatedArm
-from invdyn_ros.sim.trajectory import FourierTrajectory
 from test_residual import LIMITS, RATE, UR5, URDF  # the same simulated UR5 as the stage's tests
 
+from invdyn_ros.errors import CheckpointError
+from invdyn_ros.learning.checkpoints import (manifest_path, physics_path, read_manifest,
+                                             read_physics, write_set)
+from invdyn_ros.pipeline.pipeline import Pipeline, PipelineConfig, make_trainer
+from invdyn_ros.sim.arm import ArmConfig, SimulatedArm
+from invdyn_ros.sim.trajectory import FourierTrajectory
 
 
 def params(**kw):

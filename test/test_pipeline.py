@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from invdyn_ros.errors import ConfigError
-from invdyn_ros.learner import LearnerConfig, OnlineLearner
-from invdyn_ros.pipeline import (NODE_ONLY_PARAMETERS, Output, Pipeline, PipelineConfig,
-                                 Published, ThreadTrainer, make_trainer)
+from invdyn_ros.learning.learner import LearnerConfig, OnlineLearner
+from invdyn_ros.pipeline.pipeline import (NODE_ONLY_PARAMETERS, Output, Pipeline, PipelineConfig,
+                                          Published, ThreadTrainer, make_trainer)
 
 torch.set_num_threads(1)
 NAMES = ['j1', 'j2']

@@ -7,12 +7,12 @@ import threading
 
 import numpy as np
 import pytest
-
-from invdyn_ros.errors import CheckpointError, TrainerError
-from invdyn_ros.pipeline import Pipeline, PipelineConfig, checkpoint_files, make_trainer
-from invdyn_ros.pipeline_learning import LearningSide
 from test_pipeline import (NAMES, FixedTrainer, constant_mlp_weights, feed_constant,
                            generated_stream, mlp_config)
+
+from invdyn_ros.errors import CheckpointError, TrainerError
+from invdyn_ros.pipeline.pipeline import Pipeline, PipelineConfig, checkpoint_files, make_trainer
+from invdyn_ros.pipeline.pipeline_learning import LearningSide
 
 
 def test_checkpoint_roundtrip_and_corrupt_file(tmp_path):

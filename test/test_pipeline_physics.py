@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from invdyn_ros.errors import CheckpointError
-from invdyn_ros.pipeline import PipelineConfig
-from invdyn_ros.pipeline_physics import PriorSide
-from invdyn_ros.readiness import Readiness
+from invdyn_ros.pipeline.pipeline import PipelineConfig
+from invdyn_ros.pipeline.pipeline_physics import PriorSide
 from invdyn_ros.sim.arm import find_robot_urdf
+from invdyn_ros.stages.readiness import Readiness
 
 UR5 = ['shoulder_pan_joint', 'shoulder_lift_joint', 'elbow_joint', 'wrist_1_joint',
        'wrist_2_joint', 'wrist_3_joint']

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from invdyn_ros.pipeline import Pipeline, PipelineConfig, make_trainer
+from invdyn_ros.pipeline.pipeline import Pipeline, PipelineConfig, make_trainer
 
 torch.set_num_threads(1)
 NAMES = ['j1', 'j2']

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from invdyn_ros.errors import CheckpointError
-from invdyn_ros.learner import LearnerConfig, OnlineLearner
-from invdyn_ros.predictor import Predictor
+from invdyn_ros.learning.learner import LearnerConfig, OnlineLearner
+from invdyn_ros.learning.predictor import Predictor
 
 torch.set_num_threads(1)
 

@@ -4,7 +4,7 @@ node falls behind) keeps its rate: the gaps are multiples of the period, not a n
 import numpy as np
 import pytest
 
-from invdyn_ros.estimation import FilterConfig, StreamingEstimator
+from invdyn_ros.stages.estimation import FilterConfig, StreamingEstimator
 
 RATE = 1000.0
 T = 1.0 / RATE
@@ -81,7 +81,8 @@ def test_a_real_halving_is_still_detected_after_missed_samples():
 
 
 # ---------------------------------------------------------------------- the pure rule
-from invdyn_ros.rate import RATE_BLOCK, SETTLE_BLOCKS, RateEstimator, robust_period  # noqa: E402
+from invdyn_ros.stages.rate import (RATE_BLOCK, SETTLE_BLOCKS, RateEstimator,  # noqa: E402
+                                    robust_period)
 
 
 def test_robust_period_leaves_out_a_burst_unless_it_is_most_of_the_block():

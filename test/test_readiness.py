@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from invdyn_ros import metrics
-from invdyn_ros.readiness import Readiness, RollingNMSE, window_nmse
+from invdyn_ros.stages.readiness import Readiness, RollingNMSE, window_nmse
 
 
 def _errors(count: int, seed: int = 0) -> np.ndarray:

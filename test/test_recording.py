@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from invdyn_ros.errors import DatasetError
-from invdyn_ros.recording import Recording, make_time_axis
+from invdyn_ros.offline.recording import Recording, make_time_axis
 
 
 def make_recording(n: int = 12, joints=('a', 'b'), with_qd=True, with_qdd=False) -> Recording:

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from invdyn_ros.learner import LearnerConfig, OnlineLearner
-from invdyn_ros.pipeline import Pipeline, PipelineConfig
-from invdyn_ros.predictor import Predictor
-from invdyn_ros.replay import predict_segments, predict_windows
+from invdyn_ros.learning.learner import LearnerConfig, OnlineLearner
+from invdyn_ros.learning.predictor import Predictor
+from invdyn_ros.pipeline.pipeline import Pipeline, PipelineConfig
+from invdyn_ros.pipeline.replay import predict_segments, predict_windows
 
 torch.set_num_threads(1)
 N_J, L = 2, 4

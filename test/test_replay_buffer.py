@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from invdyn_ros.replay_buffer import ReplayBuffer
+from invdyn_ros.learning.replay_buffer import ReplayBuffer
 
 
 def _tagged(i: int, L: int = 2, width: int = 3, n: int = 1):

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from invdyn_ros.physics import PhysicsPrior, RobotModel
-from invdyn_ros.pipeline import Pipeline, PipelineConfig, make_trainer
-from invdyn_ros.residual import VisitedRegion, trust_of
+from invdyn_ros.pipeline.pipeline import Pipeline, PipelineConfig, make_trainer
 from invdyn_ros.sim.arm import ArmConfig, SimulatedArm, find_robot_urdf
 from invdyn_ros.sim.trajectory import FourierTrajectory
+from invdyn_ros.stages.physics import PhysicsPrior, RobotModel
+from invdyn_ros.stages.residual import VisitedRegion, trust_of
 
 torch.set_num_threads(1)
 UR5 = ['shoulder_pan_joint', 'shoulder_lift_joint', 'elbow_joint', 'wrist_1_joint',
@@ -294,7 +294,7 @@ def test_a_wrong_urdf_never_makes_a_joint_worse_than_the_black_box(arm):
 def test_trajectory_feedforward_includes_the_prior(arm):
     """A planned trajectory's efforts with prior: rnea are the identified model's torque plus the
     gated residual: with every gate closed, the model's torque; opened, the residual is added."""
-    from invdyn_ros.trajectory_feedforward import annotate_trajectory
+    from invdyn_ros.pipeline.trajectory_feedforward import annotate_trajectory
     config = PipelineConfig.from_params(params(dual_enabled=False, identify=False))
     pipe = Pipeline(config, LabelTrainer(config))
     t, q, qd, tau = recording(arm, seconds=4.0)

@@ -7,7 +7,7 @@ import torch
 from sklearn.preprocessing import StandardScaler
 
 from invdyn_ros.errors import ConfigError
-from invdyn_ros.scaling import RunningScaler
+from invdyn_ros.learning.scaling import RunningScaler
 
 
 def _data(seed=0, rows=1000, dim=5):

@@ -12,7 +12,7 @@ pytest.importorskip('rclpy')
 from rclpy.serialization import deserialize_message, serialize_message  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 
-from invdyn_ros.serialized import SerializedJointState  # noqa: E402
+from invdyn_ros.ros.serialized import SerializedJointState  # noqa: E402
 
 
 def _message(names, frame_id, sec, nanosec, p, v, e):

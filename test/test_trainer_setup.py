@@ -4,10 +4,10 @@ import os
 import pytest
 
 from invdyn_ros.errors import CheckpointError
-from invdyn_ros.pipeline import Pipeline, PipelineConfig
-from invdyn_ros.trainer_setup import (realtime_priority, renice_trainer, start_trainer,
-                                      trainer_options)
-from invdyn_ros.training import make_trainer
+from invdyn_ros.learning.training import make_trainer
+from invdyn_ros.pipeline.pipeline import Pipeline, PipelineConfig
+from invdyn_ros.ros.trainer_setup import (realtime_priority, renice_trainer, start_trainer,
+                                          trainer_options)
 
 
 class Log:

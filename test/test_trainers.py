@@ -7,12 +7,12 @@ import time
 import numpy as np
 import pytest
 import torch
-
-from invdyn_ros.checkpoints import checkpoint_to_resume, read_manifest
-from invdyn_ros.config import PipelineConfig
-from invdyn_ros.trainers import InlineTrainer, Trainer, TrainingLoop, build_learners
-from invdyn_ros.training import TRAINER_KINDS, make_trainer
 from test_learner import smooth_windows
+
+from invdyn_ros.learning.checkpoints import checkpoint_to_resume, read_manifest
+from invdyn_ros.learning.trainers import InlineTrainer, Trainer, TrainingLoop, build_learners
+from invdyn_ros.learning.training import TRAINER_KINDS, make_trainer
+from invdyn_ros.pipeline.config import PipelineConfig
 
 torch.set_num_threads(1)
 

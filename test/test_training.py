@@ -4,12 +4,13 @@ import time
 import numpy as np
 import pytest
 import torch
+from test_learner import smooth_windows
 
 from invdyn_ros.errors import CheckpointError, ConfigError
-from invdyn_ros.learner import LearnerConfig, OnlineLearner
-from invdyn_ros.predictor import Predictor
-from invdyn_ros.training import (InlineTrainer, ProcessTrainer, TrainerError, checkpoint_path)
-from test_learner import smooth_windows
+from invdyn_ros.learning.learner import LearnerConfig, OnlineLearner
+from invdyn_ros.learning.predictor import Predictor
+from invdyn_ros.learning.training import (InlineTrainer, ProcessTrainer, TrainerError,
+                                          checkpoint_path)
 
 torch.set_num_threads(1)
 
@@ -183,7 +184,7 @@ def test_a_realtime_caller_does_not_pass_sched_fifo_to_the_trainers_helper_threa
     import os
     import threading
 
-    from invdyn_ros.pipeline import Pipeline, PipelineConfig
+    from invdyn_ros.pipeline.pipeline import Pipeline, PipelineConfig
 
     config = PipelineConfig.from_params({'joint_names': ['a', 'b', 'c'], 'hidden_size': 8,
                                          'window': 10, 'dual_enabled': False, 'min_samples': 32})

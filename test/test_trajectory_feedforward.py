@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from invdyn_ros.pipeline import Pipeline, PipelineConfig, make_trainer
-from invdyn_ros.trajectory_feedforward import (TrajectoryError, TrajectorySpline,
-                                               annotate_trajectory, pipeline_rate_hz)
-from invdyn_ros.windows import make_windows
+from invdyn_ros.pipeline.pipeline import Pipeline, PipelineConfig, make_trainer
+from invdyn_ros.pipeline.trajectory_feedforward import (TrajectoryError, TrajectorySpline,
+                                                        annotate_trajectory, pipeline_rate_hz)
+from invdyn_ros.stages.windows import make_windows
 
 torch.set_num_threads(1)
 NAMES = ['j1', 'j2']

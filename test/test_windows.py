@@ -1,9 +1,9 @@
-"""Tests of invdyn_ros.windows: ordering, fullness, copies, label alignment."""
+"""Tests of invdyn_ros.stages.windows: ordering, fullness, copies, label alignment."""
 import numpy as np
 import pytest
 
 from invdyn_ros.errors import ConfigError
-from invdyn_ros.windows import WindowBuffer, make_windows
+from invdyn_ros.stages.windows import WindowBuffer, make_windows
 
 
 def rows(N, width):

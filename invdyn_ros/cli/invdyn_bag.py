@@ -23,9 +23,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from invdyn_ros import bag as bagmod
-from invdyn_ros import datasets
 from invdyn_ros.errors import BagError, DatasetError
+from invdyn_ros.offline import bag as bagmod
+from invdyn_ros.offline import datasets
 
 FORMATS = ('auto', 'kuka', 'baxter', 'ur10', 'mat', 'csv', 'npz')
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog='invdyn_bag',
         description='Convert recorded joint data into a rosbag2 bag of sensor_msgs/JointState.',
         epilog='CSV/NPZ columns: time (optional), q_<joint>, qd_<joint>, qdd_<joint>, tau_<joint>, '
-               'segment (optional). See invdyn_ros.datasets.')
+               'segment (optional). See invdyn_ros.offline.datasets.')
     p.add_argument('input', help='.mat file (or dataset folder with --format kuka|baxter|ur10), '
                                  '.csv or .npz file')
     p.add_argument('-o', '--output', required=True, help='bag directory to create')

@@ -7,14 +7,14 @@
 
 BAG is a rosbag2 bag (sqlite3 or MCAP; a bag folder or a single .db3/.mcap file) recorded with
 ``ros2 bag record /joint_states`` on the robot. The samples go, in stamp order and much faster than
-real time, through the node's own pipeline (see :mod:`invdyn_ros.evaluation`). Writes into DIR:
+real time, through the node's own pipeline (see :mod:`invdyn_ros.offline.evaluation`). Writes into DIR:
 
 - ``metrics.json``: per-model, per-joint nMSE and MSE, timings, and the evaluation settings
   (``wall_seconds``: reading the bag plus the whole evaluation);
 - ``predictions.npz``: the scored samples' times, measured (filtered) torques, every model's
   predictions and the nMSE reference mean/std, for your own analysis;
 - ``torques.png``, ``errors.png``, ``learning_curve.png`` and (with the dual model)
-  ``dual_selection.png`` (see :mod:`invdyn_ros.plots`).
+  ``dual_selection.png`` (see :mod:`invdyn_ros.offline.plots`).
 
 Prints a per-joint nMSE table on stdout; a progress bar on stderr when it is a terminal (or with
 ``--progress``). Exit status: 0 on success; 2 on a user error (missing or corrupt bag, topic not in
@@ -48,8 +48,8 @@ def _csv_floats(text: str) -> list[float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from invdyn_ros.evaluation import (DEFAULT_EPOCHS, DEFAULT_GP_REFIT_EVERY, DEFAULT_GP_SAMPLES,
-                                       MODELS, PROTOCOLS)
+    from invdyn_ros.offline.evaluation import (DEFAULT_EPOCHS, DEFAULT_GP_REFIT_EVERY,
+                                               DEFAULT_GP_SAMPLES, MODELS, PROTOCOLS)
 
     p = argparse.ArgumentParser(
         prog='invdyn_eval',
@@ -183,7 +183,7 @@ def write_outputs(report: Any, out_dir: Path, plots: bool = True) -> list[Path]:
         np.savez_compressed(npz_path, **arrays)
         written.append(npz_path)
         if plots:
-            from invdyn_ros import plots as plotmod
+            from invdyn_ros.offline import plots as plotmod
 
             written += [Path(p) for p in plotmod.write_all(out_dir, report).values()]
     return written
@@ -217,7 +217,7 @@ def apply_physics_options(params: dict[str, Any], args: argparse.Namespace) -> N
     """--urdf / --payload-mass / --payload-com into the node parameters they stand for; a model
     that needs the URDF without one is a ConfigError."""
     from invdyn_ros.errors import ConfigError
-    from invdyn_ros.evaluation import PHYSICS_MODELS, RESIDUAL_MODELS, parse_models
+    from invdyn_ros.offline.evaluation import PHYSICS_MODELS, RESIDUAL_MODELS, parse_models
 
     if args.urdf:
         params['urdf_path'] = args.urdf
@@ -237,9 +237,9 @@ def apply_physics_options(params: dict[str, Any], args: argparse.Namespace) -> N
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from invdyn_ros.bag import read_recording
     from invdyn_ros.errors import ConfigError
-    from invdyn_ros.evaluation import evaluate, parse_models
+    from invdyn_ros.offline.bag import read_recording
+    from invdyn_ros.offline.evaluation import evaluate, parse_models
 
     t_start = time.perf_counter()
     models = parse_models(args.models)          # unknown model: ConfigError before any work

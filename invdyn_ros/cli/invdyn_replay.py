@@ -37,8 +37,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from invdyn_ros.bag import JointStateSample, read_joint_states
 from invdyn_ros.errors import BagError
+from invdyn_ros.offline.bag import JointStateSample, read_joint_states
 from invdyn_ros.stopflag import StopFlag
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -70,7 +70,7 @@ def replay_schedule(samples: Iterable[JointStateSample], rate: float = 1.0,
                     loops: int | None = 1, shift_stamps: bool = False) -> Iterator[Scheduled]:
     """The replay plan: when to send each message and with which stamp (pure, no ROS, no sleeping).
 
-    ``samples`` is iterated once per pass (a :class:`~invdyn_ros.bag.JointStateStream` re-reads
+    ``samples`` is iterated once per pass (a :class:`~invdyn_ros.offline.bag.JointStateStream` re-reads
     the bag). ``loops``: number of passes, None = forever. Pass p+1 starts one sample period
     (median log-time difference) after pass p's last message; with ``shift_stamps`` its header
     stamps are shifted by the same continuous offset measured on the header stamps, so stamps

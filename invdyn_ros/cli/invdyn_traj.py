@@ -9,7 +9,7 @@ optionally ``qd_<joint>`` and ``qdd_<joint>`` for all of them) or a rosbag2 bag 
 the K-th, 0-based). The checkpoint (``<PREFIX>.<network>.pt``, what ``invdyn_node`` writes at its
 ``checkpoint_path``) and the node's parameter file define the networks; the resampling rate is
 ``--rate``, else the config's ``rate_hz``. Efforts are computed exactly as the node's
-``~/trajectory_out`` does (:mod:`invdyn_ros.trajectory_feedforward`) except that offline there is
+``~/trajectory_out`` does (:mod:`invdyn_ros.pipeline.trajectory_feedforward`) except that offline there is
 no readiness and no identifier history: with two networks the first (``model``) is used for every
 joint.
 
@@ -102,8 +102,8 @@ def read_csv(path: Path) -> dict[str, Any]:
 
 
 def read_bag(path: Path, topic: str, index: int) -> dict[str, Any]:
-    from invdyn_ros.bag import BagReader
-    from invdyn_ros.trajectory_msgs_io import trajectory_arrays
+    from invdyn_ros.offline.bag import BagReader
+    from invdyn_ros.ros.trajectory_msgs_io import trajectory_arrays
 
     with BagReader(path) as bag:
         for k, (_, msg) in enumerate(bag.messages(topic, 'trajectory_msgs/msg/JointTrajectory')):
@@ -130,8 +130,9 @@ def write_csv(path: Path, traj: dict[str, Any], res: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from invdyn_ros.cli.invdyn_eval import load_params
-    from invdyn_ros.pipeline import Pipeline, PipelineConfig, checkpoint_files, make_trainer
-    from invdyn_ros.trajectory_feedforward import DEFAULT_MAX_STD, annotate_trajectory
+    from invdyn_ros.pipeline.pipeline import (Pipeline, PipelineConfig, checkpoint_files,
+                                              make_trainer)
+    from invdyn_ros.pipeline.trajectory_feedforward import DEFAULT_MAX_STD, annotate_trajectory
 
     params = load_params(args.config)
     config = PipelineConfig.from_params(params)

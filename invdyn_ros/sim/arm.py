@@ -377,5 +377,29 @@ class SimulatedArm:
         return SimulatedArm(replace(self.config, **changes))
 
 
-__all__ = ['ArmConfig', 'SimulatedArm', 'find_robot_urdf', 'ROBOT_URDFS', 'TOOL_FRAME', 'UR_HOME',
-           'GRAVITY']
+def perturbed_urdf_model(urdf: str, scale: float, seed: int) -> str:
+    """A copy of ``urdf`` whose link masses and inertias are multiplied by independent factors in
+    ``[1 - scale, 1 + scale]`` (seeded): what a user's nominal URDF is to the real arm. Used by
+    the demo and the tests; the joints and kinematics are untouched."""
+    import xml.etree.ElementTree as ET  # noqa: PLC0415
+    rng = np.random.default_rng(seed)
+    root = ET.fromstring(urdf)
+    for link in root.iter('link'):
+        inertial = link.find('inertial')
+        if inertial is None:
+            continue
+        k = 1.0 + scale * rng.uniform(-1.0, 1.0)
+        mass = inertial.find('mass')
+        if mass is not None:
+            mass.set('value', repr(float(mass.get('value')) * k))
+        inertia = inertial.find('inertia')
+        if inertia is not None:
+            ki = 1.0 + scale * rng.uniform(-1.0, 1.0)
+            for key in ('ixx', 'ixy', 'ixz', 'iyy', 'iyz', 'izz'):
+                if inertia.get(key) is not None:
+                    inertia.set(key, repr(float(inertia.get(key)) * ki))
+    return ET.tostring(root, encoding='unicode')
+
+
+__all__ = ['ArmConfig', 'SimulatedArm', 'find_robot_urdf', 'perturbed_urdf_model', 'ROBOT_URDFS',
+           'TOOL_FRAME', 'UR_HOME', 'GRAVITY']

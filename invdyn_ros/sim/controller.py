@@ -140,7 +140,7 @@ class TrajectoryFollower:
     """A joint_trajectory_controller-like consumer of a JointTrajectory whose points carry efforts.
 
     ``sample(t) -> (q_d, qd_d, qdd_d)`` is the desired motion through the points as JTC
-    interpolates it (:class:`invdyn_ros.trajectory_feedforward.TrajectorySpline`: quintic /
+    interpolates it (:class:`invdyn_ros.pipeline.trajectory_feedforward.TrajectorySpline`: quintic /
     cubic Hermite / cubic spline by what the points hold), so it can stand in for a reference in
     :func:`track`; ``effort(t) -> (n,)`` is the points' effort linearly interpolated at ``t`` (held
     before the first and after the last point), which JTC with an ``effort`` command interface
@@ -150,7 +150,7 @@ class TrajectoryFollower:
 
     def __init__(self, times, positions, velocities=None, accelerations=None,
                  efforts=None) -> None:
-        from invdyn_ros.trajectory_feedforward import TrajectorySpline
+        from invdyn_ros.pipeline.trajectory_feedforward import TrajectorySpline
 
         self.times = np.asarray(times, dtype=float).reshape(-1)
         q = np.asarray(positions, dtype=float)

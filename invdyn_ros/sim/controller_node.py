@@ -44,15 +44,15 @@ import numpy as np
 from rclpy.node import Node
 
 from invdyn_ros.errors import ConfigError
-from invdyn_ros.joint_state import JointStateRule, Rejection
 from invdyn_ros.sim.arm import UR_HOME, SimulatedArm
 from invdyn_ros.sim.controller import (PDController, TrajectoryFollower, critically_damped_kd,
                                        ur5_default_gains)
 from invdyn_ros.sim.sim_arm_node import (ARM_PARAMETERS, arm_config_from_parameters,
-                                         build_arg_parser, declare_parameters,
-                                         float_array_is_valid, param_bool, param_float,
-                                         param_floats, param_int, param_str, run_node)
+                                         build_arg_parser, declare_parameters, float_array_is_valid,
+                                         param_bool, param_float, param_floats, param_int,
+                                         param_str, run_node)
 from invdyn_ros.sim.trajectory import FourierTrajectory, SwitchedTrajectory
+from invdyn_ros.stages.joint_state import JointStateRule, Rejection
 
 MODES = ('pd', 'learned', 'trajectory', 'ideal')
 REFERENCES = ('primary', 'unseen')
@@ -338,8 +338,8 @@ class TorqueControllerNode(Node):
 
     def _on_trajectory(self, msg) -> None:
         """An annotated trajectory (JTC-like): it replaces the previous one (module docstring)."""
-        from invdyn_ros.trajectory_feedforward import order_joints
-        from invdyn_ros.trajectory_msgs_io import trajectory_arrays
+        from invdyn_ros.pipeline.trajectory_feedforward import order_joints
+        from invdyn_ros.ros.trajectory_msgs_io import trajectory_arrays
 
         try:
             if self._t0 is None:
@@ -385,7 +385,7 @@ class TorqueControllerNode(Node):
 
     def _ordered(self, msg) -> tuple[float, np.ndarray, np.ndarray] | None:
         """(stamp, q, qd) in joint_names order by the node's JointState rule
-        (:mod:`invdyn_ros.joint_state`), or None if the message is unusable: rejected by the
+        (:mod:`invdyn_ros.stages.joint_state`), or None if the message is unusable: rejected by the
         rule, or without a finite velocity for every joint (PD needs it)."""
         sample = self._rule(msg)
         if isinstance(sample, Rejection):

@@ -19,7 +19,7 @@ Phases (:func:`build_schedule`), in this order:
               rest of the same reference as a trajectory_msgs/JointTrajectory (points every
               ``TRAJECTORY_POINT_DT_S``, positions, velocities, accelerations) to invdyn_node's
               ``~/trajectory_in``; the node annotates every point's ``effort`` in one batch
-              (``invdyn_ros.trajectory_feedforward``) and publishes ``~/trajectory_out``, which the
+              (``invdyn_ros.pipeline.trajectory_feedforward``) and publishes ``~/trajectory_out``, which the
               controller consumes like joint_trajectory_controller with an effort interface: the
               points' efforts, linearly interpolated, are added to its PD
               (``sim.controller.TrajectoryFollower``). Compared with ``learned`` (the per-sample
@@ -83,21 +83,19 @@ Where things are (this module re-exports every name, so ``invdyn_ros.sim.demo`` 
 import point): the phases and their windows in :mod:`~invdyn_ros.sim.demo_schedule`, the record of
 a run in :mod:`~invdyn_ros.sim.demo_recorder`, the metrics in :mod:`~invdyn_ros.sim.demo_metrics`,
 summary.json and its checks in :mod:`~invdyn_ros.sim.demo_summary`, the tables in
-:mod:`~invdyn_ros.sim.demo_tables`, the plot in :func:`invdyn_ros.plots.plot_demo_run`.
+:mod:`~invdyn_ros.sim.demo_tables`, the plot in :func:`invdyn_ros.offline.plots.plot_demo_run`.
 """
 from __future__ import annotations
 
 from invdyn_ros.sim.demo_metrics import (MIN_TORQUE_STD, not_ready_seconds,  # noqa: F401
                                          payload_change_metrics, prediction_nmse,
                                          reference_distance, rolling_nmse, tracking_rms)
-from invdyn_ros.sim.demo_recorder import (DemoRecorder, RecordedRun,  # noqa: F401
-                                          save_recording)
+from invdyn_ros.sim.demo_recorder import DemoRecorder, RecordedRun, save_recording  # noqa: F401
 from invdyn_ros.sim.demo_schedule import (PHASE_MODES, TRAJECTORY_POINT_DT_S,  # noqa: F401
-                                          UNSEEN_PHASES, UNSEEN_WEIGHTS, DemoError, Phase,
-                                          Schedule, build_schedule, default_unseen_s)
+                                          UNSEEN_PHASES, UNSEEN_WEIGHTS, DemoError, Phase, Schedule,
+                                          build_schedule, default_unseen_s)
 from invdyn_ros.sim.demo_summary import (SUMMARY_KEYS, UNSEEN_SUMMARY_KEYS,  # noqa: F401
-                                         build_summary, plot_run, validate_summary,
-                                         write_summary)
+                                         build_summary, plot_run, validate_summary, write_summary)
 from invdyn_ros.sim.demo_tables import format_markdown_table, format_table  # noqa: F401
 
 __all__ = ['DemoError', 'Phase', 'Schedule', 'build_schedule', 'default_unseen_s',

@@ -11,8 +11,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from invdyn_ros import metrics
-from invdyn_ros.readiness import window_nmse
 from invdyn_ros.sim.demo_schedule import DemoError
+from invdyn_ros.stages.readiness import window_nmse
 
 __all__ = ['tracking_rms', 'prediction_nmse', 'rolling_nmse', 'payload_change_metrics',
            'not_ready_seconds', 'reference_distance', 'MIN_TORQUE_STD']

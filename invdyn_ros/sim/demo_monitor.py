@@ -11,8 +11,8 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64
 from trajectory_msgs.msg import JointTrajectory
 
-from invdyn_ros.joint_state import JointStateRule, Rejection
 from invdyn_ros.sim.demo_recorder import DemoRecorder
+from invdyn_ros.stages.joint_state import JointStateRule, Rejection
 
 __all__ = ['DemoMonitor']
 

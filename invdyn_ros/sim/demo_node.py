@@ -3,7 +3,7 @@
 The node's parameters are ``config/ur5.yaml``'s (or another base file's), the simulated arm's
 joints and limits, the demo's own values (``config/demo.yaml``, :data:`DEMO_NODE_PARAMETERS`; why
 each value: ``docs/DEMO.md``), the URDF perturbed by :data:`DEMO_URDF_PERTURBATION`, and the
-user's ``--node-param`` overrides. The node runs as ``<this python> -m invdyn_ros.node`` through
+user's ``--node-param`` overrides. The node runs as ``<this python> -m invdyn_ros.ros.node`` through
 the supervisor's :data:`~invdyn_ros.sim.supervisor.CHILD_BOOT`, so it dies with the demo.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ __all__ = ['NODE_NAME', 'NODE_MODULE', 'DEMO_NODE_PARAMETERS', 'DEMO_URDF_PERTUR
            'write_params_file', 'start_node', 'package_root']
 
 NODE_NAME = 'invdyn_node'
-NODE_MODULE = 'invdyn_ros.node'
+NODE_MODULE = 'invdyn_ros.ros.node'
 #: Node parameters the demo sets on top of config/ur5.yaml (``--node-param`` overrides these;
 #: joint_names, torque_limits = the simulated model's effort limits, effort_scale = 1 (the
 #: simulator reports joint torque, not motor current) and seed come from the arm and --seed).
@@ -65,7 +65,7 @@ def node_parameters(joint_names: Sequence[str], effort_limits: Sequence[float], 
     joints and limits + DEMO_NODE_PARAMETERS + ``overrides``; ``robot_urdf`` (the simulated
     robot's URDF) becomes the node's robot_description, perturbed as DEMO_URDF_PERTURBATION
     says (seeded by ``seed``)."""
-    from invdyn_ros.physics import perturbed_urdf_model
+    from invdyn_ros.sim.arm import perturbed_urdf_model
 
     params = dict(base or {})
     params.update(joint_names=list(joint_names),
@@ -112,7 +112,7 @@ def write_params_file(path: Path, params: dict[str, Any]) -> None:
 
 
 def start_node(params_file: Path, env: dict[str, str], log_path: Path) -> ChildProcess:
-    """invdyn_node as ``<this python> -m invdyn_ros.node`` (the same interpreter and the same copy
+    """invdyn_node as ``<this python> -m invdyn_ros.ros.node`` (the same interpreter and the same copy
     of the package as the demo: an installed ``invdyn_node`` script could be a different one),
     through :data:`CHILD_BOOT` so it dies with the demo."""
     env = dict(env)

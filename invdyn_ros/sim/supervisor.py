@@ -14,7 +14,7 @@ from pathlib import Path
 
 __all__ = ['CHILD_BOOT', 'ChildProcess', 'STOP_SIGNALS', 'StopSignals']
 
-#: Run in the child instead of ``-m invdyn_ros.node``: first ask Linux to SIGTERM this process
+#: Run in the child instead of ``-m invdyn_ros.ros.node``: first ask Linux to SIGTERM this process
 #: when the demo dies (PR_SET_PDEATHSIG survives exec; set after exec, not in a preexec_fn, which is
 #: unsafe in a process that already has threads), exit if the demo is already gone, then run the
 #: node module exactly as ``python -m`` would.

@@ -1,0 +1,790 @@
+"""ROS 2 node ``invdyn_node``: learns the arm's inverse dynamics online, publishes learned torques.
+
+Start it next to a robot driver::
+
+    ros2 run invdyn_ros invdyn_node --ros-args --params-file config/kuka_lwr.yaml
+    ros2 launch invdyn_ros invdyn.launch.py config:=/path/to/ur5.yaml \\
+        feedforward_topic:=/effort_controller/commands
+
+The node is a thin translator around :class:`invdyn_ros.pipeline.pipeline.Pipeline` (all numerics live
+there, ROS-free, shared with the offline evaluator): it orders and checks joint states by the one
+rule of :mod:`invdyn_ros.stages.joint_state` (the bag reader uses the same), calls the pipeline, and
+fills pre-built messages. What is not rclpy wiring lives beside it, ROS-free and unit-tested:
+which command ``~/feedforward`` carries (:mod:`invdyn_ros.ros.feedforward_gate`), the
+``/diagnostics`` status and its log lines (:mod:`invdyn_ros.ros.node_diagnostics`), the node's
+parameter checks (:mod:`invdyn_ros.ros.node_settings`), the trainer's start and the process
+priorities (:mod:`invdyn_ros.ros.trainer_setup`), the process around the node
+(:mod:`invdyn_ros.ros.node_main`: arguments, signals, executor loop, exit code).
+
+Size: this module is over 500 lines because about 110 of them are this docstring (the node's
+user reference); the rest is rclpy wiring kept together so configure and cleanup can be read
+side by side: the lifecycle transitions, the entities configure creates and the release
+destroys, parameter declaration, the ``robot_description`` wait set, the subscription
+callbacks filling pre-built messages, the checkpoint service.
+
+Lifecycle: a managed node (``rclpy.lifecycle.LifecycleNode``; ``~/change_state``,
+``~/get_state``, ... as every managed node). ``autostart: true`` (the default) configures and
+activates it at start-up, so ``ros2 run`` and the launch file work without a lifecycle manager;
+``autostart: false`` leaves it unconfigured (nothing held but its parameters and the lifecycle
+services) until a manager, ``ros2 lifecycle set`` or ``invdyn.launch.py lifecycle:=launch``
+drives it:
+
+- configure: parameters validated, the URDF (waiting for ``robot_description`` if needed), the
+  checkpoint resumed, the trainer started, topics / service / timers created. A failure leaves
+  the node unconfigured with nothing held (logged; with autostart it ends the process as below).
+- activate: ``~/feedforward`` carries the learned torque (zeros until ready, as always).
+- deactivate: ``~/feedforward`` is zero (published at once and with every joint state; the
+  watchdog goes on), ``~/trajectory_out`` passes trajectories through unchanged; prediction,
+  learning, ``~/predicted_effort`` and ``/diagnostics`` (WARN, ``lifecycle_active`` false) go on.
+- cleanup / shutdown: zero feedforward, the final checkpoint, the trainer stopped and joined,
+  everything configure created destroyed. SIGINT / SIGTERM run the shutdown transition.
+
+Topics (``~`` = the node's name, ``/invdyn_node`` by default)
+    in  ``joint_states`` (sensor_msgs/JointState, sensor-data QoS): ordered by name into
+        ``joint_names``; extra joints are ignored. Empty velocity: differentiated from positions.
+        Empty effort: predicted, not learned from. ``header.stamp`` must be set (it is the time axis
+        of the filters and is copied to the outputs).
+    in  ``~/reference`` (trajectory_msgs/JointTrajectoryPoint, best effort so any publisher
+        matches): desired positions, velocities, accelerations in ``joint_names`` order.
+    in  ``~/trajectory_in`` (trajectory_msgs/JointTrajectory, reliable) -> out
+        ``~/trajectory_out`` (reliable; remap it to joint_trajectory_controller's
+        ``~/joint_trajectory``): the same trajectory with every point's ``effort`` = the learned
+        feedforward for its desired state (``trajectory_feedforward``; passed through unchanged
+        with a warning until ready, dropped with a warning if malformed).
+    out ``~/predicted_effort`` (sensor_msgs/JointState, reliable, depth 10): stamp of the input,
+        ``name = joint_names``, the *filtered* position / velocity (they describe the robot
+        ``filter_delay_s`` before the stamp, see ``estimation``), effort = the predicted torque for
+        that state (N m, clamped to ``torque_limits``).
+    out ``~/feedforward`` (std_msgs/Float64MultiArray, reliable, depth 10), for a
+        ForwardCommandController with ``interface_name: effort``: the prediction for the newest
+        reference if one arrived within ``stale_timeout_s`` (published when the reference arrives),
+        otherwise for the measured state (published with each joint state). Zeros while not
+        ready, and zeros (repeated by a watchdog) once no valid joint state arrived for
+        ``stale_timeout_s``, so a controller holding the last command holds zero.
+    out ``~/identifier`` (Float64MultiArray, every ``aux_decimation`` outputs): a (3, n) row-major
+        array; ``layout.dim[0].label`` names the rows ``active,std_<a>,std_<b>``: the active
+        network per joint (0 = ``model``, 1 = ``second_model``) and the rolling error spreads of
+        both networks (N m); ``layout.dim[1].label`` lists the joint names.
+    out ``~/uncertainty`` (Float64MultiArray, every ``aux_decimation`` outputs): per joint
+        ``max(std_active, |pred_a - pred_b|)`` (N m).
+    out ``/diagnostics`` (diagnostic_msgs/DiagnosticArray, every ``diagnostics_period_s``): input
+        rate, callback latency p50 / p99 / max (µs, from callback entry to the predicted-effort
+        publication, ``time.perf_counter``; with ``executor: single`` also from the middleware's
+        reception of the message), the scheduling of the control loop, received / rejected /
+        dropped counts by reason, buffer fill, training loss, recent nMSE, ready, the active
+        network per joint.
+
+Checkpoints: one set per ``checkpoint_path`` prefix, a file per network (``<prefix>.<network>.pt``)
+and ``<prefix>.manifest.json`` (sha256, size, model kind of each file, the joint names) written
+last: a save is atomic as a whole (:mod:`invdyn_ros.learning.checkpoints`). Service ``~/save_checkpoint``
+(std_srvs/Trigger) writes one in the background and answers when it is done: ``success`` is the
+real outcome (``false`` with the reason, e.g. a full disk; the previous set is kept and
+/diagnostics turns WARN until a save succeeds). With ``executor: events`` the control loop keeps
+running meanwhile; with ``single`` rclpy's executor cannot, so the loop waits for the save. A
+checkpoint is also written every ``checkpoint_period_s`` and on shutdown (SIGINT or SIGTERM, to
+the node or to its process group: the trainer process ignores both and is stopped by the node
+after the final save; a stop takes well under 2 s), and resumed at start-up, its checksums
+verified. A checkpoint that does not fit the robot (joint names or count, networks) or fails its
+checksums is never renamed, deleted or overwritten: the node exits with code 2 and a one-line
+message naming the path and the mismatch, unless ``checkpoint_mismatch: fresh`` (then it learns
+anew under ``<prefix>-<robot id>`` beside it and resumes from there on later starts). Debris of
+interrupted saves (temp and staged files) is removed at start-up. Old sets without a manifest
+still load (logged as unverified).
+
+Threads and processes: the learners train in their own process (``trainer: process``,
+:class:`~invdyn_ros.learning.training.ProcessTrainer`) so training never blocks the subscriber;
+``trainer: thread`` exists for comparison (bench/latency.py). The executor is rclpy's
+``EventsExecutor`` (``executor: events``; ``single`` = SingleThreadedExecutor), spun by the main
+thread; on SIGINT / SIGTERM it stops spinning, publishes zero feedforward, writes the final
+checkpoint and shuts the trainer down. The trainer process cannot outlive the node (it gets
+SIGKILL when the node dies, ``PR_SET_PDEATHSIG``, and checks its parent on every loop). The trainer process runs at ``trainer_nice`` so a shared
+core serves the control loop first; ``realtime_priority`` > 0 puts the spinning thread under
+SCHED_FIFO (:meth:`InvdynNode.apply_realtime_priority`). Nothing on the per-message path logs: warnings about rejected
+input come from the diagnostics timer (at most one per period).
+
+Latency: the callback publishes ``~/predicted_effort`` as soon as the torque is known
+(``Pipeline.process(defer=True)``); the feedforward, the learning bookkeeping
+(``Pipeline.finish``) and the auxiliary topics follow. ``callback_latency_*`` in /diagnostics is
+that interval in wall-clock time (until ``publish()`` returned), ``callback_cpu_*`` the same
+interval in CPU time, ``callback_handoff_*`` the wall time until ``publish()`` is called (without
+the middleware's own delivery cost).
+
+Parameters: see :data:`invdyn_ros.pipeline.parameters.PARAMETERS` (or ``invdyn_node --help``), with
+``autostart``. All are read-only, declared and checked at construction (the table's types and
+ranges; ``executor`` and ``realtime_priority`` shape the process), the pipeline config and the
+rest built at configure. Invalid values stop the node at start-up with exit code 2 and a
+message that names the parameter (with ``autostart: false``: at construction, or a failed
+configure).
+"""
+from __future__ import annotations
+
+import array
+import math
+import sys
+import time
+from typing import Any
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray, MultiArrayDimension
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from invdyn_ros.errors import CheckpointError, ConfigError, InvdynError, TrainerError
+from invdyn_ros.pipeline.parameters import PARAMETER_DOCS, PARAMETERS, check_all, descriptor_fields
+from invdyn_ros.pipeline.pipeline import Pipeline, PipelineConfig
+from invdyn_ros.ros import node_main
+from invdyn_ros.ros.feedforward_gate import NOTHING, REFERENCE_PRIOR, ZEROS, FeedforwardGate
+from invdyn_ros.ros.node_diagnostics import bad_input_warning  # noqa: F401 (re-exported)
+from invdyn_ros.ros.node_diagnostics import (ERROR, OK, WARN, LatencyRing, Snapshot,
+                                             WarningThrottle, rejected_counts, statuses)
+from invdyn_ros.ros.node_main import build_arg_parser, collect_garbage_off_path  # noqa: F401
+from invdyn_ros.ros.node_settings import (NodeSettings, needs_robot_model, positive,  # noqa: F401
+                                          process_settings, ros_args_error)
+from invdyn_ros.ros.serialized import SerializedJointState
+from invdyn_ros.ros.trainer_setup import (realtime_priority, renice_trainer, start_trainer,
+                                          trainer_options)
+from invdyn_ros.ros.trajectory_msgs_io import TrajectoryRelay
+from invdyn_ros.stages import kernels
+from invdyn_ros.stages.joint_state import COUNTERS as JS_COUNTERS
+from invdyn_ros.stages.joint_state import JointStateRule, Rejection
+
+FAST_PATH = 'compiled (numba)' if kernels.AVAILABLE else \
+    f'numpy (numba not installed or {kernels.DISABLE_ENV} set)'
+
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                      history=HistoryPolicy.KEEP_LAST)
+BEST_EFFORT = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT,
+                         history=HistoryPolicy.KEEP_LAST)
+NODE_NAME = 'invdyn_node'
+MISSED_GAP_MAX_S = 1.0          # longer stamp gaps are pauses of the source, not missed samples
+LOST_CHANGE_MAX = 2 ** 31       # a larger "lost messages" change is a wrapped / garbage report
+
+_LEVELS = {OK: DiagnosticStatus.OK, WARN: DiagnosticStatus.WARN, ERROR: DiagnosticStatus.ERROR}
+_BUILTIN_PARAMETERS = {'use_sim_time', 'start_type_description_service'}
+
+
+def _farray(x: np.ndarray) -> array.array:
+    """float64 numpy -> array.array('d'): what rclpy stores for float64[] (1 µs, no per-item
+    type checks, unlike assigning a list or an ndarray)."""
+    return array.array('d', np.ascontiguousarray(x, dtype=np.float64).tobytes())
+
+
+class InvdynNode(LifecycleNode):
+    """See the module docstring (Lifecycle: the transitions)."""
+
+    def __init__(self, abort: Any = None, **kwargs: Any) -> None:
+        """``abort``: an event (``is_set()``) that ends a slow start-up early (see
+        ``_make_trainer``); ``kwargs`` go to ``rclpy.lifecycle.LifecycleNode``.
+
+        Declares and reads the (read-only) parameters; with ``autostart`` (default) configures
+        and activates at once and raises what configuring raised (ConfigError, CheckpointError,
+        ...), as a plain node's start-up would."""
+        self._abort = abort
+        self._configured = False
+        self._gate: FeedforwardGate | None = None   # what ~/feedforward carries (configure)
+        self._closed = False
+        self._entities: list[tuple[Any, Any]] = []
+        # not rclpy's automatic declaration: it declares every override statically typed, and an
+        # empty list (``joint_names: []``) has no type -- a ValueError naming nothing
+        kwargs.setdefault('automatically_declare_parameters_from_overrides', False)
+        super().__init__(kwargs.pop('node_name', NODE_NAME), **kwargs)
+        self.params = self._read_parameters()
+        p = self.params
+        self.autostart = p['autostart']
+        # the process's own settings (main builds the executor before any transition)
+        self.executor_kind, self.realtime_priority = process_settings(p)
+        self.scheduling = 'normal'
+        if self.autostart:
+            self._autostart()
+
+    # ------------------------------------------------------------------ lifecycle
+    def _autostart(self) -> None:
+        """configure + activate without a lifecycle manager; raises configure's error."""
+        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            error = self._configure_error or InvdynError('configure failed')
+            raise error
+        if self.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+            raise InvdynError('activate failed')
+
+    def on_configure(self, state: Any) -> TransitionCallbackReturn:
+        """Parameters validated, URDF (waits for robot_description if needed), checkpoint
+        resumed, trainer started, topics / services / timers created. A failure leaves the node
+        unconfigured with nothing held (logged when a lifecycle manager asked)."""
+        self._configure_error: BaseException | None = None
+        before = self._entity_sets()
+        try:
+            self._configure()
+        except Exception as exc:  # noqa: BLE001 - autostart re-raises it; a manager is told
+            self._configure_error = exc
+            self._entities = self._new_entities(before)
+            self._release(save=False)
+            if not self.autostart:
+                self.get_logger().error(f'configure failed: {exc}')
+            return TransitionCallbackReturn.FAILURE
+        self._entities = self._new_entities(before)
+        self._configured = True
+        return TransitionCallbackReturn.SUCCESS
+
+    @property
+    def _active(self) -> bool:
+        """The lifecycle node is active (held by the feedforward gate)."""
+        return self._gate is not None and self._gate.active
+
+    def on_activate(self, state: Any) -> TransitionCallbackReturn:
+        self._gate.set_active(True)
+        self.get_logger().info('active: the learned feedforward is published (zeros until '
+                               'ready)')
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: Any) -> TransitionCallbackReturn:
+        self._feedforward(self._gate.set_active(False))
+        self.get_logger().info('inactive: ~/feedforward is zero (learning goes on)')
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state: Any) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: Any) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: Any) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def destroy_node(self) -> None:
+        """``Node.destroy_node`` plus the lifecycle state machine: rclpy's LifecycleNode leaves
+        it alive, and with it the node's lifecycle services, ``~/transition_event`` and the node
+        itself in the ROS graph until the object is garbage collected (a stale
+        ``~/get_state`` server another client may then talk to)."""
+        super().destroy_node()
+        self._state_machine.destroy_when_not_in_use()
+
+    def _entity_sets(self) -> tuple[set, ...]:
+        return (set(self.publishers), set(self.subscriptions), set(self.timers),
+                set(self.services))
+
+    def _new_entities(self, before: tuple[set, ...]) -> list[tuple[Any, Any]]:
+        """The topics, timers and services made since ``before``, with their destroy method."""
+        destroy = (self.destroy_publisher, self.destroy_subscription, self.destroy_timer,
+                   self.destroy_service)
+        now = self._entity_sets()
+        return [(d, e) for d, old, new in zip(destroy, before, now) for e in new - old]
+
+    def _release(self, save: bool = True) -> None:
+        """The inverse of configure: zero feedforward, final checkpoint (``save``), trainer
+        stopped and joined, topics / timers / services destroyed. Idempotent."""
+        configured, self._configured = self._configured, False
+        zeros = self._gate.set_active(False) if self._gate is not None else NOTHING
+        if configured:
+            try:
+                self._feedforward(zeros)
+            except Exception:  # noqa: BLE001 - the context may already be shut down
+                pass
+        pipeline = getattr(self, 'pipeline', None)
+        if pipeline is not None:
+            self.pipeline = None
+            if save and configured and self.checkpoint_path:
+                # the final save is the trainer's last job and the stop waits for it: full
+                # priority (a niced worker behind busy processes would take seconds)
+                self._renice(nice=0)
+                try:
+                    files = pipeline.save_checkpoint(self.checkpoint_path, final=True)
+                    self.get_logger().info(f'final checkpoint written: {sorted(files.values())}')
+                except (InvdynError, OSError) as exc:
+                    self.get_logger().error(f'final checkpoint failed: {exc}')
+            pipeline.close()
+        entities, self._entities = self._entities, []
+        for destroy, entity in entities:
+            try:
+                destroy(entity)
+            except Exception:  # noqa: BLE001 - the context may already be shut down
+                pass
+
+    def _configure(self) -> None:
+        """What ``on_configure`` does (see there); raises on invalid parameters or a checkpoint
+        that does not fit."""
+        if needs_robot_model(self.params):
+            self.params['robot_description'] = self._wait_for_robot_description(
+                positive('robot_description_timeout_s', self.params['robot_description_timeout_s'],
+                         allow_zero=True))
+        self.config = PipelineConfig.from_params(self.params)
+        if self.config.torque_limits is None:
+            raise ConfigError('torque_limits: required (one |torque| limit in N m per joint): '
+                              'the feedforward drives an effort interface')
+        st = self.settings = NodeSettings.from_params(self.params)
+        self.trainer_kind, self.stale_timeout_s = st.trainer, st.stale_timeout_s
+        self.checkpoint_period_s, self.aux_decimation = st.checkpoint_period_s, st.aux_decimation
+        self.checkpoint_path = st.checkpoint_path        # may become the fresh location
+        self.checkpoint_mismatch, self.trainer_nice = st.checkpoint_mismatch, st.trainer_nice
+        self._checkpoint_failed: str | None = None
+
+        self.joint_names = self.config.joint_names
+        n = self.n = len(self.joint_names)
+        log = self.get_logger()
+        self._physics_states: dict = {}       # the checkpoint's physics members (_resume)
+        self.pipeline = Pipeline(self.config, self._make_trainer(st.publish_period_s,
+                                                                 st.max_updates_per_sample))
+        try:
+            physics_log = self.pipeline.load_physics(self._physics_states)
+        except CheckpointError:
+            self.pipeline.close()
+            raise
+        if physics_log is not None:
+            (log.warning if physics_log.startswith('WARNING') else log.info)(physics_log)
+
+        # ---- state of the data path
+        self.counters = {'received': 0, 'outputs': 0, **dict.fromkeys(JS_COUNTERS, 0),
+                         'internal_errors': 0,
+                         'lost': 0, 'lost_reports_ignored': 0, 'missed_by_stamp_gap': 0,
+                         'references': 0,
+                         'stale_events': 0,
+                         'feedforward_zero': 0, 'feedforward_measured': 0,
+                         'feedforward_prior': 0,
+                         'feedforward_reference': 0}
+        self._rule = JointStateRule(self.joint_names)
+        self._gate = FeedforwardGate(self.stale_timeout_s)   # times: perf_counter
+        self._last_stamp = -math.inf         # header stamp (s) of the last valid output
+        self._aux_count = 0
+        self._latencies = LatencyRing()      # the callback latencies for the diagnostics
+        self._diag_last = (time.perf_counter(), 0)
+        self._throttle = WarningThrottle()      # the diagnostics period's log lines
+        self._last_error: dict[str, str] = {}   # counter -> reason of its latest increment
+
+        # ---- pre-built messages
+        # ~/predicted_effort as CDR bytes: serialized once by rclpy, per message only the stamp
+        # and the three arrays are overwritten (~1 µs instead of ~25 µs of message building
+        # and conversion on the latency path)
+        self._pe = SerializedJointState(self.joint_names)
+        self._ff = Float64MultiArray()
+        self._ff.layout.dim = [MultiArrayDimension(label='joint', size=n, stride=n)]
+        self._zeros = _farray(np.zeros(n))
+        self._id_msg = Float64MultiArray()
+        a, b = self.config.predictor_labels[0], self.config.predictor_labels[-1]
+        self._id_msg.layout.dim = [
+            MultiArrayDimension(label=f'active,std_{a},std_{b}', size=3, stride=3 * n),
+            MultiArrayDimension(label=','.join(self.joint_names), size=n, stride=n)]
+        self._unc_msg = Float64MultiArray()
+        self._unc_msg.layout.dim = [MultiArrayDimension(label=','.join(self.joint_names),
+                                                        size=n, stride=n)]
+        self._id_buf = np.zeros(3 * n)
+
+        # ---- ROS interfaces
+        self.pe_pub = self.create_publisher(JointState, '~/predicted_effort', RELIABLE)
+        self.ff_pub = self.create_publisher(Float64MultiArray, '~/feedforward', RELIABLE)
+        self.id_pub = self.create_publisher(Float64MultiArray, '~/identifier', RELIABLE)
+        self.unc_pub = self.create_publisher(Float64MultiArray, '~/uncertainty', RELIABLE)
+        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', RELIABLE)
+        # With the SingleThreadedExecutor the callback also takes the MessageInfo (the DDS
+        # reception time, for reception_latency_*); rclpy's EventsExecutor of these wheels raises
+        # SystemError('null argument to internal routine') on message-info callbacks.
+        self.create_subscription(
+            JointState, 'joint_states',
+            self._on_joint_states if self.executor_kind == 'single' else self._on_joint_states_msg,
+            qos_profile_sensor_data,
+            event_callbacks=SubscriptionEventCallbacks(message_lost=self._on_lost))
+        self.create_subscription(JointTrajectoryPoint, '~/reference', self._on_reference,
+                                 BEST_EFFORT)
+        self._trajectories = TrajectoryRelay(self.pipeline, self.get_logger())
+        self.traj_pub = self.create_publisher(JointTrajectory, '~/trajectory_out', RELIABLE)
+        self.create_subscription(JointTrajectory, '~/trajectory_in', self._on_trajectory,
+                                 RELIABLE)
+        # EventsExecutor runs other callbacks while the coroutine waits for the save; rclpy's
+        # SingleThreadedExecutor would re-run a waiting coroutine before anything else (busy),
+        # so there the callback waits for the save thread plainly (the loop waits with it)
+        self.create_service(Trigger, '~/save_checkpoint',
+                            self._on_save_checkpoint_async if self.executor_kind == 'events'
+                            else self._on_save_checkpoint)
+        self.create_timer(min(0.05, self.stale_timeout_s / 2.0), self._on_watchdog)
+        self.create_timer(st.diagnostics_period_s, self._on_diagnostics)
+        if self.checkpoint_path and self.checkpoint_period_s > 0:
+            self.create_timer(self.checkpoint_period_s, self._on_checkpoint_timer)
+        log.info(f'{n} joints {list(self.joint_names)}, networks '
+                 f'{list(self.config.predictor_labels)}, prior {self.config.physics.prior}, '
+                 f'feedforward {self.config.physics.feedforward_mode}, window {self.config.learner.window}, '
+                 f'trainer {self.trainer_kind}, fast path {FAST_PATH}, checkpoint '
+                 f'{self.checkpoint_path or "(none)"}; publishing zeros until ready '
+                 f'(nMSE < {self.config.ready_nmse})')
+
+    # ------------------------------------------------------------------ set-up
+    def _wait_for_robot_description(self, timeout_s: float) -> str:
+        """The URDF from the ``robot_description`` topic (std_msgs/String, transient local, as
+        robot_state_publisher publishes it; relative, so it follows the node's namespace and can
+        be remapped). Warns every 5 s while waiting; a stop request ends the wait
+        (:class:`TrainerError`, handled by main as a stop during start-up).
+
+        Waits on its own wait set, not an executor: configure runs both before the node is
+        spun (autostart) and inside the executor's ``~/change_state`` callback (a second
+        executor would take the node away from the first)."""
+        from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
+        from rclpy.qos import DurabilityPolicy
+        from std_msgs.msg import String
+
+        got: list[str] = []
+        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                         history=HistoryPolicy.KEEP_LAST)
+        sub = self.create_subscription(String, 'robot_description', lambda msg: None, qos)
+        topic = self.resolve_topic_name('robot_description')
+        wait_set = _rclpy.WaitSet(1, 0, 0, 0, 0, 0, self.context.handle)
+        t0 = last_warn = time.monotonic()
+        try:
+            while not got or not got[-1].strip():
+                if self._abort is not None and self._abort.is_set():
+                    raise TrainerError('stopped while waiting for the robot description')
+                wait_set.clear_entities()
+                with sub.handle:
+                    wait_set.add_subscription(sub.handle)
+                    wait_set.wait(100_000_000)            # 0.1 s, then the checks above
+                    if sub.handle.pointer in wait_set.get_ready_entities('subscription'):
+                        taken = sub.handle.take_message(String, False)
+                        if taken is not None:
+                            got.append(taken[0].data)
+                now = time.monotonic()
+                if timeout_s and now - t0 > timeout_s:
+                    raise InvdynError(f'no robot description on {topic} within {timeout_s} s '
+                                      '(set robot_description or urdf_path, or start '
+                                      'robot_state_publisher)')
+                if now - last_warn >= 5.0:
+                    last_warn = now
+                    self.get_logger().warning(
+                        f'prior / feedforward_mode need the robot model: waiting for {topic} '
+                        f'(std_msgs/String, transient local) for {now - t0:.0f} s; set '
+                        'robot_description or urdf_path to skip')
+        finally:
+            wait_set.destroy_when_not_in_use()
+            self.destroy_subscription(sub)
+        self.get_logger().info(f'robot description received on {topic} ({len(got[-1])} bytes)')
+        return got[-1]
+
+    def _read_parameters(self) -> dict[str, Any]:
+        """All parameters as a plain dict; unknown names in the overrides are a ConfigError."""
+        known = set(PARAMETER_DOCS)
+        # the overrides (params files, -p, the constructor's parameter_overrides): rclpy keeps
+        # them in this attribute and declares from it; it has no public accessor
+        overrides = dict(getattr(self, '_parameter_overrides', {}))
+        overrides.update({name: None for name in self.get_parameters_by_prefix('')
+                          if name not in overrides})
+        unknown = sorted(name for name in overrides
+                         if name not in known and name not in _BUILTIN_PARAMETERS
+                         and not name.startswith('qos_overrides.'))
+        if unknown:
+            raise ConfigError(f'unknown parameter(s) {unknown} (typo?); accepted: '
+                              f'{sorted(known)}')
+        values: dict[str, Any] = {}
+        for name in PARAMETER_DOCS:
+            given = overrides.get(name)
+            if given is not None and given.type_ == given.Type.NOT_SET:
+                raise ConfigError(f'{name}: no value (an empty list or a null): ' + (
+                    'required, give at least one element' if PARAMETERS[name].required else
+                    'leave the parameter out for its default'))
+            if not self.has_parameter(name):
+                self.declare_parameter(name, PARAMETERS[name].default,
+                                       ParameterDescriptor(**descriptor_fields(name)))
+            value = self.get_parameter(name).value
+            if isinstance(value, array.array):
+                value = value.tolist()
+            values[name] = value
+        if values['joint_names'] is None:
+            raise ConfigError('joint_names: required (the order of every output), e.g. '
+                              '[lbr_A1, lbr_A2, ...]; set it in the params file')
+        return check_all(values, PARAMETER_DOCS)     # every type and range, by the table
+
+    def _make_trainer(self, publish_period: float, max_updates: float) -> Any:
+        """The trainer, resumed from ``checkpoint_path`` (:func:`~invdyn_ros.ros.trainer_setup.
+        start_trainer`: the ``checkpoint_mismatch`` rule; may switch ``checkpoint_path`` to the
+        fresh location), its worker reniced to ``trainer_nice``. A stop requested while the
+        worker is still starting (``abort``) ends its start-up with :class:`TrainerError`."""
+        options = trainer_options(self.trainer_kind, publish_period, max_updates,
+                                  self.trainer_nice, self._abort)
+        trainer, self.checkpoint_path, self._physics_states = start_trainer(
+            self.config, self.trainer_kind, self.checkpoint_path, self.checkpoint_mismatch,
+            options, self.get_logger())
+        self._renice()
+        return trainer
+
+    def _renice(self, nice: int | None = None) -> None:
+        """The trainer worker to ``nice`` (default ``trainer_nice``; :func:`renice_trainer`)."""
+        renice_trainer(self.trainer_kind, self.trainer_nice, nice, self.get_logger())
+
+    def apply_realtime_priority(self) -> bool:
+        """Put the calling thread (call it from the thread that spins the executor) under
+        SCHED_FIFO at ``realtime_priority`` (:func:`~invdyn_ros.ros.trainer_setup.
+        realtime_priority`; refused: a warning, normal scheduling). The trainer worker
+        (already started) keeps normal scheduling. Returns whether the priority is in effect."""
+        ok, scheduling = realtime_priority(self.realtime_priority, self.get_logger())
+        if self.realtime_priority:
+            self.scheduling = scheduling
+        return ok
+
+    # ------------------------------------------------------------------ data path
+    def _order(self, msg: Any) -> tuple[float, Any, Any, Any] | None:
+        """(stamp, q, qd | None, tau | None) in joint_names order (:mod:`invdyn_ros.stages.joint_state`),
+        or None (the rejection counted)."""
+        sample = self._rule(msg)
+        if type(sample) is Rejection:
+            self.counters[sample.counter] += 1
+            self._last_error[sample.counter] = sample.text
+            return None
+        return sample
+
+    def _on_joint_states_msg(self, msg: Any) -> None:
+        self._on_joint_states(msg, None)
+
+    def _on_joint_states(self, msg: Any, info: Any) -> None:
+        t_in = time.perf_counter()
+        c_in = time.thread_time()
+        self.counters['received'] += 1
+        try:
+            sample = self._order(msg)
+            if sample is None:
+                return
+            pipeline = self.pipeline
+            out = pipeline.process(*sample, defer=True)
+            if out is None:
+                pipeline.finish()
+                self._feedforward(self._gate.on_unpredicted(t_in, pipeline.ready))
+                return
+            data = self._pe.fill(msg.header.stamp, out.q, out.qd, out.torque)
+            t_pub = time.perf_counter()
+            self.pe_pub.publish(data)
+            t_done = time.perf_counter()
+            cpu = time.thread_time() - c_in
+            # from the middleware's reception of the message (system clock, ns), which includes
+            # the executor's wake-up, take and deserialization before the callback
+            received = info.get('received_timestamp') if type(info) is dict else None
+            self._latencies.record(t_done - t_in, cpu, t_pub - t_in,
+                                   (time.time_ns() - received) * 1e-9 if received else math.nan)
+            # --- off the latency path: feedforward, learning bookkeeping, auxiliary topics
+            self.counters['outputs'] += 1
+            self._feedforward(self._gate.on_measured(t_in, out.ready, pipeline.fallback_ready),
+                              out.torque, out.q)
+            out = pipeline.finish()             # the complete Output of the published sample
+            # samples that never reached us (DDS queue overflow in a burst, a lagging loop): a
+            # stamp gap of k nominal periods means k-1 missed; gaps over 1 s count as pauses
+            rate = pipeline.settled_rate_hz                # not from a burst's estimate
+            gap = out.stamp - self._last_stamp
+            self._last_stamp = out.stamp
+            if rate and 1.5 < gap * rate and gap <= MISSED_GAP_MAX_S:
+                self.counters['missed_by_stamp_gap'] += int(round(gap * rate)) - 1
+            self._aux_count += 1
+            if self._aux_count >= self.aux_decimation:
+                self._aux_count = 0
+                self._publish_aux(out)
+        except Exception as exc:  # noqa: BLE001 - never let one message kill the node
+            self.counters['internal_errors'] += 1
+            self._last_error['internal_errors'] = f'{type(exc).__name__}: {exc}'
+
+    def _feedforward(self, decision: Any, torque: Any = None, q: Any = None) -> None:
+        """Publish what the gate decided (:mod:`invdyn_ros.ros.feedforward_gate`): the feedforward
+        of ``torque`` at ``q`` (measured / reference), zeros, or nothing."""
+        if decision.publish is None:
+            return
+        if decision.prior:        # the learned prediction is not ready, the physics prior is
+            torque = self.pipeline.prior_torque(reference=decision is REFERENCE_PRIOR)
+            if torque is None:
+                decision = ZEROS
+        if decision.publish == 'zeros':
+            self._ff.data = self._zeros
+        else:
+            self._ff.data = _farray(self.pipeline.feedforward(torque, q))
+        self.ff_pub.publish(self._ff)
+        self.counters[decision.counter] += 1
+        if decision.became_stale:
+            self.counters['stale_events'] += 1
+            self.get_logger().warning(
+                f'no valid joint state for {self.stale_timeout_s} s: feedforward is zero')
+
+    def _publish_aux(self, out: Any) -> None:
+        n = self.n
+        buf = self._id_buf
+        buf[:n] = out.active
+        buf[n:2 * n] = out.std_a
+        buf[2 * n:] = out.std_b
+        if np.isfinite(buf).all():
+            self._id_msg.data = _farray(buf)
+            self.id_pub.publish(self._id_msg)
+        if np.isfinite(out.uncertainty).all():
+            self._unc_msg.data = _farray(out.uncertainty)
+            self.unc_pub.publish(self._unc_msg)
+
+    def _on_reference(self, msg: Any) -> None:
+        t_in = time.perf_counter()
+        self.counters['references'] += 1
+        try:
+            torque = self.pipeline.predict_reference(msg.positions, msg.velocities,
+                                                     msg.accelerations, stamp=t_in)
+            if torque is None:
+                return                      # invalid (counted by the pipeline) or warming up
+            self._feedforward(self._gate.on_reference(t_in, self.pipeline.ready,
+                                                      self.pipeline.fallback_ready), torque,
+                              msg.positions)
+        except Exception as exc:  # noqa: BLE001
+            self.counters['internal_errors'] += 1
+            self._last_error['internal_errors'] = f'{type(exc).__name__}: {exc}'
+
+    def _on_trajectory(self, msg: Any) -> None:
+        """A planned trajectory: one batched prediction for all its points (trajectory_msgs_io)."""
+        try:
+            if not self._active:             # lifecycle inactive: no learned efforts
+                self.get_logger().warning('inactive: trajectory passed through without '
+                                          'feedforward', throttle_duration_sec=1.0)
+                self.traj_pub.publish(msg)
+                return
+            out = self._trajectories.handle(msg)
+            if out is not None:
+                self.traj_pub.publish(out)
+        except Exception as exc:  # noqa: BLE001
+            self.counters['internal_errors'] += 1
+            self._last_error['internal_errors'] = f'{type(exc).__name__}: {exc}'
+
+    def _on_lost(self, info: Any) -> None:
+        """Messages the middleware reports lost. The change is an unsigned count: a garbage or
+        wrapped-around value (seen: 18446744075857035401) is not added but counted as an
+        ignored report, so ``lost_by_dds`` stays a plain, believable int."""
+        try:
+            change = int(getattr(info, 'total_count_change', 1))
+        except (TypeError, ValueError, OverflowError):
+            change = -1
+        if 0 < change <= LOST_CHANGE_MAX:
+            self.counters['lost'] += change
+        else:
+            self.counters['lost_reports_ignored'] += 1
+
+    def _on_watchdog(self) -> None:
+        """Zero feedforward while the input is stale (a controller holds the last command)."""
+        self._feedforward(self._gate.on_tick(time.perf_counter()))
+
+    # ------------------------------------------------------------------ checkpoints
+    def _on_checkpoint_timer(self) -> None:
+        if not self.pipeline.start_checkpoint(self.checkpoint_path):
+            self.get_logger().warning('periodic checkpoint skipped (one is running or the '
+                                      'trainer has failed)')
+
+    def _start_save(self, response: Any, on_done: Any) -> bool:
+        """Start the background save for the service; False (response filled) if it cannot."""
+        response.success = False
+        if not self.checkpoint_path:
+            response.message = 'checkpoint_path is not set'
+            return False
+        if self.pipeline.start_checkpoint(self.checkpoint_path, on_done=on_done):
+            return True
+        response.message = ('a checkpoint is already being written (periodic or requested); '
+                            'call again when it is done' if self.pipeline.checkpoint_running else
+                            f'cannot checkpoint: trainer failed: {self.pipeline.trainer_error}')
+        return False
+
+    def _answer_save(self, response: Any, ok: bool, detail: Any) -> Any:
+        response.success = bool(ok)
+        response.message = (f'checkpoint written: {sorted(detail.values())}' if ok else
+                            f'checkpoint failed: {detail} (the previous checkpoint is kept)')
+        return response
+
+    async def _on_save_checkpoint_async(self, request: Any, response: Any) -> Any:
+        """``~/save_checkpoint``: answers when the save is done; ``success`` is its outcome."""
+        from rclpy.task import Future
+        done: Future = Future()
+        if not self._start_save(response, lambda ok, detail: done.set_result((ok, detail))):
+            return response
+        ok, detail = await done
+        return self._answer_save(response, ok, detail)
+
+    def _on_save_checkpoint(self, request: Any, response: Any) -> Any:
+        """``~/save_checkpoint`` for ``executor: single``: waits for the save thread."""
+        result: list = []
+        if not self._start_save(response, lambda ok, detail: result.append((ok, detail))):
+            return response
+        self.pipeline.save_checkpoint_wait()
+        ok, detail = result[0] if result else (False, 'the save thread ended without a result')
+        return self._answer_save(response, ok, detail)
+
+    def _check_checkpoint_result(self) -> None:
+        result = self.pipeline.checkpoint_result()
+        if result is None:
+            return
+        ok, detail = result
+        if ok:
+            self.get_logger().info(f'checkpoint written: {sorted(detail.values())}')
+            self._last_checkpoint = f'ok {time.strftime("%H:%M:%S")}'
+            self._checkpoint_failed = None
+        else:
+            self.get_logger().error(f'checkpoint failed: {detail} (the previous checkpoint is '
+                                    'kept)')
+            self._last_checkpoint = f'failed: {detail}'
+            self._checkpoint_failed = str(detail)
+
+    # ------------------------------------------------------------------ diagnostics
+    def _latency_stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+        """:meth:`LatencyRing.take <invdyn_ros.ros.node_diagnostics.LatencyRing.take>`."""
+        return self._latencies.take()
+
+    def _on_diagnostics(self) -> None:
+        """A snapshot of the period to :func:`invdyn_ros.ros.node_diagnostics.statuses`; its log
+        lines (:class:`~invdyn_ros.ros.node_diagnostics.WarningThrottle`) logged, its statuses
+        published."""
+        self._check_checkpoint_result()
+        now = time.perf_counter()
+        t_prev, n_prev = self._diag_last
+        received = self.counters['received']
+        self._diag_last = (now, received)
+        *latencies, count = self._latency_stats()
+        stats = self.pipeline.stats()
+        filter_error = self.pipeline.filter_error
+        log = self.get_logger()
+        for severity, line in self._throttle.lines(
+                rejected_counts(self.counters, stats), self._last_error,
+                stats['estimator']['rate_changes'], stats['rate_hz'], filter_error):
+            (log.error if severity == 'error' else log.warning)(line)
+        snapshot = Snapshot(
+            node_name=self.get_name(), joint_names=list(self.joint_names),
+            counters=self.counters, stats=stats,
+            input_rate_hz=(received - n_prev) / max(now - t_prev, 1e-9),
+            latencies_us=tuple(latencies), latency_count=count, active=self._active,
+            stale=self._gate.stale, filter_error=filter_error,
+            checkpoint_failed=self._checkpoint_failed,
+            last_checkpoint=getattr(self, '_last_checkpoint', 'none yet'),
+            trainer_kind=self.trainer_kind, scheduling=self.scheduling,
+            prior=self.config.physics.prior,
+            feedforward_mode=self.config.physics.feedforward_mode,
+            buffer_capacity=self.config.learner.buffer_capacity,
+            trajectory=list(self._trajectories.diagnostics()))
+        msg = DiagnosticArray()
+        for st in statuses(snapshot):
+            status = DiagnosticStatus(name=st.name, hardware_id=st.hardware_id,
+                                      level=_LEVELS[st.level], message=st.message)
+            status.values = [KeyValue(key=k, value=str(v)) for k, v in st.values]
+            msg.status.append(status)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(msg)
+
+    # ------------------------------------------------------------------ shutdown
+    def close(self) -> None:
+        """Zero feedforward, final checkpoint, trainer stopped (call with the executor stopped):
+        the lifecycle's shutdown transition (``on_shutdown``), or the same release directly
+        where the state machine cannot take it."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.trigger_shutdown()
+        except Exception:  # noqa: BLE001 - finalized already, or the context is shut down
+            pass
+        self._release()
+
+
+# ============================================================================ entry point
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``invdyn_node``: :func:`invdyn_ros.ros.node_main.main` with this node (the
+    process: arguments, rclpy, signals, the executor loop, the exit code)."""
+    return node_main.main(argv, InvdynNode)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
