@@ -1,9 +1,14 @@
 """The .mat readers: synthetic files with known contents in every layout, plus the real files."""
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.io
+
+from conftest import REPO
 
 from invdyn_ros.errors import DatasetError
 from invdyn_ros.offline.mat_datasets import (BAXTER_JOINTS, KUKA_JOINTS, UR10_JOINTS,
@@ -151,6 +156,20 @@ def test_find_datasets_dir_honours_env(tmp_path, monkeypatch):
     assert find_datasets_dir() == tmp_path
     monkeypatch.setenv('INVDYN_DATASETS', str(tmp_path / 'absent'))
     assert find_datasets_dir() is None
+
+
+def test_find_datasets_dir_from_a_source_checkout(tmp_path):
+    """Run from the repository (``PYTHONPATH`` = the checkout), without ``$INVDYN_DATASETS``, the
+    folder is ``shared/datasets`` beside the repository, wherever the module sits in the package
+    (moving it into ``offline/`` once made it look inside the repository instead)."""
+    env = {k: v for k, v in os.environ.items() if k != 'INVDYN_DATASETS'}
+    env['PYTHONPATH'] = str(REPO)
+    out = subprocess.run([sys.executable, '-c', 'from invdyn_ros.offline.mat_datasets import '
+                          'find_datasets_dir; print(find_datasets_dir())'],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    expected = REPO.parent / 'shared' / 'datasets'
+    assert out.stdout.strip() == (str(expected.resolve()) if expected.is_dir() else 'None')
 
 
 # ---------------------------------------------------------------------- the real files

@@ -78,7 +78,8 @@ def find_datasets_dir() -> Path | None:
     if env:
         path = Path(env).expanduser()
         return path if path.is_dir() else None
-    path = Path(__file__).resolve().parents[1].parent / 'shared' / 'datasets'
+    # <repo>/invdyn_ros/offline/mat_datasets.py: parents[2] is <repo>.
+    path = Path(__file__).resolve().parents[2].parent / 'shared' / 'datasets'
     return path if path.is_dir() else None
 
 
