@@ -26,8 +26,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from invdyn_ros.offline.datasets import find_datasets_dir  # noqa: E402
-from invdyn_ros.offline.evaluation import \
-    jsonable  # noqa: E402,F401 (one definition for metrics.json and bench results)
+# jsonable: one definition for metrics.json and bench results.
+from invdyn_ros.offline.evaluation import jsonable  # noqa: E402,F401
 
 __all__ = ['REPO', 'cpu_model', 'machine_info', 'format_machine', 'require_datasets_dir',
            'format_table', 'results_dir', 'jsonable', 'save_results', 'Recorder',

@@ -25,9 +25,8 @@ import numpy as np
 from common import Recorder, format_machine, machine_info, save_results
 from invdyn_ros.offline.datasets import Recording
 from invdyn_ros.offline.evaluation import evaluate
-from invdyn_ros.sim.arm import ArmConfig, SimulatedArm, find_robot_urdf
+from invdyn_ros.sim.arm import ArmConfig, SimulatedArm, find_robot_urdf, perturbed_urdf_model
 from invdyn_ros.sim.trajectory import FourierTrajectory
-from invdyn_ros.stages.physics import perturbed_urdf_model
 
 UR5_JOINTS = ['shoulder_pan_joint', 'shoulder_lift_joint', 'elbow_joint', 'wrist_1_joint',
               'wrist_2_joint', 'wrist_3_joint']

@@ -26,9 +26,8 @@ import yaml
 
 from common import Recorder, format_machine, machine_info, save_results
 from invdyn_ros.pipeline.pipeline import Pipeline, PipelineConfig, make_trainer
-from invdyn_ros.sim.arm import ArmConfig, SimulatedArm, find_robot_urdf
+from invdyn_ros.sim.arm import ArmConfig, SimulatedArm, find_robot_urdf, perturbed_urdf_model
 from invdyn_ros.sim.trajectory import FourierTrajectory
-from invdyn_ros.stages.physics import perturbed_urdf_model
 
 KP = np.array([400.0, 400.0, 300.0, 100.0, 100.0, 50.0])
 KD = 2.0 * np.sqrt(KP)
