@@ -9,11 +9,11 @@ from a live invdyn_node, over real ROS 2 topics, headless, in phases.
 
 What runs (no launch_ros needed):
 
-- ``invdyn_node`` in a child process (``python -m invdyn_ros.ros.node`` with this interpreter and this
-  copy of invdyn_ros, so the demo never mixes versions), with ``config/ur5.yaml`` plus the demo's
-  overrides (``config/demo.yaml``, :data:`DEMO_NODE_PARAMETERS`: one 2 x 32 LSTM with velocity sign features and
-  windows of 5 instead of the dual 2 x 64 pair, a sliding-window replay buffer, a 60 Hz
-  low-pass, the raw effort delayed by the filter's delay as
+- ``invdyn_node`` in a child process (``python -m invdyn_ros.ros.node`` with this interpreter and
+  this copy of invdyn_ros, so the demo never mixes versions), with ``config/ur5.yaml`` plus the
+  demo's overrides (``config/demo.yaml``, :data:`DEMO_NODE_PARAMETERS`: one 2 x 32 LSTM with
+  velocity sign features and windows of 5 instead of the dual 2 x 64 pair, a sliding-window replay
+  buffer, a 60 Hz low-pass, the raw effort delayed by the filter's delay as
   the label, an averaged-weights predictor, a learning-rate floor of 3e-4 and (where permitted)
   a SCHED_FIFO control loop, so it learns
   -- and re-learns after a payload change -- on two shared cores) written to ``DIR/invdyn_node_params.yaml``; its output goes to

@@ -7,7 +7,8 @@
 
 BAG is a rosbag2 bag (sqlite3 or MCAP; a bag folder or a single .db3/.mcap file) recorded with
 ``ros2 bag record /joint_states`` on the robot. The samples go, in stamp order and much faster than
-real time, through the node's own pipeline (see :mod:`invdyn_ros.offline.evaluation`). Writes into DIR:
+real time, through the node's own pipeline (see :mod:`invdyn_ros.offline.evaluation`). Writes into
+DIR:
 
 - ``metrics.json``: per-model, per-joint nMSE and MSE, timings, and the evaluation settings
   (``wall_seconds``: reading the bag plus the whole evaluation);

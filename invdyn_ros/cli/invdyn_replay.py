@@ -70,10 +70,10 @@ def replay_schedule(samples: Iterable[JointStateSample], rate: float = 1.0,
                     loops: int | None = 1, shift_stamps: bool = False) -> Iterator[Scheduled]:
     """The replay plan: when to send each message and with which stamp (pure, no ROS, no sleeping).
 
-    ``samples`` is iterated once per pass (a :class:`~invdyn_ros.offline.bag.JointStateStream` re-reads
-    the bag). ``loops``: number of passes, None = forever. Pass p+1 starts one sample period
-    (median log-time difference) after pass p's last message; with ``shift_stamps`` its header
-    stamps are shifted by the same continuous offset measured on the header stamps, so stamps
+    ``samples`` is iterated once per pass (a :class:`~invdyn_ros.offline.bag.JointStateStream`
+    re-reads the bag). ``loops``: number of passes, None = forever. Pass p+1 starts one sample
+    period (median log-time difference) after pass p's last message; with ``shift_stamps`` its
+    header stamps are shifted by the same continuous offset measured on the header stamps, so stamps
     keep increasing across passes.
     """
     if not (rate > 0 and math.isfinite(rate)):

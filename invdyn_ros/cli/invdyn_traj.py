@@ -9,9 +9,9 @@ optionally ``qd_<joint>`` and ``qdd_<joint>`` for all of them) or a rosbag2 bag 
 the K-th, 0-based). The checkpoint (``<PREFIX>.<network>.pt``, what ``invdyn_node`` writes at its
 ``checkpoint_path``) and the node's parameter file define the networks; the resampling rate is
 ``--rate``, else the config's ``rate_hz``. Efforts are computed exactly as the node's
-``~/trajectory_out`` does (:mod:`invdyn_ros.pipeline.trajectory_feedforward`) except that offline there is
-no readiness and no identifier history: with two networks the first (``model``) is used for every
-joint.
+``~/trajectory_out`` does (:mod:`invdyn_ros.pipeline.trajectory_feedforward`) except that offline
+there is no readiness and no identifier history: with two networks the first (``model``) is used for
+every joint.
 
 Writes OUT (CSV): ``time``, the input's ``q_`` / ``qd_`` / ``qdd_`` columns (a bag's velocities /
 accelerations when it has them), ``effort_<joint>`` for every joint of the trajectory and

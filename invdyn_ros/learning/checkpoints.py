@@ -17,8 +17,8 @@ checksum (:func:`read_set`, :func:`verified_file`): a mismatch raises :class:`Ch
 naming the path and the problem. Old checkpoints without a manifest still load, unverified.
 Nothing here renames or deletes a checkpoint file that a manifest lists.
 
-The physics stage (prior + identification, :class:`invdyn_ros.stages.residual.PhysicsStage`) is one more
-member of the set, ``P.physics-<parameter count>.pt`` (:func:`physics_path`), listed under the
+The physics stage (prior + identification, :class:`invdyn_ros.stages.residual.PhysicsStage`) is one
+more member of the set, ``P.physics-<parameter count>.pt`` (:func:`physics_path`), listed under the
 manifest's ``physics`` key (by parameter count) and written, verified and tidied exactly like a
 network's file. A save carries the other parameter counts' members of the previous manifest
 forward, and a save without a physics stage all of them (a URDF that changed its model size

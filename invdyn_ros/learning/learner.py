@@ -4,13 +4,14 @@ River-like interface (``learn_one`` / ``predict_one`` and batch forms) around on
 
 - **Prequential evaluation.** Every sample is scored *before* it is learned, so ``recent_nmse`` is an
   honest estimate of the error on unseen data (nothing it is scored on was trained on).
-- **Normalization.** Two :class:`~invdyn_ros.learning.scaling.RunningScaler` s (inputs ``3n``, torques ``n``)
-  are fitted online from every learned sample; the loss is the MSE in standardized torque space, so
-  joints with large torques do not drown the small ones. Standardized inputs (and the targets inside
-  the loss) are clipped to ``±input_clip``: while the statistics are young (e.g. the robot was at
-  rest, a channel's std is at its floor) a new motion can produce values of 1e6 standard deviations,
-  which would blow up the recurrent cells; the clip keeps every step bounded. The same clip is used
-  in :class:`~invdyn_ros.learning.predictor.Predictor` (it is part of the exported weights).
+- **Normalization.** Two :class:`~invdyn_ros.learning.scaling.RunningScaler` s (inputs ``3n``,
+  torques ``n``) are fitted online from every learned sample; the loss is the MSE in standardized
+  torque space, so joints with large torques do not drown the small ones. Standardized inputs (and
+  the targets inside the loss) are clipped to ``±input_clip``: while the statistics are young (e.g.
+  the robot was at rest, a channel's std is at its floor) a new motion can produce values of 1e6
+  standard deviations, which would blow up the recurrent cells; the clip keeps every step bounded.
+  The same clip is used in :class:`~invdyn_ros.learning.predictor.Predictor` (it is part of the
+  exported weights).
 - **Replay.** A :class:`ReplayBuffer` holds a FIFO of the newest windows plus a reservoir sample
   (Algorithm R) of everything older, so batches mix what the robot does now with what it did long
   ago and old motions are not forgotten (catastrophic forgetting is the failure mode of naive

@@ -1,8 +1,8 @@
 """The learner's checkpoint format: write it atomically, read and verify it, restore a learner.
 
 One ``torch.save`` file of plain dicts / lists / tensors / str / int / float (loads with
-``torch.load(weights_only=True)``; the manifest of :mod:`invdyn_ros.learning.checkpoints` verifies it
-first). :func:`learner_state_dict` and :func:`learner_from_state_dict` are the two halves of the
+``torch.load(weights_only=True)``; the manifest of :mod:`invdyn_ros.learning.checkpoints` verifies
+it first). :func:`learner_state_dict` and :func:`learner_from_state_dict` are the two halves of the
 format (:meth:`OnlineLearner.state_dict` / :meth:`OnlineLearner.from_state_dict` call them; they
 read and restore the learner's internal state, so they live and change together with it).
 Re-exported by :mod:`invdyn_ros.learning.learner`.
@@ -48,8 +48,8 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 def load_checkpoint_dict(path: str | os.PathLike) -> dict[str, Any]:
     """``torch.load(path, weights_only=True)`` with every failure mapped to :class:`CheckpointError`.
 
-    Where a checkpoint manifest lists the file (:mod:`invdyn_ros.learning.checkpoints`), its sha256 is
-    verified first: a file that does not match is refused (CheckpointError naming both)."""
+    Where a checkpoint manifest lists the file (:mod:`invdyn_ros.learning.checkpoints`), its sha256
+    is verified first: a file that does not match is refused (CheckpointError naming both)."""
     path = Path(path)
     source, _ = verified_file(path)   # the manifest's sha256, where one lists the file
     if not os.path.isfile(source):

@@ -1,6 +1,7 @@
 """The learner's hyper-parameters: :class:`LearnerConfig` (validation, plain-dict round trip).
 
-Re-exported by :mod:`invdyn_ros.learning.learner`; see its docstring for why each parameter is what it is.
+Re-exported by :mod:`invdyn_ros.learning.learner`; see its docstring for why each parameter is what
+it is.
 """
 from __future__ import annotations
 

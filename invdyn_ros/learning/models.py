@@ -3,8 +3,8 @@
 Every model maps a batch of windows ``x`` of shape ``(B, L, 3n)`` to torques ``(B, n)``. The
 features of one time step are ``[q(n), qd(n), qdd(n)]`` and the window is oldest-first, so
 ``x[:, -1]`` is the newest row, whose torque is the label (see docs/ARCHITECTURE.md). Inputs and
-outputs are in the *scaled* space of :class:`invdyn_ros.learning.scaling.RunningScaler`; the models know
-nothing about units.
+outputs are in the *scaled* space of :class:`invdyn_ros.learning.scaling.RunningScaler`; the models
+know nothing about units.
 
 Each kind is a plain ``nn.Module`` with a frozen config dataclass (nanoGPT style), so a checkpoint
 only needs ``kind`` + ``config_to_dict(model.config)`` + ``state_dict()`` to rebuild the exact net.
@@ -19,9 +19,9 @@ Kinds (``MODEL_KINDS``):
   spatio-temporal attention residual LSTM.
 
 The recurrent models expose ``self.rnn`` (``nn.LSTM`` / ``nn.GRU``, ``batch_first=True``,
-``bias=True``) and ``self.head`` (``nn.Linear``) so that :mod:`invdyn_ros.learning.predictor` can step the
-very same weights (``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``, ``bias_hh_l{k}``) with
-``torch.lstm_cell`` / ``torch.gru_cell`` one sample at a time.
+``bias=True``) and ``self.head`` (``nn.Linear``) so that :mod:`invdyn_ros.learning.predictor` can
+step the very same weights (``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``,
+``bias_hh_l{k}``) with ``torch.lstm_cell`` / ``torch.gru_cell`` one sample at a time.
 """
 from __future__ import annotations
 

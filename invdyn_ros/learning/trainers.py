@@ -1,19 +1,20 @@
 """What every trainer is (:class:`Trainer`), the one loop they all run (:class:`TrainingLoop`)
 and the two in-process trainers.
 
-A trainer owns one :class:`~invdyn_ros.learning.learner.OnlineLearner` per network name (e.g. ``{'lstm':
-..., 'gru': ...}`` for the dual identifier) and gives every submitted sample to every learner:
-``submit(window, tau)`` (``tau`` (n,): the same label for every network, or (k, n): one row per
-network in ``names`` order -- with a physics prior the residual network learns ``tau - tau_prior``
-while the black-box one learns ``tau``), ``poll() -> {name: weights} | None``, ``stats() -> {name:
-stats}``, ``save(prefix, joint_names=..., learn_pending=...) -> {name: file}``, ``alive``,
+A trainer owns one :class:`~invdyn_ros.learning.learner.OnlineLearner` per network name (e.g.
+``{'lstm': ..., 'gru': ...}`` for the dual identifier) and gives every submitted sample to every
+learner: ``submit(window, tau)`` (``tau`` (n,): the same label for every network, or (k, n): one row
+per network in ``names`` order -- with a physics prior the residual network learns ``tau -
+tau_prior`` while the black-box one learns ``tau``), ``poll() -> {name: weights} | None``, ``stats()
+-> {name: stats}``, ``save(prefix, joint_names=..., learn_pending=...) -> {name: file}``, ``alive``,
 ``close()``; each is a context manager.
 
 - :class:`InlineTrainer` learns synchronously inside ``submit`` (reproducible to the bit; used by
   the offline evaluator and tests).
 - :class:`ThreadTrainer` learns in a background thread of this process (for comparison: the
   learner's Python code holds the GIL for long stretches, so the control loop waits behind it).
-- :class:`~invdyn_ros.learning.training.ProcessTrainer` learns in a worker process (what the node uses).
+- :class:`~invdyn_ros.learning.training.ProcessTrainer` learns in a worker process (what the node
+  uses).
 
 All three run :class:`TrainingLoop`: its ``learn`` takes submitted windows, ``turn`` is one pass
 of a background trainer (learn what came, else one extra Adam step within the

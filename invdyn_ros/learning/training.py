@@ -1,8 +1,9 @@
 """The process trainer (what the node uses) and the trainer factory.
 
 The trainers' interface, their shared loop and the in-process trainers are in
-:mod:`invdyn_ros.learning.trainers` (re-exported here: :class:`InlineTrainer`, :func:`per_network_labels`,
-:func:`learn_chunk`); :func:`make_trainer` builds any of the three kinds (:data:`TRAINER_KINDS`).
+:mod:`invdyn_ros.learning.trainers` (re-exported here: :class:`InlineTrainer`,
+:func:`per_network_labels`, :func:`learn_chunk`); :func:`make_trainer` builds any of the three
+kinds (:data:`TRAINER_KINDS`).
 
 - :class:`ProcessTrainer` runs the learners in a ``multiprocessing`` *spawn* worker so training never
   stalls the control loop: ``submit`` only appends to a local list and ships chunks with
@@ -16,8 +17,9 @@ The trainers' interface, their shared loop and the in-process trainers are in
 
 Checkpoints: ``save(prefix, joint_names=None)`` writes one checkpoint *set*: a file per network,
 ``checkpoint_path(prefix, name)`` (``<prefix>.<name>.pt``), and the manifest ``<prefix>.manifest.json``
-written last (:mod:`invdyn_ros.learning.checkpoints`: atomic as a whole, sha256-verified on load); every
-trainer resumes from such sets (``checkpoint=prefix``) or from files (a ``{name: path}`` mapping).
+written last (:mod:`invdyn_ros.learning.checkpoints`: atomic as a whole, sha256-verified on load);
+every trainer resumes from such sets (``checkpoint=prefix``) or from files (a ``{name: path}``
+mapping).
 
 The worker process of :class:`ProcessTrainer` cannot outlive its owner: it ignores SIGINT and
 SIGTERM (a stop signal to the whole process group must not kill it before the owner has saved
@@ -518,8 +520,8 @@ def make_trainer(config: Any, kind: str = 'inline', checkpoint: Any = None,
     node uses) or ``'thread'``.
 
     ``checkpoint``: a ``checkpoint_path`` (a checkpoint set,
-    :func:`~invdyn_ros.learning.checkpoints.checkpoint_to_resume`; of an old set without a manifest the
-    networks whose files exist are resumed, the others start fresh) or an explicit ``{name:
+    :func:`~invdyn_ros.learning.checkpoints.checkpoint_to_resume`; of an old set without a manifest
+    the networks whose files exist are resumed, the others start fresh) or an explicit ``{name:
     file}`` mapping. A damaged file or a checkpoint of another robot raises
     :class:`CheckpointError`. ``options`` go to the trainer (e.g. ``publish_period_s``).
     """

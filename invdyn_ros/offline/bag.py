@@ -324,14 +324,16 @@ def read_recording(path: str | Path, topic: str = '/joint_states',
                    joints: Sequence[str] | None = None, name: str | None = None,
                    rate_hz: float | None = None, segment_gap_s: float = 0.5) -> Recording:
     """A bag's JointStates as a :class:`Recording`, each message judged by the node's own rule
-    (:class:`invdyn_ros.stages.joint_state.JointStateRule`), so an evaluation treats it as the node does.
+    (:class:`invdyn_ros.stages.joint_state.JointStateRule`), so an evaluation treats it as the node
+    does.
 
     - ``joints``: the joint order (default: the names of the first usable message). Messages may
       list joints in any order and list extra joints (ignored). A message the rule rejects
       (a joint missing, duplicate names, mismatched array lengths, a zero stamp, NaN/Inf in the
       used positions or efforts) or with a header stamp not after the previous accepted one is
       skipped and counted in ``rec.meta['skipped']`` (a dict: the rule's
-      :class:`~invdyn_ros.stages.joint_state.Rejection` values and ``stamp_not_increasing`` -> count).
+      :class:`~invdyn_ros.stages.joint_state.Rejection` values and ``stamp_not_increasing`` ->
+      count).
     - Effort: a message without one is kept, as the node keeps it (predicted, not learned from):
       its ``tau`` row is NaN (``rec.meta['effort_missing']`` counts them); an evaluation never
       learns from or scores such a row.

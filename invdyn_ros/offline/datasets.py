@@ -13,14 +13,15 @@ Readers
   layout), :func:`load_ur10` (``urPicknPlace``, N x 24 with qdd, 125 Hz), and :func:`load_mat`, which
   picks the layout from the variable names.
 - Our own column format, the same in CSV and NPZ (:func:`load_csv`, :func:`load_npz`,
-  :func:`save_csv`, :func:`save_npz`; the column names are in :mod:`invdyn_ros.offline.column_files`).
+  :func:`save_csv`, :func:`save_npz`; the column names are in
+  :mod:`invdyn_ros.offline.column_files`).
 
 The KUKA-I split of Huang et al. 2024 (trajectories 1-8 train, 9-10 test) is :func:`kuka_split`.
 
-The code is in three modules, every public name re-exported here: :mod:`invdyn_ros.offline.recording`
-(the :class:`Recording` type, :func:`make_time_axis`), :mod:`invdyn_ros.offline.mat_datasets` (the
-``.mat`` readers, :func:`find_datasets_dir`, :func:`kuka_split`) and
-:mod:`invdyn_ros.offline.column_files` (CSV / NPZ).
+The code is in three modules, every public name re-exported here:
+:mod:`invdyn_ros.offline.recording` (the :class:`Recording` type, :func:`make_time_axis`),
+:mod:`invdyn_ros.offline.mat_datasets` (the ``.mat`` readers, :func:`find_datasets_dir`,
+:func:`kuka_split`) and :mod:`invdyn_ros.offline.column_files` (CSV / NPZ).
 """
 from __future__ import annotations
 

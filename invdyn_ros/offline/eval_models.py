@@ -1,9 +1,10 @@
 """The evaluator's models and protocols: names, defaults, and the node parameters of each.
 
-``MODELS`` lists what :func:`invdyn_ros.offline.evaluation.evaluate` can score (see its module docstring
-for what each model is); :func:`pipeline_params` is the one place that says how a model name
-becomes the node's flat parameters for its :class:`~invdyn_ros.pipeline.pipeline.Pipeline` (network kind,
-``dual_enabled``, ``prior``). ROS-free; re-exported by :mod:`invdyn_ros.offline.evaluation`.
+``MODELS`` lists what :func:`invdyn_ros.offline.evaluation.evaluate` can score (see its module
+docstring for what each model is); :func:`pipeline_params` is the one place that says how a model
+name becomes the node's flat parameters for its :class:`~invdyn_ros.pipeline.pipeline.Pipeline`
+(network kind, ``dual_enabled``, ``prior``). ROS-free; re-exported by
+:mod:`invdyn_ros.offline.evaluation`.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The evaluator's network runs: one model's samples streamed through the node's own Pipeline.
 
-:func:`run_network` builds the model's :class:`~invdyn_ros.pipeline.pipeline.Pipeline` with an inline
-trainer behind a :class:`GatedTrainer` (learning can be switched off, its time is measured),
+:func:`run_network` builds the model's :class:`~invdyn_ros.pipeline.pipeline.Pipeline` with an
+inline trainer behind a :class:`GatedTrainer` (learning can be switched off, its time is measured),
 streams the training part (split) or everything (prequential) per sample, runs
 :func:`extra_epochs` over the replay buffers (split), and replays the test part with learning off
 through ``Pipeline.process_arrays``. ROS-free.

@@ -141,9 +141,9 @@ class EvalReport:
         return '\n'.join(lines)
 
     def parameters_table(self) -> str:
-        """The identified parameters (:meth:`invdyn_ros.stages.physics.PhysicsPrior.report`) of every
-        model that identified them (``identified``, and the networks' pipelines with a prior), as
-        they are at the end of the run: per joint the body's mass, centre of mass and friction;
+        """The identified parameters (:meth:`invdyn_ros.stages.physics.PhysicsPrior.report`) of
+        every model that identified them (``identified``, and the networks' pipelines with a prior),
+        as they are at the end of the run: per joint the body's mass, centre of mass and friction;
         '' when no model identified any (``rnea`` alone keeps the URDF's)."""
         blocks = []
         for r in self.results:

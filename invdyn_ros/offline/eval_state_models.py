@@ -1,8 +1,8 @@
 """The evaluator's models that need no pipeline: ``naive`` / ``gp`` and ``rnea`` / ``identified``.
 
-They run on the reference estimator states (:func:`invdyn_ros.offline.eval_stream.reference_states`: the
-features ``[q, qd, qdd]`` of the networks' newest window row and the filtered torques) under both
-protocols, and each returns ``(predictions (N, n), train s, predict s, details)``. ROS-free.
+They run on the reference estimator states (:func:`invdyn_ros.offline.eval_stream.reference_states`:
+the features ``[q, qd, qdd]`` of the networks' newest window row and the filtered torques) under
+both protocols, and each returns ``(predictions (N, n), train s, predict s, details)``. ROS-free.
 """
 from __future__ import annotations
 

@@ -82,8 +82,8 @@ class Stream:
 
 
 def as_stream(samples_or_recording: Any, joint_names: Sequence[str] | None = None) -> Stream:
-    """A :class:`Stream` from a :class:`~invdyn_ros.offline.datasets.Recording`, a :class:`Stream`, or an
-    iterable of ``(stamp, q, qd, tau)`` tuples (qd / tau may be None).
+    """A :class:`Stream` from a :class:`~invdyn_ros.offline.datasets.Recording`, a :class:`Stream`,
+    or an iterable of ``(stamp, q, qd, tau)`` tuples (qd / tau may be None).
 
     Rows are kept in the given order (a recording's stamps are strictly increasing already; the
     estimator drops out-of-order stamps, as it would live). ``joint_names`` names the joints of
@@ -161,7 +161,8 @@ class ReferenceStates:
 
 def reference_states(stream: Stream, filter_config: Any,
                      effort_scale: Sequence[float] | None = None) -> ReferenceStates:
-    """Run a :class:`~invdyn_ros.stages.estimation.StreamingEstimator` over the stream like the pipeline.
+    """Run a :class:`~invdyn_ros.stages.estimation.StreamingEstimator` over the stream like the
+    pipeline.
 
     ``effort_scale`` multiplies the efforts before they enter the estimator, as the pipeline does
     with its ``effort_scale`` (filtering is linear, so before or after is the same number).

@@ -3,9 +3,9 @@
 "How well would invdyn_ros have learned this robot?" is answered by feeding the recorded samples,
 in stamp order and much faster than real time, to exactly the code the live node runs:
 :class:`invdyn_ros.pipeline.pipeline.Pipeline` with an in-process, deterministic
-:class:`invdyn_ros.learning.training.InlineTrainer` (same estimator, filters, windows, scalers, learner,
-predictors and dual identifier). Nothing here re-implements that chain; this module only decides
-what is learned when and compares the outputs with the measured torques. ROS-free.
+:class:`invdyn_ros.learning.training.InlineTrainer` (same estimator, filters, windows, scalers,
+learner, predictors and dual identifier). Nothing here re-implements that chain; this module only
+decides what is learned when and compares the outputs with the measured torques. ROS-free.
 
 Models (``MODELS``):
 
@@ -15,14 +15,16 @@ Models (``MODELS``):
 - ``dual``: the configured primary and second network with the dual identifier
   (``dual_enabled=True``); scored on the identifier's selected torque. Each network's own
   prediction is scored too (``details.networks``), and the per-joint choice is recorded.
-- ``naive``: the mean torque of the training part (:class:`invdyn_ros.offline.baselines.NaiveBaseline`).
-- ``gp``: :class:`invdyn_ros.offline.baselines.GPBaseline`, one GP per joint on ``gp_samples`` points.
+- ``naive``: the mean torque of the training part
+  (:class:`invdyn_ros.offline.baselines.NaiveBaseline`).
+- ``gp``: :class:`invdyn_ros.offline.baselines.GPBaseline`, one GP per joint on ``gp_samples``
+  points.
 
 ``naive`` and ``gp`` see the same features as the networks' newest window row: the output of a
-:class:`~invdyn_ros.stages.estimation.StreamingEstimator` with the pipeline's filter configuration, fed the
-same samples (the estimator is deterministic, so these are the very states the pipeline computed).
-The same states' filtered torques are the labels every model is scored against: the label of a
-prediction for stamp k is the filtered measured torque of stamp k (same filter delay on every
+:class:`~invdyn_ros.stages.estimation.StreamingEstimator` with the pipeline's filter configuration,
+fed the same samples (the estimator is deterministic, so these are the very states the pipeline
+computed). The same states' filtered torques are the labels every model is scored against: the label
+of a prediction for stamp k is the filtered measured torque of stamp k (same filter delay on every
 channel, see :mod:`invdyn_ros.stages.estimation`).
 
 Protocols (``PROTOCOLS``), with ``n_train = floor(train_fraction * samples)`` raw samples:
@@ -37,8 +39,8 @@ Protocols (``PROTOCOLS``), with ``n_train = floor(train_fraction * samples)`` ra
   naive/gp are fitted on the training part's states and predict the test part.
 - ``prequential``: every sample is predicted before it is learned, exactly as the live node
   does; every sample with a prediction is scored. naive predicts the running mean of the torques
-  seen so far; gp is :class:`~invdyn_ros.offline.baselines.PrequentialGP` (refit every ``gp_refit_every``
-  samples on a subsample of a sliding window).
+  seen so far; gp is :class:`~invdyn_ros.offline.baselines.PrequentialGP` (refit every
+  ``gp_refit_every`` samples on a subsample of a sliding window).
 
 nMSE (:func:`invdyn_ros.metrics.nmse`) is standardized with the mean/std of the filtered torques of
 the first ``n_train`` samples, for both protocols and every model (for prequential this is a fixed,
@@ -57,8 +59,8 @@ divided by ``predict_seconds``.
 
 This module holds :func:`evaluate` (options, the common scored samples, nMSE, learning curves);
 its parts, all re-exported here: :mod:`~invdyn_ros.offline.eval_models` (model and protocol names,
-defaults, each model's node parameters), :mod:`~invdyn_ros.offline.eval_stream` (the input stream and its
-reference states), :mod:`~invdyn_ros.offline.eval_networks` (the networks' pipeline runs),
+defaults, each model's node parameters), :mod:`~invdyn_ros.offline.eval_stream` (the input stream
+and its reference states), :mod:`~invdyn_ros.offline.eval_networks` (the networks' pipeline runs),
 :mod:`~invdyn_ros.offline.eval_state_models` (naive, gp, rnea, identified) and
 :mod:`~invdyn_ros.offline.eval_report` (results, metrics.json, tables).
 """

@@ -1,9 +1,9 @@
 """``PipelineConfig``: everything the pipeline needs, built from the node's flat parameters.
 
-The parameters themselves (names, defaults, types, ranges) are :mod:`invdyn_ros.pipeline.parameters`'
-table; ``from_params`` checks each value there and adds the rules that tie several together
-(options of each network, capped capacities and learning rates, the filter's Nyquist check in
-``FilterConfig.validate``).
+The parameters themselves (names, defaults, types, ranges) are
+:mod:`invdyn_ros.pipeline.parameters`' table; ``from_params`` checks each value there and adds the
+rules that tie several together (options of each network, capped capacities and learning rates, the
+filter's Nyquist check in ``FilterConfig.validate``).
 """
 from __future__ import annotations
 
@@ -155,7 +155,8 @@ class PipelineConfig:
     # ------------------------------------------------------------------ from node parameters
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> 'PipelineConfig':
-        """Build from the node's flat parameters (:data:`invdyn_ros.pipeline.parameters.PARAMETERS`).
+        """Build from the node's flat parameters
+        (:data:`invdyn_ros.pipeline.parameters.PARAMETERS`).
 
         Missing names (or None) take their defaults; the node-only names are accepted and
         ignored (one YAML file serves node and evaluator alike); any other name raises

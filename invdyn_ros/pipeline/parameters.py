@@ -3,15 +3,16 @@ range, description, and whether only the node (not the pipeline) reads it.
 
 Everything else derives from :data:`PARAMETERS`:
 
-* :meth:`invdyn_ros.pipeline.config.PipelineConfig.from_params` takes its defaults and checks every value
-  with :meth:`Param.check` (the one validator family: int / float / bool / str / choice / list of
-  floats / list of names, with ranges and list-length rules), and so do the config's ``validate``
+* :meth:`invdyn_ros.pipeline.config.PipelineConfig.from_params` takes its defaults and checks every
+  value with :meth:`Param.check` (the one validator family: int / float / bool / str / choice / list
+  of floats / list of names, with ranges and list-length rules), and so do the config's ``validate``
   for the fields that are parameters;
 * the node declares each parameter with :func:`descriptor_fields` (description, type and range as
   ``additional_constraints``) and checks the values with :func:`check_all`;
 * ``invdyn_node --help`` prints :func:`help_lines`;
-* the README's parameter table is :func:`markdown_table` (``python -m invdyn_ros.pipeline.parameters``
-  prints it; ``test_parameters.py`` fails when the README's copy differs).
+* the README's parameter table is :func:`markdown_table` (``python -m
+  invdyn_ros.pipeline.parameters`` prints it; ``test_parameters.py`` fails when the README's copy
+  differs).
 
 The derived views ``PIPELINE_PARAMETERS`` / ``NODE_ONLY_PARAMETERS`` (name -> default) and
 ``PARAMETER_DOCS`` (name -> (default, description), the parameters the node declares) keep their

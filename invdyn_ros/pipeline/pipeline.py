@@ -32,7 +32,8 @@ Why the pieces sit where they do:
 * **Checkpoints without stalls.** :meth:`start_checkpoint` saves from a background thread. While it
   runs, ``process`` does not touch the trainer (neither trainer is thread-safe); samples for the
   trainer wait in a bounded backlog and are handed over a few per sample afterwards
-  (:class:`~invdyn_ros.pipeline.pipeline_learning.LearningSide`, the trainer's side of the pipeline).
+  (:class:`~invdyn_ros.pipeline.pipeline_learning.LearningSide`, the trainer's side of the
+  pipeline).
 
 * **The physics prior** (``prior: rnea``) sits around the networks, not inside them: the prior
   before the networks, the residual network's output combined with it, its labels, the prior's
@@ -409,11 +410,11 @@ class Pipeline:
     def predict_reference(self, q: Any, qd: Any, qdd: Any, stamp: float | None = None
                           ) -> np.ndarray | None:
         """Torque (n,) for a desired state, from predictors fed with the stream of references
-        (:class:`~invdyn_ros.pipeline.pipeline_reference.ReferencePath`: why, and what it shares with the
-        measured stream). ``stamp`` (s, any clock): a gap longer than the filter's ``max_gap_s``
-        since the previous reference restarts the window. Returns None while the window fills up
-        or for an invalid reference (wrong length, NaN/Inf, beyond the estimator's magnitude
-        limits; counted).
+        (:class:`~invdyn_ros.pipeline.pipeline_reference.ReferencePath`: why, and what it shares
+        with the measured stream). ``stamp`` (s, any clock): a gap longer than the filter's
+        ``max_gap_s`` since the previous reference restarts the window. Returns None while the
+        window fills up or for an invalid reference (wrong length, NaN/Inf, beyond the estimator's
+        magnitude limits; counted).
         """
         return self.references.predict(q, qd, qdd, stamp)
 

@@ -16,9 +16,9 @@ prior, only the model's gravity) and the rules that tie it to the pipeline's oth
   the labels' variance (floored at 0.1 % of the torque limit), since the residual network's
   target scaler describes the residual, not the torque.
 * **The fallback** (``feedforward_fallback: prior``): the prior alone is scored like the learned
-  prediction, by its own :class:`~invdyn_ros.stages.readiness.Readiness` on the same measured torques with
-  the same thresholds, floors and variance; :attr:`fallback_ready` says the feedforward may carry
-  it (:meth:`prior_torque`, clamped) while the learned prediction is not ready.
+  prediction, by its own :class:`~invdyn_ros.stages.readiness.Readiness` on the same measured
+  torques with the same thresholds, floors and variance; :attr:`fallback_ready` says the feedforward
+  may carry it (:meth:`prior_torque`, clamped) while the learned prediction is not ready.
 * **The command vendors expect** (:meth:`feedforward`): ``minus_gravity`` subtracts the identified
   model's ``g(q)`` and clamps again.
 * **Its checkpoint member** (:meth:`load`): the identified parameters are resumed only into a
@@ -163,8 +163,8 @@ class PriorSide:
         return self.stage.state_dict() if self.stage is not None else None
 
     def load(self, states: Mapping[int, dict]) -> str | None:
-        """Load the member of ``states`` (:func:`~invdyn_ros.learning.checkpoints.read_physics`) whose
-        parameter count is this URDF model's; returns what happened for the log (None: the set
+        """Load the member of ``states`` (:func:`~invdyn_ros.learning.checkpoints.read_physics`)
+        whose parameter count is this URDF model's; returns what happened for the log (None: the set
         has no physics member). One of another model size is not used (a warning; the stage
         starts fresh and the file stays as it is); CheckpointError if the right-sized one does not
         load."""

@@ -5,9 +5,9 @@ or a controller's reference), beside the measured stream.
 weights as the measured stream's) with the stream of references, so a feedforward for a reference
 trajectory never mixes desired and measured states in one window. What it shares with the measured
 stream: the weights, the per-joint network choice (the measured stream's
-:class:`~invdyn_ros.stages.identifier.DualIdentifier`; a reference has no measured torque to score), the
-physics prior (``prior + trust * residual`` for the residual network, ``PriorSide.evaluate``), the
-magnitude limits of the estimator's ``FilterConfig`` and the torque limits. It counts into the
+:class:`~invdyn_ros.stages.identifier.DualIdentifier`; a reference has no measured torque to score),
+the physics prior (``prior + trust * residual`` for the residual network, ``PriorSide.evaluate``),
+the magnitude limits of the estimator's ``FilterConfig`` and the torque limits. It counts into the
 pipeline's ``counters`` (``references``, ``rejected_references``, ``reference_outputs``,
 ``reference_restarts``, ``dropped_nonfinite``). ROS-free; not thread-safe.
 """

@@ -6,10 +6,10 @@ Start it next to a robot driver::
     ros2 launch invdyn_ros invdyn.launch.py config:=/path/to/ur5.yaml \\
         feedforward_topic:=/effort_controller/commands
 
-The node is a thin translator around :class:`invdyn_ros.pipeline.pipeline.Pipeline` (all numerics live
-there, ROS-free, shared with the offline evaluator): it orders and checks joint states by the one
-rule of :mod:`invdyn_ros.stages.joint_state` (the bag reader uses the same), calls the pipeline, and
-fills pre-built messages. What is not rclpy wiring lives beside it, ROS-free and unit-tested:
+The node is a thin translator around :class:`invdyn_ros.pipeline.pipeline.Pipeline` (all numerics
+live there, ROS-free, shared with the offline evaluator): it orders and checks joint states by the
+one rule of :mod:`invdyn_ros.stages.joint_state` (the bag reader uses the same), calls the pipeline,
+and fills pre-built messages. What is not rclpy wiring lives beside it, ROS-free and unit-tested:
 which command ``~/feedforward`` carries (:mod:`invdyn_ros.ros.feedforward_gate`), the
 ``/diagnostics`` status and its log lines (:mod:`invdyn_ros.ros.node_diagnostics`), the node's
 parameter checks (:mod:`invdyn_ros.ros.node_settings`), the trainer's start and the process
@@ -76,11 +76,11 @@ Topics (``~`` = the node's name, ``/invdyn_node`` by default)
 
 Checkpoints: one set per ``checkpoint_path`` prefix, a file per network (``<prefix>.<network>.pt``)
 and ``<prefix>.manifest.json`` (sha256, size, model kind of each file, the joint names) written
-last: a save is atomic as a whole (:mod:`invdyn_ros.learning.checkpoints`). Service ``~/save_checkpoint``
-(std_srvs/Trigger) writes one in the background and answers when it is done: ``success`` is the
-real outcome (``false`` with the reason, e.g. a full disk; the previous set is kept and
-/diagnostics turns WARN until a save succeeds). With ``executor: events`` the control loop keeps
-running meanwhile; with ``single`` rclpy's executor cannot, so the loop waits for the save. A
+last: a save is atomic as a whole (:mod:`invdyn_ros.learning.checkpoints`). Service
+``~/save_checkpoint`` (std_srvs/Trigger) writes one in the background and answers when it is done:
+``success`` is the real outcome (``false`` with the reason, e.g. a full disk; the previous set is
+kept and /diagnostics turns WARN until a save succeeds). With ``executor: events`` the control loop
+keeps running meanwhile; with ``single`` rclpy's executor cannot, so the loop waits for the save. A
 checkpoint is also written every ``checkpoint_period_s`` and on shutdown (SIGINT or SIGTERM, to
 the node or to its process group: the trainer process ignores both and is stopped by the node
 after the final save; a stop takes well under 2 s), and resumed at start-up, its checksums
@@ -526,8 +526,8 @@ class InvdynNode(LifecycleNode):
 
     # ------------------------------------------------------------------ data path
     def _order(self, msg: Any) -> tuple[float, Any, Any, Any] | None:
-        """(stamp, q, qd | None, tau | None) in joint_names order (:mod:`invdyn_ros.stages.joint_state`),
-        or None (the rejection counted)."""
+        """(stamp, q, qd | None, tau | None) in joint_names order
+        (:mod:`invdyn_ros.stages.joint_state`), or None (the rejection counted)."""
         sample = self._rule(msg)
         if type(sample) is Rejection:
             self.counters[sample.counter] += 1

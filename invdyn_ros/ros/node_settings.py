@@ -1,6 +1,7 @@
 """The node's own parameters, read and checked without ROS: :class:`NodeSettings` (what
-:class:`~invdyn_ros.ros.node.InvdynNode` needs beyond :class:`~invdyn_ros.pipeline.pipeline.PipelineConfig`),
-the range checks :func:`integer` / :func:`positive`, :func:`needs_robot_model`, and
+:class:`~invdyn_ros.ros.node.InvdynNode` needs beyond
+:class:`~invdyn_ros.pipeline.pipeline.PipelineConfig`), the range checks :func:`integer` /
+:func:`positive`, :func:`needs_robot_model`, and
 :func:`ros_args_error` (rcl's argument errors as one line naming the parameter).
 
 Every error is a :class:`~invdyn_ros.errors.ConfigError` whose text starts with the parameter's

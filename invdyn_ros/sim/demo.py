@@ -19,9 +19,9 @@ Phases (:func:`build_schedule`), in this order:
               rest of the same reference as a trajectory_msgs/JointTrajectory (points every
               ``TRAJECTORY_POINT_DT_S``, positions, velocities, accelerations) to invdyn_node's
               ``~/trajectory_in``; the node annotates every point's ``effort`` in one batch
-              (``invdyn_ros.pipeline.trajectory_feedforward``) and publishes ``~/trajectory_out``, which the
-              controller consumes like joint_trajectory_controller with an effort interface: the
-              points' efforts, linearly interpolated, are added to its PD
+              (``invdyn_ros.pipeline.trajectory_feedforward``) and publishes ``~/trajectory_out``,
+              which the controller consumes like joint_trajectory_controller with an effort
+              interface: the points' efforts, linearly interpolated, are added to its PD
               (``sim.controller.TrajectoryFollower``). Compared with ``learned`` (the per-sample
               topic feedforward) on the same motion: ``trajectory_ff_over_topic_ff``;
 ``ideal``     PD + the true-model feedforward (RNEA with the simulator's own parameters), the

@@ -112,8 +112,8 @@ def write_params_file(path: Path, params: dict[str, Any]) -> None:
 
 
 def start_node(params_file: Path, env: dict[str, str], log_path: Path) -> ChildProcess:
-    """invdyn_node as ``<this python> -m invdyn_ros.ros.node`` (the same interpreter and the same copy
-    of the package as the demo: an installed ``invdyn_node`` script could be a different one),
+    """invdyn_node as ``<this python> -m invdyn_ros.ros.node`` (the same interpreter and the same
+    copy of the package as the demo: an installed ``invdyn_node`` script could be a different one),
     through :data:`CHILD_BOOT` so it dies with the demo."""
     env = dict(env)
     root = str(package_root())

@@ -195,12 +195,12 @@ def _json_default(obj):
     raise TypeError(f'not JSON serialisable: {type(obj).__name__}')
 
 
-# Plot: drawn by :func:`invdyn_ros.offline.plots.plot_demo_run`; imported lazily so that importing this
-# module does not import matplotlib.
+# Plot: drawn by :func:`invdyn_ros.offline.plots.plot_demo_run`; imported lazily so that importing
+# this module does not import matplotlib.
 def plot_run(run: RecordedRun, schedule: Schedule, path: str | os.PathLike,
              summary: dict[str, Any] | None = None) -> None:
-    """See :func:`invdyn_ros.offline.plots.plot_demo_run`; the 1 s rolling prediction nMSE under it is
-    computed here (:func:`~invdyn_ros.sim.demo_metrics.rolling_nmse`)."""
+    """See :func:`invdyn_ros.offline.plots.plot_demo_run`; the 1 s rolling prediction nMSE under it
+    is computed here (:func:`~invdyn_ros.sim.demo_metrics.rolling_nmse`)."""
     from invdyn_ros.offline.plots import plot_demo_run
     rolling = None
     if len(run.t_pred) > 10:

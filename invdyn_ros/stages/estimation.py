@@ -39,8 +39,8 @@ time by more than ``max_gap_s``, i.e. a restarted clock or replayed bag) re-init
 the new sample's steady state (``sosfilt_zi``), so there is no start-up transient.
 
 Per sample, once primed, the range check and the chain above (means, differences, ``sosfilt``,
-``qdd``, finiteness) are two compiled calls (:mod:`invdyn_ros.stages.kernels`, same operations in the
-same order, no fastmath: bit-identical) when numba is installed; numpy / scipy otherwise.
+``qdd``, finiteness) are two compiled calls (:mod:`invdyn_ros.stages.kernels`, same operations in
+the same order, no fastmath: bit-identical) when numba is installed; numpy / scipy otherwise.
 
 Replay: :meth:`StreamingEstimator.update_many` gives exactly (bit for bit) what ``update`` gives
 sample by sample, ~25x faster on clean data; it lives in :mod:`invdyn_ros.stages.estimation_batch`
@@ -49,10 +49,11 @@ one (5n, T) channel matrix, and hands every other sample to ``update``: the rule
 
 What lives where: this module holds the one-sample chain and every rule of the stage (range
 checks, stamp order, gaps and resets, held-back stamps, priming, label limits). The rate rule is
-:mod:`invdyn_ros.stages.rate`; the filter design, its delay and its in-place run :mod:`invdyn_ros.stages.filters`;
-the many-sample form :mod:`invdyn_ros.stages.estimation_batch`; the zero-phase form for recorded arrays
-(:func:`estimate_offline`) :mod:`invdyn_ros.stages.estimation_offline`. This module re-exports the
-names users import from it (``FilterConfig``, ``StateBatch``, ``estimate_offline``, ...).
+:mod:`invdyn_ros.stages.rate`; the filter design, its delay and its in-place run
+:mod:`invdyn_ros.stages.filters`; the many-sample form :mod:`invdyn_ros.stages.estimation_batch`;
+the zero-phase form for recorded arrays (:func:`estimate_offline`)
+:mod:`invdyn_ros.stages.estimation_offline`. This module re-exports the names users import from it
+(``FilterConfig``, ``StateBatch``, ``estimate_offline``, ...).
 """
 from __future__ import annotations
 
@@ -79,10 +80,11 @@ __all__ = ['FilterConfig', 'State', 'StateBatch', 'StreamingEstimator', 'estimat
 
 
 def __getattr__(name: str) -> object:
-    """``StateBatch`` lives in :mod:`invdyn_ros.stages.estimation_batch`, which imports this module, so it
-    is re-exported on first use instead of by an import here (``from invdyn_ros.stages.estimation import
-    StateBatch`` keeps working). Nothing else is forwarded: a patch of a name that moved there
-    (``MIN_BATCH_RUN``) must fail here, not silently set a name nobody reads."""
+    """``StateBatch`` lives in :mod:`invdyn_ros.stages.estimation_batch`, which imports this module,
+    so it is re-exported on first use instead of by an import here (``from
+    invdyn_ros.stages.estimation import StateBatch`` keeps working). Nothing else is forwarded: a
+    patch of a name that moved there (``MIN_BATCH_RUN``) must fail here, not silently set a name
+    nobody reads."""
     if name == 'StateBatch':
         from invdyn_ros.stages.estimation_batch import StateBatch  # noqa: PLC0415
         return StateBatch

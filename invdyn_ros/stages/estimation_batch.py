@@ -14,11 +14,11 @@ resets, the first efforts after a reset, runs shorter than ``MIN_BATCH_RUN``) go
 ``update`` itself, the ground truth.
 
 Why a module of its own, and why it owns no rule: the one-sample form
-(:mod:`invdyn_ros.stages.estimation`) holds the rules -- the stamp checks and resets, priming, the rate
-monitor's re-designs, label limits -- and this form only finds the stretches where none of them
+(:mod:`invdyn_ros.stages.estimation`) holds the rules -- the stamp checks and resets, priming, the
+rate monitor's re-designs, label limits -- and this form only finds the stretches where none of them
 acts, works on the estimator's own state (its filter design, filter state and previous sample),
-runs the filter with the same :func:`~invdyn_ros.stages.filters.filter_inplace` and leaves the state the
-``update`` calls would have left; the rate monitor is ``RateEstimator.feed``. The checks that do
+runs the filter with the same :func:`~invdyn_ros.stages.filters.filter_inplace` and leaves the state
+the ``update`` calls would have left; the rate monitor is ``RateEstimator.feed``. The checks that do
 not depend on earlier samples are ``update``'s (same limits from the same ``FilterConfig``), run
 on all rows at once so that a row that fails them is handed to ``update`` to count. A change to
 a rule in ``update`` makes the bit-for-bit tests of test_estimation_batch fail until this form
@@ -91,9 +91,10 @@ class _BatchRows(NamedTuple):
 def update_many(est: StreamingEstimator, stamps: object, q: object, qd: object = None,
                 tau: object = None) -> StateBatch:
     """``est.update_many(stamps, q, qd, tau)`` (:meth:`StreamingEstimator.update_many
-    <invdyn_ros.stages.estimation.StreamingEstimator.update_many>`): the same States, counters and final
-    state as N calls of ``est.update``. Clean runs (``_starts_run``, cut by ``_cut_run``, at least
-    ``MIN_BATCH_RUN`` long) go through ``_update_run``; every other sample through ``est.update``.
+    <invdyn_ros.stages.estimation.StreamingEstimator.update_many>`): the same States, counters and
+    final state as N calls of ``est.update``. Clean runs (``_starts_run``, cut by ``_cut_run``, at
+    least ``MIN_BATCH_RUN`` long) go through ``_update_run``; every other sample through
+    ``est.update``.
     """
     N = len(stamps)  # type: ignore[arg-type]
     lengths = {'q': q, 'qd': qd, 'tau': tau}

@@ -46,10 +46,11 @@ def estimate_offline(t: object, q: object, qd: object = None, tau: object = None
     t: (N,) strictly increasing seconds; q, qd, tau: (N, n). Velocity is the recorded one where
     finite, else ``np.gradient(q, t)`` (exact secants of the raw samples); qdd is ``np.gradient`` of
     the filtered velocity against the equally filtered real t (chain rule in sample index, see
-    :mod:`invdyn_ros.stages.estimation`; equal to t for regular stamps). Each channel is filtered once forward and once
-    backward: the magnitude response of the two causal stages of
-    :class:`~invdyn_ros.stages.estimation.StreamingEstimator` without their delay (the half-sample mean / difference are replaced by central differences).
-    Segments separated by more than ``max_gap_s`` are processed independently. Raises
+    :mod:`invdyn_ros.stages.estimation`; equal to t for regular stamps). Each channel is filtered
+    once forward and once backward: the magnitude response of the two causal stages of
+    :class:`~invdyn_ros.stages.estimation.StreamingEstimator` without their delay (the half-sample
+    mean / difference are replaced by central differences). Segments separated by more than
+    ``max_gap_s`` are processed independently. Raises
     :class:`DatasetError` for malformed or non-finite arrays (drop duplicate stamps first).
     """
     cfg = (config if config is not None else FilterConfig()).validate()

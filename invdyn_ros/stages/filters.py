@@ -1,7 +1,8 @@
 """The estimator's filter: its parameters (:class:`FilterConfig`), the Butterworth design of one
 stage at a sample rate, why none can be designed, the delay of the whole causal chain, and the one
 way the filter is run (:func:`filter_inplace`, shared by the one-sample and many-sample forms,
-:mod:`invdyn_ros.stages.estimation` and :mod:`invdyn_ros.stages.estimation_batch`, which run the chain)."""
+:mod:`invdyn_ros.stages.estimation` and :mod:`invdyn_ros.stages.estimation_batch`, which run the
+chain)."""
 from __future__ import annotations
 
 import math

@@ -1,8 +1,8 @@
 """The one rule from a sensor_msgs/JointState to joint-ordered arrays (ROS-free).
 
 Everything that reads joint states uses it: the live node (``invdyn_node``), the bag reader
-(:func:`invdyn_ros.offline.bag.read_recording`, so an offline evaluation treats each message as the node
-does), the simulated controller and the demo monitor. A message is anything with ``name``,
+(:func:`invdyn_ros.offline.bag.read_recording`, so an offline evaluation treats each message as the
+node does), the simulated controller and the demo monitor. A message is anything with ``name``,
 ``position``, ``velocity``, ``effort`` and ``header.stamp.sec`` / ``.nanosec`` (an rclpy message,
 a rosbags-deserialized one).
 

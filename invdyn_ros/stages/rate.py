@@ -1,7 +1,8 @@
 """Rate estimation for a measured sample rate (``FilterConfig.rate_hz=None``): the robust period
 of a block of stamp differences, and the block rule that re-estimates it only on a sustained
 change -- not for a burst, a pause, or missed samples (issue 15).
-:class:`~invdyn_ros.stages.estimation.StreamingEstimator` feeds it blocks and redesigns its filter."""
+:class:`~invdyn_ros.stages.estimation.StreamingEstimator` feeds it blocks and redesigns its
+filter."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
