@@ -169,7 +169,11 @@ def test_find_datasets_dir_from_a_source_checkout(tmp_path):
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     expected = REPO.parent / 'shared' / 'datasets'
-    assert out.stdout.strip() == (str(expected.resolve()) if expected.is_dir() else 'None')
+    found = out.stdout.strip()
+    if expected.is_dir():
+        assert found != 'None' and Path(found).resolve() == expected.resolve()
+    else:
+        assert found == 'None'
 
 
 # ---------------------------------------------------------------------- the real files
