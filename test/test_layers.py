@@ -23,8 +23,9 @@ BELOW = {
     'sim': {'stages', 'learning', 'pipeline', 'ros', 'offline'},
     'cli': {'stages', 'learning', 'pipeline', 'ros', 'offline', 'sim'},
 }
-ROS_PACKAGES = ('rclpy', 'rosidl_runtime_py', 'std_msgs', 'sensor_msgs', 'std_srvs',
-                'trajectory_msgs', 'diagnostic_msgs', 'lifecycle_msgs', 'builtin_interfaces')
+ROS_PACKAGES = ('rclpy', 'rosidl_runtime_py', 'rcl_interfaces', 'ament_index_python', 'launch',
+                'launch_ros', 'std_msgs', 'sensor_msgs', 'std_srvs', 'trajectory_msgs',
+                'diagnostic_msgs', 'lifecycle_msgs', 'builtin_interfaces')
 ROS_LAYERS = {'ros', 'sim', 'cli'}
 
 
