@@ -24,14 +24,6 @@ __all__ = ['NODE_NAME', 'NODE_MODULE', 'DEMO_NODE_PARAMETERS', 'DEMO_URDF_PERTUR
 
 NODE_NAME = 'invdyn_node'
 NODE_MODULE = 'invdyn_ros.ros.node'
-#: Node parameters the demo sets on top of config/ur5.yaml (``--node-param`` overrides these;
-#: joint_names, torque_limits = the simulated model's effort limits, effort_scale = 1 (the
-#: simulator reports joint torque, not motor current) and seed come from the arm and --seed).
-#: Measurements quoted below: 150 s default runs on the shared 2-core development machine (load
-#: 6-12 from other work), so single runs; the direction of each change held across runs.
-#: invdyn_node's parameters in the demo (config/demo.yaml; why each value: docs/DEMO.md), loaded
-#: below once the file's lookup is defined.
-DEMO_NODE_PARAMETERS: dict[str, Any] = {}
 #: How wrong the demo's URDF is: masses and inertias scaled by factors in [1 - x, 1 + x].
 DEMO_URDF_PERTURBATION = 0.25
 
@@ -103,7 +95,11 @@ def load_base_parameters(path: Path | None) -> dict[str, Any]:
 
 
 DEMO_PARAMS_FILE = find_params_file('demo.yaml')
-DEMO_NODE_PARAMETERS.update(load_base_parameters(DEMO_PARAMS_FILE))
+#: Node parameters the demo sets on top of config/ur5.yaml (config/demo.yaml; why each value:
+#: docs/DEMO.md; ``--node-param`` overrides these). joint_names, torque_limits = the simulated
+#: model's effort limits, effort_scale = 1 (the simulator reports joint torque, not motor current)
+#: and seed come from the arm and --seed.
+DEMO_NODE_PARAMETERS: dict[str, Any] = load_base_parameters(DEMO_PARAMS_FILE)
 
 
 def write_params_file(path: Path, params: dict[str, Any]) -> None:

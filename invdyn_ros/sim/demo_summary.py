@@ -13,9 +13,8 @@ from typing import Any
 import numpy as np
 
 from invdyn_ros.atomic import atomic_write_text
-from invdyn_ros.sim.demo_metrics import (MIN_TORQUE_STD, _window, not_ready_seconds,
-                                         payload_change_metrics, prediction_nmse, rolling_nmse,
-                                         tracking_rms)
+from invdyn_ros.sim.demo_metrics import (_window, not_ready_seconds, payload_change_metrics,
+                                         prediction_nmse, rolling_nmse, tracking_rms)
 from invdyn_ros.sim.demo_recorder import RecordedRun
 from invdyn_ros.sim.demo_schedule import UNSEEN_PHASES, DemoError, Schedule
 
@@ -205,6 +204,5 @@ def plot_run(run: RecordedRun, schedule: Schedule, path: str | os.PathLike,
     rolling = None
     if len(run.t_pred) > 10:
         applied = run.applied_at_pred()
-        std = np.maximum(applied.std(axis=0), MIN_TORQUE_STD)
-        rolling = rolling_nmse(run.t_pred, applied, run.predicted, std, 1.0)
+        rolling = rolling_nmse(run.t_pred, applied, run.predicted, applied.std(axis=0), 1.0)
     plot_demo_run(run, schedule, path, summary, rolling)
