@@ -191,3 +191,27 @@ def stop_node_process(proc: subprocess.Popen, timeout: float = 30.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def track_recording(arm: Any, traj: Any, seconds: float, t0: float, kp: np.ndarray,
+                    kd: np.ndarray, exact_torque: bool = False
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The simulated ``arm`` follows ``traj`` for ``seconds`` with its true model as feedforward
+    plus PD (``kp``, ``kd``), from the trajectory's start pose; returns the measured samples
+    ``(t, q, qd, tau)`` (times from ``t0``; with ``exact_torque`` the applied torque without the
+    sensor's noise)."""
+    dt = arm.config.dt
+    q0, _, _ = traj.sample(0.0)
+    arm.reset(q0)
+    T, Q, QD, TAU = [], [], [], []
+    for k in range(int(round(seconds / dt))):
+        qr, qdr, qddr = traj.sample(k * dt)
+        q, qd = arm.true_state()
+        command = arm.rnea(qr, qdr, qddr) + kp * (qr - q) + kd * (qdr - qd)
+        arm.step(command)
+        mq, mqd, mtau = arm.measure()
+        T.append(t0 + (k + 1) * dt)
+        Q.append(mq)
+        QD.append(mqd)
+        TAU.append(command if exact_torque else mtau)
+    return np.array(T), np.array(Q), np.array(QD), np.array(TAU)

@@ -12,7 +12,7 @@ under ``split`` (learn on the first 80 %, score the last 20 % with learning off)
 ``bench/accuracy.py`` (10 Hz Butterworth, learning rate 1e-2) and ``--epochs`` extra passes::
 
     .venv/bin/python bench/prior_datasets.py [--datasets ur10,baxter] [--epochs 10]
-        [--protocols split,prequential]
+        [--protocols split,prequential] [--coulomb-velocity 0.05]
 
 UR10: example-robot-data's ``ur10_robot.urdf`` with the recording's 5 kg payload at the flange
 (``payload_com`` 0.05 m along the last joint's z: the object's placement is not documented).
@@ -47,9 +47,10 @@ def network_label(name: str, names: list[str]) -> str:
 
 
 def run(out: Recorder, name: str, rec, urdf: str, extra: dict, models: str, epochs: int,
-        seed: int, protocol: str, second_model: str) -> dict:
+        seed: int, protocol: str, second_model: str, coulomb_velocity: float = 0.0) -> dict:
     params = {'filter_order': 2, 'filter_cutoff_hz': 10.0, 'learning_rate': 1e-2,
-              'urdf_path': urdf, 'prior': 'rnea', 'second_model': second_model, **extra}
+              'urdf_path': urdf, 'prior': 'rnea', 'second_model': second_model,
+              'coulomb_velocity': coulomb_velocity, **extra}
     t0 = time.perf_counter()
     report = evaluate(rec, models, protocol=protocol, train_fraction=0.8, params=params,
                       seed=seed, epochs=epochs)
@@ -80,7 +81,8 @@ def run(out: Recorder, name: str, rec, urdf: str, extra: dict, models: str, epoc
                                    for k, v in nets.items()})
         if r.model == 'identified':
             out(f"identified parameters: max relative change vs URDF "
-                f"{r.details['parameters']['max_relative_change']:.2f}")
+                f"{r.details['parameters']['max_relative_change']:.2f}, Coulomb sign scale "
+                f"{r.details['parameters']['coulomb_velocity']:.4g} rad/s")
     # every column, the dual's two networks scored on their own included
     order = [m for m in ('naive', 'rnea', 'identified', 'lstm', 'residual_lstm', 'dual')
              if m in cols] + [m for m in cols if m not in
@@ -194,6 +196,8 @@ def main() -> None:
                     help='comma list of split,prequential (invdyn_ros.offline.evaluation.PROTOCOLS)')
     ap.add_argument('--baxter-arm', default='left')
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--coulomb-velocity', type=float, default=0.0,
+                    help='the Coulomb sign\'s scale (rad/s); 0: identified (the default)')
     ap.add_argument('--save', default='prior_datasets')
     ap.add_argument('--conventions', action='store_true',
                     help='only the per-joint fit of rnea to the measured torque (fast)')
@@ -217,7 +221,7 @@ def main() -> None:
         for key, label, rec, urdf, extra in robots:
             results[f'{key}/{protocol}'] = run(out, label, rec, urdf, extra, args.models,
                                                args.epochs, args.seed, protocol,
-                                               args.second_model)
+                                               args.second_model, args.coulomb_velocity)
             save_results(args.save, out.text, {'machine': machine_info(), 'args': vars(args),
                                                'results': results})
     save_results(args.save, out.text, {'machine': machine_info(), 'args': vars(args),

@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from common import Recorder, format_machine, machine_info, save_results
+from common import Recorder, format_machine, machine_info, save_results, track_recording
 from invdyn_ros.offline.datasets import Recording
 from invdyn_ros.offline.evaluation import evaluate
 from invdyn_ros.sim.arm import ArmConfig, SimulatedArm, find_robot_urdf, perturbed_urdf_model
@@ -32,28 +32,6 @@ UR5_JOINTS = ['shoulder_pan_joint', 'shoulder_lift_joint', 'elbow_joint', 'wrist
               'wrist_2_joint', 'wrist_3_joint']
 KP = np.array([400.0, 400.0, 300.0, 100.0, 100.0, 50.0])
 KD = 2.0 * np.sqrt(KP)
-
-
-def track(arm: SimulatedArm, traj: FourierTrajectory, seconds: float, t0: float
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The arm follows ``traj`` for ``seconds`` (true model + PD); measured samples."""
-    dt = arm.config.dt
-    steps = int(round(seconds / dt))
-    q0, _, _ = traj.sample(0.0)
-    arm.reset(q0)
-    T, Q, QD, TAU = [], [], [], []
-    for k in range(steps):
-        t = k * dt
-        qr, qdr, qddr = traj.sample(t)
-        q, qd = arm.true_state()
-        tau = arm.rnea(qr, qdr, qddr) + KP * (qr - q) + KD * (qdr - qd)
-        arm.step(tau)
-        mq, mqd, mtau = arm.measure()
-        T.append(t0 + (k + 1) * dt)
-        Q.append(mq)
-        QD.append(mqd)
-        TAU.append(mtau)
-    return np.array(T), np.array(Q), np.array(QD), np.array(TAU)
 
 
 def main() -> None:
@@ -81,8 +59,9 @@ def main() -> None:
                           center=center_b, max_amplitude=0.8, max_velocity=1.5,
                           max_acceleration=3.75)
     t_sim = time.perf_counter()
-    ta, qa, qda, taua = track(arm, a, args.train_s, 0.0)
-    tb, qb, qdb, taub = track(arm, b, args.test_s, ta[-1] + 1.0)    # 1 s gap: a new stream
+    ta, qa, qda, taua = track_recording(arm, a, args.train_s, 0.0, KP, KD)
+    # 1 s gap: a new stream
+    tb, qb, qdb, taub = track_recording(arm, b, args.test_s, ta[-1] + 1.0, KP, KD)
     out(f'simulated {args.train_s:.0f} s of A and {args.test_s:.0f} s of B at '
         f'{1.0 / arm.config.dt:.0f} Hz in {time.perf_counter() - t_sim:.1f} s; payload '
         f'{args.payload} kg, friction on; model: UR5 URDF, masses/inertias x[1 +- {args.perturb}]')

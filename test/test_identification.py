@@ -1,11 +1,13 @@
 """identification.py: recovers a simulated arm's parameters from exciting motion, follows a payload
 change, and stays at the URDF's values where the motion says nothing."""
+import math
+
 import numpy as np
 import pytest
 
 from invdyn_ros.sim.arm import ArmConfig, SimulatedArm, find_robot_urdf, perturbed_urdf_model
 from invdyn_ros.sim.trajectory import FourierTrajectory
-from invdyn_ros.stages.identification import OnlineIdentification
+from invdyn_ros.stages.identification import COULOMB_VELOCITY_CANDIDATES, OnlineIdentification
 from invdyn_ros.stages.physics import PhysicsPrior, RobotModel
 
 UR5 = ['shoulder_pan_joint', 'shoulder_lift_joint', 'elbow_joint', 'wrist_1_joint',
@@ -191,3 +193,59 @@ def test_a_young_fit_is_solved_more_often_until_it_holds_half_its_memory(arm):
     # the switch happens where the weight reaches half the memory: ~ln(2) memory constants
     switch = solved_at[int(np.argmax(gaps > YOUNG_SOLVE_EVERY)) - 1]
     assert young * 0.5 < switch < 2 * young
+
+
+def test_the_coulomb_sign_scale_is_chosen_among_candidates():
+    """An arm whose friction steps over 0.02 rad/s and a prior that starts at 0.05: with the
+    candidate scales the fit moves to the one nearest 0.02 and predicts unseen motion far better
+    than the same fit held at 0.05."""
+    arm = SimulatedArm(ArmConfig(friction_eps=0.02))
+    q, qd, qdd = motion(0, 30.0)
+    tau = true_torque(arm, q, qd, qdd)
+    q2, qd2, qdd2 = motion(5, 10.0)
+    tau2 = true_torque(arm, q2, qd2, qdd2)
+    urdf = perturbed_urdf_model(find_robot_urdf('ur5').read_text(), 0.25, 1)
+    fits = {}
+    for widths in (None, COULOMB_VELOCITY_CANDIDATES):
+        prior = PhysicsPrior(RobotModel(urdf, UR5), 0.05)
+        ident = OnlineIdentification(prior, memory_s=30.0, regularization=0.01, rate_hz=RATE,
+                                     coulomb_velocities=widths)
+        for i in range(len(q)):
+            ident.update(q[i], qd[i], qdd[i], tau[i])
+        fits[widths is None] = (prior.coulomb_velocity, nmse(prior.predict_many(q2, qd2, qdd2),
+                                                            tau2), ident.counters)
+    (held, held_nmse, _), (chosen, chosen_nmse, counters) = fits[True], fits[False]
+    assert held == 0.05
+    assert chosen == min(COULOMB_VELOCITY_CANDIDATES, key=lambda v: abs(math.log(v / 0.02)))
+    assert counters['coulomb_velocity_changes'] >= 1 and counters['solve_failures'] == 0
+    assert chosen_nmse < held_nmse / 3
+
+
+def test_the_chosen_scale_round_trips_and_a_foreign_one_is_refused():
+    robot = RobotModel(find_robot_urdf('ur5').read_text(), UR5)
+    arm = SimulatedArm(ArmConfig(friction_eps=0.01))
+    ident = OnlineIdentification(PhysicsPrior(robot), rate_hz=RATE,
+                                 coulomb_velocities=COULOMB_VELOCITY_CANDIDATES)
+    q, qd, qdd = motion(3, 10.0)
+    tau = true_torque(arm, q, qd, qdd)
+    for i in range(len(q)):
+        ident.update(q[i], qd[i], qdd[i], tau[i])
+    width = ident.prior.coulomb_velocity
+    assert width == COULOMB_VELOCITY_CANDIDATES[ident.width_index]
+    assert width < 0.05
+    state = ident.state_dict()
+    other = OnlineIdentification(PhysicsPrior(robot), rate_hz=RATE,
+                                 coulomb_velocities=COULOMB_VELOCITY_CANDIDATES)
+    other.load_state_dict(state)
+    assert other.prior.coulomb_velocity == width
+    assert other.effective_samples == ident.effective_samples
+    np.testing.assert_array_equal(other.prior.predict(q[7], qd[7], qdd[7]),
+                                  ident.prior.predict(q[7], qd[7], qdd[7]))
+    # a fit held at that scale keeps statistics of another layout: parameters resumed, statistics
+    # fresh; held at another scale, the Coulomb magnitudes would belong to another sign: refused
+    held = OnlineIdentification(PhysicsPrior(robot, width), rate_hz=RATE)
+    held.load_state_dict(state)
+    np.testing.assert_array_equal(held.prior.theta, ident.prior.theta)
+    assert held.effective_samples == 0.0
+    with pytest.raises(ValueError, match='Coulomb scale'):
+        OnlineIdentification(PhysicsPrior(robot, 0.05), rate_hz=RATE).load_state_dict(state)

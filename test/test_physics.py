@@ -5,7 +5,8 @@ import pytest
 
 from invdyn_ros.errors import ConfigError
 from invdyn_ros.sim.arm import find_robot_urdf, perturbed_urdf_model
-from invdyn_ros.stages.physics import PhysicsConfig, PhysicsPrior, RobotModel, load_urdf_text
+from invdyn_ros.stages.physics import (FIXED_COULOMB_VELOCITY, PhysicsConfig, PhysicsPrior,
+                                       RobotModel, load_urdf_text)
 
 UR5 = ['shoulder_pan_joint', 'shoulder_lift_joint', 'elbow_joint', 'wrist_1_joint',
        'wrist_2_joint', 'wrist_3_joint']
@@ -101,6 +102,28 @@ def test_config_needs_a_urdf_for_the_prior_and_for_minus_gravity():
     with pytest.raises(ConfigError, match='prior'):
         PhysicsConfig(prior='magic', urdf='x').validate()
     PhysicsConfig().validate()                         # none / total: no model needed
+    with pytest.raises(ConfigError, match='coulomb_velocity'):
+        PhysicsConfig(coulomb_velocity=-0.01).validate()
+    with pytest.raises(ConfigError, match='identification_memory_s'):
+        PhysicsConfig(identification_memory_s=0.0).validate()
+
+
+def test_the_coulomb_scale_is_identified_unless_set_or_identification_is_off():
+    assert PhysicsConfig().identifies_coulomb_velocity           # 0, the default: identified
+    assert PhysicsConfig().initial_coulomb_velocity == FIXED_COULOMB_VELOCITY
+    set_ = PhysicsConfig(coulomb_velocity=0.03)
+    assert not set_.identifies_coulomb_velocity and set_.initial_coulomb_velocity == 0.03
+    off = PhysicsConfig(identify=False)
+    assert not off.identifies_coulomb_velocity
+    assert off.initial_coulomb_velocity == FIXED_COULOMB_VELOCITY
+
+
+def test_a_coulomb_scale_must_be_positive_and_finite():
+    prior = PhysicsPrior(RobotModel(urdf(), UR5))
+    for bad in (0.0, -0.1, float('inf'), float('nan')):
+        with pytest.raises(ValueError, match='coulomb_velocity'):
+            prior.set_coulomb_velocity(bad)
+    assert prior.coulomb_velocity == FIXED_COULOMB_VELOCITY
 
 
 def test_load_urdf_text(tmp_path):
@@ -182,6 +205,9 @@ def test_the_compiled_rnea_equals_pinocchios(robot):
         theta = model.theta0 * (1 + 0.3 * rng.uniform(-1, 1, model.n_params))
         theta[model.n_inertial:] = rng.normal(size=3 * model.n)
         prior.set_parameters(theta)
+        version = prior.version
+        prior.set_coulomb_velocity(0.013)        # identification's choice of the sign's scale
+        assert prior.coulomb_velocity == 0.013 and prior.version == version + 1
     for q, qd, qdd in states(model.n, k=20, seed=1):
         expected = prior._predict_pinocchio(q, qd, qdd)
         np.testing.assert_allclose(prior.predict(q, qd, qdd), expected, rtol=1e-12, atol=1e-10)

@@ -155,7 +155,9 @@ class EvalReport:
                 continue
             jw = max([6] + [len(j) for j in self.joint_names])
             lines = [f'identified parameters ({r.model}; max relative change of an inertial '
-                     f'parameter against the URDF: {rep.get("max_relative_change", 0.0):.3g})',
+                     f'parameter against the URDF: {rep.get("max_relative_change", 0.0):.3g}; '
+                     f'Coulomb sign tanh(qd / {rep.get("coulomb_velocity", float("nan")):.3g} '
+                     'rad/s))',
                      f'{"joint":<{jw}}{"mass kg":>10}{"com x,y,z m":>28}{"viscous":>10}'
                      f'{"coulomb":>10}{"offset":>10}']
             for joint in self.joint_names:

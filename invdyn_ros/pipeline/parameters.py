@@ -312,8 +312,10 @@ PARAMETERS: dict[str, Param] = {p.name: p for p in (
     _p('identification_regularization', 'float', 0.01,
        'pull toward the URDF\'s nominal parameters ((N m)^2 per squared relative deviation)',
        **POSITIVE),
-    _p('coulomb_velocity', 'float', 0.05,
-       'velocity scale (rad/s) of the smooth Coulomb friction sign', **POSITIVE),
+    _p('coulomb_velocity', 'float', 0.0,
+       'velocity scale (rad/s) of the smooth Coulomb friction sign tanh(qd / v); 0: identified '
+       '(chosen among 4 mrad/s .. 0.2 rad/s by the fit; 0.05 when identify is false)',
+       **NON_NEGATIVE),
     _p('residual_trust_distance', 'float', 0.5,
        'distance (std of the visited states) beyond which the learned residual fades toward the '
        'physics model', **POSITIVE),

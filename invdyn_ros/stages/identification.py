@@ -34,6 +34,19 @@ it for ``OUTLIER_ACCEPT_S`` are the new normal (a payload change, ``changes``): 
 before are then mostly forgotten (``CHANGE_FORGET``), so the fit follows within a second instead
 of at the pace of ``memory_s``.
 
+The Coulomb term's smooth sign ``tanh(qd / v_c)`` is linear in its magnitude but not in its
+velocity scale ``v_c``, and a wrong ``v_c`` is a structural error no amount of data removes (the
+demo's simulated UR5, whose friction steps over 0.02 rad/s, through the evaluator: the identified
+model's RMS error on an unseen motion 0.37 / 0.31 / 0.27 N m on the first three joints with
+``v_c`` = 0.05, 0.19 / 0.21 / 0.13 with the chosen 0.0214; ``bench/coulomb_velocity.py``). Given
+several candidate scales (``coulomb_velocities``, e.g. :data:`COULOMB_VELOCITY_CANDIDATES`), the
+statistics hold one Coulomb column per candidate and joint beside the others, so the fit of every
+candidate is a sub-block of the same ``A`` and ``b``: every ``SELECT_EVERY_SOLVES``-th solve fits
+them all and keeps the one of the lowest penalized cost (the weighted squared error plus the
+regularization, from ``A``, ``b`` and the weighted sum of ``|tau|^2``), switching only for a
+``WIDTH_HYSTERESIS`` lower cost; the solves in between fit the scale in use. The prior then uses
+that scale (:meth:`PhysicsPrior.set_coulomb_velocity`): its prediction path is unchanged.
+
 A young fit (its effective sample count below half of what ``memory_s`` holds: the first seconds
 of motion, and right after a change) is solved every ``YOUNG_SOLVE_EVERY`` samples instead of every
 ``solve_every``: its parameters move most then, and the prior -- the feedforward's fallback and
@@ -45,14 +58,23 @@ in ``Pipeline.finish``, after the publish.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-from invdyn_ros.stages.physics import PhysicsPrior
+from invdyn_ros.stages.physics import FRICTION_PER_JOINT, PhysicsPrior
 
 __all__ = ['OnlineIdentification', 'OUTLIER_SIGMAS', 'OUTLIER_ACCEPT_S', 'SCALE_MEMORY_S',
-           'CHANGE_FORGET', 'YOUNG_SOLVE_EVERY']
+           'CHANGE_FORGET', 'YOUNG_SOLVE_EVERY', 'COULOMB_VELOCITY_CANDIDATES',
+           'SELECT_EVERY_SOLVES', 'WIDTH_HYSTERESIS']
+
+#: The Coulomb sign's velocity scales (rad/s) chosen among when ``coulomb_velocity`` is 0
+#: ("identified"): log-spaced from 4 mrad/s to 0.2 rad/s, neighbours 1.75x apart.
+COULOMB_VELOCITY_CANDIDATES = tuple(float(v) for v in np.geomspace(0.004, 0.2, 8).round(4))
+#: Every this many solves, all candidate scales are fitted and compared.
+SELECT_EVERY_SOLVES = 5
+#: Another scale replaces the one in use only if its penalized cost is this much lower (relative).
+WIDTH_HYSTERESIS = 0.002
 
 #: A sample whose torque error exceeds this many (running RMS) errors on any joint is skipped.
 OUTLIER_SIGMAS = 6.0
@@ -81,20 +103,50 @@ class OnlineIdentification:
     ``solve_every`` samples (``YOUNG_SOLVE_EVERY`` while the fit is young) the new parameters go
     into ``prior.set_parameters``.
     ``rate_hz`` sets the forgetting factor from ``memory_s``; :meth:`set_rate` changes it (the
-    estimator measures the rate only after the first samples).
+    estimator measures the rate only after the first samples). ``coulomb_velocities``: candidate
+    scales of the Coulomb sign to choose among (module docstring); None keeps the prior's.
     """
 
     def __init__(self, prior: PhysicsPrior, memory_s: float = 5.0, regularization: float = 0.1,
-                 rate_hz: float = 1000.0, solve_every: int = 50) -> None:
+                 rate_hz: float = 1000.0, solve_every: int = 50,
+                 coulomb_velocities: Sequence[float] | None = None) -> None:
         self.prior = prior
         robot = prior.robot
         self.memory_s = float(memory_s)
         self.theta0 = robot.theta0.copy()
         p = robot.n_params
+        n = robot.n
         self._r_unit = 1.0 / np.square(robot.param_scale)
         self.regularization = float(regularization)
-        self._A = np.zeros((p, p))
-        self._b = np.zeros(p)
+        # the candidate Coulomb scales: one Coulomb column per candidate and joint after the p
+        # columns of the regressor; candidate k's fit uses the p columns with joint j's Coulomb
+        # column replaced by p + k n + j (one candidate: the regressor's own columns)
+        widths = (prior.coulomb_velocity,) if coulomb_velocities is None else \
+            tuple(float(v) for v in coulomb_velocities)
+        if not widths or not all(0.0 < v < math.inf for v in widths):
+            raise ValueError(f'coulomb_velocities: need finite values > 0, got {widths!r}')
+        self.widths = widths
+        K = len(widths) if len(widths) > 1 else 0
+        coulomb_cols = robot.n_inertial + FRICTION_PER_JOINT * np.arange(n) + 1
+        self._sets = []
+        for k in range(max(K, 1)):
+            cols = np.arange(p)
+            if K:
+                cols[coulomb_cols] = p + k * n + np.arange(n)
+            self._sets.append(cols)
+        self._Ya = np.zeros((n, p + K * n))
+        self._extra_rows = np.tile(np.arange(n), K)
+        self._extra_cols = p + np.arange(K * n)
+        self._inv_widths = 1.0 / np.asarray(widths)[:, None] if K else None
+        self.width_index = int(np.argmin(np.abs(np.log(np.asarray(widths) /
+                                                        prior.coulomb_velocity))))
+        if prior.coulomb_velocity != widths[self.width_index]:
+            prior.set_coulomb_velocity(widths[self.width_index])
+        self._solves_since_select = SELECT_EVERY_SOLVES     # compare the candidates at once
+        pa = p + K * n
+        self._A = np.zeros((pa, pa))
+        self._b = np.zeros(pa)
+        self._tt = 0.0                         # weighted sum of |tau|^2 (the fits' costs)
         self._weight = 0.0                     # sum of lambda^(N-k): the effective sample count
         self.solve_every = int(solve_every)
         self._since_solve = 0
@@ -106,7 +158,8 @@ class OnlineIdentification:
         self._mass_nominal = robot.body_parameters(self.theta0)[:, 0] > 0
         self.set_rate(rate_hz)
         self.counters = {'samples': 0, 'solves': 0, 'solve_failures': 0, 'rejected': 0,
-                         'outliers': 0, 'inconsistent_solves': 0, 'changes': 0}
+                         'outliers': 0, 'inconsistent_solves': 0, 'changes': 0,
+                         'coulomb_velocity_changes': 0}
 
     def set_rate(self, rate_hz: float) -> None:
         if rate_hz and math.isfinite(rate_hz) and rate_hz > 0:
@@ -127,6 +180,7 @@ class OnlineIdentification:
             np.maximum(self._e2, e2, out=self._e2)     # the new normal: re-centre the scale
             self._A *= CHANGE_FORGET                   # ... and mostly forget the old dynamics
             self._b *= CHANGE_FORGET
+            self._tt *= CHANGE_FORGET
             self._weight *= CHANGE_FORGET
             self._since_solve = max(self._since_solve, self.solve_every - 10)
             self.counters['changes'] += 1
@@ -144,12 +198,18 @@ class OnlineIdentification:
         Y = self.prior.regressor(q, qd, qdd)
         if self._outlier(tau - Y @ self.prior.theta):
             return False
+        if self._inv_widths is not None:          # the candidates' Coulomb columns
+            Ya = self._Ya
+            Ya[:, :Y.shape[1]] = Y
+            Ya[self._extra_rows, self._extra_cols] = np.tanh(qd[None, :] * self._inv_widths).ravel()
+            Y = Ya
         lam = self.lam
         A, b = self._A, self._b
         A *= lam
         A += Y.T @ Y
         b *= lam
         b += Y.T @ tau
+        self._tt = lam * self._tt + float(tau @ tau)
         self._weight = lam * self._weight + 1.0
         self.counters['samples'] += 1
         self._since_solve += 1
@@ -166,23 +226,52 @@ class OnlineIdentification:
         A solution with a negative mass for a body the URDF gives a mass is not a robot (too
         little or inconsistent data for the free directions): the solve is repeated with the
         regularization x10, x100, x1000 (closer to the URDF's values) and, if all of them are
-        inconsistent, the previous parameters stay (``inconsistent_solves``)."""
+        inconsistent, the previous parameters stay (``inconsistent_solves``). With several
+        candidate Coulomb scales, every ``SELECT_EVERY_SOLVES``-th solve fits them all and keeps
+        the best (module docstring)."""
+        current = self.width_index
+        self._solves_since_select += 1
+        if len(self.widths) > 1 and self._solves_since_select >= SELECT_EVERY_SOLVES:
+            self._solves_since_select = 0
+            fits = [self._fit(k) for k in range(len(self.widths))]
+            best = min((k for k in range(len(fits)) if fits[k][0] is not None),
+                       key=lambda k: fits[k][1], default=None)
+            if best is not None and best != current and (
+                    fits[current][0] is None or
+                    fits[best][1] < (1.0 - WIDTH_HYSTERESIS) * fits[current][1]):
+                self.width_index = best
+                self.prior.set_coulomb_velocity(self.widths[best])
+                self.counters['coulomb_velocity_changes'] += 1
+            theta, _, status = fits[self.width_index]
+        else:
+            theta, _, status = self._fit(current)
+        if theta is None:
+            self.counters[status] += 1
+            return False
+        self.prior.set_parameters(theta)
+        self.counters['solves'] += 1
+        return True
+
+    def _fit(self, k: int) -> tuple[np.ndarray | None, float, str]:
+        """Candidate ``k``'s parameters (p,), its penalized cost, and '' -- or (None, inf, the
+        counter of the failure)."""
+        S = self._sets[k]
+        A = self._A[np.ix_(S, S)] if len(self.widths) > 1 else self._A
+        b = self._b[S] if len(self.widths) > 1 else self._b
         for boost in INCONSISTENT_BOOSTS:
             R = (self.regularization * boost * max(self._weight, 1.0)) * self._r_unit
             try:
-                theta = np.linalg.solve(self._A + np.diag(R), self._b + R * self.theta0)
+                theta = np.linalg.solve(A + np.diag(R), b + R * self.theta0)
             except np.linalg.LinAlgError:
-                self.counters['solve_failures'] += 1
-                return False
+                return None, math.inf, 'solve_failures'
             if not np.isfinite(theta).all():
-                self.counters['solve_failures'] += 1
-                return False
+                return None, math.inf, 'solve_failures'
             if not (self.prior.robot.body_parameters(theta)[:, 0] < 0)[self._mass_nominal].any():
-                self.prior.set_parameters(theta)
-                self.counters['solves'] += 1
-                return True
-        self.counters['inconsistent_solves'] += 1       # a negative mass at every strength
-        return False
+                d = theta - self.theta0
+                cost = self._tt - 2.0 * float(theta @ b) + float(theta @ A @ theta) + \
+                    float(R @ (d * d))
+                return theta, cost, ''
+        return None, math.inf, 'inconsistent_solves'       # a negative mass at every strength
 
     @property
     def effective_samples(self) -> float:
@@ -191,10 +280,16 @@ class OnlineIdentification:
     def state_dict(self) -> dict[str, Any]:
         """Plain arrays (checkpoint): the statistics and the current parameters."""
         return {'A': self._A.copy(), 'b': self._b.copy(), 'weight': self._weight,
-                'theta': np.array(self.prior.theta), 'theta0': self.theta0.copy()}
+                'tt': self._tt, 'theta': np.array(self.prior.theta), 'theta0': self.theta0.copy(),
+                'coulomb_velocity': self.prior.coulomb_velocity}
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
-        """Resume from :meth:`state_dict`; raises ValueError if it belongs to another model."""
+        """Resume from :meth:`state_dict`; raises ValueError if it belongs to another model.
+
+        Statistics of another layout (another set of Coulomb scales) are not resumed: the
+        parameters are, and the statistics start afresh. A saved Coulomb scale is resumed when it
+        is one of this fit's candidates (else the parameters' Coulomb magnitudes would belong to
+        another sign: ValueError)."""
         theta0 = np.asarray(d['theta0'], dtype=np.float64)
         if theta0.shape != self.theta0.shape:
             raise ValueError(f'identification state has {theta0.size} parameters, '
@@ -202,10 +297,23 @@ class OnlineIdentification:
         A = np.asarray(d['A'], dtype=np.float64)
         b = np.asarray(d['b'], dtype=np.float64)
         theta = np.asarray(d['theta'], dtype=np.float64)
-        if A.shape != self._A.shape or b.shape != self._b.shape or \
-                not (np.isfinite(A).all() and np.isfinite(b).all() and np.isfinite(theta).all()):
+        if theta.shape != self.theta0.shape or not (
+                np.isfinite(A).all() and np.isfinite(b).all() and np.isfinite(theta).all()):
             raise ValueError('identification state: wrong shapes or non-finite values')
-        self._A[:] = A
-        self._b[:] = b
-        self._weight = float(d.get('weight', 0.0))
+        width = d.get('coulomb_velocity')
+        index = self.width_index
+        if width is not None:
+            match = [k for k, v in enumerate(self.widths) if math.isclose(v, float(width))]
+            if not match:
+                raise ValueError(f'identification state: Coulomb scale {float(width):g} rad/s is '
+                                 f'none of {list(self.widths)}')
+            index = match[0]
+        if A.shape == self._A.shape and b.shape == self._b.shape:
+            self._A[:] = A
+            self._b[:] = b
+            self._weight = float(d.get('weight', 0.0))
+            self._tt = float(d.get('tt', 0.0))
+        if index != self.width_index:
+            self.width_index = index
+            self.prior.set_coulomb_velocity(self.widths[index])
         self.prior.set_parameters(theta)

@@ -43,8 +43,8 @@ import numpy as np
 from invdyn_ros.errors import ConfigError
 from invdyn_ros.stages import kernels
 
-__all__ = ['PRIORS', 'FEEDFORWARD_MODES', 'FEEDFORWARD_FALLBACKS', 'PhysicsConfig', 'RobotModel',
-           'PhysicsPrior', 'load_urdf_text']
+__all__ = ['PRIORS', 'FEEDFORWARD_MODES', 'FEEDFORWARD_FALLBACKS', 'FIXED_COULOMB_VELOCITY',
+           'PhysicsConfig', 'RobotModel', 'PhysicsPrior', 'load_urdf_text']
 
 PRIORS = ('none', 'rnea')
 FEEDFORWARD_MODES = ('total', 'minus_gravity')
@@ -52,6 +52,8 @@ FEEDFORWARD_FALLBACKS = ('prior', 'zeros')
 PARAMS_PER_BODY = 10
 FRICTION_PER_JOINT = 3          # viscous, coulomb, offset
 MIN_MASS = 1e-6                 # kg: below it pin.Inertia.FromDynamicParameters divides by ~0
+#: The Coulomb sign's scale (rad/s) when it is neither set nor identified (``identify: false``).
+FIXED_COULOMB_VELOCITY = 0.05
 
 
 # Pinocchio's one-axis joints (kernels.rnea_prior): aligned axes, and the unaligned ones' ``.axis``
@@ -82,8 +84,11 @@ class PhysicsConfig:
     (:mod:`identification`); ``identification_memory_s``: the time constant of its exponential
     forgetting (how fast it follows a payload change); ``identification_regularization``: how
     strongly the fit is pulled to the URDF's nominal values: a parameter 100 % off costs as much as
-    this many (N m)² of squared torque error per sample, so poorly excited parameters stay put. ``coulomb_velocity``: the velocity
-    (rad/s) of the smooth sign ``tanh(qd / coulomb_velocity)``. ``residual_trust_distance``: how far
+    this many (N m)² of squared torque error per sample, so poorly excited parameters stay put.
+    ``coulomb_velocity``: the velocity (rad/s) of the smooth sign ``tanh(qd / coulomb_velocity)``;
+    0 (the default): identified (:mod:`identification` chooses it among
+    ``COULOMB_VELOCITY_CANDIDATES``), or :data:`FIXED_COULOMB_VELOCITY` without identification
+    (:attr:`initial_coulomb_velocity`). ``residual_trust_distance``: how far
     (RMS over the scaled q and qd of a sample, in standard deviations of the visited data) a state
     may be from the nearest visited one before the learned residual is shrunk toward zero.
     ``feedforward_mode``: ``'total'`` (the predicted torque) or ``'minus_gravity'`` (the predicted
@@ -102,7 +107,7 @@ class PhysicsConfig:
     identify: bool = True
     identification_memory_s: float = 5.0
     identification_regularization: float = 0.1
-    coulomb_velocity: float = 0.05
+    coulomb_velocity: float = 0.0
     residual_trust_distance: float = 0.5
     feedforward_mode: str = 'total'
     feedforward_fallback: str = 'prior'
@@ -110,6 +115,17 @@ class PhysicsConfig:
     @property
     def enabled(self) -> bool:
         return self.prior != 'none'
+
+    @property
+    def identifies_coulomb_velocity(self) -> bool:
+        """Whether identification chooses the Coulomb sign's scale (``coulomb_velocity`` 0)."""
+        return self.identify and self.coulomb_velocity == 0.0
+
+    @property
+    def initial_coulomb_velocity(self) -> float:
+        """The scale the prior starts with: the configured one, else :data:`FIXED_COULOMB_VELOCITY`
+        (identification then moves it to the nearest candidate and on)."""
+        return self.coulomb_velocity or FIXED_COULOMB_VELOCITY
 
     def validate(self) -> 'PhysicsConfig':
         if self.prior not in PRIORS:
@@ -135,8 +151,11 @@ class PhysicsConfig:
         for name in ('identification_memory_s', 'identification_regularization',
                      'coulomb_velocity', 'residual_trust_distance'):
             v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and 0.0 < v < math.inf):
-                raise ConfigError(f'{name}: must be a finite number > 0, got {v!r}')
+            zero_ok = name == 'coulomb_velocity'          # 0: identified
+            if not (isinstance(v, (int, float)) and (0.0 <= v if zero_ok else 0.0 < v)
+                    and v < math.inf):
+                raise ConfigError(f'{name}: must be a finite number '
+                                  f'{">= 0 (0: identified)" if zero_ok else "> 0"}, got {v!r}')
         if not isinstance(self.identify, bool):
             raise ConfigError(f'identify: expected true or false, got {self.identify!r}')
         return self
@@ -336,7 +355,8 @@ class PhysicsPrior:
     current parameters, ``version`` counts :meth:`set_parameters` calls.
     """
 
-    def __init__(self, robot: RobotModel, coulomb_velocity: float = 0.05) -> None:
+    def __init__(self, robot: RobotModel,
+                 coulomb_velocity: float = FIXED_COULOMB_VELOCITY) -> None:
         pin = _pin()
         self.robot = robot
         self.coulomb_velocity = float(coulomb_velocity)
@@ -454,6 +474,17 @@ class PhysicsPrior:
         """g(q) (n,) of the current parameters: the torque holding the arm still at q."""
         return self._gravity(self._model, self._data, self.robot.configuration(q))[self._v]
 
+    def set_coulomb_velocity(self, coulomb_velocity: float) -> None:
+        """Use ``tanh(qd / coulomb_velocity)`` (rad/s, > 0) as the Coulomb term's smooth sign from
+        now on (identification picks it among candidates)."""
+        v = float(coulomb_velocity)
+        if not (0.0 < v < math.inf):
+            raise ValueError(f'coulomb_velocity: must be a finite number > 0, got {v!r}')
+        self.coulomb_velocity = v
+        if self._kernel is not None:
+            self._pack[self.robot.n, 3] = v
+        self.version += 1
+
     def regressor(self, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray) -> np.ndarray:
         return self.robot.regressor(self._rdata, q, qd, qdd, self.coulomb_velocity)
 
@@ -474,4 +505,5 @@ class PhysicsPrior:
         rel = np.abs(self._theta - robot.theta0)[:robot.n_inertial] / \
             robot.param_scale[:robot.n_inertial]
         out['max_relative_change'] = float(rel.max()) if rel.size else 0.0
+        out['coulomb_velocity'] = self.coulomb_velocity
         return out

@@ -36,7 +36,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from invdyn_ros.stages.identification import OnlineIdentification
+from invdyn_ros.stages.identification import COULOMB_VELOCITY_CANDIDATES, OnlineIdentification
 from invdyn_ros.stages.physics import PhysicsConfig, PhysicsPrior, RobotModel
 
 __all__ = ['VisitedRegion', 'PhysicsStage', 'IDENTIFICATION_RATE_HZ']
@@ -157,10 +157,12 @@ class PhysicsStage:
         self.config = config
         self.robot = RobotModel(config.urdf, joint_names, config.payload_mass_kg,
                                 config.payload_com, config.gravity)
-        self.prior = PhysicsPrior(self.robot, config.coulomb_velocity)
+        self.prior = PhysicsPrior(self.robot, config.initial_coulomb_velocity)
         self.identification = OnlineIdentification(
             self.prior, config.identification_memory_s, config.identification_regularization,
-            rate_hz=IDENTIFICATION_RATE_HZ) if config.identify else None
+            rate_hz=IDENTIFICATION_RATE_HZ,
+            coulomb_velocities=COULOMB_VELOCITY_CANDIDATES
+            if config.identifies_coulomb_velocity else None) if config.identify else None
         n = self.n = self.robot.n
         # floors: 1 mrad, 1 mrad/s -- a joint that never moves must not make every state "far"
         self.region = VisitedRegion(2 * n, seed=seed, std_floor=1e-3)
