@@ -128,7 +128,7 @@ def _physics_values(phys: dict[str, Any] | None, joint_names: list[str]) -> list
               ('physics.visited_states', phys['visited']),
               ('physics.prior_error_rms', ','.join(f'{v:.3g}' for v in phys['prior_error_rms'])),
               ('physics.max_relative_parameter_change', round(par['max_relative_change'], 3)),
-              ('physics.coulomb_velocity', f"{par.get('coulomb_velocity', 0.0):.3g} rad/s")]
+              ('physics.coulomb_velocity', f"{par['coulomb_velocity']:.3g} rad/s")]
     values += [(f'physics.{j}', f"mass {par[j]['mass']:.3f} kg, viscous {par[j]['viscous']:.3g}, "
                                 f"coulomb {par[j]['coulomb']:.3g}, offset {par[j]['offset']:.3g}")
                for j in joint_names]

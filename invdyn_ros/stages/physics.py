@@ -149,13 +149,14 @@ class PhysicsConfig:
             if len(v) != size or not all(math.isfinite(float(x)) for x in v):
                 raise ConfigError(f'{name}: need {size} finite numbers, got {list(v)!r}')
         for name in ('identification_memory_s', 'identification_regularization',
-                     'coulomb_velocity', 'residual_trust_distance'):
+                     'residual_trust_distance'):
             v = getattr(self, name)
-            zero_ok = name == 'coulomb_velocity'          # 0: identified
-            if not (isinstance(v, (int, float)) and (0.0 <= v if zero_ok else 0.0 < v)
-                    and v < math.inf):
-                raise ConfigError(f'{name}: must be a finite number '
-                                  f'{">= 0 (0: identified)" if zero_ok else "> 0"}, got {v!r}')
+            if not (isinstance(v, (int, float)) and 0.0 < v < math.inf):
+                raise ConfigError(f'{name}: must be a finite number > 0, got {v!r}')
+        v = self.coulomb_velocity
+        if not (isinstance(v, (int, float)) and 0.0 <= v < math.inf):
+            raise ConfigError(f'coulomb_velocity: must be a finite number >= 0 (0: identified), '
+                              f'got {v!r}')
         if not isinstance(self.identify, bool):
             raise ConfigError(f'identify: expected true or false, got {self.identify!r}')
         return self
