@@ -30,6 +30,7 @@ from invdyn_ros.sim.controller_node import UNSEEN_CENTER_OFFSET_RAD, UR_HOME
 from invdyn_ros.sim.trajectory import FourierTrajectory
 from invdyn_ros.stages.identification import COULOMB_VELOCITY_CANDIDATES, OnlineIdentification
 from invdyn_ros.stages.physics import PhysicsPrior, RobotModel
+from invdyn_ros.stages.residual import IDENTIFICATION_RATE_HZ
 
 UR5_JOINTS = ['shoulder_pan_joint', 'shoulder_lift_joint', 'elbow_joint', 'wrist_1_joint',
               'wrist_2_joint', 'wrist_3_joint']
@@ -92,8 +93,8 @@ def main() -> None:
         out(f'{cv if cv else "0 (identified)":>16} {memory:>9g} {reg:>7g} {chosen:>8.4f} '
             f'{r.nmse_mean:>8.5f}  {np.round(rms, 4).tolist()}')
     costs = update_costs(urdf, qa, qda)
-    out('identification update (regressor + statistics; the node runs at most 100 a second, after '
-        'the publish): ' + ', '.join(f'{k} {v:.1f} µs' for k, v in costs.items()) +
+    out('identification update (regressor + statistics; the node runs at most '
+        f'{IDENTIFICATION_RATE_HZ:g} a second, after the publish): ' + ', '.join(f'{k} {v:.1f} µs' for k, v in costs.items()) +
         ' (median of 2000)')
     save_results(args.save, out.text, {'machine': machine_info(), 'args': vars(args),
                                        'results': rows, 'update_us': costs})

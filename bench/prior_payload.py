@@ -10,7 +10,11 @@ deterministically). Scored: the rolling RMS (1 s) of the pipeline's output torqu
 measured (filtered) effort; "recovered" is the first time after the change from which the rolling
 error stays within ``--within`` x its level over the last 5 s before the change::
 
-    .venv/bin/python bench/prior_payload.py [--before-s 30] [--after-s 30] [--payload 3]
+    .venv/bin/python bench/prior_payload.py [--before-s 30] [--after-s 30] [--payload 3] [--control]
+
+``--control`` runs the same arm and motion once more, carrying the payload from the start: the
+loaded arm's own error level (more torque, more error) second by second, beside the run with the
+change.
 
 Without a prior (``--prior none``) the same run measures the black-box network. Prints the result
 and saves ``bench/results/prior_payload.{txt,json}``.
@@ -55,26 +59,9 @@ def simulate(arm: SimulatedArm, traj: FourierTrajectory, before_s: float, after_
     return T, *(np.array([o[i] for o in out]) for i in (1, 2, 3))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--before-s', type=float, default=30.0)
-    ap.add_argument('--after-s', type=float, default=30.0)
-    ap.add_argument('--payload', type=float, default=3.0)
-    ap.add_argument('--within', type=float, default=1.5)
-    ap.add_argument('--prior', default='rnea', choices=('rnea', 'none'))
-    ap.add_argument('--seed', type=int, default=0)
-    ap.add_argument('--save', default='prior_payload')
-    args = ap.parse_args()
-    out = Recorder()
-    out(format_machine(machine_info()))
-    arm = SimulatedArm(ArmConfig(robot='ur5', position_noise_std=1e-4, velocity_noise_std=1e-3,
-                                 effort_noise_std=0.2, seed=args.seed))
-    traj = FourierTrajectory(6, seed=args.seed, lower=arm.lower_limits, upper=arm.upper_limits,
-                             max_amplitude=0.8, max_velocity=1.0, max_acceleration=2.5)
-    t0 = time.perf_counter()
-    T, Q, QD, TAU = simulate(arm, traj, args.before_s, args.after_s, args.payload)
-    out(f'simulated {T[-1]:.0f} s at {1 / arm.config.dt:.0f} Hz in {time.perf_counter() - t0:.0f} s;'
-        f' payload 0 -> {args.payload} kg at t = {args.before_s:.0f} s')
+def rolling_error(args: argparse.Namespace, out: Recorder, T: np.ndarray, Q: np.ndarray,
+                  QD: np.ndarray, TAU: np.ndarray, rate: float) -> np.ndarray:
+    """The pipeline's output against the filtered effort over the stream: rolling (1 s) RMS."""
     cfg_file = Path(__file__).resolve().parents[1] / 'config' / 'ur5.yaml'
     params = yaml.safe_load(cfg_file.read_text())['invdyn_node']['ros__parameters']
     for k in NODE_ONLY:
@@ -96,13 +83,42 @@ def main() -> None:
         if pl.physics is not None and pl.physics.identification is not None:
             out(f'identification: {pl.physics.identification.counters}')
     out(f'pipeline ({args.prior}) over the stream in {time.perf_counter() - t0:.0f} s')
-    rate = 1 / arm.config.dt
     win = int(rate)
     e2 = np.where(np.isfinite(err), err ** 2, 0.0)
     cnt = np.isfinite(err).astype(float)
     cs, cc = np.cumsum(e2), np.cumsum(cnt)
     roll = np.full(len(T), np.nan)
     roll[win:] = np.sqrt((cs[win:] - cs[:-win]) / np.maximum(cc[win:] - cc[:-win], 1))
+    return roll
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--before-s', type=float, default=30.0)
+    ap.add_argument('--after-s', type=float, default=30.0)
+    ap.add_argument('--payload', type=float, default=3.0)
+    ap.add_argument('--within', type=float, default=1.5)
+    ap.add_argument('--prior', default='rnea', choices=('rnea', 'none'))
+    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--control', action='store_true',
+                    help='also run the same arm and motion with the payload from the start: the '
+                         'error level the loaded arm has anyway, second by second')
+    ap.add_argument('--save', default='prior_payload')
+    args = ap.parse_args()
+    out = Recorder()
+    out(format_machine(machine_info()))
+    config = ArmConfig(robot='ur5', position_noise_std=1e-4, velocity_noise_std=1e-3,
+                       effort_noise_std=0.2, seed=args.seed)
+    arm = SimulatedArm(config)
+    traj = FourierTrajectory(6, seed=args.seed, lower=arm.lower_limits, upper=arm.upper_limits,
+                             max_amplitude=0.8, max_velocity=1.0, max_acceleration=2.5)
+    t0 = time.perf_counter()
+    T, Q, QD, TAU = simulate(arm, traj, args.before_s, args.after_s, args.payload)
+    out(f'simulated {T[-1]:.0f} s at {1 / arm.config.dt:.0f} Hz in {time.perf_counter() - t0:.0f} s;'
+        f' payload 0 -> {args.payload} kg at t = {args.before_s:.0f} s')
+    rate = 1 / arm.config.dt
+    roll = rolling_error(args, out, T, Q, QD, TAU, rate)
+    win = int(rate)
     change = int(round(args.before_s * rate))
     before = float(np.nanmean(roll[change - 5 * win:change]))
     after = roll[change:]
@@ -123,9 +139,32 @@ def main() -> None:
         i = int(s * rate)
         if i < len(after):
             out(f'  {s:>2} s after: {after[i]:.3f} N m ({after[i] / before:.2f}x)')
+    extra = {}
+    if args.control:
+        _, Qc, QDc, TAUc = simulate(SimulatedArm(config), traj, 0.0, args.before_s + args.after_s, args.payload)
+        out(f'control: the same arm and motion carrying {args.payload} kg from the start')
+        control = rolling_error(args, out, T, Qc, QDc, TAUc, rate)[change:]
+        for s in (1, 2, 5, 10, 20):
+            i = int(s * rate)
+            if i < len(after):
+                out(f'  {s:>2} s after: {control[i]:.3f} N m ({control[i] / before:.2f}x the level '
+                    f'before the change; the run with the change {after[i] / control[i]:.2f}x this)')
+        late = slice(int(2 * rate), None)
+        out(f'  from 2 s after on: max {np.nanmax(control[late]):.3f} N m '
+            f'({np.nanmax(control[late]) / before:.2f}x the level before; the run with the change: '
+            f'max {np.nanmax(after[late]):.3f} N m)')
+        close = after <= args.within * control
+        bad = np.flatnonzero(~close)
+        matched = None if bad.size and bad[-1] == len(after) - 1 else \
+            (0.0 if not bad.size else (bad[-1] + 1) / rate)
+        out('within {:.1f}x of the arm that carried it from the start, at every instant: {}'.format(
+            args.within, f'from {matched:.1f} s after the change' if matched is not None else
+            'NOT by the end'))
+        extra = {'control_max_after_2s': float(np.nanmax(control[late])), 'matched_s': matched}
     save_results(args.save, out.text, {'machine': machine_info(), 'args': vars(args),
                                        'before_rms': before, 'peak_rms': peak,
-                                       'first_within_s': first_s, 'recovered_s': recovered})
+                                       'first_within_s': first_s, 'recovered_s': recovered,
+                                       **extra})
 
 
 if __name__ == '__main__':
