@@ -92,6 +92,15 @@ def rolling_error(args: argparse.Namespace, out: Recorder, T: np.ndarray, Q: np.
     return roll
 
 
+def holds_from(ok: np.ndarray, rate: float) -> float | None:
+    """Seconds from the first sample of ``ok`` after which it holds to the end; None if its last
+    sample fails."""
+    bad = np.flatnonzero(~ok)
+    if bad.size and bad[-1] == len(ok) - 1:
+        return None
+    return 0.0 if not bad.size else (bad[-1] + 1) / rate
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--before-s', type=float, default=30.0)
@@ -123,9 +132,7 @@ def main() -> None:
     before = float(np.nanmean(roll[change - 5 * win:change]))
     after = roll[change:]
     ok = after <= args.within * before
-    bad = np.flatnonzero(~ok)
-    recovered = None if bad.size and bad[-1] == len(after) - 1 else \
-        (0.0 if not bad.size else (bad[-1] + 1) / rate)
+    recovered = holds_from(ok, rate)
     first = np.flatnonzero(ok[int(0.5 * rate):])     # past the first half second of the change
     first_s = None if not first.size else (first[0] + int(0.5 * rate)) / rate
     peak = float(np.nanmax(after))
@@ -154,9 +161,7 @@ def main() -> None:
             f'({np.nanmax(control[late]) / before:.2f}x the level before; the run with the change: '
             f'max {np.nanmax(after[late]):.3f} N m)')
         close = after <= args.within * control
-        bad = np.flatnonzero(~close)
-        matched = None if bad.size and bad[-1] == len(after) - 1 else \
-            (0.0 if not bad.size else (bad[-1] + 1) / rate)
+        matched = holds_from(close, rate)
         out('within {:.1f}x of the arm that carried it from the start, at every instant: {}'.format(
             args.within, f'from {matched:.1f} s after the change' if matched is not None else
             'NOT by the end'))
