@@ -9,18 +9,22 @@ Start it next to a robot driver::
 The node is a thin translator around :class:`invdyn_ros.pipeline.pipeline.Pipeline` (all numerics
 live there, ROS-free, shared with the offline evaluator): it orders and checks joint states by the
 one rule of :mod:`invdyn_ros.stages.joint_state` (the bag reader uses the same), calls the pipeline,
-and fills pre-built messages. What is not rclpy wiring lives beside it, ROS-free and unit-tested:
-which command ``~/feedforward`` carries (:mod:`invdyn_ros.ros.feedforward_gate`), the
-``/diagnostics`` status and its log lines (:mod:`invdyn_ros.ros.node_diagnostics`), the node's
-parameter checks (:mod:`invdyn_ros.ros.node_settings`), the trainer's start and the process
-priorities (:mod:`invdyn_ros.ros.trainer_setup`), the process around the node
-(:mod:`invdyn_ros.ros.node_main`: arguments, signals, executor loop, exit code).
+and publishes. What is not the node's own wiring lives beside it: which command
+``~/feedforward`` carries (:mod:`invdyn_ros.ros.feedforward_gate`), the ``/diagnostics`` status and
+its log lines (:mod:`invdyn_ros.ros.node_diagnostics`), the node's parameter checks
+(:mod:`invdyn_ros.ros.node_settings`), the trainer's start and the process priorities
+(:mod:`invdyn_ros.ros.trainer_setup`), the process around the node (:mod:`invdyn_ros.ros.node_main`:
+arguments, signals, executor loop, exit code), all ROS-free and unit-tested; and the rclpy pieces
+it uses: the pre-built messages (:mod:`invdyn_ros.ros.serialized` for ``~/predicted_effort``,
+:mod:`invdyn_ros.ros.node_messages` for the others), the ``robot_description`` wait
+(:mod:`invdyn_ros.ros.robot_description`), the checkpoint service
+(:mod:`invdyn_ros.ros.checkpoint_service`), the trajectory relay
+(:mod:`invdyn_ros.ros.trajectory_msgs_io`).
 
-Size: this module is over 500 lines because about 110 of them are this docstring (the node's
-user reference); the rest is rclpy wiring kept together so configure and cleanup can be read
-side by side: the lifecycle transitions, the entities configure creates and the release
-destroys, parameter declaration, the ``robot_description`` wait set, the subscription
-callbacks filling pre-built messages, the checkpoint service.
+Size: about 110 lines of this module are this docstring (the node's user reference); the rest is
+the node's wiring, kept together so configure and cleanup can be read side by side: the
+lifecycle transitions, the entities configure creates and the release destroys, parameter
+declaration, the subscription callbacks.
 
 Lifecycle: a managed node (``rclpy.lifecycle.LifecycleNode``; ``~/change_state``,
 ``~/get_state``, ... as every managed node). ``autostart: true`` (the default) configures and
@@ -125,27 +129,30 @@ import time
 from typing import Any
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray, MultiArrayDimension
+from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from invdyn_ros.errors import CheckpointError, ConfigError, InvdynError, TrainerError
+from invdyn_ros.errors import CheckpointError, ConfigError, InvdynError
 from invdyn_ros.pipeline.parameters import PARAMETER_DOCS, PARAMETERS, check_all, descriptor_fields
 from invdyn_ros.pipeline.pipeline import Pipeline, PipelineConfig
 from invdyn_ros.ros import node_main
+from invdyn_ros.ros.checkpoint_service import CheckpointService
 from invdyn_ros.ros.feedforward_gate import NOTHING, REFERENCE_PRIOR, ZEROS, FeedforwardGate
 from invdyn_ros.ros.node_diagnostics import bad_input_warning  # noqa: F401 (re-exported)
-from invdyn_ros.ros.node_diagnostics import (ERROR, OK, WARN, LatencyRing, Snapshot,
+from invdyn_ros.ros.node_diagnostics import (LatencyRing, Snapshot,
                                              WarningThrottle, rejected_counts, statuses)
 from invdyn_ros.ros.node_main import build_arg_parser, collect_garbage_off_path  # noqa: F401
+from invdyn_ros.ros.node_messages import AuxMessages, FeedforwardMessage, diagnostic_array
 from invdyn_ros.ros.node_settings import (NodeSettings, needs_robot_model, positive,  # noqa: F401
                                           process_settings, ros_args_error)
+from invdyn_ros.ros.robot_description import wait_for_robot_description
 from invdyn_ros.ros.serialized import SerializedJointState
 from invdyn_ros.ros.trainer_setup import (realtime_priority, renice_trainer, start_trainer,
                                           trainer_options)
@@ -165,14 +172,7 @@ NODE_NAME = 'invdyn_node'
 MISSED_GAP_MAX_S = 1.0          # longer stamp gaps are pauses of the source, not missed samples
 LOST_CHANGE_MAX = 2 ** 31       # a larger "lost messages" change is a wrapped / garbage report
 
-_LEVELS = {OK: DiagnosticStatus.OK, WARN: DiagnosticStatus.WARN, ERROR: DiagnosticStatus.ERROR}
 _BUILTIN_PARAMETERS = {'use_sim_time', 'start_type_description_service'}
-
-
-def _farray(x: np.ndarray) -> array.array:
-    """float64 numpy -> array.array('d'): what rclpy stores for float64[] (1 µs, no per-item
-    type checks, unlike assigning a list or an ndarray)."""
-    return array.array('d', np.ascontiguousarray(x, dtype=np.float64).tobytes())
 
 
 class InvdynNode(LifecycleNode):
@@ -312,9 +312,10 @@ class InvdynNode(LifecycleNode):
         """What ``on_configure`` does (see there); raises on invalid parameters or a checkpoint
         that does not fit."""
         if needs_robot_model(self.params):
-            self.params['robot_description'] = self._wait_for_robot_description(
-                positive('robot_description_timeout_s', self.params['robot_description_timeout_s'],
-                         allow_zero=True))
+            self.params['robot_description'] = wait_for_robot_description(
+                self, positive('robot_description_timeout_s',
+                               self.params['robot_description_timeout_s'], allow_zero=True),
+                self._abort)
         self.config = PipelineConfig.from_params(self.params)
         if self.config.torque_limits is None:
             raise ConfigError('torque_limits: required (one |torque| limit in N m per joint): '
@@ -324,7 +325,6 @@ class InvdynNode(LifecycleNode):
         self.checkpoint_period_s, self.aux_decimation = st.checkpoint_period_s, st.aux_decimation
         self.checkpoint_path = st.checkpoint_path        # may become the fresh location
         self.checkpoint_mismatch, self.trainer_nice = st.checkpoint_mismatch, st.trainer_nice
-        self._checkpoint_failed: str | None = None
 
         self.joint_names = self.config.joint_names
         n = self.n = len(self.joint_names)
@@ -363,18 +363,9 @@ class InvdynNode(LifecycleNode):
         # and the three arrays are overwritten (~1 µs instead of ~25 µs of message building
         # and conversion on the latency path)
         self._pe = SerializedJointState(self.joint_names)
-        self._ff = Float64MultiArray()
-        self._ff.layout.dim = [MultiArrayDimension(label='joint', size=n, stride=n)]
-        self._zeros = _farray(np.zeros(n))
-        self._id_msg = Float64MultiArray()
-        a, b = self.config.predictor_labels[0], self.config.predictor_labels[-1]
-        self._id_msg.layout.dim = [
-            MultiArrayDimension(label=f'active,std_{a},std_{b}', size=3, stride=3 * n),
-            MultiArrayDimension(label=','.join(self.joint_names), size=n, stride=n)]
-        self._unc_msg = Float64MultiArray()
-        self._unc_msg.layout.dim = [MultiArrayDimension(label=','.join(self.joint_names),
-                                                        size=n, stride=n)]
-        self._id_buf = np.zeros(3 * n)
+        self._ff = FeedforwardMessage(n)
+        labels = self.config.predictor_labels
+        self._aux = AuxMessages(self.joint_names, (labels[0], labels[-1]))
 
         # ---- ROS interfaces
         self.pe_pub = self.create_publisher(JointState, '~/predicted_effort', RELIABLE)
@@ -396,16 +387,14 @@ class InvdynNode(LifecycleNode):
         self.traj_pub = self.create_publisher(JointTrajectory, '~/trajectory_out', RELIABLE)
         self.create_subscription(JointTrajectory, '~/trajectory_in', self._on_trajectory,
                                  RELIABLE)
-        # EventsExecutor runs other callbacks while the coroutine waits for the save; rclpy's
-        # SingleThreadedExecutor would re-run a waiting coroutine before anything else (busy),
-        # so there the callback waits for the save thread plainly (the loop waits with it)
+        saves = self._checkpoints = CheckpointService(self.pipeline, self.checkpoint_path, log)
         self.create_service(Trigger, '~/save_checkpoint',
-                            self._on_save_checkpoint_async if self.executor_kind == 'events'
-                            else self._on_save_checkpoint)
+                            saves.on_request_async if self.executor_kind == 'events'
+                            else saves.on_request)
         self.create_timer(min(0.05, self.stale_timeout_s / 2.0), self._on_watchdog)
         self.create_timer(st.diagnostics_period_s, self._on_diagnostics)
         if self.checkpoint_path and self.checkpoint_period_s > 0:
-            self.create_timer(self.checkpoint_period_s, self._on_checkpoint_timer)
+            self.create_timer(self.checkpoint_period_s, saves.on_timer)
         log.info(f'{n} joints {list(self.joint_names)}, networks '
                  f'{list(self.config.predictor_labels)}, prior {self.config.physics.prior}, '
                  f'feedforward {self.config.physics.feedforward_mode}, window {self.config.learner.window}, '
@@ -414,56 +403,6 @@ class InvdynNode(LifecycleNode):
                  f'(nMSE < {self.config.ready_nmse})')
 
     # ------------------------------------------------------------------ set-up
-    def _wait_for_robot_description(self, timeout_s: float) -> str:
-        """The URDF from the ``robot_description`` topic (std_msgs/String, transient local, as
-        robot_state_publisher publishes it; relative, so it follows the node's namespace and can
-        be remapped). Warns every 5 s while waiting; a stop request ends the wait
-        (:class:`TrainerError`, handled by main as a stop during start-up).
-
-        Waits on its own wait set, not an executor: configure runs both before the node is
-        spun (autostart) and inside the executor's ``~/change_state`` callback (a second
-        executor would take the node away from the first)."""
-        from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
-        from rclpy.qos import DurabilityPolicy
-        from std_msgs.msg import String
-
-        got: list[str] = []
-        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                         history=HistoryPolicy.KEEP_LAST)
-        sub = self.create_subscription(String, 'robot_description', lambda msg: None, qos)
-        topic = self.resolve_topic_name('robot_description')
-        wait_set = _rclpy.WaitSet(1, 0, 0, 0, 0, 0, self.context.handle)
-        t0 = last_warn = time.monotonic()
-        try:
-            while not got or not got[-1].strip():
-                if self._abort is not None and self._abort.is_set():
-                    raise TrainerError('stopped while waiting for the robot description')
-                wait_set.clear_entities()
-                with sub.handle:
-                    wait_set.add_subscription(sub.handle)
-                    wait_set.wait(100_000_000)            # 0.1 s, then the checks above
-                    if sub.handle.pointer in wait_set.get_ready_entities('subscription'):
-                        taken = sub.handle.take_message(String, False)
-                        if taken is not None:
-                            got.append(taken[0].data)
-                now = time.monotonic()
-                if timeout_s and now - t0 > timeout_s:
-                    raise InvdynError(f'no robot description on {topic} within {timeout_s} s '
-                                      '(set robot_description or urdf_path, or start '
-                                      'robot_state_publisher)')
-                if now - last_warn >= 5.0:
-                    last_warn = now
-                    self.get_logger().warning(
-                        f'prior / feedforward_mode need the robot model: waiting for {topic} '
-                        f'(std_msgs/String, transient local) for {now - t0:.0f} s; set '
-                        'robot_description or urdf_path to skip')
-        finally:
-            wait_set.destroy_when_not_in_use()
-            self.destroy_subscription(sub)
-        self.get_logger().info(f'robot description received on {topic} ({len(got[-1])} bytes)')
-        return got[-1]
-
     def _read_parameters(self) -> dict[str, Any]:
         """All parameters as a plain dict; unknown names in the overrides are a ConfigError."""
         known = set(PARAMETER_DOCS)
@@ -591,11 +530,8 @@ class InvdynNode(LifecycleNode):
             torque = self.pipeline.prior_torque(reference=decision is REFERENCE_PRIOR)
             if torque is None:
                 decision = ZEROS
-        if decision.publish == 'zeros':
-            self._ff.data = self._zeros
-        else:
-            self._ff.data = _farray(self.pipeline.feedforward(torque, q))
-        self.ff_pub.publish(self._ff)
+        self.ff_pub.publish(self._ff.zeros() if decision.publish == 'zeros' else
+                            self._ff.fill(self.pipeline.feedforward(torque, q)))
         self.counters[decision.counter] += 1
         if decision.became_stale:
             self.counters['stale_events'] += 1
@@ -603,17 +539,13 @@ class InvdynNode(LifecycleNode):
                 f'no valid joint state for {self.stale_timeout_s} s: feedforward is zero')
 
     def _publish_aux(self, out: Any) -> None:
-        n = self.n
-        buf = self._id_buf
-        buf[:n] = out.active
-        buf[n:2 * n] = out.std_a
-        buf[2 * n:] = out.std_b
-        if np.isfinite(buf).all():
-            self._id_msg.data = _farray(buf)
-            self.id_pub.publish(self._id_msg)
-        if np.isfinite(out.uncertainty).all():
-            self._unc_msg.data = _farray(out.uncertainty)
-            self.unc_pub.publish(self._unc_msg)
+        """``~/identifier`` and ``~/uncertainty`` of ``out`` (not published where not finite)."""
+        msg = self._aux.identifier(out.active, out.std_a, out.std_b)
+        if msg is not None:
+            self.id_pub.publish(msg)
+        msg = self._aux.uncertainty(out.uncertainty)
+        if msg is not None:
+            self.unc_pub.publish(msg)
 
     def _on_reference(self, msg: Any) -> None:
         t_in = time.perf_counter()
@@ -662,64 +594,6 @@ class InvdynNode(LifecycleNode):
         """Zero feedforward while the input is stale (a controller holds the last command)."""
         self._feedforward(self._gate.on_tick(time.perf_counter()))
 
-    # ------------------------------------------------------------------ checkpoints
-    def _on_checkpoint_timer(self) -> None:
-        if not self.pipeline.start_checkpoint(self.checkpoint_path):
-            self.get_logger().warning('periodic checkpoint skipped (one is running or the '
-                                      'trainer has failed)')
-
-    def _start_save(self, response: Any, on_done: Any) -> bool:
-        """Start the background save for the service; False (response filled) if it cannot."""
-        response.success = False
-        if not self.checkpoint_path:
-            response.message = 'checkpoint_path is not set'
-            return False
-        if self.pipeline.start_checkpoint(self.checkpoint_path, on_done=on_done):
-            return True
-        response.message = ('a checkpoint is already being written (periodic or requested); '
-                            'call again when it is done' if self.pipeline.checkpoint_running else
-                            f'cannot checkpoint: trainer failed: {self.pipeline.trainer_error}')
-        return False
-
-    def _answer_save(self, response: Any, ok: bool, detail: Any) -> Any:
-        response.success = bool(ok)
-        response.message = (f'checkpoint written: {sorted(detail.values())}' if ok else
-                            f'checkpoint failed: {detail} (the previous checkpoint is kept)')
-        return response
-
-    async def _on_save_checkpoint_async(self, request: Any, response: Any) -> Any:
-        """``~/save_checkpoint``: answers when the save is done; ``success`` is its outcome."""
-        from rclpy.task import Future
-        done: Future = Future()
-        if not self._start_save(response, lambda ok, detail: done.set_result((ok, detail))):
-            return response
-        ok, detail = await done
-        return self._answer_save(response, ok, detail)
-
-    def _on_save_checkpoint(self, request: Any, response: Any) -> Any:
-        """``~/save_checkpoint`` for ``executor: single``: waits for the save thread."""
-        result: list = []
-        if not self._start_save(response, lambda ok, detail: result.append((ok, detail))):
-            return response
-        self.pipeline.save_checkpoint_wait()
-        ok, detail = result[0] if result else (False, 'the save thread ended without a result')
-        return self._answer_save(response, ok, detail)
-
-    def _check_checkpoint_result(self) -> None:
-        result = self.pipeline.checkpoint_result()
-        if result is None:
-            return
-        ok, detail = result
-        if ok:
-            self.get_logger().info(f'checkpoint written: {sorted(detail.values())}')
-            self._last_checkpoint = f'ok {time.strftime("%H:%M:%S")}'
-            self._checkpoint_failed = None
-        else:
-            self.get_logger().error(f'checkpoint failed: {detail} (the previous checkpoint is '
-                                    'kept)')
-            self._last_checkpoint = f'failed: {detail}'
-            self._checkpoint_failed = str(detail)
-
     # ------------------------------------------------------------------ diagnostics
     def _latency_stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
         """:meth:`LatencyRing.take <invdyn_ros.ros.node_diagnostics.LatencyRing.take>`."""
@@ -729,7 +603,8 @@ class InvdynNode(LifecycleNode):
         """A snapshot of the period to :func:`invdyn_ros.ros.node_diagnostics.statuses`; its log
         lines (:class:`~invdyn_ros.ros.node_diagnostics.WarningThrottle`) logged, its statuses
         published."""
-        self._check_checkpoint_result()
+        saves = self._checkpoints
+        saves.check_result()
         now = time.perf_counter()
         t_prev, n_prev = self._diag_last
         received = self.counters['received']
@@ -748,21 +623,14 @@ class InvdynNode(LifecycleNode):
             input_rate_hz=(received - n_prev) / max(now - t_prev, 1e-9),
             latencies_us=tuple(latencies), latency_count=count, active=self._active,
             stale=self._gate.stale, filter_error=filter_error,
-            checkpoint_failed=self._checkpoint_failed,
-            last_checkpoint=getattr(self, '_last_checkpoint', 'none yet'),
+            checkpoint_failed=saves.failed, last_checkpoint=saves.last,
             trainer_kind=self.trainer_kind, scheduling=self.scheduling,
             prior=self.config.physics.prior,
             feedforward_mode=self.config.physics.feedforward_mode,
             buffer_capacity=self.config.learner.buffer_capacity,
             trajectory=list(self._trajectories.diagnostics()))
-        msg = DiagnosticArray()
-        for st in statuses(snapshot):
-            status = DiagnosticStatus(name=st.name, hardware_id=st.hardware_id,
-                                      level=_LEVELS[st.level], message=st.message)
-            status.values = [KeyValue(key=k, value=str(v)) for k, v in st.values]
-            msg.status.append(status)
-        msg.header.stamp = self.get_clock().now().to_msg()
-        self.diag_pub.publish(msg)
+        self.diag_pub.publish(diagnostic_array(statuses(snapshot),
+                                               self.get_clock().now().to_msg()))
 
     # ------------------------------------------------------------------ shutdown
     def close(self) -> None:
