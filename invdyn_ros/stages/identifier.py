@@ -11,29 +11,13 @@ default, not the standard deviation about its own mean: a network with a constan
 tiny ordinary std but is a bad feedforward, and RMS sees that. ``centered=True`` gives the plain std.
 
 Cost. ``update`` runs in the node's 1 kHz loop and once per sample in offline replay, so it is
-O(1): per (network, joint) it keeps running sums of the squared errors (and, for ``centered=True``,
-of the errors), adds the entering error and subtracts the one leaving the window. Running sums
-drift by rounding, and a subtraction loses everything when a large error leaves a window of small
-ones (a 1e6 Nm glitch would leave garbage behind, possibly a negative sum that makes the broken
-network look perfect). So the sums are recomputed exactly from the ring buffer
-(1) every ``window`` updates, when the ring position wraps to 0: the drift is bounded by one
-    window's worth of operations, however long the node runs;
-(2) at once when the reported sum of squares falls below ``_DRIFT_TOL`` (1e-3) of the largest one
-    since the last recompute, the only case in which that bounded drift can still be large
-    *relative* to the answer. It also catches a negative sum.
-Between recomputes the relative error stays below ~1e-9 (window 1000). In centered mode the sums
-are of ``error - shift``, ``shift`` being the window mean at the last recompute, so a network with
-a large bias does not lose its small std to cancellation in ``E[d^2] - E[d]^2``; tiny negative
-variances left by rounding are clamped to 0 before the square root. (In RMS mode a negative sum
-triggers the recompute of (2), so nothing negative reaches the square root.)
-
-``update_many`` is the same law for a whole recorded stream at once (offline replay), vectorized:
-rolling sums from per-block prefix and suffix cumulative sums (van Herk / Gil-Werman: the window of
-length ``window`` ending at offset ``r`` of block ``j`` is the prefix ``0..r`` of block ``j`` plus
-the suffix ``r+1..`` of block ``j-1``), so no sum ever holds a value from outside its window and
-nothing is subtracted: RMS adds squares only; centered sums each piece about a value inside the
-window and merges the two with Chan's formula. The hysteresis law becomes a per-joint forward fill
-of the "clearly better" events.
+O(1) and allocates nothing: the rolling error spreads are a
+:class:`~invdyn_ros.stages.rolling_spread.RollingSpread` (running sums, recomputed exactly from
+the ring at every wrap and whenever rounding could dominate; the RMS form checks that guard and
+this switching law with one comparison, see there). ``update_many`` is the same law for a whole
+recorded stream at once (offline replay), vectorized: the spreads after each row come from
+``RollingSpread.push_many`` and the hysteresis law becomes a per-joint forward fill of the
+"clearly better" events.
 
 A sample whose errors are absurdly large (root-sum-square of its 2n errors above ``MAX_ERROR_NORM``
 = 1e100; no torque is that large, and squares would overflow the sums) is rejected like one with a
@@ -42,11 +26,10 @@ emit a RuntimeWarning for such a sample, e.g. for Inf - Inf; it is still only re
 
 Pure numpy; ``n_joints`` is at most 7.
 
-Why one module of ~650 lines: it is the one owner of the switching rule, in every form the pipeline
-uses (``update`` / ``select`` per sample, ``choose`` on the fast path, ``select_from``,
-``update_many`` / ``select_many`` for replay and trajectories). Splitting the per-sample and the
-vectorized forms apart would put the rule in two places again; half of the lines are the
-explanations above and beside the two exactness tricks.
+This module is the one owner of the switching rule, in every form the pipeline uses (``update``
+/ ``select`` per sample, ``choose`` on the fast path, ``select_from``, ``update_many`` /
+``select_many`` for replay and trajectories); the windowed statistics it decides on, with their
+two exactness tricks, are ``rolling_spread``'s.
 """
 from __future__ import annotations
 
@@ -55,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from invdyn_ros.errors import ConfigError
+from invdyn_ros.stages.rolling_spread import RollingSpread
 
 __all__ = ['DualIdentifier', 'IdentifierOutput', 'IdentifierTrace', 'MAX_ERROR_NORM']
 
@@ -64,17 +48,11 @@ __all__ = ['DualIdentifier', 'IdentifierOutput', 'IdentifierTrace', 'MAX_ERROR_N
 MAX_ERROR_NORM = 1e100
 _MAX_SUMSQ = MAX_ERROR_NORM ** 2
 
-# Recompute the running sums exactly when the reported sum of squares falls below this fraction of
-# the largest one since the last exact recompute: rounding error in the running sums is about
-# eps * (updates since recompute) * peak <= 2.2e-16 * 2 * window * peak, so with 1e-3 the relative
-# error of what is reported stays below ~1e-9 for window 1000.
-_DRIFT_TOL = 1e-3
-
 # uses -> needed (the networks a prediction needs under the current choice)
 _NEEDED = {(True, True): (0, 1), (True, False): (0,), (False, True): (1,), (False, False): (0,)}
 
-# update_many works on at most this many rows at a time (memory: a few arrays of
-# 2 x (rows + 2 window) x n float64).
+# update_many works on at most this many rows at a time (memory: RollingSpread.push_many's few
+# arrays of 2 x (rows + 2 window) x n float64).
 _BATCH_ROWS = 50_000
 
 
@@ -150,29 +128,22 @@ class DualIdentifier:
         self.centered = bool(centered)
         self._shape = (self.n_joints,)
         self._keep = 1.0 - self.hysteresis
-        # Ring buffers of errors: axis 0 = network (a, b), axis 1 = time, axis 2 = joint. While the
-        # window is filling (count < window) the errors are at [0, count) and pos == count.
-        self._err = np.zeros((2, self.window, self.n_joints))
-        self._pos = 0
-        self._count = 0
-        # Running sums per (network, joint) of d and d^2 with d = error - shift (shift = 0 for RMS).
-        # The drift guard's reference is the largest _sq since the last exact recompute (peak).
-        # _sq, _std and the peak live in one block with rows [sq_a, sq_b, std_a, std_b, peak_b,
-        # peak_a], so one multiply and one comparison check both the switching law and the guard:
-        #   lhs = rows 3..0 = [std_b, std_a, sq_b, sq_a]   (a reversed view, only read)
-        #   rhs = coef * rows 2..5 = coef * [std_a, std_b, peak_b, peak_a]
-        # lhs < rhs row 0: b clearly better, row 1: a clearly better (coef = keep = 1 - hysteresis
-        # where that would be a switch and the law applies, else 0: std >= 0 is never < 0), rows 2
-        # and 3: the guard (coef = _DRIFT_TOL). Arrays are written in place only (views).
+        # The rolling error spreads (_std: their (2, n) view, read only). The switching law is two
+        # comparisons, std_b < coef[0] * std_a (b clearly better) and std_a < coef[1] * std_b (a
+        # clearly better), coef being the spreads' watch coefficients: keep = 1 - hysteresis where
+        # that would be a switch and the law applies, else 0 (std >= 0 is never < 0); see
+        # _set_masks. RollingSpread.push checks them in the same comparison as its drift guard
+        # and returns False when none holds, so a sample without a switch costs nothing more here.
         n = self.n_joints
-        block = np.zeros((6, n))
-        self._sq, self._std, self._peak_ba = block[0:2], block[2:4], block[4:6]
-        self._lhs, self._src = block[3::-1], block[2:6]
-        self._coef = np.zeros((4, n))
-        self._rhs = np.zeros((4, n))
-        self._cmp = np.zeros((4, n), dtype=bool)
-        self._s = np.zeros((2, n))
-        self._shift = np.zeros((2, n))
+        self._spreads = RollingSpread(n, self.window, self.centered)
+        self._std, self._coef = self._spreads.spread, self._spreads.watch
+        self._std_ba = self._std[::-1]
+        self._rhs = np.zeros((2, n))
+        self._better = np.zeros((2, n), dtype=bool)
+        # The law applies to a decision once min_samples errors are in the window; the
+        # coefficients are set for the next push's decision, so they turn on when the window
+        # holds min_samples - 1 (see _set_masks).
+        self._arm_at = self.min_samples - 1
         # Scratch for update (no allocation in the control loop): the new errors and views of them.
         self._e = np.empty((2, n))
         self._e0, self._e1, self._eflat = self._e[0], self._e[1], self._e.reshape(-1)
@@ -210,44 +181,13 @@ class DualIdentifier:
     @property
     def count(self) -> int:
         """Number of errors currently in the rolling window (≤ ``window``)."""
-        return self._count
+        return self._spreads.count
 
     def reset(self) -> None:
         """Forget all errors and go back to network 0 on every joint (counters are kept)."""
-        self._err[:] = 0.0
-        self._pos = 0
-        self._count = 0
-        for arr in (self._s, self._sq, self._shift, self._peak_ba, self._std):
-            arr[:] = 0.0
+        self._spreads.reset()
         self._active[:] = 0
         self._set_masks()
-
-    # ------------------------------------------------------------------ statistics
-    def _resum(self) -> None:
-        """Recompute the running sums exactly from the ring (and re-centre the shift)."""
-        c = self._count
-        errs = self._err[:, :c]
-        if c == 0:
-            for arr in (self._s, self._sq, self._shift, self._peak_ba):
-                arr[:] = 0.0
-            return
-        if self.centered:
-            self._shift[...] = errs.mean(axis=1)
-            d = errs - self._shift[:, None, :]
-            self._s[...] = d.sum(axis=1)
-            self._sq[...] = np.einsum('ktj,ktj->kj', d, d)
-        else:
-            self._sq[...] = np.einsum('ktj,ktj->kj', errs, errs)
-        self._peak_ba[...] = self._sq[::-1]
-
-    def _spread_into(self, out: np.ndarray) -> np.ndarray:
-        """Mean square (RMS mode) or variance (centered) per (network, joint) into ``out``, >= 0."""
-        inv_c = 1.0 / self._count
-        np.multiply(self._sq, inv_c, out=out)
-        if self.centered:
-            mean = self._s * inv_c
-            out -= mean * mean
-        return np.maximum(out, 0.0, out=out)
 
     # ------------------------------------------------------------------ input
     def _as_vector(self, x) -> np.ndarray | None:
@@ -266,90 +206,35 @@ class DualIdentifier:
 
         Returns False (and counts it in ``counters['rejected']``) when an input is missing, has the
         wrong shape, is not finite or gives absurdly large errors (``MAX_ERROR_NORM``); the
-        statistics are then left untouched. O(1): running sums, see the module docstring.
+        statistics are then left untouched. O(1): ``RollingSpread.push``.
         """
         a, b, tau = self._as_vector(pred_a), self._as_vector(pred_b), self._as_vector(tau_measured)
         if a is None or b is None or tau is None:
             self.counters['rejected'] += 1
             return False
-        e = self._e                           # (2, n): errors of network a and b
-        np.subtract(tau, a, out=self._e0)
+        np.subtract(tau, a, out=self._e0)     # self._e (2, n): errors of network a and b
         np.subtract(tau, b, out=self._e1)
         # One check for NaN, Inf and absurd magnitudes: any non-finite input makes an error
         # non-finite, and then the sum of squares is NaN (compares False) or Inf.
         if not np.dot(self._eflat, self._eflat) <= _MAX_SUMSQ:
             self.counters['rejected'] += 1
             return False
-        pos, window, count = self._pos, self.window, self._count
-        slot = self._err[:, pos]              # view; holds the leaving error once the ring is full
-        full = count == window
-        sq = self._sq
-        if self.centered:
-            if count == 0:
-                self._shift[...] = e          # centre the first window on its first sample
-            d = e - self._shift
-            if full:
-                od = slot - self._shift
-                self._s += e - slot
-                sq += d * d - od * od
-            else:
-                self._s += d
-                sq += d * d
-        elif full:
-            sq += e * e - slot * slot
-        else:
-            sq += e * e
-        slot[...] = e
-        if not full:
-            self._count = count = count + 1
-        self._pos = pos = (pos + 1) % window
         self.counters['updates'] += 1
-
-        if not full and count == self.min_samples:
-            self._set_masks()                 # the switching law applies from now on
-
-        std = self._std
-        if pos == 0:
-            self._resum()                     # periodic exact recompute: drift stays bounded
-            self._spread_into(std)
-        elif self.centered:
-            self._spread_into(std)
-            # Guard: the sum of squares about the window mean (count * var) is a small fraction of
-            # what the running sums held lately, so rounding may dominate: recompute exactly.
-            peak = np.maximum(self._peak_ba, self._sq[::-1], out=self._peak_ba)[::-1]
-            if np.count_nonzero(std * count < _DRIFT_TOL * peak):
-                self._resum()
-                self._spread_into(std)
-        else:
-            # RMS, the hot path: mean square, guard and switching law in one comparison (see
-            # __init__). The guard also catches a negative sum, so what reaches the sqrt is >= 0
-            # without a clamp (while the window fills only squares are added; a recompute is exact).
-            np.maximum(self._peak_ba, sq[::-1], out=self._peak_ba)
-            np.multiply(sq, 1.0 / count, out=std)
-            np.sqrt(std, out=std)
-            np.multiply(self._coef, self._src, out=self._rhs)
-            cmp = np.less(self._lhs, self._rhs, out=self._cmp)
-            if np.count_nonzero(cmp):
-                if np.count_nonzero(cmp[2:]):
-                    self._resum()             # guard: recompute, then decide afresh
-                    np.multiply(self._sq, 1.0 / count, out=std)
-                    np.sqrt(std, out=std)
-                    self._decide()
-                else:
-                    self._switch(cmp[0] | cmp[1])
-            return True
-        np.sqrt(std, out=std)
-        self._decide()
+        spreads = self._spreads
+        if spreads.push(self._e):             # False: checked, no joint has a clearly better one
+            self._decide()
+        if spreads.count == self._arm_at:
+            self._set_masks()                 # the switching law applies from the next sample on
         return True
 
     def _decide(self) -> None:
         """The switching law: leave the active network only for a clearly better one.
 
-        Only the law's rows of the comparison described in __init__ (the coefficients make it a
-        no-op before ``min_samples`` and where the clearly better network is already active).
+        The comparison described in __init__ (the coefficients make it a no-op before
+        ``min_samples`` and where the clearly better network is already active).
         """
-        rhs = np.multiply(self._coef[:2], self._std, out=self._rhs[:2])
-        better = np.less(self._lhs[:2], rhs, out=self._cmp[:2])
+        rhs = np.multiply(self._coef, self._std, out=self._rhs)
+        better = np.less(self._std_ba, rhs, out=self._better)
         if np.count_nonzero(better):
             self._switch(better[0] | better[1])
 
@@ -360,11 +245,15 @@ class DualIdentifier:
         self._set_masks()
 
     def _set_masks(self) -> None:
-        """Coefficients of the comparison after a change of the choice or of the sample count."""
-        law = self._keep if self._count >= self.min_samples else 0.0
+        """Coefficients of the comparison after a change of the choice or of the sample count.
+
+        They serve the next decision, made after the next push: the law applies when that push
+        leaves ``min_samples`` or more errors in the window, i.e. when ``count >= min_samples - 1``
+        now (``update_many`` decides by its own rule, ``_decide_many``).
+        """
+        law = self._keep if self._spreads.count >= self._arm_at else 0.0
         self._coef[0] = np.where(self._active == 0, law, 0.0)   # b clearly better: switch to b
         self._coef[1] = np.where(self._active == 1, law, 0.0)   # a clearly better: switch to a
-        self._coef[2:] = _DRIFT_TOL
         self._uses = (bool((self._active == 0).any()), bool(self._active.any()))
         self._needed = _NEEDED[self._uses]
 
@@ -421,9 +310,11 @@ class DualIdentifier:
         active0, std0 = self._active.copy(), self._std.copy()
         if m:
             new = err if m == T else err[:, ok]                # (2, m, n)
-            std_acc = self._rolling_std(new)                    # (2, m, n)
-            act_acc = self._decide_many(std_acc, active0)       # (m, n)
-            self._store(new, std_acc[:, -1], act_acc[-1])
+            count0 = self._spreads.count
+            std_acc = self._spreads.push_many(new)              # (2, m, n)
+            act_acc = self._decide_many(std_acc, active0, count0)   # (m, n)
+            self._active[...] = act_acc[-1]
+            self._set_masks()
         else:
             std_acc = np.empty((2, 0, self.n_joints))
             act_acc = np.empty((0, self.n_joints), dtype=np.int64)
@@ -440,102 +331,26 @@ class DualIdentifier:
         self.counters['rejected'] += T - m
         return (ok, act_ext[before], std_ext[:, before], act_ext[n_acc], std_ext[:, n_acc])
 
-    def _rolling_std(self, new: np.ndarray) -> np.ndarray:
-        """The error spreads (2, m, n) after each of the new errors ``new`` (2, m, n) is pushed.
-
-        The stream is the ring contents in order (the last ``count`` errors) followed by ``new``;
-        element ``k`` of it has the window ``[max(0, k - window + 1), k]``. It is laid out in blocks
-        of ``window`` after one block of zeros, so element ``k`` sits at ``f = k + window``, block
-        ``j = f // window``, offset ``r = f % window``; its window is the prefix ``0..r`` of block
-        ``j`` plus the suffix ``r+1..`` of block ``j-1`` (empty for ``r = window - 1``, and zeros
-        for ``j == 1``, the padding), and that suffix sum sits at flat index ``f - window + 1`` of
-        the per-block suffix sums. So every needed sum is a slice; nothing is gathered.
-        """
-        window, n = self.window, self.n_joints
-        c0, m = self._count, new.shape[1]
-        if c0 < window:
-            prior = self._err[:, :c0]
-        else:
-            prior = np.concatenate([self._err[:, self._pos:], self._err[:, :self._pos]], axis=1)
-        length = c0 + m
-        nb = 1 + -(-length // window)
-        z = np.zeros((2, nb * window, n))
-        z[:, window:window + c0] = prior
-        z[:, window + c0:window + length] = new
-        zb = z.reshape(2, nb, window, n)
-        lo, hi = window + c0, window + length                   # flat positions of the new errors
-        f = np.arange(lo, hi)
-        r = f % window
-        n1 = r + 1
-        # Suffix length; 0 at the end of a block and in block 1 (its predecessor is the padding).
-        n2 = np.where(f >= 2 * window, window - 1 - r, 0)
-        cnt = (n1 + n2).astype(np.float64)[:, None]             # = min(k + 1, window)
-
-        def prefix(x):   # per-block inclusive cumulative sums, flat, at the new positions
-            return np.cumsum(x, axis=2).reshape(2, -1, n)[:, lo:hi]
-
-        def suffix(x):   # per-block suffix sums from offset r + 1 (garbage where n2 == 0)
-            q = np.cumsum(x[:, :, ::-1], axis=2)[:, :, ::-1].reshape(2, -1, n)
-            return q[:, lo - window + 1:hi - window + 1]
-
-        if not self.centered:
-            # RMS: sums of squares of positive terms only, no shift needed.
-            z2 = zb * zb
-            sumsq = prefix(z2) + suffix(z2) * (n2 > 0)[:, None]
-            var = sumsq / cnt
-        else:
-            # Each piece is summed about a value inside the window (the first value of block j,
-            # the last of block j-1), then the two are merged with Chan's formula.
-            first, last = zb[:, :, :1], zb[:, :, -1:]
-            dp, ds = zb - first, zb - last
-            s1, ss1 = prefix(dp), prefix(dp * dp)
-            s2, ss2 = suffix(ds), suffix(ds * ds)
-            n1f = n1.astype(np.float64)[:, None]
-            n2f = n2.astype(np.float64)[:, None]
-            mean1 = s1 / n1f                                    # about first_j
-            mean2 = s2 / np.maximum(n2f, 1.0)                   # about last_{j-1}
-            m2 = np.maximum(ss1 - s1 * mean1, 0.0)
-            m2 += np.maximum(ss2 - s2 * mean2, 0.0) * (n2f > 0)
-            # first_j - last_{j-1} per block, spread over the new positions.
-            jump = (first[:, 1:, 0] - last[:, :-1, 0])          # (2, nb - 1, n), block j at j - 1
-            jump = np.repeat(jump, window, axis=1)[:, lo - window:hi - window]
-            delta = mean2 - mean1 - jump                        # mean of piece 2 - mean of piece 1
-            m2 += delta * delta * (n1f * n2f / cnt)
-            var = m2 / cnt
-        return np.sqrt(np.maximum(var, 0.0, out=var), out=var)
-
-    def _decide_many(self, std_acc: np.ndarray, active0: np.ndarray) -> np.ndarray:
+    def _decide_many(self, std_acc: np.ndarray, active0: np.ndarray, count0: int) -> np.ndarray:
         """The switching law over accepted rows: a per-joint forward fill of "clearly better"
         events.
 
         After a row with at least ``min_samples`` errors in its window, "to network 1" fires when
         ``std_b < (1 - h) std_a`` and "to network 0" when ``std_a < (1 - h) std_b`` (never both);
         otherwise the choice is kept, so the choice after row i is the one of the last event at or
-        before i, or the choice before the batch. Returns the choices (m, n).
+        before i, or the choice before the batch (``active0``, with ``count0`` errors in the
+        window). Returns the choices (m, n).
         """
         m = std_acc.shape[1]
         sa, sb = std_acc[0], std_acc[1]
         to_b = sb < self._keep * sa
         event = to_b | (sa < self._keep * sb)
-        first_eligible = max(self.min_samples - self._count - 1, 0)   # rows before: too few errors
+        first_eligible = max(self.min_samples - count0 - 1, 0)   # rows before: too few errors
         event[:first_eligible] = False
         rows = np.where(event, np.arange(m)[:, None], -1)
         np.maximum.accumulate(rows, axis=0, out=rows)
         return np.where(rows >= 0, np.take_along_axis(to_b, np.maximum(rows, 0), axis=0),
                         active0[None]).astype(np.int64)
-
-    def _store(self, new: np.ndarray, std_last: np.ndarray, active_last: np.ndarray) -> None:
-        """Leave ring, position, count, sums, std and choice as the sequential updates would."""
-        window, m = self.window, new.shape[1]
-        keep = min(m, window)
-        idx = (self._pos + np.arange(m - keep, m)) % window
-        self._err[:, idx] = new[:, m - keep:]
-        self._pos = (self._pos + m) % window
-        self._count = min(self._count + m, window)
-        self._resum()
-        self._std[...] = std_last
-        self._active[...] = active_last
-        self._set_masks()
 
     # ------------------------------------------------------------------ output
     def select(self, pred_a, pred_b=None) -> IdentifierOutput:
