@@ -95,6 +95,8 @@ def test_name_hardware_id_and_the_values(stats):
     assert values['checkpoint'] == 'ok 01:02:03' and values['trajectories'] == 4
     assert values['received'] == 50 and values['trainer'] == 'process'
     assert values['rate_hz_estimated'] is not None                 # 100 Hz stream
+    assert values['identifier_switches'] == '0,0'               # one count per joint
+    assert values['active_networks'] == 'lstm,lstm'
     for name in stats['learners']:                              # one block per network
         assert values[f'{name}.buffer_fill'].endswith('/1000') and f'{name}.steps' in values
     assert stats['learners']
@@ -108,6 +110,11 @@ def test_no_latencies_and_no_reception_times_give_nan_not_an_error(stats):
                                       latency_count=1)).values)
     assert values['callback_latency_p99_us'] == '5.0'
     assert values['reception_latency_p50_us'] == 'nan'
+
+
+def test_identifier_switches_are_reported_per_joint_in_joint_order(stats):
+    values = dict(the_status(snapshot({**stats, 'identifier_switches': [3, 0]})).values)
+    assert values['identifier_switches'] == '3,0'
 
 
 def test_rejected_counts_add_the_estimators_nonfinite_count(stats):

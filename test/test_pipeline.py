@@ -546,6 +546,13 @@ def test_process_batch_equals_process_sample_by_sample(dual):
     if dual:
         actives = np.array([o.active for o in outputs])
         assert (actives == 1).any()                     # the identifier switched somewhere
+        # the stats count every change of a joint's choice (the published ones at least: a
+        # change may also fall on a sample without an output)
+        published = np.count_nonzero(np.diff(np.vstack([np.zeros((1, 2)), actives]), axis=0),
+                                     axis=0)
+        switches = batch.stats()['identifier_switches']
+        assert switches == ref.stats()['identifier_switches']
+        assert all(s >= p for s, p in zip(switches, published)) and sum(published) > 0
     # the gap and the rejected samples: the same counts, the same warming-up samples
     for key in ('samples', 'outputs', 'warming_up', 'dropped_nonfinite', 'stream_resets'):
         assert batch.counters[key] == ref.counters[key], key

@@ -465,6 +465,9 @@ class Pipeline:
             'weights_version': self.weights_version,
             'active': [self.config.predictor_labels[int(i)] for i in self.identifier.active]
             if self.dual else [self.config.predictor_labels[0]] * self.n,
+            # per joint, changes of the active network since start (a joint flapping between
+            # two predictors steps its torque with every change)
+            'identifier_switches': [int(k) for k in self.identifier.switches_per_joint],
             'rate_hz': self.estimator.rate_hz,
             'filter_delay_s': self.estimator.delay_s,
             'checkpoint_running': self.learning.saving,

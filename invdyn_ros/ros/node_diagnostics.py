@@ -172,6 +172,7 @@ def statuses(s: Snapshot) -> list[Status]:
         ('ready', stats['ready']),
         ('recent_nmse', stats['recent_nmse']),
         ('active_networks', ','.join(stats['active'])),
+        ('identifier_switches', ','.join(str(k) for k in stats['identifier_switches'])),
         ('weights_version', stats['weights_version']),
         ('filter_delay_ms', None if stats['filter_delay_s'] is None
          else round(1e3 * stats['filter_delay_s'], 3)),
