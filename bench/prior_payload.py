@@ -8,7 +8,8 @@ the node runs it (``config/ur5.yaml``'s learning settings, ``prior: rnea``, the 
 masses and inertias off by up to +-25 %, no payload; the residual LSTM trained inline,
 deterministically). Scored: the rolling RMS (1 s) of the pipeline's output torque against the
 measured (filtered) effort; "recovered" is the first time after the change from which the rolling
-error stays within ``--within`` x its level over the last 5 s before the change::
+error stays within ``--within`` x its level over the last 5 s before the change
+(``demo_metrics.error_recovery``, the rule ``invdyn_demo --payload-change`` reports as well)::
 
     .venv/bin/python bench/prior_payload.py [--before-s 30] [--after-s 30] [--payload 3] [--control]
 
@@ -31,6 +32,7 @@ import yaml
 from common import Recorder, format_machine, machine_info, save_results
 from invdyn_ros.pipeline.pipeline import Pipeline, PipelineConfig, make_trainer
 from invdyn_ros.sim.arm import ArmConfig, SimulatedArm, find_robot_urdf, perturbed_urdf_model
+from invdyn_ros.sim.demo_metrics import RECOVERY_WINDOW_S, error_recovery, holds_from, rolling_rms
 from invdyn_ros.sim.trajectory import FourierTrajectory
 
 KP = np.array([400.0, 400.0, 300.0, 100.0, 100.0, 50.0])
@@ -61,7 +63,9 @@ def simulate(arm: SimulatedArm, traj: FourierTrajectory, before_s: float, after_
 
 def rolling_error(args: argparse.Namespace, out: Recorder, T: np.ndarray, Q: np.ndarray,
                   QD: np.ndarray, TAU: np.ndarray, rate: float) -> np.ndarray:
-    """The pipeline's output against the filtered effort over the stream: rolling (1 s) RMS."""
+    """The pipeline's output against the filtered effort over the stream: the rolling RMS over
+    ``RECOVERY_WINDOW_S`` (1 s; ``demo_metrics.rolling_rms``, what invdyn_demo --payload-change
+    reports too)."""
     cfg_file = Path(__file__).resolve().parents[1] / 'config' / 'ur5.yaml'
     params = yaml.safe_load(cfg_file.read_text())['invdyn_node']['ros__parameters']
     for k in NODE_ONLY:
@@ -74,31 +78,16 @@ def rolling_error(args: argparse.Namespace, out: Recorder, T: np.ndarray, Q: np.
         params.pop('robot_description')
     cfg = PipelineConfig.from_params(params)
     t0 = time.perf_counter()
-    err = np.full(len(T), np.nan)
+    err = np.full(TAU.shape, np.nan)
     with Pipeline(cfg, make_trainer(cfg, 'inline')) as pl:
         for k in range(len(T)):
             o = pl.process(T[k], Q[k], QD[k], TAU[k])
             if o is not None and o.tau is not None:
-                err[k] = np.sqrt(np.mean((o.torque - o.tau) ** 2))
+                err[k] = o.torque - o.tau
         if pl.physics is not None and pl.physics.identification is not None:
             out(f'identification: {pl.physics.identification.counters}')
     out(f'pipeline ({args.prior}) over the stream in {time.perf_counter() - t0:.0f} s')
-    win = int(rate)
-    e2 = np.where(np.isfinite(err), err ** 2, 0.0)
-    cnt = np.isfinite(err).astype(float)
-    cs, cc = np.cumsum(e2), np.cumsum(cnt)
-    roll = np.full(len(T), np.nan)
-    roll[win:] = np.sqrt((cs[win:] - cs[:-win]) / np.maximum(cc[win:] - cc[:-win], 1))
-    return roll
-
-
-def holds_from(ok: np.ndarray, rate: float) -> float | None:
-    """Seconds from the first sample of ``ok`` after which it holds to the end; None if its last
-    sample fails."""
-    bad = np.flatnonzero(~ok)
-    if bad.size and bad[-1] == len(ok) - 1:
-        return None
-    return 0.0 if not bad.size else (bad[-1] + 1) / rate
+    return rolling_rms(T, err, RECOVERY_WINDOW_S)
 
 
 def main() -> None:
@@ -127,15 +116,11 @@ def main() -> None:
         f' payload 0 -> {args.payload} kg at t = {args.before_s:.0f} s')
     rate = 1 / arm.config.dt
     roll = rolling_error(args, out, T, Q, QD, TAU, rate)
-    win = int(rate)
     change = int(round(args.before_s * rate))
-    before = float(np.nanmean(roll[change - 5 * win:change]))
+    rec = error_recovery(T, roll, T[change], args.within)    # demo_metrics: the demo's rule too
+    before, peak = rec['level'], rec['peak']
+    first_s, recovered = rec['first_within_s'], rec['stays_within_s']
     after = roll[change:]
-    ok = after <= args.within * before
-    recovered = holds_from(ok, rate)
-    first = np.flatnonzero(ok[int(0.5 * rate):])     # past the first half second of the change
-    first_s = None if not first.size else (first[0] + int(0.5 * rate)) / rate
-    peak = float(np.nanmax(after))
     out(f'rolling RMS error (1 s) before the change {before:.3f} N m, peak after {peak:.3f} N m')
     out('first back within {:.1f}x the level before: {}'.format(
         args.within, f'{first_s:.1f} s after the change' if first_s is not None else 'never'))
@@ -161,7 +146,8 @@ def main() -> None:
             f'({np.nanmax(control[late]) / before:.2f}x the level before; the run with the change: '
             f'max {np.nanmax(after[late]):.3f} N m)')
         close = after <= args.within * control
-        matched = holds_from(close, rate)
+        matched = holds_from(close)
+        matched = None if matched is None else matched / rate
         out('within {:.1f}x of the arm that carried it from the start, at every instant: {}'.format(
             args.within, f'from {matched:.1f} s after the change' if matched is not None else
             'NOT by the end'))

@@ -7,8 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from invdyn_ros.sim.demo_metrics import (not_ready_seconds, payload_change_metrics, prediction_nmse,
-                                         reference_distance, rolling_nmse, tracking_rms)
+from invdyn_ros.sim.demo_metrics import (RECOVERY_SKIP_S, RECOVERY_WINDOW_S, error_recovery,
+                                         holds_from, not_ready_seconds, payload_change_metrics,
+                                         prediction_nmse, reference_distance, rolling_nmse,
+                                         rolling_rms, tracking_rms)
 from invdyn_ros.sim.demo_schedule import DemoError
 
 
@@ -59,6 +61,61 @@ def test_payload_change_recovery_time_known_answer():
     cut = t < t_change + 12.0
     never = payload_change_metrics(t[cut], applied[cut], predicted[cut], t_change, period)
     assert not never['recovered'] and never['recovery_s'] is None
+
+
+def test_rolling_rms_is_time_based_over_joints_and_skips_bad_rows():
+    t = np.array([0.0, 0.1, 0.2, 5.0, 5.1, 5.2])
+    diff = np.array([[3.0, 4.0], [3.0, 4.0], [np.nan, 0.0], [1.0, 1.0], [0.0, 0.0], [1.0, 7.0]])
+    roll = rolling_rms(t, diff, window_s=1.0)
+    # mean square over joints per row: 12.5, 12.5, (left out), 1, 0, 25
+    np.testing.assert_allclose(roll, np.sqrt([12.5, 12.5, 12.5, 1.0, 0.5, 26.0 / 3]))
+    assert np.isnan(rolling_rms(np.array([0.0]), np.array([[np.inf, 0.0]]), 1.0)[0])
+
+
+def test_holds_from():
+    assert holds_from(np.array([False, True, False, True, True])) == 3
+    assert holds_from(np.array([True, True])) == 0
+    assert holds_from(np.array([True, False])) is None
+    assert holds_from(np.array([], bool)) is None
+
+
+def test_error_recovery_known_answer():
+    """An error of 0.1 for 20 s, 10x for 3 s after a change at t = 20 s, then 0.12 (first and
+    last back within 1.5x once the 1 s window has left the bad stretch), then 0.2 (2x: it does
+    not stay)."""
+    dt = 0.002
+    t = np.arange(0.0, 40.0, dt)
+    level = np.where(t < 20.0, 0.1, np.where(t < 23.0, 1.0, 0.12))
+    diff = level[:, None] * np.ones((1, 3))
+    rec = error_recovery(t, rolling_rms(t, diff, RECOVERY_WINDOW_S), 20.0)
+    assert rec['level'] == pytest.approx(0.1) and rec['peak'] == pytest.approx(1.0)
+    # within 1.5x = 0.15 once the bad share of the window is small: (x + 0.0144 (1 - x)) <= 0.0225
+    bad_share = (0.0225 - 0.0144) / (1.0 - 0.0144)
+    expected = 3.0 + RECOVERY_WINDOW_S * (1 - bad_share)
+    assert rec['first_within_s'] == pytest.approx(expected, abs=2 * dt)
+    assert rec['stays_within_s'] == pytest.approx(expected, abs=2 * dt)
+    worse = np.where(t < 30.0, level, 0.2)
+    rec = error_recovery(t, rolling_rms(t, worse[:, None], RECOVERY_WINDOW_S), 20.0)
+    assert rec['first_within_s'] == pytest.approx(expected, abs=2 * dt)
+    assert rec['stays_within_s'] is None
+    # a change right back to the old level: "first" waits RECOVERY_SKIP_S, "stays" does not
+    calm = np.full_like(t, 0.1)
+    rec = error_recovery(t, rolling_rms(t, calm[:, None], RECOVERY_WINDOW_S), 20.0)
+    assert rec['first_within_s'] == pytest.approx(RECOVERY_SKIP_S, abs=dt)
+    assert rec['stays_within_s'] == 0.0
+
+
+def test_payload_change_metrics_report_the_rms_recovery_too():
+    dt, t_change = 0.002, 20.0
+    t = np.arange(0.0, 40.0, dt)
+    applied = np.stack([10 * np.sin(t), 5 * np.cos(0.7 * t)], axis=1)
+    err = np.where((t >= t_change) & (t < t_change + 3.0), 1.0, 0.1)
+    res = payload_change_metrics(t, applied, applied + err[:, None], t_change, 10.0)
+    assert res['error_rms_before'] == pytest.approx(0.1)
+    assert res['error_rms_peak'] == pytest.approx(1.0)
+    assert 3.0 < res['error_rms_first_within_s'] < 3.0 + RECOVERY_WINDOW_S
+    assert res['error_rms_stays_within_s'] == res['error_rms_first_within_s']
+    assert res['error_rms_window_s'] == RECOVERY_WINDOW_S
 
 
 # ============================================================================ recorder, summary

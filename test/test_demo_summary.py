@@ -136,6 +136,27 @@ def test_summary_with_payload_change_and_never_ready():
     assert len(summary['tracking_rms_payload']) == 3
 
 
+def test_payload_change_is_scored_within_its_phase_not_on_the_unseen_reference_after_it():
+    """The unseen phases follow the payload phase; their larger error is the new reference's,
+    not the payload's, and must not count as "not recovered"."""
+    s = build_schedule(330.0, payload_change=True, payload_after_kg=3.0, unseen_s=60.0)
+    run = _synthetic_run(s).snapshot()
+    payload, unseen = s.get('payload'), s.get('learned_unseen')
+    assert payload.end_s <= unseen.start_s
+    later = run.t_pred >= payload.end_s
+    run.predicted[later] += 2.0                        # 20x the prediction noise of 0.1
+    change = build_summary(run, s, rate_hz=500.0)['payload_change']
+    # no change in error at the payload change (the synthetic noise is the same throughout)
+    assert change['error_rms_before'] == pytest.approx(0.1, rel=0.1)
+    assert change['error_rms_first_within_s'] == pytest.approx(0.5, abs=0.01)
+    assert change['error_rms_stays_within_s'] == 0.0
+    assert change['error_rms_peak'] < 0.15
+    assert change['final_period_nmse'] < 1.5 * change['pre_change_nmse']
+    assert change['recovered']
+    assert 'first back within 1.5x after 0.5 s' in format_table(
+        build_summary(run, s, rate_hz=500.0))
+
+
 def test_validate_summary_rejects_bad_values(tmp_path):
     good = {'tracking_rms_pd': [1.0, 2.0], 'tracking_rms_learned': [1.0, 2.0],
             'tracking_rms_ideal': [1.0, 2.0], 'prediction_nmse': [0.1, 0.2],

@@ -28,7 +28,9 @@ Phases (:func:`build_schedule`), in this order:
               ceiling;
 ``payload``   (only with a payload change) PD + learned feedforward; the payload changes
               ``payload_change_after_s`` into the phase, and the prediction error's jump and
-              recovery are measured. It comes after ``ideal`` so that PD, learned and ideal are all
+              recovery are measured within this phase (``demo_metrics.payload_change_metrics``:
+              the period nMSE's recovery, and ``bench/prior_payload.py``'s rule on the 1 s
+              rolling RMS error). It comes after ``ideal`` so that PD, learned and ideal are all
               measured with the same payload.
 
 The generalization part (the last ``unseen_s`` seconds, :func:`default_unseen_s`; none when 0):

@@ -15,11 +15,22 @@ from invdyn_ros.sim.demo_schedule import DemoError
 from invdyn_ros.stages.readiness import window_nmse
 
 __all__ = ['tracking_rms', 'prediction_nmse', 'rolling_nmse', 'payload_change_metrics',
-           'not_ready_seconds', 'reference_distance', 'MIN_TORQUE_STD']
+           'not_ready_seconds', 'reference_distance', 'MIN_TORQUE_STD', 'rolling_rms',
+           'holds_from', 'error_recovery', 'RECOVERY_WINDOW_S', 'RECOVERY_LEVEL_S',
+           'RECOVERY_SKIP_S']
 
 #: Floor of a torque std used to normalise errors (N m): a joint that barely moves must not turn
 #: a microscopic error into a huge nMSE.
 MIN_TORQUE_STD = 1e-3
+
+#: The payload change's error recovery in N m (:func:`error_recovery`, also what
+#: ``bench/prior_payload.py`` reports): a rolling RMS over this many seconds, ...
+RECOVERY_WINDOW_S = 1.0
+#: ... its level before the change: the mean of that rolling RMS over this many seconds ...
+RECOVERY_LEVEL_S = 5.0
+#: ... and "first back within" counts from this long after the change (the window that ends
+#: right after the change still holds the samples before it).
+RECOVERY_SKIP_S = 0.5
 
 
 def _window(t: np.ndarray, t0: float, t1: float) -> np.ndarray:
@@ -66,6 +77,58 @@ def _nmse_over(t: np.ndarray, applied: np.ndarray, predicted: np.ndarray, std: n
     return float(np.mean(np.square((predicted[sel] - applied[sel]) / std)))
 
 
+def rolling_rms(t: np.ndarray, diff: np.ndarray, window_s: float) -> np.ndarray:
+    """At each sample, the RMS of ``diff`` (N, n) over joints and over the samples of the
+    preceding ``window_s`` seconds (``(t - window_s, t]``, time-based like :func:`rolling_nmse`).
+    Rows with a non-finite value are left out; NaN where a window holds none."""
+    t = np.asarray(t, float)
+    d = np.asarray(diff, float).reshape(len(t), -1)
+    ok = np.isfinite(d).all(axis=1)
+    sq = np.mean(np.square(np.where(ok[:, None], d, 0.0)), axis=1)
+    sums = np.concatenate(([0.0], np.cumsum(sq)))
+    counts = np.concatenate(([0], np.cumsum(ok)))
+    lo = np.searchsorted(t, t - window_s, side='right')
+    hi = np.arange(1, len(t) + 1)
+    n = counts[hi] - counts[lo]
+    return np.where(n > 0, np.sqrt(np.maximum(sums[hi] - sums[lo], 0.0) / np.maximum(n, 1)),
+                    np.nan)
+
+
+def holds_from(ok: np.ndarray) -> int | None:
+    """The first index of ``ok`` from which it holds to the end (0: everywhere); None if its last
+    element fails (or it is empty)."""
+    ok = np.asarray(ok, bool)
+    if not ok.size or not ok[-1]:
+        return None
+    bad = np.flatnonzero(~ok)
+    return 0 if not bad.size else int(bad[-1]) + 1
+
+
+def error_recovery(t: np.ndarray, roll: np.ndarray, t_change: float, within: float = 1.5
+                   ) -> dict[str, Any]:
+    """How fast a rolling error ``roll`` (e.g. :func:`rolling_rms` over ``RECOVERY_WINDOW_S``)
+    comes back after a change at ``t_change``, against its level before: the mean of ``roll``
+    over the ``RECOVERY_LEVEL_S`` before the change.
+
+    ``first_within_s``: the first time, at least ``RECOVERY_SKIP_S`` after the change, that
+    ``roll`` is within ``within`` x that level; ``stays_within_s``: the time from which it stays
+    there to the end of the data; ``peak``: its largest value after the change. Times in seconds
+    after the change, None when never."""
+    t, roll = np.asarray(t, float), np.asarray(roll, float)
+    before = (t >= t_change - RECOVERY_LEVEL_S) & (t < t_change)
+    level = float(np.nanmean(roll[before])) if np.isfinite(roll[before]).any() else math.nan
+    after = t >= t_change
+    ta, ra = t[after], roll[after]
+    with np.errstate(invalid='ignore'):
+        ok = ra <= within * level                      # NaN compares False
+    first = np.flatnonzero(ok & (ta >= t_change + RECOVERY_SKIP_S))
+    stays = holds_from(ok)
+    return {'level': level,
+            'first_within_s': float(ta[first[0]] - t_change) if first.size else None,
+            'stays_within_s': None if stays is None else float(ta[stays] - t_change),
+            'peak': float(np.nanmax(ra)) if np.isfinite(ra).any() else math.nan}
+
+
 def payload_change_metrics(t: np.ndarray, applied: np.ndarray, predicted: np.ndarray,
                            t_change: float, period_s: float, *, threshold: float = 1.5,
                            jump_window_s: float = 2.0) -> dict[str, Any]:
@@ -82,6 +145,11 @@ def payload_change_metrics(t: np.ndarray, applied: np.ndarray, predicted: np.nda
     (``rolling_nmse`` with a period-long window, all samples after the change) is back below
     ``threshold`` x the pre-change level; None when not within the run (``recovered`` says which).
     Its resolution is one period: it is never below ``period_s``.
+
+    The same change measured as ``bench/prior_payload.py`` does (:func:`error_recovery` of the
+    :func:`rolling_rms` over ``RECOVERY_WINDOW_S``, in N m, the same ``threshold``):
+    ``error_rms_before``, ``error_rms_peak``, ``error_rms_first_within_s``,
+    ``error_rms_stays_within_s``.
     """
     t = np.asarray(t, float)
     applied, predicted = np.asarray(applied, float), np.asarray(predicted, float)
@@ -99,6 +167,8 @@ def payload_change_metrics(t: np.ndarray, applied: np.ndarray, predicted: np.nda
     ok = cand[roll[cand] < threshold * max(pre_level, 1e-12)]
     recovery = float(t[ok[0]] - t_change) if len(ok) else None
     post_idx = np.flatnonzero(post)
+    rms = error_recovery(t, rolling_rms(t, predicted - applied, RECOVERY_WINDOW_S), t_change,
+                         threshold)
     return {
         'time_s': float(t_change),
         'pre_change_nmse': pre_level,
@@ -111,6 +181,11 @@ def payload_change_metrics(t: np.ndarray, applied: np.ndarray, predicted: np.nda
         'recovery_s': recovery,
         'final_period_nmse': float(roll[post_idx[-1]]),
         'period_s': float(period_s),
+        'error_rms_window_s': RECOVERY_WINDOW_S,
+        'error_rms_before': rms['level'],
+        'error_rms_peak': rms['peak'],
+        'error_rms_first_within_s': rms['first_within_s'],
+        'error_rms_stays_within_s': rms['stays_within_s'],
     }
 
 

@@ -109,7 +109,8 @@ def build_summary(run: RecordedRun, schedule: Schedule, *, rate_hz: float,
         _add_unseen(summary, run, schedule, rms, mean, applied_pred)
     if schedule.payload_change_s is not None:
         phase = schedule.get('payload')
-        sel = run.t_pred >= phase.start_s
+        # the payload phase only: the unseen reference that follows it changes the error anyway
+        sel = (run.t_pred >= phase.start_s) & (run.t_pred < phase.end_s)
         change = payload_change_metrics(run.t_pred[sel], applied_pred[sel], run.predicted[sel],
                                         schedule.payload_change_s, schedule.period_s)
         ready_again = [t for t, ready in run.ready_events

@@ -77,8 +77,23 @@ def _table_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]], li
                      f't={change["time_s"]:g} s: prediction nMSE {change["pre_change_nmse"]:.4f} '
                      f'(period before) -> {change["nmse_after_change"]:.4f} (first 2 s after, '
                      f'{change["jump"]:.1f}x the same motion before), {rec}'
-                     + (f'; node ready again after {ready:.1f} s' if ready is not None else ''))
+                     + (f'; node ready again after {ready:.1f} s' if ready is not None else '')
+                     + _rms_recovery_words(change))
     return header, rows, notes
+
+
+def _rms_recovery_words(change: dict[str, Any]) -> str:
+    """The change measured as bench/prior_payload.py does (demo_metrics.error_recovery)."""
+    if 'error_rms_before' not in change:
+        return ''
+
+    def when(s: float | None) -> str:
+        return 'never' if s is None else f'after {s:.1f} s'
+    return (f'; rolling {change["error_rms_window_s"]:g} s RMS error '
+            f'{change["error_rms_before"]:.3f} N m before (peak {change["error_rms_peak"]:.3f}), '
+            f'first back within {change["threshold"]:g}x '
+            f'{when(change["error_rms_first_within_s"])}, stays within it '
+            f'{when(change["error_rms_stays_within_s"])}')
 
 
 def _unseen_words(summary: dict[str, Any]) -> str:
