@@ -188,6 +188,7 @@ class InvdynNode(LifecycleNode):
         self._abort = abort
         self._configured = False
         self._gate: FeedforwardGate | None = None   # what ~/feedforward carries (configure)
+        self._checkpoints: CheckpointService | None = None   # the save service (configure)
         self._closed = False
         self._entities: list[tuple[Any, Any]] = []
         # not rclpy's automatic declaration: it declares every override statically typed, and an
@@ -301,6 +302,7 @@ class InvdynNode(LifecycleNode):
                 except (InvdynError, OSError) as exc:
                     self.get_logger().error(f'final checkpoint failed: {exc}')
             pipeline.close()
+        self._checkpoints = None             # it holds the pipeline
         entities, self._entities = self._entities, []
         for destroy, entity in entities:
             try:
