@@ -94,7 +94,8 @@ def main() -> None:
             f'{r.nmse_mean:>8.5f}  {np.round(rms, 4).tolist()}')
     costs = update_costs(urdf, qa, qda)
     out('identification update (regressor + statistics; the node runs at most '
-        f'{IDENTIFICATION_RATE_HZ:g} a second, after the publish): ' + ', '.join(f'{k} {v:.1f} µs' for k, v in costs.items()) +
+        f'{IDENTIFICATION_RATE_HZ:g} a second, after the publish): '
+        + ', '.join(f'{k} {v:.1f} µs' for k, v in costs.items()) +
         ' (median of 2000)')
     save_results(args.save, out.text, {'machine': machine_info(), 'args': vars(args),
                                        'results': rows, 'update_us': costs})

@@ -62,7 +62,7 @@ def simulate(arm: SimulatedArm, traj: FourierTrajectory, before_s: float, after_
 
 
 def rolling_error(args: argparse.Namespace, out: Recorder, T: np.ndarray, Q: np.ndarray,
-                  QD: np.ndarray, TAU: np.ndarray, rate: float) -> np.ndarray:
+                  QD: np.ndarray, TAU: np.ndarray) -> np.ndarray:
     """The pipeline's output against the filtered effort over the stream: the rolling RMS over
     ``RECOVERY_WINDOW_S`` (1 s; ``demo_metrics.rolling_rms``, what invdyn_demo --payload-change
     reports too)."""
@@ -115,7 +115,7 @@ def main() -> None:
     out(f'simulated {T[-1]:.0f} s at {1 / arm.config.dt:.0f} Hz in {time.perf_counter() - t0:.0f} s;'
         f' payload 0 -> {args.payload} kg at t = {args.before_s:.0f} s')
     rate = 1 / arm.config.dt
-    roll = rolling_error(args, out, T, Q, QD, TAU, rate)
+    roll = rolling_error(args, out, T, Q, QD, TAU)
     change = int(round(args.before_s * rate))
     rec = error_recovery(T, roll, T[change], args.within)    # demo_metrics: the demo's rule too
     before, peak = rec['level'], rec['peak']
@@ -133,9 +133,10 @@ def main() -> None:
             out(f'  {s:>2} s after: {after[i]:.3f} N m ({after[i] / before:.2f}x)')
     extra = {}
     if args.control:
-        _, Qc, QDc, TAUc = simulate(SimulatedArm(config), traj, 0.0, args.before_s + args.after_s, args.payload)
+        _, Qc, QDc, TAUc = simulate(SimulatedArm(config), traj, 0.0,
+                                    args.before_s + args.after_s, args.payload)
         out(f'control: the same arm and motion carrying {args.payload} kg from the start')
-        control = rolling_error(args, out, T, Qc, QDc, TAUc, rate)[change:]
+        control = rolling_error(args, out, T, Qc, QDc, TAUc)[change:]
         for s in (1, 2, 5, 10, 20):
             i = int(s * rate)
             if i < len(after):

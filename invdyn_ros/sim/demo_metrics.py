@@ -12,7 +12,7 @@ import numpy as np
 
 from invdyn_ros import metrics
 from invdyn_ros.sim.demo_schedule import DemoError
-from invdyn_ros.stages.readiness import window_nmse
+from invdyn_ros.stages.readiness import window_nmse, window_sums
 
 __all__ = ['tracking_rms', 'prediction_nmse', 'rolling_nmse', 'payload_change_metrics',
            'not_ready_seconds', 'reference_distance', 'MIN_TORQUE_STD', 'rolling_rms',
@@ -85,13 +85,9 @@ def rolling_rms(t: np.ndarray, diff: np.ndarray, window_s: float) -> np.ndarray:
     d = np.asarray(diff, float).reshape(len(t), -1)
     ok = np.isfinite(d).all(axis=1)
     sq = np.mean(np.square(np.where(ok[:, None], d, 0.0)), axis=1)
-    sums = np.concatenate(([0.0], np.cumsum(sq)))
-    counts = np.concatenate(([0], np.cumsum(ok)))
     lo = np.searchsorted(t, t - window_s, side='right')
-    hi = np.arange(1, len(t) + 1)
-    n = counts[hi] - counts[lo]
-    return np.where(n > 0, np.sqrt(np.maximum(sums[hi] - sums[lo], 0.0) / np.maximum(n, 1)),
-                    np.nan)
+    sums, n = window_sums(np.stack((sq, ok), axis=1), lo, np.arange(1, len(t) + 1)).T
+    return np.where(n > 0, np.sqrt(np.maximum(sums, 0.0) / np.maximum(n, 1)), np.nan)
 
 
 def holds_from(ok: np.ndarray) -> int | None:
