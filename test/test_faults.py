@@ -29,8 +29,8 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 rclpy = pytest.importorskip('rclpy')
 from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
-from test_node import (START_TIMEOUT, Harness, log_of, start_node, stop_node,  # noqa: E402
-                       write_params)
+from test_node import (START_TIMEOUT, Harness, call_service, log_of,  # noqa: E402
+                       start_node, stop_node, write_params)
 
 from invdyn_ros.learning import checkpoints  # noqa: E402
 
@@ -312,13 +312,10 @@ class _DiagHarness(Harness):
                 self.diags.append(d)
 
 
-def _call(h: Harness, timeout: float = 60.0):
-    future = h.save_client.call_async(Trigger.Request())
-    deadline = time.monotonic() + timeout
-    while not future.done() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert future.done(), 'no answer from ~/save_checkpoint'
-    return future.result()
+def _call(h: Harness, proc):
+    """~/save_checkpoint: sent again only after 30 s without an answer (a lost response), long
+    after a save here ends, so the repeat never meets the first save still running."""
+    return call_service(h.save_client, Trigger.Request(), proc, resend_after=30.0)
 
 
 def test_a_full_disk_answers_success_false_warns_and_keeps_the_last_checkpoint(tmp_path):
@@ -336,8 +333,7 @@ def test_a_full_disk_answers_success_false_warns_and_keeps_the_last_checkpoint(t
         proc = launch(tmp_path, 'node', checkpoint_path=str(prefix))
         h = _DiagHarness()
         h.wait_for_node(proc)
-        assert h.save_client.wait_for_service(timeout_sec=30)
-        good = _call(h)
+        good = _call(h, proc)
         assert good.success, good.message
         assert_consistent(prefix)
         before = snapshot(mnt)
@@ -348,7 +344,7 @@ def test_a_full_disk_answers_success_false_warns_and_keeps_the_last_checkpoint(t
                     f.flush()
             except OSError as exc:
                 assert exc.errno == errno.ENOSPC
-        bad = _call(h)
+        bad = _call(h, proc)
         print('full disk:', bad.message)
         assert not bad.success
         assert 'checkpoint failed' in bad.message and ('No space' in bad.message
@@ -361,7 +357,7 @@ def test_a_full_disk_answers_success_false_warns_and_keeps_the_last_checkpoint(t
         assert after == before                          # the last good set, untouched
         assert_consistent(prefix)
         (mnt / 'filler').unlink()
-        assert _call(h).success                        # room again: saves again
+        assert _call(h, proc).success                  # room again: saves again
         h.wait_diag(lambda d: 'checkpoint failed' not in d['_message'])
     finally:
         if h is not None:

@@ -12,7 +12,8 @@ import rclpy
 from rcl_interfaces.srv import DescribeParameters, GetParameters
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
-from test_node import REPO, START_TIMEOUT, log_of, start_node, stop_node, write_params
+from test_node import (REPO, START_TIMEOUT, call_service, log_of, start_node, stop_node,
+                       write_params)
 
 from invdyn_ros.errors import ConfigError
 from invdyn_ros.pipeline.config import PipelineConfig
@@ -171,11 +172,8 @@ def test_the_running_node_declares_every_parameter_from_the_table(tmp_path):
         names = list(PARAMETER_DOCS)
 
         def call(client, request):
-            future = client.call_async(request)
-            while not future.done():
-                assert time.monotonic() < deadline, log_of(proc)[-3000:]
-                executor.spin_once(timeout_sec=0.1)
-            return future.result()
+            return call_service(client, request, proc,
+                                spin=lambda s: executor.spin_once(timeout_sec=s))
 
         descriptors = call(describe, DescribeParameters.Request(names=names)).descriptors
         values = call(get, GetParameters.Request(names=['window', 'stale_timeout_s',
