@@ -91,10 +91,14 @@ class Lifecycle:
                               resend_after=None, allow_no_answer=True)
         if answer is not None:
             return answer.success
+        return self.settled_state(proc, timeout) == self.GOAL[transition_id]
+
+    def settled_state(self, proc, timeout: float = 120.0) -> str:
+        """The node's state once no transition is under way (or after ``timeout``)."""
         deadline = time.monotonic() + timeout
         while (state := self.state(proc)) in self.BUSY and time.monotonic() < deadline:
             time.sleep(0.2)
-        return state == self.GOAL[transition_id]
+        return state
 
 
 def test_transitions_over_the_lifecycle_services(tmp_path):
@@ -233,9 +237,11 @@ def test_configure_waits_for_the_robot_description_inside_the_service_call(tmp_p
                    proc, 'configure did not wait for the robot description')
         assert not future.done()
         desc = DescriptionPublisher(find_robot_urdf('ur5').read_text())
-        wait_until(future.done, proc, 'configure did not finish after the URDF came', 120.0)
-        assert future.result().success
-        assert 'robot description received on /robot_description' in log_of(proc)
+        wait_until(lambda: 'robot description received on /robot_description' in log_of(proc),
+                   proc, 'the URDF did not arrive', 120.0)
+        # configure's answer may be lost (see Lifecycle): the state the node ends in decides
+        assert life.settled_state(proc) == 'inactive'
+        assert not future.done() or future.result().success
         assert life.transition(Transition.TRANSITION_ACTIVATE, proc)
         h.wait_for_node(proc)
         q0 = np.array([0.2, -1.0, 1.2, -1.5, -1.4, 0.1])
