@@ -1,36 +1,36 @@
-"""The process trainer (what the node uses) and the trainer factory.
+"""The process trainer (what the node uses, its owner's side) and the trainer factory.
 
 The trainers' interface, their shared loop and the in-process trainers are in
 :mod:`invdyn_ros.learning.trainers` (re-exported here: :class:`InlineTrainer`,
 :func:`per_network_labels`, :func:`learn_chunk`); :func:`make_trainer` builds any of the three
 kinds (:data:`TRAINER_KINDS`).
 
-- :class:`ProcessTrainer` runs the learners in a ``multiprocessing`` *spawn* worker so training never
-  stalls the control loop: ``submit`` only appends to a local list and ships chunks with
+- :class:`ProcessTrainer` runs the learners in a ``multiprocessing`` *spawn* worker so training
+  never stalls the control loop: ``submit`` only appends to a local list and ships chunks with
   ``put_nowait`` on a bounded queue (a full queue drops the chunk and counts it: the caller never
-  blocks); the worker learns every sample (prequential, ``updates_per_sample`` steps each, as inline)
-  and spends its spare time on extra Adam steps up to ``max_updates_per_sample``; every
-  ``publish_period_s`` it sends the exported weights back, which ``poll`` picks up without blocking.
-  Weights and samples cross the process boundary as numpy arrays (plain pickles; torch's
-  shared-memory tensor passing needs file descriptors and the sender alive, both fragile here) and
-  are turned back into CPU tensors on arrival.
+  blocks); the worker learns every sample (prequential, ``updates_per_sample`` steps each, as
+  inline) and spends its spare time on extra Adam steps up to ``max_updates_per_sample``; every
+  ``publish_period_s`` it sends the exported weights back, which ``poll`` picks up without
+  blocking. Weights and samples cross the process boundary as numpy arrays and are turned back
+  into CPU tensors on arrival.
+
+The code that runs inside the worker process -- its loop (``_worker_main``, the spawn target),
+its parent-death handling, the tensor <-> numpy conversions and the messages on the four queues
+-- is in :mod:`invdyn_ros.learning.training_worker`; this module holds the owner's side (queues,
+weights, the save handshake, the stop sequence).
 
 Checkpoints: ``save(prefix, joint_names=None)`` writes one checkpoint *set*: a file per network,
-``checkpoint_path(prefix, name)`` (``<prefix>.<name>.pt``), and the manifest ``<prefix>.manifest.json``
-written last (:mod:`invdyn_ros.learning.checkpoints`: atomic as a whole, sha256-verified on load);
-every trainer resumes from such sets (``checkpoint=prefix``) or from files (a ``{name: path}``
-mapping).
+``checkpoint_path(prefix, name)`` (``<prefix>.<name>.pt``), and the manifest
+``<prefix>.manifest.json`` written last (:mod:`invdyn_ros.learning.checkpoints`: atomic as a
+whole, sha256-verified on load); every trainer resumes from such sets (``checkpoint=prefix``) or
+from files (a ``{name: path}`` mapping).
 
 The worker process of :class:`ProcessTrainer` cannot outlive its owner: it ignores SIGINT and
-SIGTERM (a stop signal to the whole process group must not kill it before the owner has saved
-its state; the owner stops it), gets SIGKILL when the thread that started it dies
-(``PR_SET_PDEATHSIG``, Linux; set when the owner is its process's main thread), checks that its
-parent is alive on every loop, and never waits on a pipe at exit (its queue feeder threads are
-not joined: a full pipe whose reader is gone would hold the exit forever).
-
-Size: just over 500 lines because the worker's loop and its owner's side (queue, weights, the
-save handshake, the stop sequence) are one protocol across a process boundary; split, each half
-would need the other's constants and message shapes.
+SIGTERM (the owner ignores them too while it starts the worker, which inherits that, and stops
+it itself after saving), gets SIGKILL when the thread that started it dies
+(``PR_SET_PDEATHSIG``, asked for here when the owner is its process's main thread), checks that
+its parent is alive on every loop, and never waits on a pipe at exit (details in
+:mod:`invdyn_ros.learning.training_worker`).
 """
 from __future__ import annotations
 
@@ -41,7 +41,6 @@ import queue
 import signal
 import threading
 import time
-import traceback
 import weakref
 from typing import Any, Mapping, Sequence
 
@@ -52,9 +51,9 @@ from invdyn_ros.errors import CheckpointError, ConfigError
 from invdyn_ros.errors import TrainerError  # noqa: F401 (re-exported)
 from invdyn_ros.learning.checkpoints import checkpoint_path, checkpoint_to_resume
 from invdyn_ros.learning.learner import LearnerConfig
-from invdyn_ros.learning.trainers import (InlineTrainer, ThreadTrainer, TrainingLoop,
-                                          build_learners, check_networks, learn_chunk,
-                                          per_network_labels, resolve_checkpoints)
+from invdyn_ros.learning.trainers import (InlineTrainer, ThreadTrainer, check_networks,
+                                          learn_chunk, per_network_labels, resolve_checkpoints)
+from invdyn_ros.learning.training_worker import _to_torch_tree, _worker_main
 
 __all__ = ['InlineTrainer', 'ProcessTrainer', 'TrainerError', 'checkpoint_path', 'make_trainer',
            'TRAINER_KINDS', 'learn_chunk', 'per_network_labels', 'SAVE_LEARN_BUDGET_S']
@@ -65,149 +64,16 @@ __all__ = ['InlineTrainer', 'ProcessTrainer', 'TrainerError', 'checkpoint_path',
 #: a manual save only after it had learned its whole queue (seconds to minutes).
 SAVE_LEARN_BUDGET_S = 1.0
 
-# ============================================================================ process
-def _to_numpy_tree(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu().numpy()
-    if isinstance(obj, dict):
-        return {k: _to_numpy_tree(v) for k, v in obj.items()}
-    return obj
 
-
-def _to_torch_tree(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray):
-        return torch.from_numpy(obj)
-    if isinstance(obj, dict):
-        return {k: _to_torch_tree(v) for k, v in obj.items()}
-    return obj
-
-
-def _set_parent_death_signal(sig: int) -> bool:
-    """``prctl(PR_SET_PDEATHSIG, sig)`` (Linux): the kernel sends ``sig`` to this process when the
-    thread that created it exits. False where unavailable."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(1, int(sig), 0, 0, 0) == 0      # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError, TypeError):
-        return False
-
-
-def _parent_gone(parent_pid: int) -> bool:
-    """The worker's liveness check: re-parented (the owner died) or the owner's pid is gone."""
-    if os.getppid() != parent_pid:
-        return True
-    try:
-        os.kill(parent_pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        pass
-    return False
-
-
-def _worker_main(n_joints: int, nets: list[tuple[str, dict]], checkpoints: dict[str, str],
-                 samples_q: Any, control_q: Any, results_q: Any, replies_q: Any,
-                 publish_period_s: float, max_updates_per_sample: float,
-                 parent_pid: int | None = None, death_signal: bool = False) -> None:
-    """The training process. Talks to the parent only through the four queues."""
-    # the owner decides when training stops (after saving), not a signal to the process group
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if parent_pid is None:
-        parent_pid = os.getppid()
-    if death_signal:
-        _set_parent_death_signal(signal.SIGKILL)
-    if _parent_gone(parent_pid):          # the owner died before the death signal was set
-        os._exit(0)
-    # Never wait on a pipe at exit: a feeder thread blocked on a full pipe (its reader gone or
-    # not reading) would hold the interpreter's exit forever (multiprocessing joins feeders).
-    results_q.cancel_join_thread()
-    replies_q.cancel_join_thread()
-    torch.set_num_threads(1)
-    parent = mp.parent_process()
-    try:
-        learners = build_learners(n_joints, [(n, LearnerConfig.from_dict(d)) for n, d in nets],
-                                  checkpoints)
-    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
-        replies_q.put(('init_error', type(exc).__name__, str(exc)))
-        _flush_briefly(replies_q, 5.0)
-        return
-
-    def send(weights: dict | None, stats: dict) -> bool:
-        try:
-            results_q.put_nowait(('weights', None if weights is None else _to_numpy_tree(weights),
-                                  stats, dict(loop.counters)))
-            return True
-        except queue.Full:
-            return False
-
-    loop = TrainingLoop(learners, send, max_updates_per_sample, publish_period_s)
-    replies_q.put(('ready', _to_numpy_tree(loop.export()), loop.stats()))
-    try:
-        while True:
-            # 1. commands first (stop / save)
-            try:
-                while True:
-                    cmd = control_q.get_nowait()
-                    if cmd[0] == 'stop':
-                        # at once: everything the owner needs has been handed over, and the
-                        # interpreter's teardown (torch) takes ~1 s of CPU, seconds under load
-                        os._exit(0)
-                    if cmd[0] == 'save':
-                        _, prefix, req, joint_names, budget, physics = cmd
-                        # learn what was submitted before the request (within the budget,
-                        # None: nothing), then write
-                        budget_end = time.monotonic() + (budget or 0.0)
-                        try:
-                            while budget is not None:
-                                loop.learn(*samples_q.get_nowait())
-                                if time.monotonic() > budget_end:
-                                    break
-                        except queue.Empty:
-                            pass
-                        try:
-                            replies_q.put(('saved', req, loop.save(prefix, joint_names,
-                                                                     physics=physics)))
-                        except Exception as exc:  # noqa: BLE001 - e.g. disk full: the parent raises
-                            replies_q.put(('save_error', req, f'{type(exc).__name__}: {exc}'))
-            except queue.Empty:
-                pass
-            # 2. one waiting chunk (then back to the commands, so stop/save stay responsive;
-            #    learning the stream has priority over extra steps), else an extra step; publish
-            try:
-                chunk = samples_q.get_nowait()
-            except queue.Empty:
-                chunk = None
-            worked = loop.turn(chunk)
-            if (parent is not None and not parent.is_alive()) or _parent_gone(parent_pid):
-                os._exit(0)   # the owner is gone: nobody reads, nothing to hand over
-            if not worked:
-                time.sleep(0.005)  # idle: nothing to learn and the step cap is reached
-    except Exception:  # noqa: BLE001 - a bug: tell the parent, then die
-        replies_q.put(('error', traceback.format_exc()))
-        _flush_briefly(replies_q, 2.0)
-        raise
-
-
-def _flush_briefly(q: Any, timeout: float) -> None:
-    """Before the worker exits: give a queue whose feeder is not joined at exit
-    (``cancel_join_thread``) up to ``timeout`` seconds to write its last messages (a reader that
-    is alive gets them; a pipe nobody reads cannot hold the exit longer than that)."""
-    q.close()
-    thread = getattr(q, '_thread', None)
-    if thread is not None:
-        thread.join(timeout)
-
-
+# ======================================================== process (the owner's side)
 class ProcessTrainer:
     """Learners in a spawned worker process; ``submit`` costs microseconds and never blocks.
 
-    ``chunk_size`` samples are shipped together (or fewer, after ``max_pending_s``); the sample queue
-    holds ``queue_chunks`` chunks, beyond which chunks are dropped and counted in
+    ``chunk_size`` samples are shipped together (or fewer, after ``max_pending_s``); the sample
+    queue holds ``queue_chunks`` chunks, beyond which chunks are dropped and counted in
     ``counters['dropped']``. ``max_updates_per_sample`` caps the worker's Adam steps per learned
-    sample (each learner's own ``updates_per_sample`` steps always happen; spare CPU time adds steps up
-    to the cap, so a small buffer is not overfitted). ``start_timeout_s`` bounds the wait for the
+    sample (each learner's own ``updates_per_sample`` steps always happen; spare CPU time adds steps
+    up to the cap, so a small buffer is not overfitted). ``start_timeout_s`` bounds the wait for the
     worker to import torch and build (or load) its learners; a checkpoint that fails to load raises
     :class:`CheckpointError` here, a worker that does not come up :class:`TrainerError`.
     ``save_learn_budget_s``: how long a save may learn the samples queued before it
@@ -315,7 +181,8 @@ class ProcessTrainer:
                                        f'{self._proc.exitcode})') from None
                 if time.monotonic() > deadline:
                     self.close()
-                    raise TrainerError(f'training worker did not start within {timeout} s') from None
+                    raise TrainerError(
+                        f'training worker did not start within {timeout} s') from None
                 continue
             if msg[0] == 'ready':
                 self._weights = {n: _to_torch_tree(w) for n, w in msg[1].items()}
@@ -446,7 +313,8 @@ class ProcessTrainer:
     def poll(self) -> dict[str, dict] | None:
         """The newest weights ``{name: export_weights()}`` received since the last poll, or None.
 
-        Never blocks. Raises :class:`TrainerError` if the worker has died (every call, until closed).
+        Never blocks. Raises :class:`TrainerError` if the worker has died (every call, until
+        closed).
         """
         if self._closed:
             return None
@@ -462,8 +330,8 @@ class ProcessTrainer:
     def stats(self) -> dict[str, dict]:
         """Latest learner stats from the worker (``{name: OnlineLearner.stats()}``); never raises.
 
-        Trainer-level counts (submitted, dropped, worker_alive, ...) are in ``self.counters`` and the
-        worker's own counts in ``self.worker_counters``.
+        Trainer-level counts (submitted, dropped, worker_alive, ...) are in ``self.counters`` and
+        the worker's own counts in ``self.worker_counters``.
         """
         if not self._closed:
             self._drain()
@@ -482,7 +350,8 @@ class ProcessTrainer:
         checkpoint (when the queue has room; for at most :data:`SAVE_LEARN_BUDGET_S`, the rest is
         learned after the save); False (a shutdown) writes what is learned now.
         ``physics``: the physics stage's state_dict, one more member of the set.
-        Raises :class:`TrainerError` if the worker is dead, fails to write, or does not answer in time.
+        Raises :class:`TrainerError` if the worker is dead, fails to write, or does not answer in
+        time.
         """
         if self._closed:
             raise TrainerError('trainer is closed')
