@@ -53,7 +53,9 @@ from invdyn_ros.learning.checkpoints import checkpoint_path, checkpoint_to_resum
 from invdyn_ros.learning.learner import LearnerConfig
 from invdyn_ros.learning.trainers import (InlineTrainer, ThreadTrainer, check_networks,
                                           learn_chunk, per_network_labels, resolve_checkpoints)
-from invdyn_ros.learning.training_worker import _to_torch_tree, _worker_main
+from invdyn_ros.learning.training_worker import (ERROR, INIT_ERROR, NOOP, READY, SAVE,
+                                                  SAVE_ERROR, SAVED, STOP, _to_torch_tree,
+                                                  _worker_main)
 
 __all__ = ['InlineTrainer', 'ProcessTrainer', 'TrainerError', 'checkpoint_path', 'make_trainer',
            'TRAINER_KINDS', 'learn_chunk', 'per_network_labels', 'SAVE_LEARN_BUDGET_S']
@@ -159,7 +161,7 @@ class ProcessTrainer:
         control loop at its own priority (pickling and writing chunks). An empty chunk and a
         no-op command cost the worker nothing."""
         self._samples_q.put(([], []))
-        self._control_q.put(('noop',))
+        self._control_q.put((NOOP,))
 
     def _wait_ready(self, timeout: float, abort: Any = None) -> None:
         """Wait for the worker's 'ready'. ``abort`` (an object with ``is_set()``, e.g. the node's
@@ -184,16 +186,16 @@ class ProcessTrainer:
                     raise TrainerError(
                         f'training worker did not start within {timeout} s') from None
                 continue
-            if msg[0] == 'ready':
+            if msg[0] == READY:
                 self._weights = {n: _to_torch_tree(w) for n, w in msg[1].items()}
                 self._weights_new = True
                 self._stats = msg[2]
                 return
-            if msg[0] == 'init_error':
+            if msg[0] == INIT_ERROR:
                 self.close()
                 cls = CheckpointError if msg[1] == 'CheckpointError' else TrainerError
                 raise cls(f'training worker could not start: {msg[1]}: {msg[2]}')
-            if msg[0] == 'error':
+            if msg[0] == ERROR:
                 self.close()
                 raise TrainerError(f'training worker failed during start-up:\n{msg[1]}')
 
@@ -209,7 +211,7 @@ class ProcessTrainer:
         the pipe's write end too, so no end-of-file ever comes)."""
         if proc.is_alive():
             try:
-                control_q.put(('stop',))
+                control_q.put((STOP,))
             except (ValueError, OSError):
                 pass
             proc.join(timeout)
@@ -297,9 +299,9 @@ class ProcessTrainer:
                 msg = self._replies_q.get_nowait()
             except (queue.Empty, ValueError, OSError, EOFError):
                 break
-            if msg[0] == 'error':
+            if msg[0] == ERROR:
                 self._error = msg[1]
-            elif msg[0] in ('saved', 'save_error'):
+            elif msg[0] in (SAVED, SAVE_ERROR):
                 self._replies[msg[1]] = msg
 
     def _check_worker(self) -> None:
@@ -359,7 +361,7 @@ class ProcessTrainer:
             self._flush()
         self._check_worker()
         req = next(self._req)
-        self._control_q.put(('save', os.fspath(path_prefix), req,
+        self._control_q.put((SAVE, os.fspath(path_prefix), req,
                              None if joint_names is None else [str(j) for j in joint_names],
                              self.save_learn_budget_s if learn_pending else None, physics))
         deadline = time.monotonic() + timeout
@@ -371,7 +373,7 @@ class ProcessTrainer:
             if req not in self._replies:
                 time.sleep(0.01)
         msg = self._replies.pop(req)
-        if msg[0] == 'save_error':
+        if msg[0] == SAVE_ERROR:
             raise TrainerError(f'training worker could not save {path_prefix}: {msg[2]}')
         return dict(msg[2])
 

@@ -45,6 +45,15 @@ from invdyn_ros.learning.learner import LearnerConfig
 from invdyn_ros.learning.trainers import TrainingLoop, build_learners
 
 
+#: The tags of the queue messages (the first item of every tuple; the module docstring lists
+#: them), for both sides: control (owner -> worker) ...
+SAVE, STOP, NOOP = 'save', 'stop', 'noop'
+#: ... results (worker -> owner) ...
+WEIGHTS = 'weights'
+#: ... and replies (worker -> owner).
+READY, INIT_ERROR, SAVED, SAVE_ERROR, ERROR = 'ready', 'init_error', 'saved', 'save_error', 'error'
+
+
 def _to_numpy_tree(obj: Any) -> Any:
     if isinstance(obj, torch.Tensor):
         return obj.detach().cpu().numpy()
@@ -109,31 +118,31 @@ def _worker_main(n_joints: int, nets: list[tuple[str, dict]], checkpoints: dict[
         learners = build_learners(n_joints, [(n, LearnerConfig.from_dict(d)) for n, d in nets],
                                   checkpoints)
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
-        replies_q.put(('init_error', type(exc).__name__, str(exc)))
+        replies_q.put((INIT_ERROR, type(exc).__name__, str(exc)))
         _flush_briefly(replies_q, 5.0)
         return
 
     def send(weights: dict | None, stats: dict) -> bool:
         try:
-            results_q.put_nowait(('weights', None if weights is None else _to_numpy_tree(weights),
+            results_q.put_nowait((WEIGHTS, None if weights is None else _to_numpy_tree(weights),
                                   stats, dict(loop.counters)))
             return True
         except queue.Full:
             return False
 
     loop = TrainingLoop(learners, send, max_updates_per_sample, publish_period_s)
-    replies_q.put(('ready', _to_numpy_tree(loop.export()), loop.stats()))
+    replies_q.put((READY, _to_numpy_tree(loop.export()), loop.stats()))
     try:
         while True:
             # 1. commands first (stop / save)
             try:
                 while True:
                     cmd = control_q.get_nowait()
-                    if cmd[0] == 'stop':
+                    if cmd[0] == STOP:
                         # at once: everything the owner needs has been handed over, and the
                         # interpreter's teardown (torch) takes ~1 s of CPU, seconds under load
                         os._exit(0)
-                    if cmd[0] == 'save':
+                    if cmd[0] == SAVE:
                         _, prefix, req, joint_names, budget, physics = cmd
                         # learn what was submitted before the request (within the budget,
                         # None: nothing), then write
@@ -146,10 +155,10 @@ def _worker_main(n_joints: int, nets: list[tuple[str, dict]], checkpoints: dict[
                         except queue.Empty:
                             pass
                         try:
-                            replies_q.put(('saved', req, loop.save(prefix, joint_names,
+                            replies_q.put((SAVED, req, loop.save(prefix, joint_names,
                                                                      physics=physics)))
                         except Exception as exc:  # noqa: BLE001 - e.g. disk full: the parent raises
-                            replies_q.put(('save_error', req, f'{type(exc).__name__}: {exc}'))
+                            replies_q.put((SAVE_ERROR, req, f'{type(exc).__name__}: {exc}'))
             except queue.Empty:
                 pass
             # 2. one waiting chunk (then back to the commands, so stop/save stay responsive;
@@ -164,7 +173,7 @@ def _worker_main(n_joints: int, nets: list[tuple[str, dict]], checkpoints: dict[
             if not worked:
                 time.sleep(0.005)  # idle: nothing to learn and the step cap is reached
     except Exception:  # noqa: BLE001 - a bug: tell the parent, then die
-        replies_q.put(('error', traceback.format_exc()))
+        replies_q.put((ERROR, traceback.format_exc()))
         _flush_briefly(replies_q, 2.0)
         raise
 
