@@ -14,17 +14,19 @@ import numpy as np
 
 from invdyn_ros.offline.baselines import GPBaseline, NaiveBaseline, PrequentialGP
 from invdyn_ros.offline.eval_models import ProgressFn, pipeline_params
-from invdyn_ros.offline.eval_stream import ReferenceStates
+from invdyn_ros.offline.eval_stream import ReferenceStates, Stream, reference_states
 
 __all__ = ['run_physics', 'run_baseline']
 
 
 def run_physics(model: str, ref: ReferenceStates, protocol: str, train_mask: np.ndarray,
-                params: Mapping[str, Any], joint_names: Sequence[str], seed: int
-                ) -> tuple[np.ndarray, float, float, dict]:
+                params: Mapping[str, Any], joint_names: Sequence[str], seed: int,
+                stream: Stream | None = None) -> tuple[np.ndarray, float, float, dict]:
     """rnea / identified on the estimator's states: the pipeline's own physics stage
     (``residual.PhysicsStage``); ``identified`` learns on the training part (split) or on every
-    sample after predicting it (prequential), like the pipeline."""
+    sample after predicting it (prequential), like the pipeline -- with
+    ``identification_cutoff_hz`` on the states of an estimator of that cutoff over ``stream``,
+    as the pipeline's identification does."""
     from invdyn_ros.pipeline.pipeline import PipelineConfig
     from invdyn_ros.stages.residual import PhysicsStage
 
@@ -32,6 +34,12 @@ def run_physics(model: str, ref: ReferenceStates, protocol: str, train_mask: np.
                                                          seed))
     phys = dataclasses.replace(config.physics, identify=model == 'identified')
     stage = PhysicsStage(phys, config.joint_names, seed=seed)
+    own = None                     # the identification's own estimator states
+    if phys.identify and 0.0 < phys.identification_cutoff_hz < config.filter.cutoff_hz:
+        if stream is None:
+            raise ValueError('identification_cutoff_hz needs the stream (run_physics(stream=))')
+        own = reference_states(stream, dataclasses.replace(
+            config.filter, cutoff_hz=phys.identification_cutoff_hz), config.effort_scale)
     stage.set_rate(1.0 / float(np.median(np.diff(ref.t[ref.valid])))
                    if ref.valid.sum() > 2 else None)
     N, n = ref.tau.shape
@@ -44,7 +52,9 @@ def run_physics(model: str, ref: ReferenceStates, protocol: str, train_mask: np.
         if protocol == 'prequential' and tp is not None:
             pred[i] = tp
         if learn_rows[i] and tp is not None:
-            stage.learn(q[i], qd[i], qdd[i], ref.tau[i])
+            ident = None if own is None else () if not own.labeled[i] else (
+                own.X[i, :n], own.X[i, n:2 * n], own.X[i, 2 * n:], own.tau[i])
+            stage.learn(q[i], qd[i], qdd[i], ref.tau[i], ident)
     t1 = time.perf_counter()
     if protocol == 'split':
         test = ref.valid & ~train_mask

@@ -184,7 +184,7 @@ def evaluate(samples_or_recording: Any, models: str | Iterable[str] = ('naive', 
                                                  gp_refit_every, seed, progress)
         elif model in PHYSICS_MODELS:
             pred, tr_s, pr_s, det = run_physics(model, ref, protocol, train_mask, params,
-                                                stream.joint_names, seed)
+                                                stream.joint_names, seed, stream)
         else:
             run = run_network(model, stream, params, protocol, n_train, epochs, seed, progress)
             runs[model] = run

@@ -206,6 +206,7 @@ class PipelineConfig:
             gravity=p['gravity'], identify=p['identify'],
             identification_memory_s=p['identification_memory_s'],
             identification_regularization=p['identification_regularization'],
+            identification_cutoff_hz=p['identification_cutoff_hz'],
             coulomb_velocity=p['coulomb_velocity'],
             residual_trust_distance=p['residual_trust_distance'],
             feedforward_mode=p['feedforward_mode'],

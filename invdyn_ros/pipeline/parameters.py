@@ -312,6 +312,11 @@ PARAMETERS: dict[str, Param] = {p.name: p for p in (
     _p('identification_regularization', 'float', 0.01,
        'pull toward the URDF\'s nominal parameters ((N m)^2 per squared relative deviation)',
        **POSITIVE),
+    _p('identification_cutoff_hz', 'float', 10.0,
+       'low-pass cutoff (Hz) of the states and torques the identification fits: an estimator of '
+       'its own (same order) keeps acceleration noise out of the regressor, where it biases the '
+       'identified inertias low; 0 or >= filter_cutoff_hz: the estimator\'s states',
+       **NON_NEGATIVE),
     _p('coulomb_velocity', 'float', 0.0,
        'velocity scale (rad/s) of the smooth Coulomb friction sign tanh(qd / v); 0: identified '
        '(chosen among 4 mrad/s .. 0.2 rad/s by the fit; 0.05 when identify is false)',

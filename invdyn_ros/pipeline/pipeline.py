@@ -74,6 +74,7 @@ from invdyn_ros.pipeline.pipeline_reference import ReferencePath
 from invdyn_ros.pipeline.replay import BATCH_CHUNK as _BATCH_CHUNK
 from invdyn_ros.pipeline.replay import predict_windows, replay
 from invdyn_ros.stages.estimation import StreamingEstimator
+from invdyn_ros.stages.filters import FilterConfig
 from invdyn_ros.stages.identifier import DualIdentifier
 from invdyn_ros.stages.labels import DelayedEffort
 from invdyn_ros.stages.outputs import BatchOutput, Output, Published
@@ -107,9 +108,13 @@ class Pipeline:
         # efforts beyond the torque limits x LABEL_LIMIT_MARGIN are not labels (the estimator
         # keeps the sample and drops its effort, counted 'rejected_labels'): never learned,
         # never scored, never in the identifier; process and process_arrays alike
-        self.estimator = StreamingEstimator(
-            n, config.filter, effort_limits=None if config.torque_limits is None
-            else LABEL_LIMIT_MARGIN * np.asarray(config.torque_limits, dtype=np.float64))
+        label_limits = None if config.torque_limits is None \
+            else LABEL_LIMIT_MARGIN * np.asarray(config.torque_limits, dtype=np.float64)
+
+        def estimator(filt: FilterConfig) -> StreamingEstimator:
+            return StreamingEstimator(n, filt, effort_limits=label_limits)
+
+        self.estimator = estimator(config.filter)
         self.windows = WindowBuffer(L, 3 * n)
         self.identifier = DualIdentifier(n, config.dual_window, config.dual_hysteresis,
                                          names=(self.names[0], self.names[-1]),
@@ -133,7 +138,9 @@ class Pipeline:
 
         self.readiness = readiness()
         # the physics prior and the rules around it (residual labels, fallback, minus_gravity)
-        self.prior = PriorSide(config, self.readiness, readiness, self._limits)
+        self.prior = PriorSide(config, self.readiness, readiness, self._limits, estimator)
+        self._observe = self.prior.observe if self.prior.estimator is not None else None
+        self._raw: tuple | None = None
         self.physics = self.prior.stage          # the PhysicsStage, or None
         self.residual = self.prior.residual      # the residual network's name, or None
         self._pending_loads: collections.deque = collections.deque()
@@ -276,7 +283,11 @@ class Pipeline:
             self._resets_seen = est.counters['resets']
             self._reset_streams()
         if state is None:
+            if self._observe is not None:
+                self._observe(stamp, q, qd, tau)
             return None
+        if self._observe is not None:                # for the identification's estimator
+            self._raw = (stamp, q, qd, tau)
         if self._delayed is not None:                # the label itself is made in finish()
             self._delayed.record(tau if state.tau is not None else None, est.delay_s,
                                  est.rate_hz)
@@ -347,6 +358,8 @@ class Pipeline:
         prior = self.prior
         if label is not None and self.windows.full and prior.learns():
             self.learning.submit(self.windows.window(), prior.labels(label))
+        if self._observe is not None:
+            self._observe(*self._raw)
         prior.learn(self._state, tau, self.estimator.rate_hz)
         if tau is not None:
             pa = preds[names[0]]

@@ -12,7 +12,9 @@ prior, only the model's gravity) and the rules that tie it to the pipeline's oth
   plain label). A sample whose prior is not finite (:attr:`ok` false after :meth:`begin`) gives
   the residual network no prediction and no label.
 * **Learning, off the latency path** (:meth:`learn`, from ``Pipeline.finish``): identification
-  at the estimator's rate, the visited region, and -- with a prior -- the readiness score's scale:
+  at the estimator's rate (on the states and torques of an estimator of its own when
+  ``identification_cutoff_hz`` is set: :meth:`observe` gets every measured sample), the visited
+  region, and -- with a prior -- the readiness score's scale:
   the labels' variance (floored at 0.1 % of the torque limit), since the residual network's
   target scaler describes the residual, not the torque.
 * **The fallback** (``feedforward_fallback: prior``): the prior alone is scored like the learned
@@ -28,6 +30,7 @@ ROS-free; not thread-safe (the pipeline's one caller).
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -35,6 +38,8 @@ import numpy as np
 from invdyn_ros.errors import CheckpointError
 from invdyn_ros.learning.scaling import RunningScaler
 from invdyn_ros.pipeline.config import PipelineConfig
+from invdyn_ros.stages.estimation import StreamingEstimator
+from invdyn_ros.stages.filters import FilterConfig
 from invdyn_ros.stages.readiness import Readiness
 from invdyn_ros.stages.residual import PhysicsStage
 
@@ -45,16 +50,30 @@ class PriorSide:
     """The physics stage of one pipeline and the rules around it (module docstring).
 
     ``stage`` is the :class:`PhysicsStage` or None (no prior and ``feedforward_mode: total``);
+    ``estimator`` the identification's own (``make_estimator(filter)``: the pipeline's, for the
+    same effort limits) or None (``identification_cutoff_hz`` 0 or not below
+    ``filter_cutoff_hz``, or nothing identified);
     ``residual`` the residual network's name or None (no prior); ``ok``: the prior of the current
     sample is finite (after :meth:`begin`).
     """
 
     def __init__(self, config: PipelineConfig, readiness: Readiness,
-                 make_readiness: Callable[[], Readiness], limits: np.ndarray) -> None:
+                 make_readiness: Callable[[], Readiness], limits: np.ndarray,
+                 make_estimator: Callable[[FilterConfig], StreamingEstimator] | None = None
+                 ) -> None:
         phys = config.physics
         n = config.n_joints
+        if make_estimator is None:
+            def make_estimator(filt: FilterConfig) -> StreamingEstimator:
+                return StreamingEstimator(n, filt)
         self.stage = PhysicsStage(phys, config.joint_names, seed=config.learner.seed) \
             if phys.enabled or phys.feedforward_mode == 'minus_gravity' else None
+        # the identification's own estimator (identification_cutoff_hz), fed by observe()
+        self.estimator = make_estimator(dataclasses.replace(
+            config.filter, cutoff_hz=phys.identification_cutoff_hz)) \
+            if self.stage is not None and self.stage.identification is not None \
+            and 0.0 < phys.identification_cutoff_hz < config.filter.cutoff_hz else None
+        self._ident: tuple | None = None
         self.residual = config.residual_network
         self.dual = config.dual_enabled
         self.minus_gravity = phys.feedforward_mode == 'minus_gravity'
@@ -104,6 +123,15 @@ class PriorSide:
         return self.stage.evaluate(q, qd, qdd, residual)
 
     # ------------------------------------------------------------------ learning
+    def observe(self, stamp: float, q: Any, qd: Any, tau: Any) -> None:
+        """A measured sample as the pipeline got it (effort scaled), for the identification's
+        own estimator: every sample, in order, also those the pipeline's estimator gives no state
+        for (the two see the same stream). Off the latency path: ``Pipeline.finish``."""
+        if self.estimator is not None:
+            s = self.estimator.update(stamp, q, qd, tau)
+            self._ident = (s.q, s.qd, s.qdd, s.tau) if s is not None and s.tau is not None \
+                else ()
+
     def learn(self, state: Any, tau: np.ndarray | None, rate_hz: float | None) -> None:
         """Identification, visited region, label statistics (off the latency path)."""
         stage = self.stage
@@ -116,7 +144,8 @@ class PriorSide:
             return
         if self.residual is None and stage.begin(state.q, state.qd, state.qdd) is None:
             return
-        sampled = stage.learn(state.q, state.qd, state.qdd, tau)
+        sampled = stage.learn(state.q, state.qd, state.qdd, tau,
+                              self._ident if self.estimator is not None else None)
         if self.residual is not None and sampled:   # the readiness score's scale: var(label),
             # from the samples the physics stage keeps (a RunningScaler update costs ~50 µs)
             stats = self._label_stats.partial_fit(tau[None])

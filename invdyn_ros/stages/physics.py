@@ -91,6 +91,13 @@ class PhysicsConfig:
     forgetting (how fast it follows a payload change); ``identification_regularization``: how
     strongly the fit is pulled to the URDF's nominal values: a parameter 100 % off costs as much as
     this many (N m)² of squared torque error per sample, so poorly excited parameters stay put.
+    ``identification_cutoff_hz``: the identification fits states and torques filtered by an
+    estimator of its own with this cutoff (0, or not below ``filter_cutoff_hz``: the pipeline's
+    estimator's; the pipeline builds it, :class:`~invdyn_ros.pipeline.pipeline_physics.PriorSide`).
+    The regressor holds the estimated acceleration, and its noise, in the regressor rather than in
+    the label, biases least squares toward too little inertia (errors in variables): the demo's
+    UR5 with its 2 mrad/s velocity noise and the 60 Hz estimator lost a third of the wrist's
+    inertia that way (``bench/reference_feedforward.py``).
     ``coulomb_velocity``: the velocity (rad/s) of the smooth sign ``tanh(qd / coulomb_velocity)``;
     0 (the default): identified (:mod:`identification` chooses it among
     ``COULOMB_VELOCITY_CANDIDATES``), or :data:`FIXED_COULOMB_VELOCITY` without identification
@@ -113,6 +120,7 @@ class PhysicsConfig:
     identify: bool = True
     identification_memory_s: float = 5.0
     identification_regularization: float = 0.1
+    identification_cutoff_hz: float = 10.0
     coulomb_velocity: float = 0.0
     residual_trust_distance: float = 0.5
     feedforward_mode: str = 'total'
@@ -154,6 +162,10 @@ class PhysicsConfig:
             v = getattr(self, name)
             if len(v) != size or not all(math.isfinite(float(x)) for x in v):
                 raise ConfigError(f'{name}: need {size} finite numbers, got {list(v)!r}')
+        c = self.identification_cutoff_hz
+        if not (isinstance(c, (int, float)) and not isinstance(c, bool) and 0.0 <= c < math.inf):
+            raise ConfigError(f'identification_cutoff_hz: must be a finite number >= 0 (0: the '
+                              f'estimator\'s cutoff), got {c!r}')
         for name in ('identification_memory_s', 'identification_regularization',
                      'residual_trust_distance'):
             v = getattr(self, name)

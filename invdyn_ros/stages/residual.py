@@ -241,10 +241,13 @@ class PhysicsStage:
         """(n,) ``(1 - trust) * rms(tau - tau_prior)``."""
         return (1.0 - self.trust) * np.sqrt(self._err2)
 
-    def learn(self, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray, tau: np.ndarray) -> bool:
+    def learn(self, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray, tau: np.ndarray,
+              ident: tuple | None = None) -> bool:
         """A labelled sample (after the prediction): error statistics (every sample); visited
         region and identification every ``stride``-th sample (at most ``IDENTIFICATION_RATE_HZ``
-        per second: they cost ~20 and ~60 µs) -- returns True for those samples."""
+        per second: they cost ~20 and ~60 µs) -- returns True for those samples. ``ident``: the
+        ``(q, qd, qdd, tau)`` the identification fits instead of this sample's (its own, more
+        strongly filtered estimate, ``identification_cutoff_hz``); ``()``: none this time."""
         e = tau - self.tau_prior
         self._err_count += 1
         a = max(1.0 / self._err_count, 1.0 / GATE_MEMORY_SAMPLES)
@@ -263,7 +266,10 @@ class PhysicsStage:
         self._since_ident = 0
         self.region.add(self._x)                     # add() copies what it keeps
         if self.identification is not None:
-            self.identification.update(q, qd, qdd, tau)
+            if ident is None:
+                self.identification.update(q, qd, qdd, tau)
+            elif ident:
+                self.identification.update(*ident)
         return True
 
     # ------------------------------------------------------------------ many samples
