@@ -125,3 +125,14 @@ def test_the_identification_fits_its_own_filtered_states_and_so_keeps_the_inerti
           f'{own:.4f} N m (its own 10 Hz estimator)')
     assert none_seen == -1 and seen == len(t)             # every sample, only when asked for
     assert own < 0.6 * plain
+
+
+def test_without_identification_cutoff_the_identification_fits_the_pipeline_states():
+    s = side(prior='rnea', robot_description=find_robot_urdf('ur5').read_text(),
+             identification_cutoff_hz=0.0)
+    assert s.estimator is None
+    s = side(prior='rnea', robot_description=find_robot_urdf('ur5').read_text(),
+             filter_cutoff_hz=10.0, identification_cutoff_hz=10.0)
+    assert s.estimator is None                  # not below the estimator's cutoff: nothing to gain
+    s = side(prior='rnea', robot_description=find_robot_urdf('ur5').read_text(), identify=False)
+    assert s.estimator is None
