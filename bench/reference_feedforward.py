@@ -186,9 +186,9 @@ def main() -> int:
     out(format_table(['joint', 'learned mrad', 'ideal mrad', 'ratio', 'ff error N m',
                       '< 0.5 Hz', '0.5-5 Hz', '> 5 Hz'], rows, floatfmt='.4f'))
     true_ratio = true_rms['learned'].mean() / true_rms['ideal'].mean()
-    out(f'the same against the true, noise-free position: learned '
-        f"{np.round(true_rms['learned'], 4).tolist()}, ideal {np.round(true_rms['ideal'], 4).tolist()}"
-        f' mrad, {true_ratio:.2f}x')
+    learned_true, ideal_true = (np.round(true_rms[k], 4).tolist() for k in ('learned', 'ideal'))
+    out(f'the same against the true, noise-free position: learned {learned_true}, ideal '
+        f'{ideal_true} mrad, {true_ratio:.2f}x')
     out(f'learned / ideal (mean tracking RMS): {ratio:.2f}x; feedforward source while scored: '
         f'learned {share[2]:.1%}, prior alone {share[1]:.1%}, zeros {share[0]:.1%}')
     stats = learned.get('stats', {})
