@@ -35,11 +35,10 @@ def run_physics(model: str, ref: ReferenceStates, protocol: str, train_mask: np.
     phys = dataclasses.replace(config.physics, identify=model == 'identified')
     stage = PhysicsStage(phys, config.joint_names, seed=seed)
     own = None                     # the identification's own estimator states
-    if phys.identify and 0.0 < phys.identification_cutoff_hz < config.filter.cutoff_hz:
+    if phys.identify and config.identification_filter is not None:
         if stream is None:
             raise ValueError('identification_cutoff_hz needs the stream (run_physics(stream=))')
-        own = reference_states(stream, dataclasses.replace(
-            config.filter, cutoff_hz=phys.identification_cutoff_hz), config.effort_scale)
+        own = reference_states(stream, config.identification_filter, config.effort_scale)
     stage.set_rate(1.0 / float(np.median(np.diff(ref.t[ref.valid])))
                    if ref.valid.sum() > 2 else None)
     N, n = ref.tau.shape

@@ -94,6 +94,15 @@ class PipelineConfig:
         return len(self.joint_names)
 
     @property
+    def identification_filter(self) -> FilterConfig | None:
+        """The filter of the identification's own estimator: ``filter`` at
+        ``identification_cutoff_hz``, or None where the identification fits the estimator's
+        states (0, or not below ``filter_cutoff_hz``: nothing to gain)."""
+        c = self.physics.identification_cutoff_hz
+        return dataclasses.replace(self.filter, cutoff_hz=c) \
+            if 0.0 < c < self.filter.cutoff_hz else None
+
+    @property
     def network_names(self) -> tuple[str, ...]:
         """Names of the networks, primary first (the trainer's and the predictors' keys)."""
         first = self.learner.model

@@ -30,7 +30,6 @@ ROS-free; not thread-safe (the pipeline's one caller).
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -69,10 +68,9 @@ class PriorSide:
         self.stage = PhysicsStage(phys, config.joint_names, seed=config.learner.seed) \
             if phys.enabled or phys.feedforward_mode == 'minus_gravity' else None
         # the identification's own estimator (identification_cutoff_hz), fed by observe()
-        self.estimator = make_estimator(dataclasses.replace(
-            config.filter, cutoff_hz=phys.identification_cutoff_hz)) \
-            if self.stage is not None and self.stage.identification is not None \
-            and 0.0 < phys.identification_cutoff_hz < config.filter.cutoff_hz else None
+        own = config.identification_filter
+        self.estimator = make_estimator(own) if own is not None and self.stage is not None \
+            and self.stage.identification is not None else None
         self._ident: tuple | None = None
         self.residual = config.residual_network
         self.dual = config.dual_enabled

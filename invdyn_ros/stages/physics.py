@@ -91,14 +91,9 @@ class PhysicsConfig:
     forgetting (how fast it follows a payload change); ``identification_regularization``: how
     strongly the fit is pulled to the URDF's nominal values: a parameter 100 % off costs as much as
     this many (N m)² of squared torque error per sample, so poorly excited parameters stay put.
-    ``identification_cutoff_hz``: the identification fits states and torques filtered by an
-    estimator of its own with this cutoff (0, or not below ``filter_cutoff_hz``: the pipeline's
-    estimator's; the pipeline builds it, :class:`~invdyn_ros.pipeline.pipeline_physics.PriorSide`).
-    The estimated acceleration, and its noise, sit in the regressor, not in the label, and least
-    squares answers noise there with too little inertia (errors in variables): on the demo's UR5
-    with its 2 mrad/s velocity noise and the 60 Hz estimator, most of the identified model's
-    error (wrist 3: 0.0185 of 0.0213 N m) was in the last link's inertial parameters
-    (``bench/reference_feedforward.py``).
+    ``identification_cutoff_hz``: the cutoff of the identification's own estimator, which keeps
+    acceleration noise out of its regressor (errors in variables; the pipeline builds it:
+    ``PipelineConfig.identification_filter``, README "What it was").
     ``coulomb_velocity``: the velocity (rad/s) of the smooth sign ``tanh(qd / coulomb_velocity)``;
     0 (the default): identified (:mod:`identification` chooses it among
     ``COULOMB_VELOCITY_CANDIDATES``), or :data:`FIXED_COULOMB_VELOCITY` without identification
