@@ -3,7 +3,7 @@
 
 1. Record ``--train-s`` of the simulated arm (Pinocchio, friction, the simulator's default sensor
    noise) tracking the demo's Fourier reference with the demo's PD alone, and learn it: the demo's
-   node parameters (config/ur5.yaml + ``DEMO_NODE_PARAMETERS``) through ``Pipeline.process`` with
+   node parameters (config/ur5.yaml + config/demo.yaml, the +-25 % URDF) through ``Pipeline.process`` with
    an InlineTrainer, then ``--epochs`` extra passes of Adam steps over the replay buffer.
 2. Track the same reference for ``--track-s`` from the same start with
    (a) PD only, (b) PD + the per-sample learned feedforward -- ``Pipeline.predict_reference``
@@ -28,11 +28,12 @@ import numpy as np
 import torch  # noqa: E402
 
 from common import REPO, format_machine, machine_info  # noqa: F401 (sets sys.path)
-from invdyn_ros.cli.invdyn_demo import DEMO_NODE_PARAMETERS, demo_gains  # noqa: E402
+from reference_feedforward import pipeline_config  # noqa: E402 (the bench script beside)
+from invdyn_ros.cli.invdyn_demo import demo_gains  # noqa: E402
 from invdyn_ros.cli.invdyn_eval import load_params  # noqa: E402
 from invdyn_ros.pipeline.pipeline import Pipeline, PipelineConfig, make_trainer  # noqa: E402
 from invdyn_ros.pipeline.trajectory_feedforward import annotate_trajectory  # noqa: E402
-from invdyn_ros.sim.arm import UR_HOME, ArmConfig, SimulatedArm  # noqa: E402
+from invdyn_ros.sim.arm import UR_HOME, ArmConfig, SimulatedArm, find_robot_urdf  # noqa: E402
 from invdyn_ros.sim.controller import PDController, TrajectoryFollower, track  # noqa: E402
 from invdyn_ros.sim.trajectory import FourierTrajectory  # noqa: E402
 
@@ -71,14 +72,14 @@ def rms_mrad(run, start_s):
     return 1e3 * np.sqrt(np.mean((run['q'][keep] - run['q_d'][keep]) ** 2, axis=0))
 
 
-def annotation_time(pipeline, reference, points=1000, dt=0.02, repeats=3):
+def annotation_time(pipeline, reference, points=1000, dt=0.02, repeats=3, prior=None):
     times = np.arange(points) * dt
     q, qd, qdd = reference.sample(times)
     best = np.inf
     for _ in range(repeats):
         t0 = time.perf_counter()
         annotate_trajectory(pipeline, pipeline.config.joint_names, times, q, qd, qdd,
-                            require_ready=False)
+                            prior=prior, require_ready=False)
         best = min(best, time.perf_counter() - t0)
     return best
 
@@ -105,12 +106,8 @@ def main() -> int:
     kp, kd = demo_gains()
     pd = PDController(kp, kd, arm.effort_limits)
     base = load_params(REPO / 'config' / 'ur5.yaml')
-    params = dict(base, joint_names=list(arm.joint_names),
-                  torque_limits=[float(x) for x in arm.effort_limits],
-                  effort_scale=[1.0] * arm.n, seed=args.seed)
-    params.update(DEMO_NODE_PARAMETERS)
-    params.update(trainer='inline', rate_hz=1.0 / arm.config.dt)
-    config = PipelineConfig.from_params(params)
+    # the demo node's parameters (config/ur5.yaml + config/demo.yaml, the +-25 % URDF)
+    config = pipeline_config(arm, {'seed': args.seed, 'rate_hz': 1.0 / arm.config.dt})
     if args.timing_only:
         ur5_timing(base, arm, reference)
         return 0
@@ -192,15 +189,74 @@ def ur5_timing(base, arm, reference) -> None:
     """Annotation time of config/ur5.yaml's dual networks, with one of them in use for every
     joint (only it runs) and with both in use."""
     ur5 = dict(base, joint_names=list(arm.joint_names),
-               torque_limits=[float(x) for x in arm.effort_limits], rate_hz=500.0)
+               torque_limits=[float(x) for x in arm.effort_limits], rate_hz=500.0,
+               robot_description=find_robot_urdf('ur5').read_text())
     cfg5 = PipelineConfig.from_params(ur5)
     pipe5 = Pipeline(cfg5, make_trainer(cfg5, 'inline'))
+    prior = pipe5.physics.prior.predict_many
     for label, active in (('one network in use', np.zeros(arm.n, dtype=np.int64)),
                           ('both in use', np.arange(arm.n) % 2)):
         pipe5.identifier._active[:] = active     # the identifier's choice, as if learned
-        print(f'  config/ur5.yaml (dual {cfg5.network_names}, hidden {base["hidden_size"]}, '
+        print(f'  config/ur5.yaml with the UR5 URDF ({cfg5.network_names}, hidden {base["hidden_size"]}, '
               f'window {cfg5.learner.window}), {label}: '
-              f'{1e3 * annotation_time(pipe5, reference):.1f} ms')
+              f'{1e3 * annotation_time(pipe5, reference, prior=prior):.1f} ms')
+    demo_timing(arm, reference)
+
+
+def demo_timing(arm, reference, seconds=5.0, repeats=20) -> None:
+    """The demo node's configuration (config/ur5.yaml + config/demo.yaml: prior rnea with the
+    +-25 % URDF, the residual LSTM beside the GRU) after ``seconds`` of the arm under PD: the
+    node freezes it in its control thread (``FrozenPipeline``), then annotates in the relay's
+    thread. Medians of ``repeats``."""
+    from invdyn_ros.pipeline.frozen import FrozenPipeline  # noqa: PLC0415
+    cfg = pipeline_config(arm, {})
+    pipe = Pipeline(cfg, make_trainer(cfg, 'inline'))
+    kp, kd = demo_gains()
+    t, q, qd, tau = record(arm, reference, PDController(kp, kd, arm.effort_limits), seconds)
+    for i in range(len(t)):
+        pipe.process(t[i], q[i], qd[i], tau[i])
+        pipe.finish()
+    freeze, annotate = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        frozen = FrozenPipeline(pipe)
+        freeze.append(time.perf_counter() - t0)
+        annotate.append(annotation_time(frozen, reference, points=1127, repeats=1,
+                                        prior=frozen.physics.prior.predict_many))
+    pipe.close()
+    print(f'  the demo node ({cfg.network_names}, window {cfg.learner.window}), 1127 points: '
+          f'frozen in {1e3 * np.median(freeze):.2f} ms (control thread), annotated in '
+          f'{1e3 * np.median(annotate):.1f} ms (relay thread)')
+    message_timing(arm.joint_names, reference, repeats)
+
+
+def message_timing(names, reference, repeats, points=1127, dt=0.02) -> None:
+    """rclpy's conversion of such a JointTrajectory, which holds the GIL: taking it (the node's
+    subscription, control thread) and publishing it with efforts (relay thread)."""
+    try:
+        from rclpy.serialization import deserialize_message, serialize_message  # noqa: PLC0415
+        from trajectory_msgs.msg import JointTrajectory  # noqa: PLC0415
+    except ImportError:
+        print('  (rclpy not importable: no message timing)')
+        return
+    from invdyn_ros.ros.trajectory_msgs_io import fill_efforts  # noqa: PLC0415
+    from invdyn_ros.sim.demo_session import trajectory_message  # noqa: PLC0415
+    times = np.arange(points) * dt
+    q, qd, qdd = reference.sample(times)
+    data = bytes(serialize_message(trajectory_message(names, times, q, qd, qdd, 0)))
+    take, publish = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        msg = deserialize_message(data, JointTrajectory)
+        t1 = time.perf_counter()
+        fill_efforts(msg, q)
+        t2 = time.perf_counter()
+        serialize_message(msg)
+        publish.append(time.perf_counter() - t2)
+        take.append(t1 - t0)
+    print(f'  rclpy, {points} points ({len(data)} bytes): taking the message '
+          f'{1e3 * np.median(take):.1f} ms, converting it to publish {1e3 * np.median(publish):.1f}'
+          ' ms (medians; both hold the GIL)')
 
 
 if __name__ == '__main__':

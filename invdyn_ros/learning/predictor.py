@@ -39,6 +39,7 @@ change together when weights load; a third of the lines are these explanations.
 """
 from __future__ import annotations
 
+import copy
 from typing import Any, Mapping
 
 import numpy as np
@@ -239,6 +240,14 @@ class Predictor:
         self._refresh_constants()
         self.version += 1
         self._replay()
+
+    def frozen(self) -> 'Predictor':
+        """A copy for :meth:`predict` / :meth:`predict_many` in another thread: its own module
+        with the current weights and the current scalers (``load_weights`` changes the module in
+        place and replaces the scalers). Its stream is the original's: never ``push`` to it."""
+        other = copy.copy(self)
+        other.model = copy.deepcopy(self.model)
+        return other
 
     # ------------------------------------------------------------------ window prediction
     def _scale(self, x: torch.Tensor) -> torch.Tensor:

@@ -54,7 +54,8 @@ Topics (``~`` = the node's name, ``/invdyn_node`` by default)
         ``~/trajectory_out`` (reliable; remap it to joint_trajectory_controller's
         ``~/joint_trajectory``): the same trajectory with every point's ``effort`` = the learned
         feedforward for its desired state (``trajectory_feedforward``; passed through unchanged
-        with a warning until ready, dropped with a warning if malformed).
+        with a warning until ready, dropped with a warning if malformed), computed in the
+        relay's own thread on the model as frozen at arrival (``trajectory_msgs_io``).
     out ``~/predicted_effort`` (sensor_msgs/JointState, reliable, depth 10): stamp of the input,
         ``name = joint_names``, the *filtered* position / velocity (they describe the robot
         ``filter_delay_s`` before the stamp, see ``estimation``), effort = the predicted torque for
@@ -284,6 +285,9 @@ class InvdynNode(LifecycleNode):
         stopped and joined, topics / timers / services destroyed. Idempotent."""
         configured, self._configured = self._configured, False
         zeros = self._gate.set_active(False) if self._gate is not None else NOTHING
+        relay = getattr(self, '_trajectories', None)
+        if relay is not None and not relay.close():
+            self.get_logger().error('the trajectory relay did not stop within 5 s')
         if configured:
             try:
                 self._feedforward(zeros)
@@ -385,8 +389,9 @@ class InvdynNode(LifecycleNode):
             event_callbacks=SubscriptionEventCallbacks(message_lost=self._on_lost))
         self.create_subscription(JointTrajectoryPoint, '~/reference', self._on_reference,
                                  BEST_EFFORT)
-        self._trajectories = TrajectoryRelay(self.pipeline, self.get_logger())
         self.traj_pub = self.create_publisher(JointTrajectory, '~/trajectory_out', RELIABLE)
+        self._trajectories = TrajectoryRelay(self.pipeline, self.get_logger(),
+                                             publish=self.traj_pub.publish)
         self.create_subscription(JointTrajectory, '~/trajectory_in', self._on_trajectory,
                                  RELIABLE)
         saves = self._checkpoints = CheckpointService(self.pipeline, self.checkpoint_path, log)
@@ -565,16 +570,13 @@ class InvdynNode(LifecycleNode):
             self._last_error['internal_errors'] = f'{type(exc).__name__}: {exc}'
 
     def _on_trajectory(self, msg: Any) -> None:
-        """A planned trajectory: one batched prediction for all its points (trajectory_msgs_io)."""
+        """A planned trajectory: the pipeline frozen here, one batched prediction for all its
+        points in the relay's thread, then published (trajectory_msgs_io)."""
         try:
             if not self._active:             # lifecycle inactive: no learned efforts
                 self.get_logger().warning('inactive: trajectory passed through without '
                                           'feedforward', throttle_duration_sec=1.0)
-                self.traj_pub.publish(msg)
-                return
-            out = self._trajectories.handle(msg)
-            if out is not None:
-                self.traj_pub.publish(out)
+            self._trajectories.submit(msg, annotate=self._active)
         except Exception as exc:  # noqa: BLE001
             self.counters['internal_errors'] += 1
             self._last_error['internal_errors'] = f'{type(exc).__name__}: {exc}'

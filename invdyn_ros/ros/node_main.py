@@ -19,6 +19,11 @@ from invdyn_ros.ros.node_settings import ros_args_error
 from invdyn_ros.stopflag import StopFlag
 
 _GC_THRESHOLDS = gc.get_threshold()
+#: How long (s) a thread that wants the GIL waits before the holder must give it up (Python's
+#: default 5 ms). The control thread shares the GIL with the trajectory relay's thread, whose
+#: annotation holds it for ~10 ms of Python per 1000 points: at 0.2 ms a joint state that arrives
+#: meanwhile waits at most about that long instead of 5 ms.
+GIL_SWITCH_INTERVAL_S = 2e-4
 
 
 def collect_garbage_off_path() -> None:
@@ -138,6 +143,7 @@ def _run(argv: list[str] | None, node_class: Any) -> int:
         # scans what the loop itself allocates (shorter, rarer pauses: the p99 latency).
         gc.collect()
         gc.freeze()
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         # ... and collect only where it cannot delay a prediction: automatic collection is off,
         # the loop below collects between callbacks (collect_garbage_off_path).
         gc.disable()

@@ -6,21 +6,32 @@ joint_trajectory_controller's ``~/joint_trajectory``): the same message -- heade
 points, times -- with every point's ``effort`` set to the learned feedforward. Before the model is
 ready the message passes through unchanged (with a throttled warning); a malformed one is dropped
 (throttled warning, counted).
+
+The annotation never runs in the control thread: :meth:`TrajectoryRelay.submit` freezes the
+pipeline's prediction there (:class:`~invdyn_ros.pipeline.frozen.FrozenPipeline`, a few copies)
+and the relay's own thread annotates and publishes, in the order the trajectories came. (In the
+control thread, annotating the demo's 1127-point trajectory took 15 ms on a quiet machine and up
+to 145 ms on a busy one, during which no joint state was processed.)
 """
 from __future__ import annotations
 
 import array
+import collections
+import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
+from invdyn_ros.pipeline.frozen import FrozenPipeline
 from invdyn_ros.pipeline.trajectory_feedforward import (AnnotatedTrajectory, TrajectoryError,
                                                         annotate_trajectory)
 
 __all__ = ['TrajectoryRelay', 'fill_efforts', 'trajectory_arrays']
 
 WARN_THROTTLE_S = 1.0
+#: Trajectories waiting for the relay's thread; beyond it the oldest waiting one is dropped.
+QUEUE_SIZE = 8
 
 
 def _field(points: Any, attr: str, m: int, required: bool) -> np.ndarray | None:
@@ -63,37 +74,116 @@ def fill_efforts(msg: Any, efforts: np.ndarray) -> Any:
 
 
 class TrajectoryRelay:
-    """What ``invdyn_node`` does with a JointTrajectory: :meth:`handle` returns the message to
-    publish (annotated or, before ready, unchanged) or None (dropped). ``logger``: an rclpy
-    logger (``warning(msg, throttle_duration_sec=...)``, ``info``) or None. ``prior``: a callable
-    ``(q, qd, qdd) -> (N, n)`` for points outside the trained region; by default the pipeline's
-    identified physics model when it has a prior (``prior: rnea``)."""
+    """What ``invdyn_node`` does with a JointTrajectory. ``logger``: an rclpy logger
+    (``warning(msg, throttle_duration_sec=...)``, ``info``, ``error``) or None. ``prior``: a
+    callable ``(q, qd, qdd) -> (N, n)`` for points outside the trained region; by default the
+    model's identified physics (``prior: rnea``). ``publish``: where :meth:`submit` sends the
+    results.
 
-    def __init__(self, pipeline: Any, logger: Any = None, prior: Any = None) -> None:
+    :meth:`submit` (control thread) freezes the pipeline and queues the message; the relay's
+    thread runs :meth:`handle` on it and publishes. :meth:`handle` alone is the synchronous
+    form: the message to publish (annotated or, before ready, unchanged) or None (dropped).
+    :meth:`close` stops the thread (waiting trajectories are dropped, counted)."""
+
+    def __init__(self, pipeline: Any, logger: Any = None, prior: Any = None,
+                 publish: Callable[[Any], Any] | None = None,
+                 queue_size: int = QUEUE_SIZE) -> None:
         self.pipeline = pipeline
         self.logger = logger
         self.prior = prior
+        self.publish = publish
+        self.queue_size = int(queue_size)
         self.counters = {'trajectories': 0, 'trajectories_annotated': 0,
                          'trajectories_passed_through': 0, 'trajectories_rejected': 0,
+                         'trajectories_dropped': 0, 'trajectories_failed': 0,
                          'trajectory_points_outside': 0}
         self.last_seconds = 0.0
+        self.last_freeze_seconds = 0.0
+        self.last_error: str | None = None
         self.last_result: AnnotatedTrajectory | None = None
+        self._waiting: collections.deque = collections.deque()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
 
     def _warn(self, text: str) -> None:
         if self.logger is not None:
             self.logger.warning(text, throttle_duration_sec=WARN_THROTTLE_S)
 
-    def handle(self, msg: Any) -> Any:
+    # ------------------------------------------------------------------ threaded
+    def submit(self, msg: Any, annotate: bool = True) -> None:
+        """Queue ``msg`` for the relay's thread (``annotate=False``: passed on unchanged, in
+        order with the others). Called from the control thread; returns at once."""
+        model = None
+        if annotate:
+            start = time.perf_counter()
+            model = FrozenPipeline(self.pipeline)
+            self.last_freeze_seconds = time.perf_counter() - start
+        with self._cond:
+            if self._closed:
+                return
+            if len(self._waiting) >= self.queue_size:
+                self._waiting.popleft()
+                self.counters['trajectories_dropped'] += 1
+                self._warn(f'{self.queue_size} trajectories waiting for annotation: the oldest '
+                           'was dropped (not passed on)')
+            self._waiting.append((msg, model))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name='trajectory_relay',
+                                                daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        # imported here, in the relay's thread: the module's users without a pipeline (the
+        # demo's controller) need no torch; the node has it loaded already
+        from invdyn_ros.pipeline.pipeline_learning import normal_scheduling  # noqa: PLC0415
+        normal_scheduling()                 # not the SCHED_FIFO of the control thread
+        while True:
+            with self._cond:
+                while not self._waiting and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                msg, model = self._waiting.popleft()
+            try:
+                out = msg if model is None else self.handle(msg, model)
+                if out is not None and self.publish is not None:
+                    self.publish(out)
+            except Exception as exc:  # noqa: BLE001 - the thread must go on with the next one
+                self.counters['trajectories_failed'] += 1
+                self.last_error = f'{type(exc).__name__}: {exc}'
+                if self.logger is not None:
+                    self.logger.error(f'trajectory not passed on: {self.last_error}',
+                                      throttle_duration_sec=WARN_THROTTLE_S)
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """Stop the thread after the trajectory it is on; the waiting ones are dropped (counted).
+        True when the thread ended within ``timeout`` s (or never started). Idempotent."""
+        with self._cond:
+            self._closed = True
+            self.counters['trajectories_dropped'] += len(self._waiting)
+            self._waiting.clear()
+            self._cond.notify_all()
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    # ------------------------------------------------------------------ one trajectory
+    def handle(self, msg: Any, model: Any = None) -> Any:
+        """Annotate ``msg`` (in place) with ``model`` (a :class:`FrozenPipeline`; default the
+        live pipeline: only from the control thread)."""
         c = self.counters
         c['trajectories'] += 1
         start = time.perf_counter()
+        model = self.pipeline if model is None else model
         prior = self.prior
-        if prior is None:          # the pipeline's identified model, where it has a prior
-            physics = getattr(self.pipeline, 'physics', None)
-            if physics is not None and getattr(self.pipeline, 'residual', None):
-                prior = physics.prior.predict_many
+        if prior is None and model.physics is not None and model.residual:
+            prior = model.physics.prior.predict_many     # the identified physics model
         try:
-            res = annotate_trajectory(self.pipeline, prior=prior, **trajectory_arrays(msg))
+            res = annotate_trajectory(model, prior=prior, **trajectory_arrays(msg))
         except TrajectoryError as exc:
             c['trajectories_rejected'] += 1
             self._warn(f'trajectory dropped (not passed on): {exc}')
@@ -121,5 +211,9 @@ class TrajectoryRelay:
         return msg
 
     def diagnostics(self) -> list[tuple[str, Any]]:
-        return list(self.counters.items()) + \
-            [('trajectory_annotation_ms', round(1e3 * self.last_seconds, 2))]
+        out = list(self.counters.items()) + \
+            [('trajectory_annotation_ms', round(1e3 * self.last_seconds, 2)),
+             ('trajectory_freeze_ms', round(1e3 * self.last_freeze_seconds, 3))]
+        if self.last_error is not None:
+            out.append(('trajectory_last_error', self.last_error))
+        return out

@@ -23,7 +23,26 @@ from invdyn_ros.sim.demo_node import NODE_NAME
 from invdyn_ros.sim.demo_recorder import DemoRecorder
 from invdyn_ros.sim.demo_schedule import TRAJECTORY_POINT_DT_S, Schedule
 
-__all__ = ['DemoSession']
+__all__ = ['DemoSession', 'trajectory_message']
+
+
+def trajectory_message(names: Any, times: Any, q: Any, qd: Any, qdd: Any, stamp_ns: int) -> Any:
+    """A trajectory_msgs/JointTrajectory through the points: ``times`` (N,) time_from_start (s),
+    ``q``, ``qd``, ``qdd`` (N, n); ``header.stamp`` = ``stamp_ns`` (ns)."""
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+    msg = JointTrajectory()
+    msg.joint_names = list(names)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    points = []
+    for k in range(len(times)):
+        p = JointTrajectoryPoint(positions=q[k].tolist(), velocities=qd[k].tolist(),
+                                 accelerations=qdd[k].tolist())
+        p.time_from_start.sec, p.time_from_start.nanosec = divmod(
+            int(round(times[k] * 1e9)), 1_000_000_000)
+        points.append(p)
+    msg.points = points
+    return msg
 
 
 class DemoSession:
@@ -171,23 +190,11 @@ class DemoSession:
         JointTrajectory to invdyn_node's ``~/trajectory_in`` (points every
         TRAJECTORY_POINT_DT_S with positions, velocities, accelerations; ``header.stamp`` = the
         start on the joint-state clock), as a planner would send a plan."""
-        from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
-
         dt = TRAJECTORY_POINT_DT_S
         times = start_s + dt * np.arange(int(math.ceil((end_s - start_s) / dt)) + 2)
         q, qd, qdd = self.controller.trajectory.sample(times)
-        msg = JointTrajectory()
-        msg.joint_names = list(self.controller.joint_names)
         stamp = self.recorder.t0_ns + int(round(start_s * 1e9))
-        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
-        points = []
-        for k in range(times.size):
-            p = JointTrajectoryPoint(positions=q[k].tolist(), velocities=qd[k].tolist(),
-                                     accelerations=qdd[k].tolist())
-            p.time_from_start.sec, p.time_from_start.nanosec = divmod(
-                int(round((times[k] - start_s) * 1e9)), 1_000_000_000)
-            points.append(p)
-        msg.points = points
+        msg = trajectory_message(self.controller.joint_names, times - start_s, q, qd, qdd, stamp)
         self.monitor.trajectory_pub.publish(msg)
         self.trajectory_sent = {'points': int(times.size), 'point_dt_s': dt,
                                 'start_s': float(start_s), 'end_s': float(times[-1]),

@@ -33,6 +33,7 @@ so the rest of the package works without it (a prior then fails with a clear Con
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
 from dataclasses import dataclass
@@ -400,6 +401,18 @@ class PhysicsPrior:
             self._pack_joint = self._pack[:n, 17].astype(np.intp)
             kernels.warm_up()
         self.set_parameters(robot.theta0)
+
+    def frozen(self) -> 'PhysicsPrior':
+        """A copy with the current parameters whose later calls share nothing that
+        :meth:`set_parameters` or a prediction changes (for another thread)."""
+        other = copy.copy(self)
+        other._model = self._model.copy()
+        other._data, other._rdata = other._model.createData(), self.robot.model.createData()
+        for name in ('_fv', '_fc', '_off', '_qd_m', '_qdd_m', '_theta'):
+            setattr(other, name, getattr(self, name).copy())
+        if self._kernel is not None:
+            other._pack, other._work = self._pack.copy(), np.zeros_like(self._work)
+        return other
 
     @property
     def theta(self) -> np.ndarray:

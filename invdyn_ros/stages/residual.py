@@ -31,6 +31,7 @@ the live node) and its many-sample form (:meth:`PhysicsStage.predict_many`, repl
 """
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, Sequence
 
@@ -273,6 +274,19 @@ class PhysicsStage:
         return True
 
     # ------------------------------------------------------------------ many samples
+    def frozen(self) -> 'PhysicsStage':
+        """A copy for :meth:`predict_many` / :meth:`combine_many` in another thread: the current
+        parameters, visited region and gate, none of them shared with this stage, and no
+        identification (it does not learn)."""
+        other = copy.copy(self)
+        other.prior = self.prior.frozen()
+        other.region = copy.deepcopy(self.region)
+        other.identification = None
+        for name in ('gate', '_err2', '_err2_comb', '_x', 'tau_prior'):
+            setattr(other, name, getattr(self, name).copy())
+        other.counters = dict(self.counters)
+        return other
+
     def predict_many(self, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(tau_prior (N, n), trust (N,), prior-error rms (n,)) for rows of states, with the
