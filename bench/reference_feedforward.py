@@ -25,7 +25,11 @@ model (N m RMS, split into bands below 0.5 Hz, 0.5-5 Hz, above 5 Hz)::
 
     .venv/bin/python bench/reference_feedforward.py [--duration 150] [--score-from 60]
         [--set identification_memory_s=30 ...] [--updates-per-sample 0.5] [--label NAME]
-        [--arrays FILE.npz]
+        [--arrays FILE.npz] [--gap START,SECONDS]
+
+``--gap 102,0.145``: the node gets no joint state and answers no reference for 145 ms from
+t = 102 s (what a stalled node or lost states do; the controller holds the last feedforward for
+its 50 ms timeout, then applies none), and the feedforward error around it is printed.
 
 Saves ``bench/results/reference_feedforward[_LABEL].{txt,json}``.
 """
@@ -50,6 +54,8 @@ from invdyn_ros.sim.trajectory import FourierTrajectory
 
 #: The demo's sensor noise (sim_arm_node's defaults).
 NOISE = dict(position_noise_std=1e-4, velocity_noise_std=2e-3, effort_noise_std=0.2)
+#: torque_controller's feedforward_timeout_s: how long it applies the last feedforward it got.
+FEEDFORWARD_TIMEOUT_S = 0.05
 #: The feedforward error's bands (Hz).
 BANDS = ((0.0, 0.5), (0.5, 5.0), (5.0, np.inf))
 
@@ -70,9 +76,13 @@ def reference(arm: SimulatedArm) -> FourierTrajectory:
                              start=arm.true_state()[0])
 
 
-def run(duration: float, overrides: dict | None, noise: dict) -> dict[str, np.ndarray]:
+def run(duration: float, overrides: dict | None, noise: dict,
+        gap: tuple[float, float] | None = None) -> dict[str, np.ndarray]:
     """The closed loop for ``duration`` s: with the pipeline's feedforward (``overrides``: node
-    parameters) or, for None, the true model's; ``noise``: the sensor noise."""
+    parameters) or, for None, the true model's; ``noise``: the sensor noise. ``gap`` (start,
+    seconds): the node gets no sample and answers no reference then (a stalled node, or states
+    lost on the way); the controller holds its last feedforward for ``FEEDFORWARD_TIMEOUT_S``,
+    then applies none."""
     arm = SimulatedArm(ArmConfig(robot='ur5', seed=0, **noise))
     traj = reference(arm)
     kp, kd = demo_gains()
@@ -86,7 +96,7 @@ def run(duration: float, overrides: dict | None, noise: dict) -> dict[str, np.nd
     if overrides is not None:
         cfg = pipeline_config(arm, overrides)
         pl = Pipeline(cfg, make_trainer(cfg, 'inline'))
-    ff, source = np.zeros(n), 0
+    ff, source, ff_time = np.zeros(n), 0, 0.0
     previous = np.zeros(n)
     try:
         for k in range(steps):
@@ -102,7 +112,11 @@ def run(duration: float, overrides: dict | None, noise: dict) -> dict[str, np.nd
             out['source'][k] = 2 if pl is None else source
             arm.step(previous)                         # the command of the period before
             previous = tau
-            if pl is not None:
+            if pl is not None and gap is not None and gap[0] <= t < gap[0] + gap[1]:
+                if t - ff_time >= FEEDFORWARD_TIMEOUT_S:
+                    ff, source = np.zeros(n), 0
+            elif pl is not None:
+                ff_time = t
                 # the node: the sample measured at t, then the reference for t + dt
                 pl.process(t, q_m, qd_m, tau_m)
                 pl.finish()
@@ -122,6 +136,22 @@ def run(duration: float, overrides: dict | None, noise: dict) -> dict[str, np.nd
     return out
 
 
+def gap_table(learned: dict, start: float, before: float = 1.0, after: float = 5.0,
+              step: float = 0.5) -> str:
+    """The feedforward error (N m RMS, all joints and the worst) in ``step`` s slices from
+    ``before`` s before the gap to ``after`` s after its start."""
+    t, err = learned['t'], learned['ff'] - learned['ideal']
+    rows = []
+    for lo in np.arange(start - before, start + after, step):
+        sel = (t >= lo) & (t < lo + step)
+        if sel.any():
+            per_joint = np.sqrt(np.mean(err[sel] ** 2, axis=0))
+            rows.append([f'{lo - start:+.1f} s', float(np.sqrt(np.mean(err[sel] ** 2))),
+                         float(per_joint.max()), f'j{int(per_joint.argmax()) + 1}'])
+    return 'feedforward error around the gap (from its start):\n' + format_table(
+        ['slice from', 'ff error N m', 'worst joint N m', 'worst'], rows, floatfmt='.4f')
+
+
 def band_rms(err: np.ndarray, rate: float) -> list[list[float]]:
     """RMS of ``err`` (T, n) per band of :data:`BANDS` (Welch's PSD integrated), per joint."""
     f, p = signal.welch(err, fs=rate, nperseg=min(len(err), int(20 * rate)), axis=0)
@@ -139,6 +169,10 @@ def main() -> int:
     ap.add_argument('--noise', action='append', default=[], metavar='NAME=STD',
                     help='a sensor noise other than the demo\'s (diagnosis only), e.g. '
                          'velocity_noise_std=0')
+    ap.add_argument('--gap', default=None, metavar='START,SECONDS',
+                    help='the node gets no joint state and answers no reference for SECONDS '
+                         'from START (e.g. 102,0.145: a stalled node); prints the feedforward '
+                         'error around it')
     ap.add_argument('--label', default='')
     ap.add_argument('--arrays', default=None, metavar='FILE.npz',
                     help='also save the learned run (t, q_d, qd_d, q, q_m, ff, ideal, source)')
@@ -161,8 +195,11 @@ def main() -> int:
         noise[name] = float(value)
     if noise != NOISE:
         out(f'sensor noise (not the demo\'s): {noise}')
+    gap = tuple(float(x) for x in args.gap.split(',')) if args.gap else None
+    if gap is not None:
+        out(f'a gap of {gap[1]:g} s from t = {gap[0]:g} s: no samples, no references')
     ideal = run(args.duration, None, noise)
-    learned = run(args.duration, overrides, noise)
+    learned = run(args.duration, overrides, noise, gap)
     out(f'both runs in {time.perf_counter() - t0:.0f} s')
     if args.arrays:
         np.savez_compressed(args.arrays, **{k: v for k, v in learned.items() if k != 'stats'})
@@ -191,6 +228,8 @@ def main() -> int:
         f'{ideal_true} mrad, {true_ratio:.2f}x')
     out(f'learned / ideal (mean tracking RMS): {ratio:.2f}x; feedforward source while scored: '
         f'learned {share[2]:.1%}, prior alone {share[1]:.1%}, zeros {share[0]:.1%}')
+    if gap is not None:
+        out(gap_table(learned, gap[0]))
     stats = learned.get('stats', {})
     out(f"identifier_switches: {stats.get('identifier_switches')}; ready: {stats.get('ready')}")
     name = 'reference_feedforward' + (f'_{args.label}' if args.label else '')

@@ -231,7 +231,9 @@ PARAMETERS: dict[str, Param] = {p.name: p for p in (
     _p('filter_cutoff_hz', 'float', 30.0, 'low-pass cutoff (Hz)', **POSITIVE),
     _p('rate_hz', 'float', 0.0,
        'nominal joint state rate (Hz); 0 = measured from the first stamps', **NON_NEGATIVE),
-    _p('max_gap_s', 'float', 0.1, 'a longer gap between stamps restarts the filters and windows',
+    _p('max_gap_s', 'float', 0.1,
+       'a longer gap between stamps restarts the filters and windows; a shorter one goes through '
+       'the filters as one step (keep it to a few tens of ms: README "A gap in the joint states")',
        **POSITIVE),
     _p('max_abs_position', 'float', 100.0, 'larger |position| (rad or m) is rejected as corrupt',
        **POSITIVE),

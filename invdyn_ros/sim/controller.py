@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from invdyn_ros.errors import ConfigError
+from invdyn_ros.pipeline.trajectory_feedforward import TrajectorySpline
 
 #: Proportional gains for the UR5 (N m/rad): joint bandwidths of ~1.5-4 Hz.
 UR5_KP = (300.0, 300.0, 150.0, 30.0, 30.0, 10.0)
@@ -150,8 +151,6 @@ class TrajectoryFollower:
 
     def __init__(self, times, positions, velocities=None, accelerations=None,
                  efforts=None) -> None:
-        from invdyn_ros.pipeline.trajectory_feedforward import TrajectorySpline
-
         self.times = np.asarray(times, dtype=float).reshape(-1)
         q = np.asarray(positions, dtype=float)
         if q.ndim != 2 or q.shape[0] != self.times.size or not np.isfinite(q).all() \

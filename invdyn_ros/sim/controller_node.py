@@ -44,6 +44,10 @@ import numpy as np
 from rclpy.node import Node
 
 from invdyn_ros.errors import ConfigError
+# at start-up, not in the trajectory callback: their first import (scipy.interpolate) took
+# 0.3-0.5 s, during which the demo's simulator, on the same executor, stood still
+from invdyn_ros.pipeline.trajectory_feedforward import order_joints
+from invdyn_ros.ros.trajectory_msgs_io import trajectory_arrays
 from invdyn_ros.sim.arm import UR_HOME, SimulatedArm
 from invdyn_ros.sim.controller import (PDController, TrajectoryFollower, critically_damped_kd,
                                        ur5_default_gains)
@@ -338,9 +342,6 @@ class TorqueControllerNode(Node):
 
     def _on_trajectory(self, msg) -> None:
         """An annotated trajectory (JTC-like): it replaces the previous one (module docstring)."""
-        from invdyn_ros.pipeline.trajectory_feedforward import order_joints
-        from invdyn_ros.ros.trajectory_msgs_io import trajectory_arrays
-
         try:
             if self._t0 is None:
                 raise ValueError('no joint state yet: the trajectory clock starts at the first')
