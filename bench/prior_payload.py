@@ -30,6 +30,7 @@ import numpy as np
 import yaml
 
 from common import Recorder, format_machine, machine_info, save_results
+from invdyn_ros.pipeline.parameters import NODE_ONLY_PARAMETERS
 from invdyn_ros.pipeline.pipeline import Pipeline, PipelineConfig, make_trainer
 from invdyn_ros.sim.arm import ArmConfig, SimulatedArm, find_robot_urdf, perturbed_urdf_model
 from invdyn_ros.sim.demo_metrics import RECOVERY_WINDOW_S, error_recovery, holds_from, rolling_rms
@@ -37,9 +38,6 @@ from invdyn_ros.sim.trajectory import FourierTrajectory
 
 KP = np.array([400.0, 400.0, 300.0, 100.0, 100.0, 50.0])
 KD = 2.0 * np.sqrt(KP)
-NODE_ONLY = ('executor', 'realtime_priority', 'publish_period_s', 'diagnostics_period_s',
-             'checkpoint_path', 'checkpoint_period_s', 'stale_timeout_s', 'aux_decimation',
-             'robot_description_timeout_s', 'checkpoint_mismatch', 'use_sim_time')
 
 
 def simulate(arm: SimulatedArm, traj: FourierTrajectory, before_s: float, after_s: float,
@@ -68,7 +66,7 @@ def rolling_error(args: argparse.Namespace, out: Recorder, T: np.ndarray, Q: np.
     reports too)."""
     cfg_file = Path(__file__).resolve().parents[1] / 'config' / 'ur5.yaml'
     params = yaml.safe_load(cfg_file.read_text())['invdyn_node']['ros__parameters']
-    for k in NODE_ONLY:
+    for k in NODE_ONLY_PARAMETERS:
         params.pop(k, None)
     params.update(prior=args.prior, rate_hz=500.0, seed=args.seed,
                   feedforward_mode='total', dual_enabled=False,
