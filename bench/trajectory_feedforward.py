@@ -239,8 +239,7 @@ def message_timing(names, reference, repeats, points=1127, dt=0.02) -> None:
     except ImportError:
         print('  (rclpy not importable: no message timing)')
         return
-    from invdyn_ros.ros.trajectory_msgs_io import fill_efforts  # noqa: PLC0415
-    from invdyn_ros.sim.demo_session import trajectory_message  # noqa: PLC0415
+    from invdyn_ros.ros.trajectory_msgs_io import fill_efforts, trajectory_message  # noqa: PLC0415
     times = np.arange(points) * dt
     q, qd, qdd = reference.sample(times)
     data = bytes(serialize_message(trajectory_message(names, times, q, qd, qdd, 0)))

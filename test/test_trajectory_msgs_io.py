@@ -11,24 +11,18 @@ import torch
 from test_trajectory_feedforward import NAMES, make_pipeline, motion, weights  # noqa: F401
 
 pytest.importorskip('rclpy')
-from builtin_interfaces.msg import Duration  # noqa: E402
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from invdyn_ros.pipeline.trajectory_feedforward import annotate_trajectory  # noqa: E402
-from invdyn_ros.ros.trajectory_msgs_io import TrajectoryRelay  # noqa: E402
+from invdyn_ros.ros.trajectory_msgs_io import TrajectoryRelay, trajectory_message  # noqa: E402
 
 TIMES = np.linspace(0.0, 2.0, 41)
 
 
 def message(frame: str) -> JointTrajectory:
     q, qd, qdd, _ = motion(TIMES)
-    msg = JointTrajectory(joint_names=list(NAMES))
+    msg = trajectory_message(NAMES, TIMES, q, qd, qdd, 0)
     msg.header.frame_id = frame
-    for i, t in enumerate(TIMES):
-        sec, ns = divmod(int(round(t * 1e9)), 1_000_000_000)
-        msg.points.append(JointTrajectoryPoint(
-            positions=q[i].tolist(), velocities=qd[i].tolist(), accelerations=qdd[i].tolist(),
-            time_from_start=Duration(sec=sec, nanosec=ns)))
     return msg
 
 

@@ -27,7 +27,7 @@ from invdyn_ros.pipeline.frozen import FrozenPipeline
 from invdyn_ros.pipeline.trajectory_feedforward import (AnnotatedTrajectory, TrajectoryError,
                                                         annotate_trajectory)
 
-__all__ = ['TrajectoryRelay', 'fill_efforts', 'trajectory_arrays']
+__all__ = ['TrajectoryRelay', 'fill_efforts', 'trajectory_arrays', 'trajectory_message']
 
 WARN_THROTTLE_S = 1.0
 #: Trajectories waiting for the relay's thread; beyond it the oldest waiting one is dropped.
@@ -64,6 +64,25 @@ def trajectory_arrays(msg: Any) -> dict[str, Any]:
             'velocities': _field(points, 'velocities', m, False),
             'accelerations': _field(points, 'accelerations', m, False),
             'efforts': _field(points, 'effort', m, False)}
+
+
+def trajectory_message(names: Any, times: Any, q: Any, qd: Any, qdd: Any, stamp_ns: int) -> Any:
+    """A trajectory_msgs/JointTrajectory through the points: ``times`` (N,) time_from_start (s),
+    ``q``, ``qd``, ``qdd`` (N, n); ``header.stamp`` = ``stamp_ns`` (ns)."""
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+    msg = JointTrajectory()
+    msg.joint_names = list(names)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    points = []
+    for k in range(len(times)):
+        p = JointTrajectoryPoint(positions=q[k].tolist(), velocities=qd[k].tolist(),
+                                 accelerations=qdd[k].tolist())
+        p.time_from_start.sec, p.time_from_start.nanosec = divmod(
+            int(round(times[k] * 1e9)), 1_000_000_000)
+        points.append(p)
+    msg.points = points
+    return msg
 
 
 def fill_efforts(msg: Any, efforts: np.ndarray) -> Any:

@@ -19,30 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from invdyn_ros.ros.trajectory_msgs_io import trajectory_message
 from invdyn_ros.sim.demo_node import NODE_NAME
 from invdyn_ros.sim.demo_recorder import DemoRecorder
 from invdyn_ros.sim.demo_schedule import TRAJECTORY_POINT_DT_S, Schedule
 
-__all__ = ['DemoSession', 'trajectory_message']
-
-
-def trajectory_message(names: Any, times: Any, q: Any, qd: Any, qdd: Any, stamp_ns: int) -> Any:
-    """A trajectory_msgs/JointTrajectory through the points: ``times`` (N,) time_from_start (s),
-    ``q``, ``qd``, ``qdd`` (N, n); ``header.stamp`` = ``stamp_ns`` (ns)."""
-    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
-
-    msg = JointTrajectory()
-    msg.joint_names = list(names)
-    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
-    points = []
-    for k in range(len(times)):
-        p = JointTrajectoryPoint(positions=q[k].tolist(), velocities=qd[k].tolist(),
-                                 accelerations=qdd[k].tolist())
-        p.time_from_start.sec, p.time_from_start.nanosec = divmod(
-            int(round(times[k] * 1e9)), 1_000_000_000)
-        points.append(p)
-    msg.points = points
-    return msg
+__all__ = ['DemoSession']
 
 
 class DemoSession:
