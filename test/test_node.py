@@ -108,6 +108,18 @@ def stop_node(proc: subprocess.Popen, timeout: float = 60.0) -> int:
     return proc.returncode
 
 
+def wait_for_group_exit(pgid: int, timeout: float) -> bool:
+    """Wait until no process of the process group ``pgid`` is left; False after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def log_of(proc: subprocess.Popen) -> str:
     proc.log_file.flush()  # type: ignore[attr-defined]
     return Path(proc.log_path).read_text()  # type: ignore[attr-defined]
@@ -348,7 +360,9 @@ def learning_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('learning')
     params = dict(LEARNING_PARAMS, checkpoint_path=str(tmp / 'ckpt' / 'kuka'))
     pfile = write_params(tmp / 'params.yaml', params)
-    proc = start_node(['--ros-args', '--params-file', str(pfile)], tmp / 'node.log')
+    # a process group of its own: the test of the stop waits for the node's helpers too
+    proc = start_node(['--ros-args', '--params-file', str(pfile)], tmp / 'node.log',
+                      start_new_session=True)
     h = Harness()
     try:
         h.wait_for_node(proc)
@@ -550,7 +564,12 @@ def test_save_service_and_checkpoint_survives_a_restart(learning_run):
     time.sleep(0.05)
     assert stop_node(proc) == 0                           # SIGINT: final checkpoint, exit 0
     assert [f.stat().st_mtime for f in files] >= mtimes
-    assert 'final checkpoint written' in Path(proc.log_path).read_text()
+    # multiprocessing's resource tracker (same process group, same stderr) reports what the
+    # node left behind once the node is gone: wait until it has exited too
+    assert wait_for_group_exit(proc.pid, timeout=60.0)
+    log = Path(proc.log_path).read_text()
+    assert 'final checkpoint written' in log
+    assert 'leaked' not in log, log[-2000:]    # the trainer's queue semaphores were released
 
     # restart from the checkpoint: good predictions from the first messages
     proc2 = start_node(['--ros-args', '--params-file', str(r['pfile'])], tmp / 'node2.log')

@@ -81,6 +81,7 @@ def main(argv: list[str] | None, node_class: Any) -> int:
                 stream.flush()
             except (OSError, ValueError):
                 pass
+        release_multiprocessing()
         try:   # C stdio too (rcutils' console logging): os._exit skips its flush
             import ctypes
             ctypes.CDLL(None).fflush(None)
@@ -88,6 +89,21 @@ def main(argv: list[str] | None, node_class: Any) -> int:
             pass
         os._exit(code)
     return code
+
+
+def release_multiprocessing() -> None:
+    """What multiprocessing does at a normal interpreter exit and ``os._exit`` skips: its
+    finalizers of exit priority >= 0, among them the unlinking of the named semaphores of the
+    trainer's queues (3 per queue). Skipped, the resource tracker unlinks them after the process
+    is gone and warns "There appear to be 12 leaked semaphore objects to clean up at shutdown"
+    on every stop. The finalizers of lower priority (joining queue feeder threads, which could
+    block on a pipe whose reader is gone) are not run. Nothing to do when multiprocessing was
+    never imported, or where its private ``_run_finalizers`` does not exist (then the warning
+    stays: cosmetic, the tracker still unlinks)."""
+    util = sys.modules.get('multiprocessing.util')
+    run_finalizers = getattr(util, '_run_finalizers', None)
+    if run_finalizers is not None:
+        run_finalizers(0)
 
 
 def _run(argv: list[str] | None, node_class: Any) -> int:
