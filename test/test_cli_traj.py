@@ -70,6 +70,18 @@ def test_csv_in_annotated_csv_out(setup, tmp_path, capsys):
     ref = expected(prefix, NAMES, times, q, qd)
     np.testing.assert_allclose(eff, ref.efforts, atol=1e-9)
     assert np.abs(eff).max() > 1.0 and all(r['outside'] == '0' for r in rows)
+    # --max-point-dt: the rows of the inserted points too (29 gaps of 40 ms -> one each)
+    out2 = tmp_path / 'plan_dense.csv'
+    assert main([str(src), '--checkpoint', prefix, '--config', str(config), '-o', str(out2),
+                 '--max-point-dt', '0.02']) == 0
+    assert '59 points (29 inserted)' in capsys.readouterr().out
+    rows = read_out(out2)
+    times2 = np.array([float(r['time']) for r in rows])
+    np.testing.assert_allclose(times2, np.arange(59) * 0.02, atol=1e-12)
+    q2 = np.array([[float(r['q_j1']), float(r['q_j2'])] for r in rows])
+    np.testing.assert_array_equal(q2[::2], q)                   # the plan's own points
+    eff2 = np.array([[float(r['effort_j1']), float(r['effort_j2'])] for r in rows])
+    np.testing.assert_allclose(eff2[::2], eff, atol=1e-9)
 
 
 def test_bag_trajectory_in(setup, tmp_path):

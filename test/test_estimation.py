@@ -434,7 +434,7 @@ def test_a_burst_a_pause_and_jitter_with_drops_keep_the_rate(first):
     t = t[rng.random(6000) > 0.05]
     k = 0 if first else 2000
     t = np.concatenate([t[:k], t[k] - 1e-5 * np.arange(5, 0, -1), t[k:]])
-    t[3000:] += 0.05                                           # a pause below max_gap_s
+    t[3000:] += 0.03                                           # a pause below max_gap_s (0.05)
     t[4000:] += 0.5                                            # and one above it (a reset)
     q, qd, tau = _rate_stream(t)
     est = StreamingEstimator(2, FilterConfig())

@@ -21,6 +21,9 @@ def test_defaults_give_the_settings():
     assert s.checkpoint_path == os.path.expanduser('~/ck/arm')       # stripped, expanded
     assert isinstance(s.diagnostics_period_s, float) and s.aux_decimation >= 1
     assert NodeSettings.from_params(defaults(checkpoint_period_s=0)).checkpoint_period_s == 0.0
+    assert s.trajectory_max_point_dt == 0.0                           # points as planned
+    assert NodeSettings.from_params(
+        defaults(trajectory_max_point_dt=0.02)).trajectory_max_point_dt == 0.02
 
 
 @pytest.mark.parametrize('name, value', [
@@ -28,7 +31,8 @@ def test_defaults_give_the_settings():
     ('checkpoint_period_s', -1.0), ('diagnostics_period_s', 0.0), ('publish_period_s', True),
     ('max_updates_per_sample', float('inf')), ('aux_decimation', 0), ('aux_decimation', 1.5),
     ('checkpoint_path', 3), ('checkpoint_mismatch', 'rename'), ('trainer_nice', 20),
-    ('trainer_nice', -1),
+    ('trainer_nice', -1), ('trajectory_max_point_dt', -0.02),
+    ('trajectory_max_point_dt', float('inf')),
 ])
 def test_an_invalid_value_is_a_config_error_naming_the_parameter(name, value):
     with pytest.raises(ConfigError, match=f'^{name}: '):

@@ -21,12 +21,12 @@ from test_trajectory_feedforward import motion
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 rclpy = pytest.importorskip('rclpy')
-from builtin_interfaces.msg import Duration  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from invdyn_ros.pipeline.pipeline import Pipeline, PipelineConfig, make_trainer  # noqa: E402
 from invdyn_ros.pipeline.trajectory_feedforward import annotate_trajectory  # noqa: E402
+from invdyn_ros.ros.trajectory_msgs_io import trajectory_message  # noqa: E402
 
 NAMES = ['j1', 'j2']
 RATE = 100.0
@@ -36,7 +36,8 @@ PARAMS = {'joint_names': NAMES, 'torque_limits': [50.0, 50.0], 'model': 'lstm',
           'min_samples': 32, 'ready_window': 50, 'ready_min_samples': 60, 'ready_nmse': 5.0,
           'poll_every': 10}
 NODE_PARAMS = dict(PARAMS, trainer='inline', updates_per_sample=0.0, checkpoint_period_s=0.0,
-                   diagnostics_period_s=0.5, stale_timeout_s=0.5)
+                   diagnostics_period_s=0.5, stale_timeout_s=0.5,
+                   trajectory_max_point_dt=0.025)      # one point inserted per 50 ms gap
 IN, OUT = '/invdyn_node/trajectory_in', '/invdyn_node/trajectory_out'
 
 
@@ -51,23 +52,6 @@ def train_checkpoint(prefix) -> None:
         pipe.process(t[i], q[i], qd[i], tau[i])
     assert trainer.learners['lstm'].steps > 50
     trainer.save(prefix)
-
-
-def trajectory(names, times, pos, vel=None, acc=None) -> JointTrajectory:
-    msg = JointTrajectory()
-    msg.header.frame_id = 'plan-42'
-    msg.header.stamp.sec = 7
-    msg.joint_names = list(names)
-    for i, t in enumerate(times):
-        sec, ns = divmod(int(round(t * 1e9)), 1_000_000_000)
-        p = JointTrajectoryPoint(time_from_start=Duration(sec=sec, nanosec=ns))
-        p.positions = [float(x) for x in pos[i]]
-        if vel is not None:
-            p.velocities = [float(x) for x in vel[i]]
-        if acc is not None:
-            p.accelerations = [float(x) for x in acc[i]]
-        msg.points.append(p)
-    return msg
 
 
 @pytest.fixture(scope='module')
@@ -118,7 +102,9 @@ def test_trajectory_passes_through_before_ready_then_gets_the_learned_efforts(no
     def mixed(a, extra):
         return np.column_stack([a[:, 1], np.full(len(times), extra), a[:, 0]])
 
-    msg = trajectory(names, times, mixed(q, 0.02), mixed(qd, 0.0), mixed(qdd, 0.0))
+    msg = trajectory_message(names, times, mixed(q, 0.02), mixed(qd, 0.0), mixed(qdd, 0.0),
+                             stamp_ns=7_000_000_000)
+    msg.header.frame_id = 'plan-42'                     # header: passed on unchanged
 
     # 1. not ready: the same trajectory, unchanged (no efforts), and a warning
     out = send_and_wait(h, msg, 0)
@@ -130,8 +116,8 @@ def test_trajectory_passes_through_before_ready_then_gets_the_learned_efforts(no
         assert time.monotonic() < deadline, log_of(proc)[-2000:]
         time.sleep(0.1)
 
-    # 2. a malformed trajectory (NaN) is dropped and counted
-    bad = trajectory(names, times[:3], np.full((3, 3), np.nan))
+    # 2. a malformed trajectory (NaN positions, no velocities / accelerations): dropped, counted
+    bad = trajectory_message(names, times[:3], np.full((3, 3), np.nan))
     h.traj_pub.publish(bad)
 
     # 3. make the node ready: joint states of the trained motion
@@ -145,14 +131,21 @@ def test_trajectory_passes_through_before_ready_then_gets_the_learned_efforts(no
     assert int(d['trajectories_rejected']) == 1 and int(d['trajectories_passed_through']) >= 1
     assert int(d['trajectories_annotated']) == 0
 
-    # 4. ready: the same trajectory comes back with the pipeline's efforts, in its joint order
+    # 4. ready: the same trajectory comes back with the pipeline's efforts, in its joint order,
+    # with a point inserted on its spline in the middle of every gap (trajectory_max_point_dt)
     out = send_and_wait(h, msg, len(h.traj_out))
     assert out.header.frame_id == 'plan-42' and out.header.stamp.sec == 7
-    assert list(out.joint_names) == names and len(out.points) == len(times)
-    for p, t_ in zip(out.points, times):
-        assert abs(p.time_from_start.sec + 1e-9 * p.time_from_start.nanosec - t_) < 1e-9
+    assert list(out.joint_names) == names and len(out.points) == 2 * len(times) - 1
+    stamps = [p.time_from_start.sec + 1e-9 * p.time_from_start.nanosec for p in out.points]
+    np.testing.assert_allclose(stamps, np.arange(2 * len(times) - 1) * 0.025, atol=1e-9)
+    np.testing.assert_array_equal([list(p.positions) for p in out.points[::2]], mixed(q, 0.02))
+    inserted = np.array([list(p.positions) for p in out.points[1::2]])
+    mid = (times[:-1] + times[1:]) / 2                  # on the spline through the points
+    np.testing.assert_allclose(inserted[:, [2, 0]], motion(mid)[0], atol=1e-4)
+    assert all(len(p.accelerations) == 3 for p in out.points)
     eff = np.array([list(p.effort) for p in out.points])
-    assert eff.shape == (len(times), 3) and np.isfinite(eff).all()
+    assert eff.shape == (2 * len(times) - 1, 3) and np.isfinite(eff).all()
+    eff = eff[::2]                                      # the plan's own points
     np.testing.assert_array_equal(eff[:, 1], 0.0)         # the extra joint: no effort given
     cfg = PipelineConfig.from_params(PARAMS)
     pipe = Pipeline(cfg, make_trainer(cfg, 'inline', checkpoint=node['prefix']))
@@ -161,4 +154,5 @@ def test_trajectory_passes_through_before_ready_then_gets_the_learned_efforts(no
     assert np.abs(ref.efforts).max() > 1.0 and not ref.outside.any()
     d = h.wait_diag(lambda d: int(d['trajectories_annotated']) >= 1)
     assert math.isfinite(float(d['trajectory_annotation_ms']))
+    assert int(d['trajectory_points_inserted']) == len(times) - 1
     assert d['internal_errors'] == '0'

@@ -226,7 +226,7 @@ def test_ready_is_the_rolling_nmse_of_the_published_torque_with_hysteresis():
 
 def test_ready_min_seconds_counts_stamps_not_gaps_in_process_and_process_batch():
     """ready_min_seconds: ready once 1 s of scored stamps passed (a 3 s pause of the stream
-    counts max_gap_s, 0.1 s), never before, with enough samples long before; process_batch gives
+    counts max_gap_s, 0.05 s), never before, with enough samples long before; process_batch gives
     the same ready rows."""
     mean, std = [1.0, -2.0], [2.0, 4.0]
     cfg = mlp_config(ready_min_samples=10, ready_min_seconds=1.0)

@@ -15,8 +15,9 @@ import pytest
 import torch
 
 from invdyn_ros.pipeline.pipeline import Pipeline, PipelineConfig, make_trainer
-from invdyn_ros.pipeline.trajectory_feedforward import (TrajectoryError, TrajectorySpline,
-                                                        annotate_trajectory, pipeline_rate_hz)
+from invdyn_ros.pipeline.trajectory_feedforward import (MAX_POINTS, TrajectoryError,
+                                                        TrajectorySpline, annotate_trajectory,
+                                                        insert_points, pipeline_rate_hz)
 from invdyn_ros.stages.windows import make_windows
 
 torch.set_num_threads(1)
@@ -281,3 +282,66 @@ def test_dual_selection_follows_the_identifier_and_falls_back_on_a_broken_networ
         gru.predict_many = real
     np.testing.assert_allclose(res.efforts[L - 1:], pa, atol=1e-6)
     assert not res.outside.any()
+
+
+@pytest.mark.parametrize('with_acc', [True, False])
+def test_inserted_points_lie_on_the_controllers_spline_and_keep_the_originals(with_acc):
+    """JTC's motion through the points with the inserted ones is its motion through the original
+    points (quintic / cubic segments restricted to sub-intervals); the originals stay bit for
+    bit; an extra joint's efforts at the new points are the linear interpolation JTC applies."""
+    rng = np.random.default_rng(3)
+    t = np.array([0.0, 0.1, 0.15, 0.35, 0.36, 0.5])
+    q, qd, qdd = (rng.normal(size=(6, 3)) for _ in range(3))
+    acc = qdd if with_acc else None
+    eff = rng.normal(size=(6, 3))
+    T, P, V, A, E, new = insert_points(t, q, qd, acc, eff, 0.02)
+    assert np.diff(T).max() <= 0.02 + 1e-12 and (np.diff(T) > 0).all()
+    np.testing.assert_array_equal(T[~new], t)
+    for got, want in ((P, q), (V, qd), (E, eff)):
+        np.testing.assert_array_equal(got[~new], want)
+    assert (A is None) == (not with_acc)
+    # 0.1 s -> 5 parts, 0.05 -> 3 (0.0167 s each), 0.2 -> 10, 0.01 -> 1, 0.14 -> 7
+    assert int(new.sum()) == 4 + 2 + 9 + 0 + 6
+    dense = np.linspace(-0.01, 0.51, 2001)
+    for a, b in zip(TrajectorySpline(t, q, qd, acc).sample(dense),
+                    TrajectorySpline(T, P, V, A).sample(dense)):
+        np.testing.assert_allclose(b, a, atol=1e-9)
+    for j in range(3):
+        np.testing.assert_allclose(E[:, j], np.interp(T, t, eff[:, j]), atol=1e-12)
+    same = insert_points(t, q, qd, acc, eff, 1.0)            # nothing further apart: unchanged
+    assert not same[-1].any() and same[0] is t
+
+
+def test_annotation_with_inserted_points(weights):
+    pipe = make_pipeline(weights)
+    t = np.arange(0, 41) * 0.05                               # points every 50 ms
+    q, qd, qdd, _ = motion(t)
+    plain = annotate_trajectory(pipe, NAMES, t, q, qd, qdd)
+    res = annotate_trajectory(pipe, NAMES, t, q, qd, qdd, max_point_dt=0.02)
+    assert res.annotated and res.inserted == 2 * 40 and len(res.times) == 41 + 80
+    positions, velocities, accelerations, new = res.points
+    assert res.efforts.shape == (121, 2) and positions.shape == (121, 2) and new.sum() == 80
+    # the original points get the efforts they get without insertion
+    np.testing.assert_allclose(res.efforts[~new], plain.efforts, atol=1e-9)
+    # and every point, old or new, the prediction for the analytic motion there, as a dense
+    # trajectory through all of them would give
+    dense = annotate_trajectory(pipe, NAMES, res.times, *motion(res.times)[:3])
+    span = np.ptp(dense.efforts, axis=0)
+    late = res.times >= 0.1
+    assert (np.abs(res.efforts - dense.efforts)[late].max(axis=0) < 0.02 * span).all()
+    # positions alone: JTC interpolates them linearly, points on a curve would change the motion
+    only = annotate_trajectory(pipe, NAMES, t, q, max_point_dt=0.02)
+    assert only.annotated and only.inserted == 0 and only.points is None
+    assert 'no velocities' in only.warning
+    # a plan that would grow beyond MAX_POINTS is annotated as it is, with a warning
+    long_t = np.array([0.0, MAX_POINTS * 0.02])
+    big = annotate_trajectory(pipe, NAMES, long_t, np.zeros((2, 2)), np.zeros((2, 2)),
+                              max_point_dt=0.02)
+    assert big.inserted == 0 and f'{MAX_POINTS} points' in big.warning
+    for bad in (-0.01, float('nan'), float('inf')):
+        with pytest.raises(TrajectoryError, match='max_point_dt'):
+            annotate_trajectory(pipe, NAMES, t, q, qd, max_point_dt=bad)
+    # before ready nothing is inserted: the trajectory passes through as it came
+    unready = annotate_trajectory(make_pipeline(weights, ready=False), NAMES, t, q, qd,
+                                  max_point_dt=0.02)
+    assert not unready.annotated and unready.inserted == 0 and len(unready.times) == 41

@@ -2,6 +2,7 @@
 
     invdyn_traj INPUT --checkpoint PREFIX --config node_params.yaml -o OUT.csv
                 [--topic /trajectory] [--message K] [--rate HZ] [--max-std 3.0]
+                [--max-point-dt S]
 
 INPUT is a CSV trajectory (columns ``time`` (s, time_from_start), ``q_<joint>`` for every joint,
 optionally ``qd_<joint>`` and ``qdd_<joint>`` for all of them) or a rosbag2 bag (folder, .db3 or
@@ -15,7 +16,9 @@ every joint.
 
 Writes OUT (CSV): ``time``, the input's ``q_`` / ``qd_`` / ``qdd_`` columns (a bag's velocities /
 accelerations when it has them), ``effort_<joint>`` for every joint of the trajectory and
-``outside`` (1: outside the trained region, effort zero). Prints a one-line summary. Exit status:
+``outside`` (1: outside the trained region, effort zero); with ``--max-point-dt`` the rows of
+the points inserted on the trajectory's spline are among them (the node's
+``trajectory_max_point_dt``). Prints a one-line summary. Exit status:
 0; 2 on a user error (missing file, bad CSV, missing checkpoint, joints missing), one line on
 stderr. Pure Python: needs no ROS installation.
 """
@@ -63,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--max-std', type=float, default=None,
                    help='trained-region bound in input-scaler standard deviations '
                         '(default: trajectory_feedforward.DEFAULT_MAX_STD)')
+    p.add_argument('--max-point-dt', type=float, default=0.0,
+                   help='insert points on the trajectory\'s spline where points are further '
+                        'apart than this (s), as the node\'s trajectory_max_point_dt '
+                        '(default 0: the points as given)')
     return p
 
 
@@ -115,6 +122,8 @@ def read_bag(path: Path, topic: str, index: int) -> dict[str, Any]:
 def write_csv(path: Path, traj: dict[str, Any], res: Any) -> None:
     names = list(res.joint_names)
     cols: list[tuple[str, np.ndarray]] = [('time', res.times)]
+    if res.points is not None:                          # points were inserted: all of them
+        traj = dict(zip(('positions', 'velocities', 'accelerations'), res.points[:3]))
     for key, prefix in (('positions', 'q_'), ('velocities', 'qd_'), ('accelerations', 'qdd_')):
         if traj.get(key) is not None:
             cols += [(f'{prefix}{j}', traj[key][:, i]) for i, j in enumerate(names)]
@@ -154,13 +163,16 @@ def run(args: argparse.Namespace) -> int:
                                   traj.get('accelerations'), traj.get('efforts'),
                                   rate_hz=args.rate, require_ready=False,
                                   max_std=DEFAULT_MAX_STD if args.max_std is None
-                                  else args.max_std)
+                                  else args.max_std, max_point_dt=args.max_point_dt)
     finally:
         pipeline.close()
     if not res.annotated:
         raise UserError(f'not annotated: {res.reason} (pass --rate)')
+    if res.warning:
+        print(f'invdyn_traj: warning: {res.warning}', file=sys.stderr)
     write_csv(Path(args.output).expanduser(), traj, res)
-    print(f'invdyn_traj: {len(res.times)} points, {len(res.joint_names)} joints, rate '
+    added = f' ({res.inserted} inserted)' if res.inserted else ''
+    print(f'invdyn_traj: {len(res.times)} points{added}, {len(res.joint_names)} joints, rate '
           f'{res.rate_hz:g} Hz, {res.n_outside} outside the trained region, '
           f'{time.perf_counter() - start:.2f} s -> {args.output}')
     return EXIT_OK

@@ -22,7 +22,12 @@ __all__ = ['FrozenPipeline']
 class FrozenPipeline:
     """A pipeline's prediction as it is now (module docstring): ``config``, ``n``, ``window``,
     ``names``, ``dual``, ``residual``, ``ready``, ``estimator.rate_hz``, ``predictors``,
-    ``identifier``, ``physics`` -- the same names as on the pipeline."""
+    ``identifier``, ``physics`` -- the same names as on the pipeline.
+
+    Of a pipeline that is not ready nothing is copied (``predictors`` empty, ``identifier`` and
+    ``physics`` None): ``annotate_trajectory`` only checks the trajectory against the config and
+    passes it through unchanged then, so the control thread does not pay the copies (about 1 ms)
+    for a trajectory that gets no efforts."""
 
     def __init__(self, pipeline: Any) -> None:
         # (no import of the pipeline's modules here: the trajectory relay imports this module
@@ -34,6 +39,9 @@ class FrozenPipeline:
         self.names, self.dual, self.residual = pipeline.names, pipeline.dual, pipeline.residual
         self.ready = bool(pipeline.ready)
         self.estimator = SimpleNamespace(rate_hz=pipeline.estimator.rate_hz)
+        if not self.ready:
+            self.predictors, self.identifier, self.physics = {}, None, None
+            return
         self.predictors = {name: p.frozen() for name, p in pipeline.predictors.items()}
         self.identifier = copy.deepcopy(pipeline.identifier)
         physics = pipeline.physics

@@ -68,7 +68,6 @@ from invdyn_ros.learning.training import TRAINER_KINDS, make_trainer
 from invdyn_ros.pipeline.config import PipelineConfig
 from invdyn_ros.pipeline.parameters import NODE_ONLY_PARAMETERS, PIPELINE_PARAMETERS
 from invdyn_ros.pipeline.pipeline_learning import LearningSide  # noqa: F401 (re-exported)
-from invdyn_ros.pipeline.pipeline_learning import normal_scheduling
 from invdyn_ros.pipeline.pipeline_physics import PriorSide
 from invdyn_ros.pipeline.pipeline_reference import ReferencePath
 from invdyn_ros.pipeline.replay import BATCH_CHUNK as _BATCH_CHUNK

@@ -21,19 +21,9 @@ import numpy as np
 from invdyn_ros.errors import InvdynError
 from invdyn_ros.learning.checkpoints import checkpoint_prefix
 from invdyn_ros.learning.training import ProcessTrainer, TrainerError
+from invdyn_ros.pipeline.scheduling import normal_scheduling
 
-__all__ = ['LearningSide', 'normal_scheduling']
-
-
-def normal_scheduling() -> None:
-    """Run the calling thread under normal scheduling (SCHED_OTHER). A helper thread started by
-    a SCHED_FIFO control thread (the node's ``realtime_priority``) inherits SCHED_FIFO; one that
-    does background work calls this first. No-op where it is already normal or not supported."""
-    try:
-        if os.sched_getscheduler(0) != os.SCHED_OTHER:
-            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-    except (AttributeError, OSError):
-        pass
+__all__ = ['LearningSide']
 
 
 class LearningSide:

@@ -36,6 +36,16 @@ estimator's limits) raises :class:`TrajectoryError` (a ``ValueError``) naming th
 
 Joint order is by name: the trajectory may list the joints in any order and may hold extra joints,
 whose efforts are kept as given (zero when the trajectory has none).
+
+Inserted points (``max_point_dt``): JTC interpolates the point efforts linearly, so between points
+far apart the feedforward is a chord of the dynamics (measured in ``bench/trajectory_feedforward.py``:
+points every 100 ms, as MoveIt's time parametrization resamples by default, tracked 1.8x worse
+than the per-sample feedforward; every 20 ms 1.0x). With ``max_point_dt > 0`` every gap between
+points longer than that gets evenly spaced points inserted, sampled from the very spline JTC builds
+through the original points (:func:`insert_points`): a quintic or cubic segment restricted to a
+sub-interval is the quintic / cubic through its end states, so JTC's motion is unchanged (to
+rounding) and only the efforts get denser. Only where the points carry velocities: with positions
+alone JTC interpolates linearly, and points on a curve would change the motion.
 """
 from __future__ import annotations
 
@@ -48,12 +58,17 @@ from scipy.interpolate import CubicHermiteSpline, CubicSpline, PPoly
 
 from invdyn_ros.errors import InvdynError
 
-__all__ = ['AnnotatedTrajectory', 'DEFAULT_MAX_STD', 'TrajectoryError', 'TrajectorySpline',
-           'annotate_trajectory', 'order_joints', 'pipeline_rate_hz', 'window_times']
+__all__ = ['AnnotatedTrajectory', 'DEFAULT_MAX_STD', 'MAX_POINTS', 'TrajectoryError',
+           'TrajectorySpline', 'annotate_trajectory', 'insert_points', 'order_joints',
+           'pipeline_rate_hz', 'window_times']
 
 #: A window feature farther than this many input-scaler standard deviations from the training
 #: mean marks the point as outside the trained region.
 DEFAULT_MAX_STD = 3.0
+
+#: Points are inserted only while the trajectory stays within this many points (a plan with
+#: seconds between points and a small ``max_point_dt`` would otherwise grow without bound).
+MAX_POINTS = 20000
 
 Prior = Callable[[np.ndarray, np.ndarray, np.ndarray], Any]
 
@@ -70,7 +85,12 @@ class AnnotatedTrajectory:
     is False it is the input's efforts (None if it had none) and ``reason`` says why.
     ``outside`` (N,) bool: points that got the prior's torque or zero instead of the networks'
     (outside the trained region or a non-finite prediction). ``q, qd, qdd`` (N, n): the desired
-    states at the points in the pipeline's joint order (None when not annotated)."""
+    states at the points in the pipeline's joint order (None when not annotated).
+    ``inserted``: points inserted (``max_point_dt``); then ``times`` and ``efforts`` are of all
+    points and ``points`` holds their ``(positions, velocities, accelerations, is_inserted)``:
+    (N, m) in the trajectory's joint order (accelerations None where the input had none) and the
+    (N,) mask of the new points, for the message.
+    ``warning``: something the caller should log (points that were not inserted, and why)."""
     joint_names: tuple[str, ...]
     times: np.ndarray
     efforts: np.ndarray | None
@@ -82,6 +102,9 @@ class AnnotatedTrajectory:
     q: np.ndarray | None = None
     qd: np.ndarray | None = None
     qdd: np.ndarray | None = None
+    inserted: int = 0
+    points: tuple | None = None
+    warning: str = ''
 
     @property
     def n_outside(self) -> int:
@@ -183,6 +206,43 @@ def _quintic_hermite(t: np.ndarray, q: np.ndarray, qd: np.ndarray, qdd: np.ndarr
     return PPoly(np.stack([c5, c4, c3, 0.5 * a0, v0, p0]), t)
 
 
+def insert_points(times: np.ndarray, positions: np.ndarray, velocities: np.ndarray,
+                  accelerations: np.ndarray | None, efforts: np.ndarray | None,
+                  max_point_dt: float) -> tuple[np.ndarray, ...]:
+    """Evenly spaced points inserted into every gap longer than ``max_point_dt`` (module
+    docstring): ``(times, positions, velocities, accelerations, efforts, inserted)`` with
+    ``inserted`` (N,) True at the new points; the original points kept bit for bit. The new points' states come from the spline JTC builds
+    through the original points (quintic with accelerations, cubic Hermite without); their
+    ``efforts`` (extra joints keep theirs) are the linear interpolation JTC would apply anyway.
+    Validated arrays, ``velocities`` required."""
+    h = np.diff(times)
+    parts = np.maximum(1, np.ceil(h / max_point_dt - 1e-9).astype(np.int64))
+    if not (parts > 1).any():
+        return (times, positions, velocities, accelerations, efforts,
+                np.zeros(times.size, dtype=bool))
+    seg = np.repeat(np.arange(h.size), parts)                 # segment of each point but the last
+    step = np.arange(seg.size) - np.repeat(np.cumsum(parts) - parts, parts)
+    t_new = np.append(times[seg] + h[seg] * step / parts[seg], times[-1])
+    new = np.append(step > 0, False)                          # the inserted ones
+    out_t = t_new.copy()
+    out_t[~new] = times                                       # originals exactly
+    spline = TrajectorySpline(times, positions, velocities, accelerations)
+    sq, sqd, sqdd = spline.sample(out_t[new])
+
+    def merged(original: np.ndarray, sampled: np.ndarray) -> np.ndarray:
+        out = np.empty((out_t.size, original.shape[1]))
+        out[~new], out[new] = original, sampled
+        return out
+
+    eff = None
+    if efforts is not None:
+        eff = np.column_stack([np.interp(out_t, times, efforts[:, j])
+                               for j in range(efforts.shape[1])])
+        eff[~new] = efforts
+    return (out_t, merged(positions, sq), merged(velocities, sqd),
+            None if accelerations is None else merged(accelerations, sqdd), eff, new)
+
+
 def window_times(times: np.ndarray, window: int, rate_hz: float) -> np.ndarray:
     """``(N, L)`` sample times of the resampled window ending at each point (oldest first)."""
     offsets = (np.arange(window) - (window - 1)) / float(rate_hz)
@@ -199,15 +259,17 @@ def pipeline_rate_hz(pipeline: Any) -> float | None:
 def annotate_trajectory(pipeline: Any, joint_names: Sequence[str], times: Any, positions: Any,
                         velocities: Any = None, accelerations: Any = None, efforts: Any = None,
                         *, prior: Prior | None = None, rate_hz: float | None = None,
-                        max_std: float = DEFAULT_MAX_STD, require_ready: bool = True
-                        ) -> AnnotatedTrajectory:
+                        max_std: float = DEFAULT_MAX_STD, require_ready: bool = True,
+                        max_point_dt: float = 0.0) -> AnnotatedTrajectory:
     """The learned feedforward of every point (module docstring).
 
     ``joint_names`` (m,) the trajectory's joints, any order, a superset of the pipeline's;
     ``times`` (N,) s (``time_from_start``), strictly increasing; ``positions`` (N, m);
     ``velocities`` / ``accelerations`` / ``efforts`` (N, m) or None (empty). ``rate_hz``: the
     resampling rate (default: the pipeline's). ``require_ready=False`` annotates an unready
-    pipeline too (offline use; the result's reason says so). Raises :class:`TrajectoryError`.
+    pipeline too (offline use; the result's reason says so). ``max_point_dt`` > 0 (s): points
+    inserted where the trajectory's are further apart (module docstring; only once annotated).
+    Raises :class:`TrajectoryError`.
     """
     names = tuple(str(x) for x in joint_names)
     t = _times(times)
@@ -235,6 +297,19 @@ def annotate_trajectory(pipeline: Any, joint_names: Sequence[str], times: Any, p
     if rate is None or not math.isfinite(rate) or rate <= 0:
         return unchanged('sample rate unknown (no joint states yet and rate_hz not set)')
 
+    if not (math.isfinite(max_point_dt) and max_point_dt >= 0):
+        raise TrajectoryError(f'max_point_dt: must be a finite number >= 0, got {max_point_dt!r}')
+    inserted, warning = 0, ''
+    if max_point_dt > 0 and N > 1:
+        if vel is None:
+            warning = ('no points inserted (max_point_dt): the points have no velocities, and '
+                       'JTC interpolates positions alone linearly')
+        elif (t[-1] - t[0]) / max_point_dt + N > MAX_POINTS:
+            warning = (f'no points inserted (max_point_dt {max_point_dt} s): the trajectory '
+                       f'would exceed {MAX_POINTS} points')
+        else:
+            t, pos, vel, acc, eff, new = insert_points(t, pos, vel, acc, eff, max_point_dt)
+            N, inserted = t.size, int(new.sum())
     q, qd, qdd = pos[:, idx], None if vel is None else vel[:, idx], \
         None if acc is None else acc[:, idx]
     spline = TrajectorySpline(t, q, qd, qdd)
@@ -265,7 +340,8 @@ def annotate_trajectory(pipeline: Any, joint_names: Sequence[str], times: Any, p
     out[:, idx] = torque
     reason = 'annotated' if pipeline.ready else 'annotated (model not ready)'
     return AnnotatedTrajectory(names, t, out, True, reason, outside, prior_used, rate,
-                               q_pt.copy(), qd_pt.copy(), qdd_pt.copy())
+                               q_pt.copy(), qd_pt.copy(), qdd_pt.copy(), inserted,
+                               (pos, vel, acc, new) if inserted else None, warning)
 
 
 def _empty(x: Any) -> bool:

@@ -391,7 +391,8 @@ class InvdynNode(LifecycleNode):
                                  BEST_EFFORT)
         self.traj_pub = self.create_publisher(JointTrajectory, '~/trajectory_out', RELIABLE)
         self._trajectories = TrajectoryRelay(self.pipeline, self.get_logger(),
-                                             publish=self.traj_pub.publish)
+                                             publish=self.traj_pub.publish,
+                                             max_point_dt=st.trajectory_max_point_dt)
         self.create_subscription(JointTrajectory, '~/trajectory_in', self._on_trajectory,
                                  RELIABLE)
         saves = self._checkpoints = CheckpointService(self.pipeline, self.checkpoint_path, log)

@@ -55,6 +55,7 @@ class NodeSettings:
     checkpoint_path: str                  # expanded (``~``), stripped; '' = no checkpoints
     checkpoint_mismatch: str
     trainer_nice: int
+    trajectory_max_point_dt: float = 0.0
 
     @classmethod
     def from_params(cls, p: dict[str, Any]) -> 'NodeSettings':
@@ -78,9 +79,11 @@ class NodeSettings:
             raise ConfigError(f'checkpoint_mismatch: must be one of {CHECKPOINT_MISMATCH}, got '
                               f'{mismatch!r}')
         trainer_nice = integer('trainer_nice', p['trainer_nice'], 0, 19)
+        max_point_dt = positive('trajectory_max_point_dt', p['trajectory_max_point_dt'],
+                                allow_zero=True)
         return cls(trainer, stale_timeout_s, checkpoint_period_s, diagnostics_period_s,
                    publish_period_s, max_updates, aux_decimation, checkpoint_path, mismatch,
-                   trainer_nice)
+                   trainer_nice, max_point_dt)
 
 
 def process_settings(p: dict[str, Any]) -> tuple[str, int]:

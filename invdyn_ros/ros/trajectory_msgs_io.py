@@ -5,7 +5,9 @@ node API, only message objects; the numerics are :mod:`invdyn_ros.pipeline.traje
 joint_trajectory_controller's ``~/joint_trajectory``): the same message -- header, joint names,
 points, times -- with every point's ``effort`` set to the learned feedforward. Before the model is
 ready the message passes through unchanged (with a throttled warning); a malformed one is dropped
-(throttled warning, counted).
+(throttled warning, counted). With ``trajectory_max_point_dt`` > 0 points are inserted where the
+plan's are further apart, on JTC's own spline through them (the motion unchanged,
+``annotate_trajectory``): JTC interpolates the efforts linearly between points.
 
 The annotation never runs in the control thread: :meth:`TrajectoryRelay.submit` freezes the
 pipeline's prediction there (:class:`~invdyn_ros.pipeline.frozen.FrozenPipeline`, a few copies)
@@ -24,10 +26,12 @@ from typing import Any, Callable
 import numpy as np
 
 from invdyn_ros.pipeline.frozen import FrozenPipeline
+from invdyn_ros.pipeline.scheduling import normal_scheduling
 from invdyn_ros.pipeline.trajectory_feedforward import (AnnotatedTrajectory, TrajectoryError,
                                                         annotate_trajectory)
 
-__all__ = ['TrajectoryRelay', 'fill_efforts', 'trajectory_arrays', 'trajectory_message']
+__all__ = ['TrajectoryRelay', 'fill_efforts', 'insert_message_points', 'trajectory_arrays',
+           'trajectory_message']
 
 WARN_THROTTLE_S = 1.0
 #: Trajectories waiting for the relay's thread; beyond it the oldest waiting one is dropped.
@@ -66,22 +70,46 @@ def trajectory_arrays(msg: Any) -> dict[str, Any]:
             'efforts': _field(points, 'effort', m, False)}
 
 
-def trajectory_message(names: Any, times: Any, q: Any, qd: Any, qdd: Any, stamp_ns: int) -> Any:
+def trajectory_message(names: Any, times: Any, q: Any, qd: Any = None, qdd: Any = None,
+                       stamp_ns: int = 0) -> Any:
     """A trajectory_msgs/JointTrajectory through the points: ``times`` (N,) time_from_start (s),
-    ``q``, ``qd``, ``qdd`` (N, n); ``header.stamp`` = ``stamp_ns`` (ns)."""
-    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+    ``q`` and optional ``qd``, ``qdd`` (N, n); None leaves that field empty in every point, as a
+    planner that sends positions only does (:func:`trajectory_arrays` reads it back as None, and
+    ``annotate_trajectory`` then takes them from its spline through the positions).
+    ``header.stamp`` = ``stamp_ns`` (ns; 0: the controller starts the trajectory on arrival)."""
+    from trajectory_msgs.msg import JointTrajectory
 
     msg = JointTrajectory()
     msg.joint_names = list(names)
     msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
-    points = []
-    for k in range(len(times)):
-        p = JointTrajectoryPoint(positions=q[k].tolist(), velocities=qd[k].tolist(),
-                                 accelerations=qdd[k].tolist())
-        p.time_from_start.sec, p.time_from_start.nanosec = divmod(
-            int(round(times[k] * 1e9)), 1_000_000_000)
-        points.append(p)
-    msg.points = points
+    msg.points = [_point(times[k], q[k], None if qd is None else qd[k],
+                         None if qdd is None else qdd[k]) for k in range(len(times))]
+    return msg
+
+
+def _point(time_s: float, q: Any, qd: Any, qdd: Any) -> Any:
+    from trajectory_msgs.msg import JointTrajectoryPoint
+
+    p = JointTrajectoryPoint(positions=np.asarray(q, dtype=np.float64).tolist(),
+                             velocities=[] if qd is None else np.asarray(qd).tolist(),
+                             accelerations=[] if qdd is None else np.asarray(qdd).tolist())
+    p.time_from_start.sec, p.time_from_start.nanosec = divmod(int(round(time_s * 1e9)),
+                                                              1_000_000_000)
+    return p
+
+
+def insert_message_points(msg: Any, res: AnnotatedTrajectory) -> Any:
+    """The points of ``res`` (``annotate_trajectory(..., max_point_dt=...)`` inserted some) in
+    ``msg`` (in place): the original point objects kept as they are, the new ones built from the
+    states ``res`` sampled (same fields as the originals: accelerations only where they had
+    them). Efforts are :func:`fill_efforts`' job."""
+    if not res.inserted:
+        return msg
+    positions, velocities, accelerations, is_new = res.points
+    originals = iter(msg.points)
+    msg.points = [_point(res.times[k], positions[k], velocities[k],
+                         None if accelerations is None else accelerations[k])
+                  if is_new[k] else next(originals) for k in range(len(res.times))]
     return msg
 
 
@@ -106,8 +134,9 @@ class TrajectoryRelay:
 
     def __init__(self, pipeline: Any, logger: Any = None, prior: Any = None,
                  publish: Callable[[Any], Any] | None = None,
-                 queue_size: int = QUEUE_SIZE) -> None:
+                 queue_size: int = QUEUE_SIZE, max_point_dt: float = 0.0) -> None:
         self.pipeline = pipeline
+        self.max_point_dt = float(max_point_dt)
         self.logger = logger
         self.prior = prior
         self.publish = publish
@@ -115,7 +144,7 @@ class TrajectoryRelay:
         self.counters = {'trajectories': 0, 'trajectories_annotated': 0,
                          'trajectories_passed_through': 0, 'trajectories_rejected': 0,
                          'trajectories_dropped': 0, 'trajectories_failed': 0,
-                         'trajectory_points_outside': 0}
+                         'trajectory_points_outside': 0, 'trajectory_points_inserted': 0}
         self.last_seconds = 0.0
         self.last_freeze_seconds = 0.0
         self.last_error: str | None = None
@@ -154,9 +183,6 @@ class TrajectoryRelay:
             self._cond.notify()
 
     def _run(self) -> None:
-        # imported here, in the relay's thread: the module's users without a pipeline (the
-        # demo's controller) need no torch; the node has it loaded already
-        from invdyn_ros.pipeline.pipeline_learning import normal_scheduling  # noqa: PLC0415
         normal_scheduling()                 # not the SCHED_FIFO of the control thread
         while True:
             with self._cond:
@@ -202,7 +228,8 @@ class TrajectoryRelay:
         if prior is None and model.physics is not None and model.residual:
             prior = model.physics.prior.predict_many     # the identified physics model
         try:
-            res = annotate_trajectory(model, prior=prior, **trajectory_arrays(msg))
+            res = annotate_trajectory(model, prior=prior, max_point_dt=self.max_point_dt,
+                                      **trajectory_arrays(msg))
         except TrajectoryError as exc:
             c['trajectories_rejected'] += 1
             self._warn(f'trajectory dropped (not passed on): {exc}')
@@ -214,9 +241,12 @@ class TrajectoryRelay:
             self._warn(f'trajectory of {len(res.times)} points passed through without '
                        f'feedforward: {res.reason}')
             return msg
-        fill_efforts(msg, res.efforts)
+        if res.warning:
+            self._warn(f'trajectory of {len(res.times)} points: {res.warning}')
+        fill_efforts(insert_message_points(msg, res), res.efforts)
         c['trajectories_annotated'] += 1
         c['trajectory_points_outside'] += res.n_outside
+        c['trajectory_points_inserted'] += res.inserted
         if res.n_outside:
             where = np.flatnonzero(res.outside)
             self._warn(f'{res.n_outside} of {len(res.times)} trajectory points are outside the '
@@ -224,7 +254,8 @@ class TrajectoryRelay:
                        f'{" ..." if where.size > 10 else ""}): their effort is '
                        f'{"the prior" if res.prior_used else "zero"}')
         if self.logger is not None:
-            self.logger.info(f'trajectory of {len(res.times)} points annotated in '
+            added = f' ({res.inserted} inserted)' if res.inserted else ''
+            self.logger.info(f'trajectory of {len(res.times)} points{added} annotated in '
                              f'{1e3 * self.last_seconds:.1f} ms',
                              throttle_duration_sec=WARN_THROTTLE_S)
         return msg

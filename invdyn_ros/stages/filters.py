@@ -30,7 +30,7 @@ class FilterConfig:
     order: int = 2
     cutoff_hz: float = 30.0
     rate_hz: float | None = None
-    max_gap_s: float = 0.1
+    max_gap_s: float = 0.05
     max_abs_position: float = 100.0
     max_abs_velocity: float = 100.0
     max_abs_effort: float = 1e4
