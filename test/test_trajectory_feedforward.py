@@ -310,6 +310,10 @@ def test_inserted_points_lie_on_the_controllers_spline_and_keep_the_originals(wi
         np.testing.assert_allclose(E[:, j], np.interp(T, t, eff[:, j]), atol=1e-12)
     same = insert_points(t, q, qd, acc, eff, 1.0)            # nothing further apart: unchanged
     assert not same[-1].any() and same[0] is t
+    # points max_point_dt apart up to the nanosecond rounding of time_from_start: none inserted
+    grid = np.round(np.arange(200) * 0.02 * 1e9) * 1e-9 + rng.uniform(-2e-9, 2e-9, 200)
+    z = np.zeros((200, 3))
+    assert not insert_points(grid, z, z, z, None, 0.02)[-1].any()
 
 
 def test_annotation_with_inserted_points(weights):

@@ -216,7 +216,9 @@ def insert_points(times: np.ndarray, positions: np.ndarray, velocities: np.ndarr
     ``efforts`` (extra joints keep theirs) are the linear interpolation JTC would apply anyway.
     Validated arrays, ``velocities`` required."""
     h = np.diff(times)
-    parts = np.maximum(1, np.ceil(h / max_point_dt - 1e-9).astype(np.int64))
+    # a gap within 1 µs of max_point_dt is not longer than it: time_from_start is rounded to
+    # nanoseconds, so a plan with points exactly max_point_dt apart gets none inserted
+    parts = np.maximum(1, np.ceil((h - 1e-6) / max_point_dt).astype(np.int64))
     if not (parts > 1).any():
         return (times, positions, velocities, accelerations, efforts,
                 np.zeros(times.size, dtype=bool))
