@@ -38,9 +38,9 @@ Joint order is by name: the trajectory may list the joints in any order and may 
 whose efforts are kept as given (zero when the trajectory has none).
 
 Inserted points (``max_point_dt``): JTC interpolates the point efforts linearly, so between points
-far apart the feedforward is a chord of the dynamics (measured in ``bench/trajectory_feedforward.py``:
-points every 100 ms, as MoveIt's time parametrization resamples by default, tracked 1.8x worse
-than the per-sample feedforward; every 20 ms 1.0x). With ``max_point_dt > 0`` every gap between
+far apart the feedforward is a chord of the dynamics (``bench/trajectory_feedforward.py``: points
+every 100 ms, as MoveIt's time parametrization resamples by default, tracked 1.8x worse than the
+per-sample feedforward; every 20 ms 1.0x). With ``max_point_dt > 0`` every gap between
 points longer than that gets evenly spaced points inserted, sampled from the very spline JTC builds
 through the original points (:func:`insert_points`): a quintic or cubic segment restricted to a
 sub-interval is the quintic / cubic through its end states, so JTC's motion is unchanged (to
@@ -211,10 +211,10 @@ def insert_points(times: np.ndarray, positions: np.ndarray, velocities: np.ndarr
                   max_point_dt: float) -> tuple[np.ndarray, ...]:
     """Evenly spaced points inserted into every gap longer than ``max_point_dt`` (module
     docstring): ``(times, positions, velocities, accelerations, efforts, inserted)`` with
-    ``inserted`` (N,) True at the new points; the original points kept bit for bit. The new points' states come from the spline JTC builds
-    through the original points (quintic with accelerations, cubic Hermite without); their
-    ``efforts`` (extra joints keep theirs) are the linear interpolation JTC would apply anyway.
-    Validated arrays, ``velocities`` required."""
+    ``inserted`` (N,) True at the new points; the original points kept bit for bit. The new
+    points' states come from the spline JTC builds through the original points (quintic with
+    accelerations, cubic Hermite without); their ``efforts`` (extra joints keep theirs) are the
+    linear interpolation JTC would apply anyway. Validated arrays, ``velocities`` required."""
     h = np.diff(times)
     # a gap within 1 µs of max_point_dt is not longer than it: time_from_start is rounded to
     # nanoseconds, so a plan with points exactly max_point_dt apart gets none inserted
@@ -273,6 +273,8 @@ def annotate_trajectory(pipeline: Any, joint_names: Sequence[str], times: Any, p
     inserted where the trajectory's are further apart (module docstring; only once annotated).
     Raises :class:`TrajectoryError`.
     """
+    if not (math.isfinite(max_point_dt) and max_point_dt >= 0):
+        raise TrajectoryError(f'max_point_dt: must be a finite number >= 0, got {max_point_dt!r}')
     names = tuple(str(x) for x in joint_names)
     t = _times(times)
     N, m = t.size, len(names)
@@ -299,8 +301,6 @@ def annotate_trajectory(pipeline: Any, joint_names: Sequence[str], times: Any, p
     if rate is None or not math.isfinite(rate) or rate <= 0:
         return unchanged('sample rate unknown (no joint states yet and rate_hz not set)')
 
-    if not (math.isfinite(max_point_dt) and max_point_dt >= 0):
-        raise TrajectoryError(f'max_point_dt: must be a finite number >= 0, got {max_point_dt!r}')
     inserted, warning = 0, ''
     if max_point_dt > 0 and N > 1:
         if vel is None:
