@@ -128,7 +128,12 @@ def test_sparse_points_and_missing_derivatives_give_the_dense_prediction(weights
     keep = idx >= L - 1 + every                      # points with an analytic history
     for given in ((q, qd, qdd), (q, qd, None), (q, None, None)):
         res = annotate_trajectory(pipe, NAMES, t, *given)
-        err = np.abs(res.efforts[keep] - ref[idx[keep] - (L - 1)]).max(axis=0)
+        use = keep.copy()
+        if given[1] is None:
+            # positions alone: the spline is at rest at both ends (JTC's positions_upsampling),
+            # this motion is not; the difference dies out within a few points of each end
+            use[:5] = use[-5:] = False
+        err = np.abs(res.efforts[use] - ref[idx[use] - (L - 1)]).max(axis=0)
         assert (err < 0.02 * span).all(), (len([g for g in given if g is not None]), err, span)
 
 
@@ -250,6 +255,16 @@ def test_spline_matches_the_points_and_holds_outside():
             np.testing.assert_allclose(sqdd, qdd, atol=1e-9)
         before = s.sample(np.array([-0.5]))
         np.testing.assert_allclose(before[0][0], sq[0])
+    # positions alone: the C2 cubic spline at rest at both ends that JTC's positions_upsampling
+    # builds (its knot velocities from a global solve with v = 0 at the first and last point)
+    s = TrajectorySpline(t, q)
+    _, sqd, _ = s.sample(t)
+    np.testing.assert_allclose(sqd[[0, -1]], 0.0, atol=1e-12)
+    inner = np.linspace(0.01, 0.99, 99)
+    for k in range(3):
+        a = s.sample(inner)[k]
+        b = s.sample(inner + 1e-7)[k]
+        assert np.abs(a - b).max() < 1e-3                # continuous up to the acceleration
     single = TrajectorySpline(t[:1], q[:1])
     sq, sqd, sqdd = single.sample(np.array([-1.0, 0.0, 2.0]))
     np.testing.assert_array_equal(sq, np.repeat(q[:1], 3, axis=0))

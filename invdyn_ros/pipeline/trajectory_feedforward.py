@@ -10,9 +10,11 @@ What a point's effort is: the pipeline's networks' prediction for the *desired* 
 they were trained -- on a window of ``window`` consecutive feature rows ``[q, qd, qdd]`` sampled
 at the pipeline's rate ``rate_hz``. The trajectory is therefore turned into a continuous desired
 motion first (:class:`TrajectorySpline`, the interpolation JTC itself uses: quintic through
-positions, velocities and accelerations; cubic Hermite when accelerations are absent; a cubic
-spline through the positions when velocities are absent too -- then velocities and accelerations
-are its derivatives), resampled at ``1 / rate_hz``, and the networks run on the resampled windows
+positions, velocities and accelerations; cubic Hermite when accelerations are absent; when
+velocities are absent too, the C2 cubic spline through the positions at rest at both ends -- what
+JTC's ``positions_upsampling`` builds (Rolling, 2026; without it JTC joins positions linearly,
+whose velocity steps have no finite acceleration to predict from) -- with velocities and
+accelerations its derivatives), resampled at ``1 / rate_hz``, and the networks run on the resampled windows
 of that sequence that end at each point's time (``t_i - (L-1)/rate, ..., t_i``): the read-out at
 the point's time is exact (no interpolation of outputs), and it is the value the streaming
 predictor would give at ``t_i`` for a grid through ``t_i`` (tested against a direct
@@ -172,7 +174,8 @@ class TrajectorySpline:
         elif qd is not None:
             p = CubicHermiteSpline(times, q, qd, axis=0)
         else:
-            p = CubicSpline(times, q, axis=0)
+            # JTC's positions_upsampling: a global C2 cubic with v = 0 at both ends
+            p = CubicSpline(times, q, axis=0, bc_type='clamped')
         self._p = (p, p.derivative(1), p.derivative(2))
         ends = [(f(self.t0), f(self.t1)) for f in self._p]
         self._first = tuple(e[0] for e in ends)
