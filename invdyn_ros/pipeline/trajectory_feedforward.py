@@ -227,9 +227,8 @@ def insert_points(times: np.ndarray, positions: np.ndarray, velocities: np.ndarr
                 np.zeros(times.size, dtype=bool))
     seg = np.repeat(np.arange(h.size), parts)                 # segment of each point but the last
     step = np.arange(seg.size) - np.repeat(np.cumsum(parts) - parts, parts)
-    t_new = np.append(times[seg] + h[seg] * step / parts[seg], times[-1])
+    out_t = np.append(times[seg] + h[seg] * step / parts[seg], times[-1])
     new = np.append(step > 0, False)                          # the inserted ones
-    out_t = t_new.copy()
     out_t[~new] = times                                       # originals exactly
     spline = TrajectorySpline(times, positions, velocities, accelerations)
     sq, sqd, sqdd = spline.sample(out_t[new])

@@ -190,6 +190,7 @@ class InvdynNode(LifecycleNode):
         self._configured = False
         self._gate: FeedforwardGate | None = None   # what ~/feedforward carries (configure)
         self._checkpoints: CheckpointService | None = None   # the save service (configure)
+        self._trajectories: TrajectoryRelay | None = None    # the trajectory relay (configure)
         self._closed = False
         self._entities: list[tuple[Any, Any]] = []
         # not rclpy's automatic declaration: it declares every override statically typed, and an
@@ -285,8 +286,7 @@ class InvdynNode(LifecycleNode):
         stopped and joined, topics / timers / services destroyed. Idempotent."""
         configured, self._configured = self._configured, False
         zeros = self._gate.set_active(False) if self._gate is not None else NOTHING
-        relay = getattr(self, '_trajectories', None)
-        if relay is not None and not relay.close():
+        if self._trajectories is not None and not self._trajectories.close():
             self.get_logger().error('the trajectory relay did not stop within 5 s')
         if configured:
             try:
@@ -307,6 +307,7 @@ class InvdynNode(LifecycleNode):
                     self.get_logger().error(f'final checkpoint failed: {exc}')
             pipeline.close()
         self._checkpoints = None             # it holds the pipeline
+        self._trajectories = None            # so does the relay (closed above)
         entities, self._entities = self._entities, []
         for destroy, entity in entities:
             try:
