@@ -102,6 +102,32 @@ def test_name_hardware_id_and_the_values(stats):
     assert stats['learners']
 
 
+def test_with_a_prior_the_residual_gate_and_what_each_joint_uses():
+    from invdyn_ros.sim.arm import find_robot_urdf
+    names = ['shoulder_pan_joint', 'shoulder_lift_joint', 'elbow_joint', 'wrist_1_joint',
+             'wrist_2_joint', 'wrist_3_joint']
+    cfg = PipelineConfig.from_params({'joint_names': names, 'torque_limits': [150.0] * 6,
+                                      'prior': 'rnea', 'dual_enabled': True,
+                                      'robot_description': find_robot_urdf('ur5').read_text()})
+    pipe = Pipeline(cfg, make_trainer(cfg, 'inline'))
+    try:
+        for i in range(50):
+            t = 0.01 * i
+            pipe.process(t, np.full(6, math.sin(t)), None, np.full(6, 0.5))
+        pipe.physics.gate[:] = [0, 1, 0, 0, 1, 0]       # the residual earned joints 1 and 4
+        stats = pipe.stats()
+        chosen = [int(i) for i in pipe.identifier.active]   # 0: the residual network
+    finally:
+        pipe.close()
+    values = dict(the_status(snapshot(stats, joint_names=names)).values)
+    assert values['physics.residual_gate'] == '0,1,0,0,1,0'
+    assert len(values['physics.residual_error_rms'].split(',')) == 6
+    assert stats['physics']['trust'] > 0.0                  # on the visited region
+    expected = ['gru' if c else 'rnea+lstm' if j in (1, 4) else 'rnea'
+                for j, c in enumerate(chosen)]
+    assert values['active_networks'] == ','.join(expected)
+
+
 def test_no_latencies_and_no_reception_times_give_nan_not_an_error(stats):
     values = dict(the_status(snapshot(stats, latencies_us=(), latency_count=0)).values)
     assert values['callback_latency_p50_us'] == 'nan' and values['latency_samples'] == 0

@@ -72,6 +72,22 @@ def test_with_a_prior_labels_are_residuals_and_a_failed_prior_learns_nothing():
     assert s.prior_torque() is None
 
 
+def test_active_labels_say_rnea_where_the_residual_does_not_count():
+    labels = ['rnea+lstm', 'gru', 'rnea+lstm', 'rnea+lstm', 'gru', 'rnea+lstm']
+    assert side().active_labels(['lstm'] * 6, 'lstm') == ['lstm'] * 6      # no prior: as chosen
+    s = side(prior='rnea', robot_description=find_robot_urdf('ur5').read_text(),
+             dual_enabled=True, second_model='gru')
+    stage = s.stage
+    assert stage.trust == 0.0 and not stage.gate.any()      # nothing learned: the model alone
+    assert s.active_labels(labels, 'rnea+lstm') == ['rnea', 'gru', 'rnea', 'rnea', 'gru', 'rnea']
+    stage.trust = 0.7
+    stage.gate[[0, 1, 3]] = 1.0
+    assert s.active_labels(labels, 'rnea+lstm') == \
+        ['rnea+lstm', 'gru', 'rnea', 'rnea+lstm', 'gru', 'rnea']
+    stage.trust = 0.0                                        # off the visited region
+    assert s.active_labels(labels, 'rnea+lstm') == ['rnea', 'gru', 'rnea', 'rnea', 'gru', 'rnea']
+
+
 def test_a_checkpoint_member_of_another_model_size_is_left_alone_and_a_broken_one_raises():
     s = side(prior='rnea', robot_description=find_robot_urdf('ur5').read_text())
     n = len(s.stage.prior.theta)

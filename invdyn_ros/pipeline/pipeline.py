@@ -462,6 +462,7 @@ class Pipeline:
     def stats(self) -> dict[str, Any]:
         """Counters and learner statistics for diagnostics (plain Python types)."""
         learners = self.learning.learner_stats()
+        labels = self.config.predictor_labels
         trainer_counters = dict(getattr(self.trainer, 'counters', {}) or {})
         return {
             'pipeline': dict(self.counters),
@@ -475,8 +476,11 @@ class Pipeline:
             'scored': self.readiness.scored,
             **self.prior.stats(),
             'weights_version': self.weights_version,
-            'active': [self.config.predictor_labels[int(i)] for i in self.identifier.active]
-            if self.dual else [self.config.predictor_labels[0]] * self.n,
+            # per joint: the chosen network, and 'rnea' where the residual's gate or trust
+            # leaves the identified model alone
+            'active': self.prior.active_labels(
+                [labels[int(i)] for i in self.identifier.active] if self.dual
+                else [labels[0]] * self.n, labels[0]),
             # per joint, changes of the active network since start (a joint flapping between
             # two predictors steps its torque with every change)
             'identifier_switches': [int(k) for k in self.identifier.switches_per_joint],

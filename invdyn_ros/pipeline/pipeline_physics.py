@@ -211,6 +211,18 @@ class PriorSide:
                                   f'{type(exc).__name__}: {exc}') from exc
         return f'checkpoint: physics stage resumed ({n} identified parameters)'
 
+    def active_labels(self, labels: list[str], residual_label: str) -> list[str]:
+        """Per joint, what its prediction really is: ``labels`` (the active network's label per
+        joint) with ``residual_label`` (``rnea+lstm``) replaced by the prior's name (``rnea``)
+        where the residual does not count -- its gate is closed for that joint or it is not
+        trusted here (``PhysicsStage.combine``: the identified model alone)."""
+        if self.residual is None:
+            return labels
+        stage = self.stage
+        return [label if label != residual_label or
+                (stage.trust > 0.0 and stage.gate[j] > 0.0) else stage.config.prior
+                for j, label in enumerate(labels)]
+
     def stats(self) -> dict[str, Any]:
         """The fallback's readiness and the physics stage's statistics, for diagnostics."""
         pr = self.prior_readiness

@@ -127,6 +127,9 @@ def _physics_values(phys: dict[str, Any] | None, joint_names: list[str]) -> list
     values = [('physics.residual_trust', round(phys['trust'], 3)),
               ('physics.visited_states', phys['visited']),
               ('physics.prior_error_rms', ','.join(f'{v:.3g}' for v in phys['prior_error_rms'])),
+              ('physics.residual_error_rms',
+               ','.join(f'{v:.3g}' for v in phys['residual_error_rms'])),
+              ('physics.residual_gate', ','.join(str(int(g)) for g in phys['residual_gate'])),
               ('physics.max_relative_parameter_change', round(par['max_relative_change'], 3)),
               ('physics.coulomb_velocity', f"{par['coulomb_velocity']:.3g} rad/s")]
     values += [(f'physics.{j}', f"mass {par[j]['mass']:.3f} kg, viscous {par[j]['viscous']:.3g}, "
