@@ -11,9 +11,8 @@ import pytest
 from invdyn_ros.learning.training import make_trainer
 from invdyn_ros.pipeline.pipeline import Pipeline, PipelineConfig
 from invdyn_ros.ros.node_diagnostics import (ERROR, OK, WARN, LatencyRing, Snapshot,
-                                             WarningThrottle, bad_input_warning, rejected_counts,
-                                             statuses)
-from invdyn_ros.stages.joint_state import COUNTERS as JS_COUNTERS
+                                             WarningThrottle, bad_input_warning, count_lost,
+                                             node_counters, rejected_counts, statuses)
 
 NAMES = ['a', 'b']
 
@@ -32,10 +31,8 @@ def stats() -> dict:
 
 
 def counters(**changes: int) -> dict[str, int]:
-    c = {'received': 50, 'outputs': 40, **dict.fromkeys(JS_COUNTERS, 0), 'internal_errors': 0,
-         'lost': 0, 'lost_reports_ignored': 0, 'missed_by_stamp_gap': 0, 'references': 0,
-         'stale_events': 0, 'feedforward_zero': 0, 'feedforward_measured': 0,
-         'feedforward_reference': 0, 'feedforward_prior': 0}
+    c = node_counters()
+    c.update(received=50, outputs=40)
     c.update(changes)
     return c
 
@@ -191,3 +188,13 @@ def test_latency_ring_gives_the_new_latencies_in_us_newest_when_it_wrapped():
         ring.record(k * 1e-6, 0.0, 0.0, 0.0)
     lat, *_, count = ring.take()
     assert count == 4 and np.allclose(lat, [3.0, 4.0, 5.0, 6.0])  # the newest, in order
+
+
+def test_lost_reports_add_believable_counts_and_garbage_is_counted_apart():
+    from types import SimpleNamespace
+    c = node_counters()
+    for change in (3, 2 ** 64 - 5, 18446744075857035401, 0, -1, 2 ** 31 + 1, 4, 'x'):
+        count_lost(c, SimpleNamespace(total_count_change=change))
+    count_lost(c, object())                 # no field: one lost message
+    assert c['lost'] == 3 + 4 + 1 and c['lost_reports_ignored'] == 6
+    assert all(type(v) is int and v >= 0 for v in c.values())

@@ -15,16 +15,12 @@ its log lines (:mod:`invdyn_ros.ros.node_diagnostics`), the node's parameter che
 (:mod:`invdyn_ros.ros.node_settings`), the trainer's start and the process priorities
 (:mod:`invdyn_ros.ros.trainer_setup`), the process around the node (:mod:`invdyn_ros.ros.node_main`:
 arguments, signals, executor loop, exit code), all ROS-free and unit-tested; and the rclpy pieces
-it uses: the pre-built messages (:mod:`invdyn_ros.ros.serialized` for ``~/predicted_effort``,
+it uses: the parameters' declaration (:mod:`invdyn_ros.ros.node_parameters`), the pre-built
+messages (:mod:`invdyn_ros.ros.serialized` for ``~/predicted_effort``,
 :mod:`invdyn_ros.ros.node_messages` for the others), the ``robot_description`` wait
 (:mod:`invdyn_ros.ros.robot_description`), the checkpoint service
 (:mod:`invdyn_ros.ros.checkpoint_service`), the trajectory relay
 (:mod:`invdyn_ros.ros.trajectory_msgs_io`).
-
-Size: about 110 lines of this module are this docstring (the node's user reference); the rest is
-the node's wiring, kept together so configure and cleanup can be read side by side: the
-lifecycle transitions, the entities configure creates and the release destroys, parameter
-declaration, the subscription callbacks.
 
 Lifecycle: a managed node (``rclpy.lifecycle.LifecycleNode``; ``~/change_state``,
 ``~/get_state``, ... as every managed node). ``autostart: true`` (the default) configures and
@@ -123,15 +119,12 @@ configure).
 """
 from __future__ import annotations
 
-import array
 import math
 import sys
 import time
 from typing import Any
 
-import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -141,16 +134,16 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from invdyn_ros.errors import CheckpointError, ConfigError, InvdynError
-from invdyn_ros.pipeline.parameters import PARAMETER_DOCS, PARAMETERS, check_all, descriptor_fields
 from invdyn_ros.pipeline.pipeline import Pipeline, PipelineConfig
 from invdyn_ros.ros import node_main
 from invdyn_ros.ros.checkpoint_service import CheckpointService
 from invdyn_ros.ros.feedforward_gate import NOTHING, REFERENCE_PRIOR, ZEROS, FeedforwardGate
-from invdyn_ros.ros.node_diagnostics import bad_input_warning  # noqa: F401 (re-exported)
-from invdyn_ros.ros.node_diagnostics import (LatencyRing, Snapshot,
-                                             WarningThrottle, rejected_counts, statuses)
+from invdyn_ros.ros.node_diagnostics import (LatencyRing, Snapshot, WarningThrottle,  # noqa: F401
+                                             bad_input_warning, count_lost, node_counters,
+                                             rejected_counts, statuses)
 from invdyn_ros.ros.node_main import build_arg_parser, collect_garbage_off_path  # noqa: F401
 from invdyn_ros.ros.node_messages import AuxMessages, FeedforwardMessage, diagnostic_array
+from invdyn_ros.ros.node_parameters import read_parameters
 from invdyn_ros.ros.node_settings import (NodeSettings, needs_robot_model, positive,  # noqa: F401
                                           process_settings, ros_args_error)
 from invdyn_ros.ros.robot_description import wait_for_robot_description
@@ -159,7 +152,6 @@ from invdyn_ros.ros.trainer_setup import (realtime_priority, renice_trainer, sta
                                           trainer_options)
 from invdyn_ros.ros.trajectory_msgs_io import TrajectoryRelay
 from invdyn_ros.stages import kernels
-from invdyn_ros.stages.joint_state import COUNTERS as JS_COUNTERS
 from invdyn_ros.stages.joint_state import JointStateRule, Rejection
 
 FAST_PATH = 'compiled (numba)' if kernels.AVAILABLE else \
@@ -171,9 +163,6 @@ BEST_EFFORT = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT,
                          history=HistoryPolicy.KEEP_LAST)
 NODE_NAME = 'invdyn_node'
 MISSED_GAP_MAX_S = 1.0          # longer stamp gaps are pauses of the source, not missed samples
-LOST_CHANGE_MAX = 2 ** 31       # a larger "lost messages" change is a wrapped / garbage report
-
-_BUILTIN_PARAMETERS = {'use_sim_time', 'start_type_description_service'}
 
 
 class InvdynNode(LifecycleNode):
@@ -193,11 +182,10 @@ class InvdynNode(LifecycleNode):
         self._trajectories: TrajectoryRelay | None = None    # the trajectory relay (configure)
         self._closed = False
         self._entities: list[tuple[Any, Any]] = []
-        # not rclpy's automatic declaration: it declares every override statically typed, and an
-        # empty list (``joint_names: []``) has no type -- a ValueError naming nothing
+        # not rclpy's automatic declaration (node_parameters says why)
         kwargs.setdefault('automatically_declare_parameters_from_overrides', False)
         super().__init__(kwargs.pop('node_name', NODE_NAME), **kwargs)
-        self.params = self._read_parameters()
+        self.params = read_parameters(self)
         p = self.params
         self.autostart = p['autostart']
         # the process's own settings (main builds the executor before any transition)
@@ -348,14 +336,7 @@ class InvdynNode(LifecycleNode):
             (log.warning if physics_log.startswith('WARNING') else log.info)(physics_log)
 
         # ---- state of the data path
-        self.counters = {'received': 0, 'outputs': 0, **dict.fromkeys(JS_COUNTERS, 0),
-                         'internal_errors': 0,
-                         'lost': 0, 'lost_reports_ignored': 0, 'missed_by_stamp_gap': 0,
-                         'references': 0,
-                         'stale_events': 0,
-                         'feedforward_zero': 0, 'feedforward_measured': 0,
-                         'feedforward_prior': 0,
-                         'feedforward_reference': 0}
+        self.counters = node_counters()
         self._rule = JointStateRule(self.joint_names)
         self._gate = FeedforwardGate(self.stale_timeout_s)   # times: perf_counter
         self._last_stamp = -math.inf         # header stamp (s) of the last valid output
@@ -412,39 +393,6 @@ class InvdynNode(LifecycleNode):
                  f'(nMSE < {self.config.ready_nmse})')
 
     # ------------------------------------------------------------------ set-up
-    def _read_parameters(self) -> dict[str, Any]:
-        """All parameters as a plain dict; unknown names in the overrides are a ConfigError."""
-        known = set(PARAMETER_DOCS)
-        # the overrides (params files, -p, the constructor's parameter_overrides): rclpy keeps
-        # them in this attribute and declares from it; it has no public accessor
-        overrides = dict(getattr(self, '_parameter_overrides', {}))
-        overrides.update({name: None for name in self.get_parameters_by_prefix('')
-                          if name not in overrides})
-        unknown = sorted(name for name in overrides
-                         if name not in known and name not in _BUILTIN_PARAMETERS
-                         and not name.startswith('qos_overrides.'))
-        if unknown:
-            raise ConfigError(f'unknown parameter(s) {unknown} (typo?); accepted: '
-                              f'{sorted(known)}')
-        values: dict[str, Any] = {}
-        for name in PARAMETER_DOCS:
-            given = overrides.get(name)
-            if given is not None and given.type_ == given.Type.NOT_SET:
-                raise ConfigError(f'{name}: no value (an empty list or a null): ' + (
-                    'required, give at least one element' if PARAMETERS[name].required else
-                    'leave the parameter out for its default'))
-            if not self.has_parameter(name):
-                self.declare_parameter(name, PARAMETERS[name].default,
-                                       ParameterDescriptor(**descriptor_fields(name)))
-            value = self.get_parameter(name).value
-            if isinstance(value, array.array):
-                value = value.tolist()
-            values[name] = value
-        if values['joint_names'] is None:
-            raise ConfigError('joint_names: required (the order of every output), e.g. '
-                              '[lbr_A1, lbr_A2, ...]; set it in the params file')
-        return check_all(values, PARAMETER_DOCS)     # every type and range, by the table
-
     def _make_trainer(self, publish_period: float, max_updates: float) -> Any:
         """The trainer, resumed from ``checkpoint_path`` (:func:`~invdyn_ros.ros.trainer_setup.
         start_trainer`: the ``checkpoint_mismatch`` rule; may switch ``checkpoint_path`` to the
@@ -584,27 +532,15 @@ class InvdynNode(LifecycleNode):
             self._last_error['internal_errors'] = f'{type(exc).__name__}: {exc}'
 
     def _on_lost(self, info: Any) -> None:
-        """Messages the middleware reports lost. The change is an unsigned count: a garbage or
-        wrapped-around value (seen: 18446744075857035401) is not added but counted as an
-        ignored report, so ``lost_by_dds`` stays a plain, believable int."""
-        try:
-            change = int(getattr(info, 'total_count_change', 1))
-        except (TypeError, ValueError, OverflowError):
-            change = -1
-        if 0 < change <= LOST_CHANGE_MAX:
-            self.counters['lost'] += change
-        else:
-            self.counters['lost_reports_ignored'] += 1
+        """Messages the middleware reports lost (:func:`~invdyn_ros.ros.node_diagnostics.
+        count_lost`)."""
+        count_lost(self.counters, info)
 
     def _on_watchdog(self) -> None:
         """Zero feedforward while the input is stale (a controller holds the last command)."""
         self._feedforward(self._gate.on_tick(time.perf_counter()))
 
     # ------------------------------------------------------------------ diagnostics
-    def _latency_stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-        """:meth:`LatencyRing.take <invdyn_ros.ros.node_diagnostics.LatencyRing.take>`."""
-        return self._latencies.take()
-
     def _on_diagnostics(self) -> None:
         """A snapshot of the period to :func:`invdyn_ros.ros.node_diagnostics.statuses`; its log
         lines (:class:`~invdyn_ros.ros.node_diagnostics.WarningThrottle`) logged, its statuses
@@ -615,7 +551,7 @@ class InvdynNode(LifecycleNode):
         t_prev, n_prev = self._diag_last
         received = self.counters['received']
         self._diag_last = (now, received)
-        *latencies, count = self._latency_stats()
+        *latencies, count = self._latencies.take()
         stats = self.pipeline.stats()
         filter_error = self.pipeline.filter_error
         log = self.get_logger()

@@ -18,6 +18,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from invdyn_ros.stages.joint_state import COUNTERS as JS_COUNTERS
+
 OK, WARN, ERROR = 0, 1, 2      # diagnostic_msgs/DiagnosticStatus levels
 LATENCY_RING = 1 << 14          # callback latencies kept for the diagnostics percentiles
 
@@ -51,6 +53,33 @@ class Snapshot:
     feedforward_mode: str = 'total'
     buffer_capacity: int = 0
     trajectory: list[tuple[str, Any]] = field(default_factory=list)
+
+
+#: A larger "lost messages" change is a wrapped-around or garbage report, not a count
+LOST_CHANGE_MAX = 2 ** 31
+
+
+def node_counters() -> dict[str, int]:
+    """The node's own counters, all zero (``Snapshot.counters``; :func:`statuses` reads them)."""
+    return {'received': 0, 'outputs': 0, **dict.fromkeys(JS_COUNTERS, 0), 'internal_errors': 0,
+            'lost': 0, 'lost_reports_ignored': 0, 'missed_by_stamp_gap': 0, 'references': 0,
+            'stale_events': 0, 'feedforward_zero': 0, 'feedforward_measured': 0,
+            'feedforward_prior': 0, 'feedforward_reference': 0}
+
+
+def count_lost(counters: dict[str, int], info: Any) -> None:
+    """Add a middleware report of lost messages (``QoSMessageLostInfo``) to ``counters``. The
+    change is an unsigned count: a garbage or wrapped-around value (seen:
+    18446744075857035401) is not added but counted as an ignored report, so ``lost`` stays a
+    plain, believable int."""
+    try:
+        change = int(getattr(info, 'total_count_change', 1))
+    except (TypeError, ValueError, OverflowError):
+        change = -1
+    if 0 < change <= LOST_CHANGE_MAX:
+        counters['lost'] += change
+    else:
+        counters['lost_reports_ignored'] += 1
 
 
 def rejected_counts(counters: dict[str, int], stats: dict[str, Any]) -> dict[str, int]:
