@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from invdyn_ros.sim.demo_recorder import DemoRecorder
+from invdyn_ros.sim.demo_recorder import DemoRecorder, ready_since_ns
 from invdyn_ros.sim.demo_schedule import build_schedule
 
 NAMES = ('a', 'b', 'c')
@@ -60,3 +60,16 @@ def test_recorder_ready_state_follows_the_node():
     rec.mark_ready(30, ready=True)
     rec.mark_ready(40, ready=True)                  # no change: no new event
     assert rec.ready_now and rec._ready_events == [(10, True), (20, False), (30, True)]
+
+
+def test_ready_since_from_the_diagnostics_values():
+    assert ready_since_ns({'ready': 'True', 'ready_since': '12.345'}) == 12_345_000_000
+    for values in ({}, {'ready_since': ''}, {'ready_since': 'nan'}, {'ready_since': 'x'},
+                   {'ready_since': '-1.0'}, {'ready_since': 'inf'}):
+        assert ready_since_ns(values) is None, values
+    rec = DemoRecorder(NAMES)
+    for stamp in (1_000_000_000, 4_000_000_000):                   # the report comes later ...
+        rec.add_tracking(stamp, [0.0, 0.0, 0.0])
+        rec.add_torque(stamp, [0.0, 0.0, 0.0], wall_s=stamp * 1e-9)
+    rec.mark_ready(ready_since_ns({'ready_since': '3.2'}), ready=True)
+    assert rec.snapshot().t_ready == pytest.approx(2.2)             # ... the time is the stamp's

@@ -198,3 +198,11 @@ def test_lost_reports_add_believable_counts_and_garbage_is_counted_apart():
     count_lost(c, object())                 # no field: one lost message
     assert c['lost'] == 3 + 4 + 1 and c['lost_reports_ignored'] == 6
     assert all(type(v) is int and v >= 0 for v in c.values())
+
+
+def test_ready_since_is_the_stamp_that_made_it_ready_or_empty(stats):
+    assert stats['ready_since'] is None                     # a real pipeline, not ready yet
+    values = dict(the_status(snapshot(stats, ready=False)).values)
+    assert values['ready_since'] == ''
+    values = dict(the_status(snapshot({**stats, 'ready_since': 1796563426.1234567})).values)
+    assert values['ready_since'] == '1796563426.123'

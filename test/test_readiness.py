@@ -238,3 +238,50 @@ def test_update_many_with_stamps_equals_update_row_by_row(start):
     assert b.seconds == pytest.approx(a.seconds, rel=1e-12)
     assert (b.scored, b.ready) == (a.scored, a.ready)
     assert b._last_stamp == a._last_stamp
+    assert b.ready_since == a.ready_since
+
+
+def test_ready_since_is_the_stamp_of_the_sample_that_made_it_ready():
+    r = _timed(min_samples=10, min_seconds=0.0)
+    tau = np.zeros(2)
+    good, bad = np.array([0.1, 0.2]), np.array([2.0, 4.0])    # nMSE 0.01 / 4
+    for i in range(9):
+        r.update(good, tau, 10.0 + 0.01 * i)
+        assert r.ready_since is None
+    r.update(good, tau, 10.09)                                 # the 10th: ready
+    assert r.ready and r.ready_since == 10.09
+    r.update(good, tau, 10.10)
+    assert r.ready_since == 10.09                              # stays while ready
+    for i in range(200):
+        r.update(bad, tau, 11.0 + 0.01 * i)
+    assert not r.ready and r.ready_since is None
+    i = 0
+    while not r.ready:
+        r.update(good, tau, 20.0 + 0.01 * i)
+        i += 1
+    assert r.ready_since == 20.0 + 0.01 * (i - 1)              # ready again: the new stamp
+    s = _timed(min_samples=10, min_seconds=0.0)
+    for _ in range(10):
+        s.update(good, tau)                                    # no stamps: ready, since unknown
+    assert s.ready and s.ready_since is None
+
+
+@pytest.mark.parametrize('chunk', [1, 7, 64, 1000])
+def test_update_many_gives_the_ready_since_of_row_by_row_updates(chunk):
+    rng = np.random.default_rng(chunk)
+    k = 900
+    stamps = 5.0 + np.cumsum(rng.uniform(0.004, 0.012, k))
+    stamps[333] = np.nan
+    tau = rng.normal(0, 1, (k, 2))
+    scale = np.resize(np.repeat([0.2, 1.5, 0.3, 0.9, 0.1], 90), k)[:, None] * [1.0, 2.0]
+    torque = tau + scale * rng.normal(0, 1, tau.shape)
+    a, b = _timed(min_samples=20, min_seconds=0.5), _timed(min_samples=20, min_seconds=0.5)
+    seen = set()
+    for lo in range(0, k, chunk):
+        hi = min(k, lo + chunk)
+        for i in range(lo, hi):
+            a.update(torque[i], tau[i], stamps[i])
+            seen.add(a.ready_since is not None)
+        b.update_many(torque[lo:hi], tau[lo:hi], stamps[lo:hi])
+        assert b.ready == a.ready and b.ready_since == a.ready_since, (lo, hi)
+    assert seen == {True, False}

@@ -472,6 +472,7 @@ class Pipeline:
             'learners': learners,
             'trainer_error': self.trainer_error,
             'ready': self.ready,
+            'ready_since': self.readiness.ready_since,
             'recent_nmse': self.recent_nmse if math.isfinite(self.recent_nmse) else None,
             'scored': self.readiness.scored,
             **self.prior.stats(),

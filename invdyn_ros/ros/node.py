@@ -72,8 +72,8 @@ Topics (``~`` = the node's name, ``/invdyn_node`` by default)
         rate, callback latency p50 / p99 / max (µs, from callback entry to the predicted-effort
         publication, ``time.perf_counter``; with ``executor: single`` also from the middleware's
         reception of the message), the scheduling of the control loop, received / rejected /
-        dropped counts by reason, buffer fill, training loss, recent nMSE, ready, the active
-        network per joint.
+        dropped counts by reason, buffer fill, training loss, recent nMSE, ready (``ready_since``:
+        the input stamp of the sample that made it ready), the active network per joint.
 
 Checkpoints: one set per ``checkpoint_path`` prefix, a file per network (``<prefix>.<network>.pt``)
 and ``<prefix>.manifest.json`` (sha256, size, model kind of each file, the joint names) written

@@ -202,6 +202,10 @@ def statuses(s: Snapshot) -> list[Status]:
         ('dropped_nonfinite_outputs', pipe['dropped_nonfinite']),
         ('stream_resets', est['resets']),
         ('ready', stats['ready']),
+        # the input stamp (s) of the sample that made the prediction ready: to the sample, not
+        # to this report's period
+        ('ready_since', '' if stats.get('ready_since') is None
+         else f"{stats['ready_since']:.3f}"),
         ('recent_nmse', stats['recent_nmse']),
         ('active_networks', ','.join(stats['active'])),
         ('identifier_switches', ','.join(str(k) for k in stats['identifier_switches'])),

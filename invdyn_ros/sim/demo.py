@@ -73,10 +73,12 @@ learned feedforward, the feedforward the controller actually applied (zero when 
 minus the true-model feedforward for the same reference: the learned model's error where it
 matters, in the loop.
 
-learning_seconds: motion time of the node's first ready report (its ``/diagnostics`` value
-``ready``; a non-zero feedforward if its diagnostics carry none). The node learns from the first
-joint state on, so this is the simulated learning it needed before its feedforward was switched
-on. If it never reported ready, the run's duration (a lower bound) and ``ready: false``.
+learning_seconds: motion time at which the node became ready: the stamp of the sample that made
+it ready, from its first ready ``/diagnostics`` report (``ready_since``; the report's arrival,
+up to one diagnostics period later, for a node that does not send it; a non-zero feedforward if
+its diagnostics carry no ``ready``). The node learns from the first joint state on, so this is
+the simulated learning it needed before its feedforward was switched on. If it never reported
+ready, the run's duration (a lower bound) and ``ready: false``.
 
 sim_rate_hz: simulator periods per wall second actually achieved (the simulator slows down rather
 than skipping when the machine is too busy; 500 at real time).

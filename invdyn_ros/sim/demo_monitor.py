@@ -1,6 +1,6 @@
 """The demo's monitor node (``invdyn_demo``): subscribes what invdyn_node publishes
 (``~/predicted_effort`` through the node's own JointState rule, and its ``/diagnostics`` ready
-flag) into the demo's recorder, and publishes the payload change and the trajectory of the
+flag with the stamp it became ready at, ``ready_since``) into the demo's recorder, and publishes the payload change and the trajectory of the
 trajectory phase. Imports rclpy; ``invdyn_demo`` imports this module only when it runs."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64
 from trajectory_msgs.msg import JointTrajectory
 
-from invdyn_ros.sim.demo_recorder import DemoRecorder
+from invdyn_ros.sim.demo_recorder import DemoRecorder, ready_since_ns
 from invdyn_ros.stages.joint_state import JointStateRule, Rejection
 
 __all__ = ['DemoMonitor']
@@ -55,4 +55,5 @@ class DemoMonitor(Node):
             self.diag_values = values
             if 'ready' in values:
                 self.diag_ready = values['ready'].strip().lower() in ('true', '1', 'yes')
-                self.recorder.mark_ready(ready=self.diag_ready)
+                self.recorder.mark_ready(stamp_ns=ready_since_ns(values) if self.diag_ready
+                                         else None, ready=self.diag_ready)

@@ -18,7 +18,18 @@ from invdyn_ros import metrics
 from invdyn_ros.sim.demo_metrics import MIN_TORQUE_STD
 from invdyn_ros.sim.demo_schedule import DemoError
 
-__all__ = ['RecordedRun', 'DemoRecorder', 'save_recording']
+__all__ = ['RecordedRun', 'DemoRecorder', 'save_recording', 'ready_since_ns']
+
+
+def ready_since_ns(values: dict[str, str]) -> int | None:
+    """The stamp (ns) in a ``/diagnostics`` status's ``ready_since`` value (the input stamp of
+    the sample that made invdyn_node ready, s), or None where it has none (not ready, an older
+    node): then the report's arrival is the ready time."""
+    try:
+        since = float(values.get('ready_since', ''))
+    except ValueError:
+        return None
+    return int(round(since * 1e9)) if since > 0.0 and since < 1e12 else None
 
 
 class _Series:
@@ -164,8 +175,9 @@ class DemoRecorder:
             self._pred.append(int(stamp_ns), arr)
 
     def mark_ready(self, stamp_ns: int | None = None, ready: bool = True) -> None:
-        """The node reported ready (or not); ``None``: at the newest stamp. ``ready_ns`` is the
-        first ready report; every change of state is kept in ``ready_events``."""
+        """The node reported ready (or not) as of ``stamp_ns`` (its ``ready_since``,
+        :func:`ready_since_ns`); ``None``: at the newest stamp. ``ready_ns`` is the first ready
+        time; every change of state is kept in ``ready_events``."""
         with self._lock:
             stamp = stamp_ns if stamp_ns is not None else self.last_stamp_ns
             if stamp is None:

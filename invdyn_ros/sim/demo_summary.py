@@ -40,8 +40,9 @@ def build_summary(run: RecordedRun, schedule: Schedule, *, rate_hz: float,
                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """summary.json's content (see the module docstring for the definitions).
 
-    ``learning_seconds``: motion time of the node's first ready report -- the node learns from the
-    first joint state on, so this is the simulated learning it needed. If it never reported ready
+    ``learning_seconds``: motion time at which the node became ready (its first ready report's
+    ``ready_since``) -- the node learns from the first joint state on, so this is the simulated
+    learning it needed. If it never reported ready
     it is the run's duration (a lower bound) and ``ready`` is false.
     ``sim_rate_hz``: simulator periods per wall second actually achieved (``rate_hz`` = real time).
     """

@@ -153,7 +153,11 @@ class Readiness:
     1 kHz -- consecutive samples of a 1 kHz stream are strongly correlated, so a sample count
     alone asks 8x more motion of a 125 Hz robot than of a 1 kHz one for the same confidence.
     ``min_seconds`` 0 (the default) is the count alone; updates without a stamp add no time.
-    The window stays in samples (``window``): it is what the score averages, not a floor."""
+    The window stays in samples (``window``): it is what the score averages, not a floor.
+
+    ``ready_since``: the stamp of the sample that made it ready this time (None while not ready,
+    or when that sample had no stamp) -- when the output became usable, to the sample, unlike a
+    periodic report of ``ready``."""
 
     def __init__(self, n_joints: int, window: int, ready_nmse: float, unready_factor: float,
                  min_samples: int, min_seconds: float = 0.0, max_dt: float = math.inf) -> None:
@@ -168,6 +172,7 @@ class Readiness:
         self.seconds = 0.0                   # scored stream time (s), see the class docstring
         self._last_stamp = math.nan
         self.ready = False
+        self.ready_since: float | None = None
         self.nmse = math.inf
 
     def _advance(self, stamp: float | None) -> None:
@@ -212,12 +217,16 @@ class Readiness:
         self.scored += 1
         self._advance(stamp)
         self.nmse = nmse = errors.nmse(errors.sum, errors.count, self.var)
+        was = self.ready
         if self.scored < self.min_samples or self.seconds < self.min_seconds:
             self.ready = False
-        elif self.ready:
+        elif was:
             self.ready = nmse <= self.unready_nmse
         else:
             self.ready = nmse < self.ready_nmse
+        if self.ready != was:
+            self.ready_since = stamp if self.ready and stamp is not None and \
+                math.isfinite(stamp) else None
 
     def update_many(self, torque: np.ndarray, tau: np.ndarray, stamps: Any = None
                     ) -> tuple[np.ndarray, np.ndarray]:
@@ -240,5 +249,13 @@ class Readiness:
         ready = np.where(idx >= 0, event[np.maximum(idx, 0)] == 1, self.ready)
         self.scored += k
         self.nmse = float(nmse[-1])
+        if not ready[-1]:
+            self.ready_since = None
+        else:                                # the first row of the last run of ready rows
+            off = np.flatnonzero(~ready)
+            if off.size or not self.ready:
+                first = int(off[-1]) + 1 if off.size else 0
+                since = math.nan if stamps is None else float(stamps[first])
+                self.ready_since = since if math.isfinite(since) else None
         self.ready = bool(ready[-1])
         return nmse, ready
