@@ -5,7 +5,7 @@ dict, and checked by that table (:func:`~invdyn_ros.pipeline.parameters.check_al
 Not rclpy's automatic declaration from overrides: it declares every override statically typed,
 and an empty list (``joint_names: []``) has no type -- a ValueError naming nothing. Here an
 unknown name is a :class:`~invdyn_ros.errors.ConfigError` listing the accepted ones, and an empty
-list or a null one naming the parameter.
+list or a null value is one naming the parameter.
 """
 from __future__ import annotations
 
