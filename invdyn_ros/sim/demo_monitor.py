@@ -1,7 +1,8 @@
 """The demo's monitor node (``invdyn_demo``): subscribes what invdyn_node publishes
 (``~/predicted_effort`` through the node's own JointState rule, and its ``/diagnostics`` ready
-flag with the stamp it became ready at, ``ready_since``) into the demo's recorder, and publishes the payload change and the trajectory of the
-trajectory phase. Imports rclpy; ``invdyn_demo`` imports this module only when it runs."""
+flag with the stamp it became ready at, ``ready_since``) into the demo's recorder, and publishes
+the payload change and the trajectory of the trajectory phase. Imports rclpy; ``invdyn_demo``
+imports this module only when it runs."""
 from __future__ import annotations
 
 from diagnostic_msgs.msg import DiagnosticArray

@@ -42,8 +42,8 @@ def build_summary(run: RecordedRun, schedule: Schedule, *, rate_hz: float,
 
     ``learning_seconds``: motion time at which the node became ready (its first ready report's
     ``ready_since``) -- the node learns from the first joint state on, so this is the simulated
-    learning it needed. If it never reported ready
-    it is the run's duration (a lower bound) and ``ready`` is false.
+    learning it needed. If it never reported ready it is the run's duration (a lower bound) and
+    ``ready`` is false.
     ``sim_rate_hz``: simulator periods per wall second actually achieved (``rate_hz`` = real time).
     """
     rms = {}
