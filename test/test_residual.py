@@ -85,6 +85,19 @@ def test_visited_region_distance_in_std_units_and_trust():
     assert trust_of(0.3, 0.5) == 1.0 and trust_of(far, 0.5) < 1e-6
 
 
+def test_residual_counts_says_where_combine_adds_the_residual():
+    from invdyn_ros.stages.residual import PhysicsStage
+    stage = PhysicsStage(PipelineConfig.from_params(params()).physics, UR5)
+    rng = np.random.default_rng(0)
+    tp = stage.begin(*rng.normal(size=(3, 6)))
+    residual = np.full(6, 0.5)
+    for trust, gate in ((0.0, [1, 1, 0, 0, 1, 0]), (0.4, [1, 1, 0, 0, 1, 0]), (1.0, [0] * 6)):
+        stage.trust = trust
+        stage.gate[:] = gate
+        added = stage.combine(residual) != tp
+        np.testing.assert_array_equal(stage.residual_counts(), added)
+
+
 # ------------------------------------------------------------------------------ pipeline
 def test_output_starts_as_the_prior_and_networks_learn_the_residual(arm):
     config = PipelineConfig.from_params(params(dual_enabled=True, identify=False))

@@ -214,13 +214,12 @@ class PriorSide:
     def active_labels(self, labels: list[str], residual_label: str) -> list[str]:
         """Per joint, what its prediction really is: ``labels`` (the active network's label per
         joint) with ``residual_label`` (``rnea+lstm``) replaced by the prior's name (``rnea``)
-        where the residual does not count -- its gate is closed for that joint or it is not
-        trusted here (``PhysicsStage.combine``: the identified model alone)."""
+        where the residual does not count (``PhysicsStage.residual_counts``: its gate closed or
+        not trusted here, so the identified model alone)."""
         if self.residual is None:
             return labels
-        stage = self.stage
-        return [label if label != residual_label or
-                (stage.trust > 0.0 and stage.gate[j] > 0.0) else stage.config.prior
+        counts = self.stage.residual_counts()
+        return [label if label != residual_label or counts[j] else self.stage.config.prior
                 for j, label in enumerate(labels)]
 
     def stats(self) -> dict[str, Any]:

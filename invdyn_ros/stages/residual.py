@@ -219,6 +219,11 @@ class PhysicsStage:
         out += self.tau_prior
         return out
 
+    def residual_counts(self) -> np.ndarray:
+        """(n,) bool: whether :meth:`combine` adds the residual on each joint now (trusted here and
+        its gate open); False: that joint gets the identified model alone."""
+        return (self.gate > 0.0) & (self.trust > 0.0)
+
     def evaluate(self, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray,
                  residual: np.ndarray | None) -> np.ndarray | None:
         """prior + trust * residual for any state, without touching the stream's sample
