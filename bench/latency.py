@@ -16,7 +16,15 @@ What it does, per variant (``--trainer`` x ``--executor``):
    upper bound of the node's share;
 4. reads the node's **callback latency** (arrival in the callback -> ``~/predicted_effort``
    published, measured inside the node) from its ``/diagnostics`` (p50 / p99 per period);
-5. samples the CPU time of the node process and of its trainer worker from ``/proc``.
+5. samples the CPU time of the node process and of its trainer worker from ``/proc``;
+6. with ``--trajectory-points P``: every ``--trajectory-period`` s of the measured window it also
+   sends a JointTrajectory of P points (the node's joints, 10 ms apart, positions, velocities and
+   accelerations) to ``~/trajectory_in`` from a process of its own, as a planner feeding
+   joint_trajectory_controller through the node does. What that costs the control loop shows in
+   ``lost after traj`` (joint states without an output among those sent in the 50 ms after each
+   trajectory, beside ``lost before``: the same stretches half a period earlier), ``recv max``
+   (``--executor single``: the worst joint state from the middleware's reception to its output)
+   and ``lost``.
 
 The latency budget of the issue (p99 <= 0.5 ms, median <= 0.2 ms, 7 joints at 1 kHz, training
 running) is about the node: from a message's arrival to the publication of its prediction, i.e. the
@@ -32,6 +40,7 @@ Usage::
     .venv/bin/python bench/latency.py --compare --duration 10   # process/thread, events/single
     .venv/bin/python bench/latency.py --config config/kuka_lwr.yaml --rate 1000
     .venv/bin/python bench/latency.py --prior -p realtime_priority:=50 --repeat 3   # prior: rnea
+    .venv/bin/python bench/latency.py --prior --executor single --trajectory-points 1000
 
 The machine matters more than anything: every report starts with the CPU model, core count, load
 average and software versions (bench/common.py). On the shared 2-core development machine other
@@ -110,6 +119,58 @@ def trajectory(i: np.ndarray | int, rate: float, n: int = 7) -> tuple[np.ndarray
     return q, qd, tau
 
 
+def planned_trajectory(names: list[str], n_points: int, rate: float) -> Any:
+    """A JointTrajectory through ``n_points`` states of :func:`trajectory`, 10 ms apart (what a
+    planner sends joint_trajectory_controller), with positions, velocities and accelerations."""
+    from invdyn_ros.ros.trajectory_msgs_io import trajectory_message
+
+    t = 0.01 * np.arange(n_points)
+    i = np.round(t * rate).astype(int)
+    q, qd, _ = trajectory(i, rate, len(names))
+    w = 2 * np.pi * 0.15 * (1 + 0.3 * np.arange(1, len(names) + 1))
+    qdd = -w ** 2 * q                      # roughly; the node only needs finite values
+    return trajectory_message(names, t, q, qd, qdd)
+
+
+SENDER = '''
+import sys, time
+import rclpy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from trajectory_msgs.msg import JointTrajectory
+sys.path.insert(0, {bench!r})
+from latency import planned_trajectory
+from rclpy.serialization import serialize_message
+rclpy.init()
+node = rclpy.create_node('latency_bench_trajectories')
+pub = node.create_publisher(JointTrajectory, '/invdyn_node/trajectory_in',
+                            QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+data = serialize_message(planned_trajectory({names!r}, {points}, {rate}))
+while pub.get_subscription_count() == 0:
+    time.sleep(0.05)
+first, period, count = (float(x) for x in sys.stdin.readline().split())
+for k in range(int(count)):
+    delay = first + k * period - time.perf_counter()
+    if delay > 0:
+        time.sleep(delay)
+    t0 = time.perf_counter()
+    pub.publish(data)
+    print(t0, 1e3 * (time.perf_counter() - t0), flush=True)
+node.destroy_node()
+rclpy.shutdown()
+'''
+
+
+def start_trajectory_sender(env: dict, names: list[str], points: int, rate: float) -> Any:
+    """A process that sends :func:`planned_trajectory` (serialized once) to the node's
+    ``~/trajectory_in`` at the times written to its stdin (``first period count``, perf_counter
+    s: CLOCK_MONOTONIC, the same in every process) and prints each send time and how long
+    ``publish()`` took (ms). Its own process, so that sending 200 KB does not delay the stream."""
+    code = SENDER.format(bench=str(Path(__file__).resolve().parent), names=names,
+                         points=points, rate=rate)
+    return subprocess.Popen([sys.executable, '-c', code], env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+
+
 def proc_cpu_seconds(pid: int) -> float | None:
     """utime + stime of a process (s) from /proc/<pid>/stat."""
     try:
@@ -181,6 +242,8 @@ def run_variant(args: argparse.Namespace, trainer: str, executor: str, out: Reco
     pub_node = rclpy.create_node('latency_bench_pub', context=pub_ctx)
     sub_node = rclpy.create_node('latency_bench_sub', context=sub_ctx)
     pub = pub_node.create_publisher(JointState, '/joint_states', qos_profile_sensor_data)
+    names = list(PANDA_JOINTS if args.prior else KUKA_JOINTS)
+    traj_every = max(1, int(round(args.trajectory_period * args.rate)))
     received: dict[int, float] = {}
     diags: list[dict[str, str]] = []
 
@@ -204,6 +267,7 @@ def run_variant(args: argparse.Namespace, trainer: str, executor: str, out: Reco
     ex.add_node(sub_node)
     stop, spinner = spin_in_background(ex)
     result: dict[str, Any] = {'trainer': trainer, 'executor': executor}
+    sender = None
     try:
         t0 = time.monotonic()
         while sub_node.count_publishers('/invdyn_node/predicted_effort') == 0 or \
@@ -211,19 +275,27 @@ def run_variant(args: argparse.Namespace, trainer: str, executor: str, out: Reco
             if node_proc.poll() is not None or time.monotonic() - t0 > 120:
                 raise RuntimeError(f'node did not come up:\n{log_path.read_text()[-3000:]}')
             time.sleep(0.1)
+        if args.trajectory_points > 0:
+            sender = start_trajectory_sender(env, names, args.trajectory_points, args.rate)
         time.sleep(1.0)                                  # discovery settles
         rate = float(args.rate)
         n_total = int((args.warmup + args.duration) * rate)
         n_warm = int(args.warmup * rate)
         q, qd, tau = trajectory(np.arange(n_total), rate)
         msg = JointState()
-        msg.name = list(PANDA_JOINTS if args.prior else KUKA_JOINTS)
+        msg.name = names
+        traj_sent_at: list[int] = []
         sent = np.zeros(n_total)
         keys = np.zeros(n_total, dtype=np.int64)
         base_ns = 1_000_000_000_000
         period = 1.0 / rate
         cpu0 = cpu_tr0 = None
         start = time.perf_counter()
+        if sender is not None:     # its clock is ours (CLOCK_MONOTONIC), its GIL is not
+            n_traj = int(args.duration / args.trajectory_period)
+            sender.stdin.write(f'{start + (n_warm + traj_every // 2) / rate} '
+                               f'{args.trajectory_period} {n_traj}\n')
+            sender.stdin.flush()
         for i in range(n_total):
             if i == n_warm:
                 cpu0 = proc_cpu_seconds(node_proc.pid)
@@ -251,6 +323,22 @@ def run_variant(args: argparse.Namespace, trainer: str, executor: str, out: Reco
         lat = np.array([received[k] - s for k, s in zip(keys[n_warm:], sent[n_warm:])
                         if k in received]) * 1e6
         n_meas = n_total - n_warm
+        traj_publish_ms = math.nan
+        if sender is not None:
+            lines = sender.communicate(timeout=30)[0].split()
+            times = np.array([float(x) for x in lines[0::2]])
+            traj_publish_ms = max((float(x) for x in lines[1::2]), default=math.nan)
+            traj_sent_at = [int(i) for i in np.searchsorted(sent, times)]
+        if traj_sent_at:
+            # inputs lost in the 50 ms after a trajectory was sent vs. in the 50 ms half a
+            # trajectory period before each (what the stream loses anyway)
+            missing = np.array([k not in received for k in keys])
+            span = int(round(0.05 * rate))
+            result['lost_after_trajectory'] = int(sum(missing[i:i + span].sum()
+                                                      for i in traj_sent_at))
+            result['lost_between_trajectories'] = int(sum(
+                missing[i - traj_every // 2:i - traj_every // 2 + span].sum()
+                for i in traj_sent_at))
         result.update(
             sent=n_meas, matched=int(lat.size), lost=int(n_meas - lat.size),
             send_rate_hz=n_meas / wall,
@@ -277,6 +365,7 @@ def run_variant(args: argparse.Namespace, trainer: str, executor: str, out: Reco
         c50s, c99s = col('callback_cpu_p50_us'), col('callback_cpu_p99_us')
         h50s, h99s = col('callback_handoff_p50_us'), col('callback_handoff_p99_us')
         r50s, r99s = col('reception_latency_p50_us'), col('reception_latency_p99_us')
+        rmaxs = col('reception_latency_max_us')
         weights = col('latency_samples')
         if p50s.size and p50s.size == weights.size:
             # per-period percentiles, averaged weighted by the period's sample count
@@ -295,12 +384,24 @@ def run_variant(args: argparse.Namespace, trainer: str, executor: str, out: Reco
                 result.update(recv_p50_us=float(np.average(r50s[ok], weights=weights[ok])),
                               recv_p99_us=float(np.average(r99s[ok], weights=weights[ok])),
                               recv_p99_worst_period_us=float(r99s[ok].max()))
+            if rmaxs.size and np.isfinite(rmaxs).any():
+                result['recv_max_us'] = float(np.nanmax(rmaxs))
         last = diags[-1] if diags else {}
         result.update(ready=last.get('ready'), recent_nmse=last.get('recent_nmse'),
                       trainer_dropped=last.get('dropped_by_trainer_queue'),
                       lost_by_dds=last.get('lost_by_dds'),
+                      missed_by_stamp_gap=last.get('missed_by_stamp_gap'),
+                      trajectories_sent=len(traj_sent_at),
+                      trajectory_publish_max_ms=traj_publish_ms,
+                      trajectories_annotated=last.get('trajectories_annotated'),
+                      trajectories_passed_through=last.get('trajectories_passed_through'),
+                      trajectory_annotation_ms=last.get('trajectory_annotation_ms'),
+                      trajectory_decode_ms=last.get('trajectory_decode_ms'),
                       steps={k.split('.')[0]: last.get(k) for k in last if k.endswith('.steps')})
     finally:
+        if sender is not None and sender.poll() is None:
+            sender.kill()
+            sender.wait()
         stop.set()
         spinner.join(2.0)
         stop_node_process(node_proc, 60)
@@ -333,6 +434,11 @@ def main(argv: list[str] | None = None) -> int:
                          'the shared machine makes single runs vary a lot')
     ap.add_argument('--prior', action='store_true',
                     help='with the physics prior (prior: rnea, the Panda URDF, panda_joint1..7)')
+    ap.add_argument('--trajectory-points', type=int, default=0,
+                    help='also send a JointTrajectory of this many points to ~/trajectory_in '
+                         'every --trajectory-period s of the measured window (0: none)')
+    ap.add_argument('--trajectory-period', type=float, default=1.0,
+                    help='seconds between two trajectories (with --trajectory-points)')
     ap.add_argument('--domain', type=int, default=None, help='ROS_DOMAIN_ID (default: from pid)')
     ap.add_argument('--save', default=None, help='save the report as bench/results/<SAVE>.txt/json')
     args = ap.parse_args(argv)
@@ -372,15 +478,16 @@ def main(argv: list[str] | None = None) -> int:
     results += medians
     header = ['variant', 'cb p50 us', 'cb p99 us', 'cb max us', 'cb cpu p50', 'cb cpu p99',
               'cb p99 max/s', 'handoff p50', 'handoff p99', 'handoff p99 max/s', 'recv p50',
-              'recv p99', 'recv p99 max/s', 'e2e p50 us',
-              'e2e p99 us', 'e2e max us', 'lost', 'sent', 'node CPU %', 'trainer CPU %']
+              'recv p99', 'recv p99 max/s', 'recv max us', 'e2e p50 us',
+              'e2e p99 us', 'e2e max us', 'lost', 'lost after traj', 'lost before', 'sent', 'node CPU %', 'trainer CPU %']
     rows = [[f"{r['trainer']}+{r['executor']}"
              + (f" #{r['run']}" if args.repeat > 1 else ''), r.get('cb_p50_us'), r.get('cb_p99_us'),
              r.get('cb_max_us'), r.get('cb_cpu_p50_us'), r.get('cb_cpu_p99_us'),
              r.get('cb_p99_worst_period_us'), r.get('handoff_p50_us'), r.get('handoff_p99_us'),
              r.get('handoff_p99_worst_period_us'), r.get('recv_p50_us'), r.get('recv_p99_us'),
-             r.get('recv_p99_worst_period_us'), r['e2e_p50_us'],
-             r['e2e_p99_us'], r['e2e_max_us'], r['lost'], r['sent'], r['node_cpu_pct'],
+             r.get('recv_p99_worst_period_us'), r.get('recv_max_us'), r['e2e_p50_us'],
+             r['e2e_p99_us'], r['e2e_max_us'], r['lost'], r.get('lost_after_trajectory'),
+             r.get('lost_between_trajectories'), r['sent'], r['node_cpu_pct'],
              r['trainer_cpu_pct']] for r in results]
     out(format_table(header, rows, floatfmt='.0f'))
     out('cb = callback latency inside the node, wall clock (arrival -> ~/predicted_effort '
@@ -388,7 +495,8 @@ def main(argv: list[str] | None = None) -> int:
         "callback thread's CPU time (the code's cost without waiting for a core); handoff = "
         'arrival -> publish() called (cb minus the Fast DDS delivery inside publish()); recv = '
         "from the middleware's reception of the input (MessageInfo.received_timestamp) -> "
-        "publish() returned: cb plus the executor's wake-up, take and deserialization; p50 / p99 "
+        "publish() returned: cb plus the executor's wake-up, take and deserialization (recv max: "
+        "the worst joint state of the run); p50 / p99 "
         "are per-second percentiles from /diagnostics averaged over the measured seconds, "
         '"p99 max/s" is the worst second\'s p99 (an upper bound of the p99 over all samples); '
         'e2e = bench '

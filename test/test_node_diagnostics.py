@@ -87,6 +87,7 @@ def test_name_hardware_id_and_the_values(stats):
     assert values['callback_latency_p50_us'] == '20.0'
     assert values['callback_latency_max_us'] == '30.0'
     assert values['reception_latency_p50_us'] == '40.0'
+    assert values['reception_latency_max_us'] == '60.0'     # the worst joint state of the period
     assert values['rejected_stamp'] == 2 and values['feedforward_zero'] == 7
     assert values['stale_input'] is True and values['lifecycle_active'] is False
     assert values['checkpoint'] == 'ok 01:02:03' and values['trajectories'] == 4
@@ -133,6 +134,7 @@ def test_no_latencies_and_no_reception_times_give_nan_not_an_error(stats):
                                       latency_count=1)).values)
     assert values['callback_latency_p99_us'] == '5.0'
     assert values['reception_latency_p50_us'] == 'nan'
+    assert values['reception_latency_max_us'] == 'nan'
 
 
 def test_identifier_switches_are_reported_per_joint_in_joint_order(stats):

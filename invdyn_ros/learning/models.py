@@ -21,7 +21,7 @@ Kinds (``MODEL_KINDS``):
 The recurrent models expose ``self.rnn`` (``nn.LSTM`` / ``nn.GRU``, ``batch_first=True``,
 ``bias=True``) and ``self.head`` (``nn.Linear``) so that :mod:`invdyn_ros.learning.predictor` can
 step the very same weights (``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``,
-``bias_hh_l{k}``) with ``torch.lstm_cell`` / ``torch.gru_cell`` one sample at a time.
+``bias_hh_l{k}``) one sample at a time (the arithmetic of ``torch.lstm_cell`` / ``torch.gru_cell``).
 """
 from __future__ import annotations
 

@@ -9,9 +9,10 @@ Why streaming: a full ``nn.LSTM`` forward over a window of L=10 rows costs ~200 
 of it per-call overhead. Running the cells directly, the window prediction for sample k equals the
 state of a recurrent chain started from zero at sample ``k - L + 1``. The predictor keeps L such
 chains, staggered by one sample: at every sample the chain ``k mod L`` is restarted from zero, all L
-chains advance by one row in ONE batched ``torch.lstm_cell`` / ``torch.gru_cell`` call per layer
-(batch dim = chains), and the chain ``(k + 1) mod L`` (which has now seen exactly the last L rows) is
-read out through the head. The result equals ``predict(last L rows)`` up to float32 rounding.
+chains advance by one row together -- per layer an (L, H) cell step in numpy (:meth:`_advance_chains`,
+the arithmetic of ``torch.lstm_cell`` / ``torch.gru_cell``, half their time here) -- and the chain
+``(k + 1) mod L`` (which has now seen exactly the last L rows) is read out through the head. The
+result equals ``predict(last L rows)`` up to float32 rounding.
 
 Scaling lives inside: raw rows in, raw torques (float64 numpy) out. Inputs are standardized with the
 exported input scaler and clipped to ``±input_clip`` exactly as the learner does in training.
@@ -20,7 +21,7 @@ The read-out is split from the bookkeeping (why: the control loop's latency budg
 only ONE -- the read-out chain -- determines this sample's output; the other L - 1 only prepare later
 outputs. :meth:`push` computes the read-out chain's step first, as a single-row cell in numpy (a
 batch-1 LSTM cell is ~7 µs in numpy vs ~15 µs through torch's dispatcher, see :meth:`_readout`), and
-then advances every chain in one batched torch cell call per layer. With ``push(row, defer=True)``
+then advances every chain (one (L, H) numpy cell step per layer). With ``push(row, defer=True)``
 the second part waits for :meth:`complete`, so a caller can publish the prediction first and do the
 rest off its latency path. The published value is the same read-out (compiled or numpy, below) in
 both cases, so deferred and immediate pushes give bit-identical outputs.
@@ -33,7 +34,7 @@ cells of :meth:`_readout` do the same arithmetic (tested equal up to float32 rou
 After new weights are loaded the chains are rebuilt by replaying the last ``L - 1`` raw rows (kept in a
 small ring), so the stream stays exactly equal to ``predict(last L rows)`` with the *new* weights.
 
-Size: just over 500 lines because the windowed form (``predict``), the streaming chains and the
+Size: about 560 lines because the windowed form (``predict``), the streaming chains and the
 read-out (compiled and numpy) share one set of weights, scalers and cell constants, which must
 change together when weights load; a third of the lines are these explanations.
 """
@@ -82,6 +83,7 @@ class Predictor:
         self.out_scaler = RunningScaler(self.n_joints)
         self.counters = {'pushed': 0, 'rejected_rows': 0, 'nonfinite_outputs': 0}
         self._streaming = kind in ('lstm', 'gru')
+        self._lstm = kind == 'lstm'
         # the compiled read-out (numba), if available; else the numpy cells of _readout
         self._kernel = kernels.recurrent_readout if self._streaming else None
         if self._kernel is not None:
@@ -89,16 +91,13 @@ class Predictor:
         self._raw = np.zeros((self.window, self.width))   # ring of the last L raw rows
         self._raw_pos = 0
         # the model's input row (the scaled newest row, plus the velocity sign features when the
-        # model has them), preallocated, and a (L, F) stride-0 torch view of it that feeds all L
-        # chains (a fresh array + from_numpy per sample costs ~10 µs more)
+        # model has them), preallocated
         self._sign_gain = float(getattr(self.model.config, 'velocity_sign_gain', 0.0))
         self.input_features = int(getattr(self.model.config, 'input_features', self.width))
         self._xs = np.zeros(self.input_features, dtype=np.float32)
         self._xs_scaled = self._xs[:self.width]
         n = self.n_joints
         self._xs_velocity, self._xs_sign = self._xs[n:2 * n], self._xs[3 * n:]
-        self._xs_expanded = torch.from_numpy(self._xs).view(1, -1).expand(self.window,
-                                                                           self.input_features)
         self._refresh_constants()
         self.reset_stream()
 
@@ -106,10 +105,12 @@ class Predictor:
     def _refresh_constants(self) -> None:
         """Cache the hot-path constants: scaling (float32 numpy and torch) and the cell weights.
 
-        The streaming path does its small element-wise work (scaling, clipping, zeroing a chain,
-        the linear read-out) in numpy: a numpy op on a few dozen floats costs well under 1 µs, a
-        torch op 2-3 µs of dispatch, and at ~15 such ops per sample that is the difference between
-        meeting and missing the control loop's budget. Only the recurrent cells run in torch.
+        The streaming path runs in numpy: a numpy op on a few dozen floats costs well under 1 µs,
+        a torch op 2-3 µs of dispatch, and at ~15 such ops per sample that is the difference
+        between meeting and missing the control loop's budget. That includes the cell steps that
+        advance the L chains (:meth:`_advance_chains`): ``torch.lstm_cell`` / ``gru_cell`` took
+        about twice as long as the same arithmetic as (L, H) numpy products into preallocated
+        arrays (``bench/stream_advance.py``).
         """
         std_in = self.in_scaler.std.astype(np.float32)
         mean_in = self.in_scaler.mean.astype(np.float32)
@@ -128,12 +129,10 @@ class Predictor:
             rnn = self.model.rnn
             self._layers = rnn.num_layers
             self._hidden = rnn.hidden_size
-            # .detach(): plain tensors sharing the parameters' memory (load_state_dict copies in
-            # place, so they stay current). Passing nn.Parameter objects would route every cell
-            # call through the tensor-subclass __torch_function__ path, ~20 µs per call.
-            self._cell_w = [tuple(getattr(rnn, f'{name}_l{k}').detach() for name in
-                                  ('weight_ih', 'weight_hh', 'bias_ih', 'bias_hh'))
-                            for k in range(self._layers)]
+            # per layer (W_ih, W_hh, b_ih, b_hh) as torch stores them (gate order i, f, g, o)
+            cell_w = [tuple(getattr(rnn, f'{name}_l{k}').detach() for name in
+                            ('weight_ih', 'weight_hh', 'bias_ih', 'bias_hh'))
+                      for k in range(self._layers)]
             # the linear head with the output scaling folded in, in float64: the read-out's last
             # two numpy calls give the torque (instead of five: head, unscale, cast)
             std = self.out_scaler.std.astype(np.float32).astype(np.float64)
@@ -141,8 +140,11 @@ class Predictor:
             self._np_head_w = std[:, None] * self.model.head.weight.detach().numpy()
             self._np_head_b = std * self.model.head.bias.detach().numpy() + mean
             self._np_cells = [self._numpy_cell_weights(*(t.numpy() for t in w))
-                              for w in self._cell_w]
+                              for w in cell_w]
             H, layers = self._hidden, self._layers
+            # the same blocks transposed, for :meth:`_advance`'s (L, .) @ (., 4H) products
+            self._adv_w = [(np.ascontiguousarray(Wx.T), np.ascontiguousarray(Whb[:, :H].T),
+                            np.ascontiguousarray(Whb[:, -1])) for Wx, Whb in self._np_cells]
             # the read-out's prepared part (:meth:`_prepare`), per layer: [W_h, b] @ [h; 1], h, c
             self._pre = np.zeros((layers, 4 * H), dtype=np.float32)
             self._pre_h = np.zeros((layers, H), dtype=np.float32)
@@ -292,12 +294,14 @@ class Predictor:
         self._pre_k = -1             # ... and so is a prepared read-out
         L = self.window
         if self._streaming:
-            self._h = [torch.zeros(L, self._hidden) for _ in range(self._layers)]
-            self._c = [torch.zeros(L, self._hidden) for _ in range(self._layers)] \
-                if self.kind == 'lstm' else None
-            # numpy views of the current state tensors (same memory) for cheap row zeroing
-            self._hn = [h.numpy() for h in self._h]
-            self._cn = [c.numpy() for c in self._c] if self._c is not None else None
+            H = self._hidden
+            # the L chains' states per layer (row c: chain c), advanced in place by _advance
+            self._hn = [np.zeros((L, H), dtype=np.float32) for _ in range(self._layers)]
+            self._cn = [np.zeros((L, H), dtype=np.float32) for _ in range(self._layers)] \
+                if self._lstm else None
+            self._adv_g = np.zeros((L, 4 * H), dtype=np.float32)     # gate pre-activations
+            self._adv_x = np.zeros((L, 4 * H), dtype=np.float32)     # a layer's input part
+            self._adv_t = np.zeros((L, H), dtype=np.float32)
         elif self.kind != 'mlp':
             # rows written twice (i and i + L) so the window is always a contiguous slice
             self._ring = torch.zeros(2 * L, self.width)
@@ -310,26 +314,7 @@ class Predictor:
         L, k = self.window, self._k
         self._k = k + 1
         if self._streaming:
-            c = k % L
-            inp = self._xs_expanded if xs is self._xs else \
-                torch.from_numpy(xs).view(1, -1).expand(L, self.input_features)
-            hs, hn = self._h, self._hn
-            if self._c is not None:
-                cs, cn = self._c, self._cn
-                for layer, w in enumerate(self._cell_w):
-                    hn[layer][c] = 0.0   # chain c restarts from the zero state with this row
-                    cn[layer][c] = 0.0
-                    h, cc = torch.lstm_cell(inp, (hs[layer], cs[layer]), *w)
-                    hs[layer], cs[layer] = h, cc
-                    hn[layer], cn[layer] = h.numpy(), cc.numpy()
-                    inp = h
-            else:
-                for layer, w in enumerate(self._cell_w):
-                    hn[layer][c] = 0.0
-                    h = torch.gru_cell(inp, hs[layer], *w)
-                    hs[layer] = h
-                    hn[layer] = h.numpy()
-                    inp = h
+            self._advance_chains(xs, k % L)
             return None                  # the output comes from _readout, before this
         if k < L - 1:
             if self.kind != 'mlp':
@@ -345,9 +330,57 @@ class Predictor:
         with torch.inference_mode():
             return self.model(self._ring[i + 1:i + 1 + L][None])[0].numpy()
 
+    def _advance_chains(self, xs: np.ndarray, c: int) -> None:
+        """Advance all L chains by the scaled row ``xs`` through every layer, chain ``c``
+        restarting from the zero state with it: per layer ``G = H W_h^T + X W_x^T + b`` for the
+        (L, H) states at once (``X``: the row itself in the first layer, the chains' new states
+        of the layer below after it), then the gates as in :meth:`_readout` (the weights of
+        :meth:`_numpy_cell_weights`, transposed), in place into ``_hn`` / ``_cn``. The same
+        arithmetic as ``torch.lstm_cell`` / ``torch.gru_cell`` up to float32 rounding
+        (test_predictor checks the stream against the windowed ``nn.LSTM`` / ``nn.GRU``)."""
+        H = self._hidden
+        g, xin, t = self._adv_g, self._adv_x, self._adv_t
+        inp = None
+        for layer, (WxT, WhT, b) in enumerate(self._adv_w):
+            h = self._hn[layer]
+            h[c] = 0.0
+            np.matmul(h, WhT, out=g)
+            if inp is None:                      # the same row for every chain
+                g += xs @ WxT
+            else:
+                np.matmul(inp, WxT, out=xin)
+                g += xin
+            g += b
+            if self._lstm:                       # gates (i, f, o, g); i, f, o halved
+                cc = self._cn[layer]
+                cc[c] = 0.0
+                np.tanh(g, out=g)
+                sig = g[:, :3 * H]
+                sig *= 0.5
+                sig += 0.5
+                cc *= g[:, H:2 * H]
+                np.multiply(g[:, :H], g[:, 3 * H:], out=t)
+                cc += t
+                np.tanh(cc, out=h)
+                h *= g[:, 2 * H:3 * H]
+            else:                                # [r, z | W_in x + b_in | W_hn h + b_hn]
+                rz = g[:, :2 * H]
+                np.tanh(rz, out=rz)
+                rz *= 0.5
+                rz += 0.5
+                n_ = g[:, 3 * H:]
+                n_ *= g[:, :H]
+                n_ += g[:, 2 * H:3 * H]
+                np.tanh(n_, out=n_)
+                # h' = n + z (h - n)
+                np.subtract(h, n_, out=t)
+                t *= g[:, H:2 * H]
+                np.add(n_, t, out=h)
+            inp = h
+
     def _scale_row(self, r: np.ndarray) -> np.ndarray:
-        """Scale + clip into the preallocated row ``self._xs`` (which ``self._xs_expanded`` views),
-        then the sign features ``tanh(gain * v)`` if the model has them (as its forward does)."""
+        """Scale + clip into the preallocated row ``self._xs``, then the sign features
+        ``tanh(gain * v)`` if the model has them (as its forward does)."""
         xs = self._xs_scaled
         np.multiply(r, self._np_in_inv, out=xs, casting='same_kind')
         np.add(xs, self._np_in_shift, out=xs)
@@ -419,7 +452,7 @@ class Predictor:
             self._prepare()
         out = np.empty(self.n_joints)
         status = self._kernel(r, self._np_in_inv, self._np_in_shift, self._clip,
-                              self._k_gain, self.n_joints, self._xs, self._c is not None, read,
+                              self._k_gain, self.n_joints, self._xs, self._lstm, read,
                               self._k_wx0, self._k_wxr, self._pre, self._pre_h, self._pre_c,
                               self._np_head_w, self._np_head_b, self._k_g, self._k_h, out)
         if status == 1:                      # a non-finite row
@@ -465,7 +498,7 @@ class Predictor:
                 h[:] = self._hn[layer][r]
                 np.matmul(Whb[:, :H], h, out=self._pre[layer])
                 self._pre[layer] += Whb[:, -1]
-            if self._c is not None:
+            if self._lstm:
                 self._pre_c[layer] = 0.0 if fresh else self._cn[layer][r]
         self._pre_k = k
 
@@ -484,7 +517,7 @@ class Predictor:
             self._prepare()
         H = self._hidden
         x = xs
-        lstm = self._c is not None
+        lstm = self._lstm
         pre, hs, cs = self._pre, self._pre_h, self._pre_c
         for layer, (Wx, _) in enumerate(self._np_cells):
             g = Wx @ x

@@ -118,6 +118,7 @@ def latency_values(lat: np.ndarray, cpu: np.ndarray, hand: np.ndarray, recv: np.
     h50, h99 = np.percentile(hand, [50, 99])
     recv = recv[np.isfinite(recv)]
     r50, r99 = np.percentile(recv, [50, 99]) if recv.size else (math.nan, math.nan)
+    rmax = float(recv.max()) if recv.size else math.nan
     pmax = float(lat.max())
     c50, c99 = np.percentile(cpu, [50, 99])
     return [('callback_latency_p50_us', f'{p50:.1f}'),
@@ -129,6 +130,7 @@ def latency_values(lat: np.ndarray, cpu: np.ndarray, hand: np.ndarray, recv: np.
             ('callback_handoff_p99_us', f'{h99:.1f}'),
             ('reception_latency_p50_us', f'{r50:.1f}'),
             ('reception_latency_p99_us', f'{r99:.1f}'),
+            ('reception_latency_max_us', f'{rmax:.1f}'),
             ('latency_samples', count)]
 
 

@@ -364,7 +364,6 @@ class DualIdentifier:
         a = self._as_vector(pred_a)
         if a is None:
             raise ValueError(f'pred_a must have shape ({self.n_joints},)')
-        joints = np.arange(self.n_joints)
         if pred_b is None:
             std_a = self._std[0].copy()
             active = np.zeros(self.n_joints, dtype=np.int64)
@@ -375,15 +374,17 @@ class DualIdentifier:
             raise ValueError(f'pred_b must have shape ({self.n_joints},)')
         active = self._active.copy()
         fa, fb = np.isfinite(a), np.isfinite(b)
-        active[~fa & fb] = 1
-        active[fa & ~fb] = 0
-        both = np.stack([a, b])
-        torque = both[active, joints]
-        std_active = self._std[active, joints]
+        if not (fa.all() and fb.all()):
+            active[~fa & fb] = 1
+            active[fa & ~fb] = 0
+        use_b = active == 1
+        torque = np.where(use_b, b, a)
+        std_active = np.where(use_b, self._std[1], self._std[0])
         with np.errstate(invalid='ignore'):
             diff = np.abs(a - b)
-        # A non-finite partner says nothing about the disagreement: fall back to the error spread.
-        diff = np.where(np.isfinite(diff), diff, 0.0)
+        if not np.isfinite(diff).all():
+            # A non-finite partner says nothing about the disagreement: the error spread.
+            diff = np.where(np.isfinite(diff), diff, 0.0)
         unc = np.maximum(std_active, diff)
         return IdentifierOutput(torque, active, self._std[0].copy(), self._std[1].copy(), unc)
 
