@@ -396,7 +396,6 @@ def run_variant(args: argparse.Namespace, trainer: str, executor: str, out: Reco
                       trajectories_annotated=last.get('trajectories_annotated'),
                       trajectories_passed_through=last.get('trajectories_passed_through'),
                       trajectory_annotation_ms=last.get('trajectory_annotation_ms'),
-                      trajectory_decode_ms=last.get('trajectory_decode_ms'),
                       steps={k.split('.')[0]: last.get(k) for k in last if k.endswith('.steps')})
     finally:
         if sender is not None and sender.poll() is None:

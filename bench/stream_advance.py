@@ -10,7 +10,11 @@ script times, for 7 joints and the node's bench networks (64 x 2, window 10):
    now (``_advance_chains``: (L, H) numpy products into preallocated arrays) and as it did before
    (``torch.lstm_cell`` / ``torch.gru_cell`` per layer, reimplemented here as the reference), in a
    warm loop, with the largest difference of the chains' states between the two;
-2. ``Pipeline.finish()`` of the node's setup (prior rnea with the Panda URDF, residual LSTM +
+2. ``Pipeline.predict_reference`` with the demo's node parameters (``config/ur5.yaml`` +
+   ``config/demo.yaml``, the +-25 % UR5 URDF, residual LSTM + GRU 32 x 2, window 5) on the demo's
+   reference: what ``~/reference`` -> ``~/feedforward`` computes before publishing (both
+   networks' read-out and advance, the prior, the selection), in a warm loop;
+3. ``Pipeline.finish()`` of the node's setup (prior rnea with the Panda URDF, residual LSTM +
    black-box GRU, a process trainer learning meanwhile), paced at 1 kHz like a driver, per sample
    p50 / mean over ``--samples`` samples after a warm-up (``--finish-samples 0`` skips it).
 
@@ -21,6 +25,7 @@ plus message handling must stay well under 1 ms per sample, or joint states are 
 Usage::
 
     .venv/bin/python bench/stream_advance.py [--samples 5000] [--finish-samples 10000] [--save NAME]
+    .venv/bin/python bench/stream_advance.py --hidden 32 --window 5 --finish-samples 0   # the demo's
 """
 from __future__ import annotations
 
@@ -42,9 +47,9 @@ from invdyn_ros.learning.predictor import Predictor  # noqa: E402
 WINDOW = 10
 
 
-def make_predictor(kind: str) -> Predictor:
+def make_predictor(kind: str, hidden: int, window: int) -> Predictor:
     torch.manual_seed(0)
-    return Predictor(kind, N_JOINTS, dict(NET), WINDOW)
+    return Predictor(kind, N_JOINTS, {**NET, 'hidden_size': hidden}, window)
 
 
 class TorchCells:
@@ -76,8 +81,8 @@ class TorchCells:
             inp = h
 
 
-def time_advance(kind: str, n: int) -> dict:
-    p = make_predictor(kind)
+def time_advance(kind: str, n: int, hidden: int, window: int) -> dict:
+    p = make_predictor(kind, hidden, window)
     ref = TorchCells(p)
     rows = np.random.default_rng(0).normal(size=(n + 500, p.input_features)).astype(np.float32)
     clock = time.perf_counter
@@ -95,6 +100,26 @@ def time_advance(kind: str, n: int) -> dict:
     for layer in range(len(ref.w)):
         worst = max(worst, float(np.abs(p._hn[layer] - ref.h[layer].numpy()).max()))
     return {'numpy': t_np * 1e6, 'torch': t_torch * 1e6, 'max_state_difference': worst}
+
+
+def time_reference(n: int) -> np.ndarray:
+    from bench.reference_feedforward import pipeline_config, reference
+    from invdyn_ros.pipeline.pipeline import Pipeline, make_trainer
+    from invdyn_ros.sim.arm import ArmConfig, SimulatedArm
+    arm = SimulatedArm(ArmConfig(robot='ur5', seed=0))
+    traj = reference(arm)
+    clock = time.perf_counter
+    cfg = pipeline_config(arm, {})
+    pipe = Pipeline(cfg, make_trainer(cfg, 'inline'))
+    times = np.empty(n)
+    for k in range(n + 500):
+        q, qd, qdd = traj(0.002 * k)
+        t0 = clock()
+        pipe.predict_reference(q, qd, qdd, stamp=0.002 * k)
+        if k >= 500:
+            times[k - 500] = clock() - t0
+    pipe.close()
+    return times * 1e6
 
 
 def time_finish(n: int, warm: int) -> np.ndarray:
@@ -131,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--samples', type=int, default=5000,
                     help='timed advances per network kind (0: skip)')
+    ap.add_argument('--hidden', type=int, default=NET['hidden_size'],
+                    help='hidden size of the timed advances (the demo: 32)')
+    ap.add_argument('--window', type=int, default=WINDOW,
+                    help='window L of the timed advances (the demo: 5)')
     ap.add_argument('--finish-samples', type=int, default=10000,
                     help='timed Pipeline.finish() calls (after 5000 untimed; 0: skip)')
     ap.add_argument('--save', default='', help='save the report as bench/results/<SAVE>.txt/json')
@@ -141,17 +170,23 @@ def main(argv: list[str] | None = None) -> int:
     out(format_machine(info))
     rows, data = [], {}
     for kind in ('lstm', 'gru') if args.samples > 0 else ():
-        r = time_advance(kind, args.samples)
-        rows.append([f'{kind}: advance {WINDOW} chains x 2 layers', float(np.median(r['numpy'])),
+        r = time_advance(kind, args.samples, args.hidden, args.window)
+        rows.append([f'{kind} {args.hidden} x 2: advance {args.window} chains', float(np.median(r['numpy'])),
                      float(np.median(r['torch'])), float(np.percentile(r['numpy'], 99)),
                      float(np.percentile(r['torch'], 99)), r['max_state_difference']])
         data[kind] = dict(zip(['numpy_p50_us', 'torch_p50_us', 'numpy_p99_us', 'torch_p99_us',
                                'max_state_difference'], rows[-1][1:]))
     if rows:
         out(f'{args.samples} timed advances per kind after 500 untimed, warm loop; 7 joints, '
-            f'hidden 64 x 2, window {WINDOW}')
+            f'hidden {args.hidden} x 2, window {args.window}')
         out(format_table(['piece', 'numpy p50 us', 'torch cells p50 us', 'numpy p99 us',
                           'torch cells p99 us', 'max |state diff|'], rows, floatfmt='.3g'))
+    if args.samples > 0:
+        r = time_reference(args.samples)
+        data['predict_reference'] = {'p50_us': float(np.median(r)),
+                                     'p99_us': float(np.percentile(r, 99))}
+        out('Pipeline.predict_reference, the demo node (UR5 prior, residual LSTM + GRU 32 x 2, '
+            f'window 5): p50 {np.median(r):.0f} us, p99 {np.percentile(r, 99):.0f} us')
     if args.finish_samples > 0:
         f = time_finish(args.finish_samples, 5000)
         data['finish'] = {'p50_us': float(np.median(f)), 'mean_us': float(np.mean(f)),
