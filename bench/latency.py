@@ -478,7 +478,8 @@ def main(argv: list[str] | None = None) -> int:
     header = ['variant', 'cb p50 us', 'cb p99 us', 'cb max us', 'cb cpu p50', 'cb cpu p99',
               'cb p99 max/s', 'handoff p50', 'handoff p99', 'handoff p99 max/s', 'recv p50',
               'recv p99', 'recv p99 max/s', 'recv max us', 'e2e p50 us',
-              'e2e p99 us', 'e2e max us', 'lost', 'lost after traj', 'lost before', 'sent', 'node CPU %', 'trainer CPU %']
+              'e2e p99 us', 'e2e max us', 'lost', 'lost after traj', 'lost before', 'sent',
+              'node CPU %', 'trainer CPU %']
     rows = [[f"{r['trainer']}+{r['executor']}"
              + (f" #{r['run']}" if args.repeat > 1 else ''), r.get('cb_p50_us'), r.get('cb_p99_us'),
              r.get('cb_max_us'), r.get('cb_cpu_p50_us'), r.get('cb_cpu_p99_us'),

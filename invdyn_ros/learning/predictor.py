@@ -142,7 +142,7 @@ class Predictor:
             self._np_cells = [self._numpy_cell_weights(*(t.numpy() for t in w))
                               for w in cell_w]
             H, layers = self._hidden, self._layers
-            # the same blocks transposed, for :meth:`_advance`'s (L, .) @ (., 4H) products
+            # the same blocks transposed, for :meth:`_advance_chains`' (L, .) @ (., 4H) products
             self._adv_w = [(np.ascontiguousarray(Wx.T), np.ascontiguousarray(Whb[:, :H].T),
                             np.ascontiguousarray(Whb[:, -1])) for Wx, Whb in self._np_cells]
             # the read-out's prepared part (:meth:`_prepare`), per layer: [W_h, b] @ [h; 1], h, c
@@ -295,7 +295,7 @@ class Predictor:
         L = self.window
         if self._streaming:
             H = self._hidden
-            # the L chains' states per layer (row c: chain c), advanced in place by _advance
+            # the L chains' states per layer (row c: chain c), advanced in place by _advance_chains
             self._hn = [np.zeros((L, H), dtype=np.float32) for _ in range(self._layers)]
             self._cn = [np.zeros((L, H), dtype=np.float32) for _ in range(self._layers)] \
                 if self._lstm else None
