@@ -15,12 +15,13 @@ velocities are absent too, the C2 cubic spline through the positions at rest at 
 JTC's ``positions_upsampling`` builds (Rolling, 2026; without it JTC joins positions linearly,
 whose velocity steps have no finite acceleration to predict from) -- with velocities and
 accelerations its derivatives), resampled at ``1 / rate_hz``, and the networks run on the
-resampled windows of that sequence that end at each point's time (``t_i - (L-1)/rate, ..., t_i``): the read-out at
-the point's time is exact (no interpolation of outputs), and it is the value the streaming
-predictor would give at ``t_i`` for a grid through ``t_i`` (tested against a direct
-``predict_many`` over the grid). Before the first point the desired state is held at the first
-point's (a planned trajectory starts at rest). All windows go through one batched
-``Predictor.predict_many`` per network (chunks of ``Pipeline.BATCH_CHUNK``).
+resampled windows of that sequence that end at each point's time
+(``t_i - (L-1)/rate, ..., t_i``): the read-out at the point's time is exact (no interpolation of
+outputs), and it is the value the streaming predictor would give at ``t_i`` for a grid through
+``t_i`` (tested against a direct ``predict_many`` over the grid). Before the first point the
+desired state is held at the first point's (a planned trajectory starts at rest). All windows go
+through one batched ``Predictor.predict_many`` per network (chunks of
+``Pipeline.BATCH_CHUNK``).
 
 Per-joint network choice: the dual identifier's current one (``Pipeline.identifier.active``, as
 ``predict_reference``); a network with a non-finite output never hides the other's finite one.
