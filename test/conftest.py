@@ -20,6 +20,23 @@ os.environ.setdefault('ROS_LOG_DIR', tempfile.mkdtemp(prefix='invdyn_roslog_'))
 os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
 
 
+class RecordingLog:
+    """A logger that collects its lines by level, ``(level, text)`` (where the code under test
+    takes the node's rclpy logger)."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def info(self, text):
+        self.lines.append(('info', text))
+
+    def warning(self, text):
+        self.lines.append(('warning', text))
+
+    def error(self, text):
+        self.lines.append(('error', text))
+
+
 def datasets_dir() -> Path | None:
     """../shared/datasets beside the repository (or $INVDYN_DATASETS), if present."""
     env = os.environ.get('INVDYN_DATASETS')

@@ -8,26 +8,11 @@ import threading
 import time
 
 from std_srvs.srv import Trigger
+from conftest import RecordingLog as Log
 from test_pipeline import FixedTrainer, constant_mlp_weights, mlp_config
 
 from invdyn_ros.pipeline.pipeline import Pipeline, make_trainer
 from invdyn_ros.ros.checkpoint_service import CheckpointService
-
-
-class Log:
-    """Collects log lines by level (the node passes its rclpy logger)."""
-
-    def __init__(self) -> None:
-        self.lines: list[tuple[str, str]] = []
-
-    def info(self, text):
-        self.lines.append(('info', text))
-
-    def warning(self, text):
-        self.lines.append(('warning', text))
-
-    def error(self, text):
-        self.lines.append(('error', text))
 
 
 def pipeline():

@@ -9,8 +9,8 @@ import pytest
 
 from invdyn_ros.sim.demo_metrics import (RECOVERY_SKIP_S, RECOVERY_WINDOW_S, error_recovery,
                                          holds_from, not_ready_seconds, payload_change_metrics,
-                                         prediction_nmse, reference_distance, rolling_nmse,
-                                         rolling_rms, tracking_rms)
+                                         prediction_nmse, reference_distance, repeated_runs,
+                                         rolling_nmse, rolling_rms, tracking_rms)
 from invdyn_ros.sim.demo_schedule import DemoError
 
 
@@ -77,6 +77,19 @@ def test_holds_from():
     assert holds_from(np.array([True, True])) == 0
     assert holds_from(np.array([True, False])) is None
     assert holds_from(np.array([], bool)) is None
+
+
+def test_repeated_runs_counts_steps_on_the_same_feedforward():
+    """Runs of consecutive equal rows where both steps had a feedforward; a missing feedforward
+    (zeros recorded) breaks a run and is not one."""
+    a, b, c = [1.0, 2.0], [3.0, 4.0], [5.0, 6.0]
+    z = [0.0, 0.0]
+    ff = np.array([a, a, a, b, c, c, z, z, c, c])
+    present = np.array([1, 1, 1, 1, 1, 1, 0, 0, 1, 1], bool)
+    np.testing.assert_array_equal(repeated_runs(ff, present), [3, 2, 2])
+    assert int(np.sum(repeated_runs(ff, present) - 1)) == 4       # repeated steps
+    assert repeated_runs(ff[:1], present[:1]).size == 0
+    assert repeated_runs(np.array([a, b, c]), np.ones(3, bool)).size == 0
 
 
 def test_error_recovery_known_answer():

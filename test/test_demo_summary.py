@@ -180,3 +180,23 @@ def test_summary_without_predictions_fails_clearly():
     empty = RecordedRun(**{**run.__dict__, 't_pred': np.zeros(0), 'predicted': np.zeros((0, 3))})
     with pytest.raises(DemoError, match='predicted_effort'):
         build_summary(empty, s, rate_hz=500.0)
+
+
+def test_summary_reports_feedforward_repeated_from_the_step_before():
+    """``feedforward_repeated_fraction_learned``: the share of the learned window's steps that
+    applied the step before's feedforward; ``feedforward_longest_repeat_learned``: the longest run
+    of steps on one feedforward. Here each feedforward is applied twice, and one ten times."""
+    s = build_schedule(100.0)
+    rec = _synthetic_run(s)
+    learned = s.get('learned')
+    t0 = 1_000_000_000
+    k0, k1 = int(round(learned.start_s * 500)), int(round(learned.end_s * 500))
+    hold = k0 + (k1 - k0) // 2                      # steps hold .. hold + 9 share one value
+    for k in range(k0, k1):
+        value = float(hold) if hold <= k < hold + 10 else float((k - k0) // 2)
+        rec.add_feedforward(t0 + k * 2_000_000, [value] * 3, [0.0] * 3, True)
+    summary = build_summary(rec.snapshot(), s, rate_hz=500.0)
+    assert summary['feedforward_longest_repeat_learned'] == 10
+    assert summary['feedforward_repeated_fraction_learned'] == pytest.approx(0.5, abs=0.01)
+    assert summary['feedforward_missing_fraction_learned'] == 0.0
+    assert 'repeating the step before\'s: 50' in '\n'.join(format_table(summary).splitlines())

@@ -39,6 +39,8 @@ from std_msgs.msg import Float64MultiArray  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectoryPoint  # noqa: E402
 
+from invdyn_ros.pipeline.scheduling import receive_threads  # noqa: E402
+
 KUKA = [f'lbr_A{i}' for i in range(1, 8)]
 UR5 = ['shoulder_pan_joint', 'shoulder_lift_joint', 'elbow_joint', 'wrist_1_joint',
        'wrist_2_joint', 'wrist_3_joint']
@@ -938,9 +940,10 @@ def _in_process_node(ctx, node_name='invdyn_node', **params):
 
 
 def test_realtime_priority_puts_the_spinning_thread_under_sched_fifo_or_warns():
-    """``apply_realtime_priority`` changes only the calling thread (run here in a helper thread,
-    so pytest's own thread keeps normal scheduling); where SCHED_FIFO is refused the node says
-    so and runs on. Both outcomes are checked: this machine may or may not grant it."""
+    """``apply_realtime_priority`` changes the calling thread (run here in a helper thread, so
+    pytest's own thread keeps normal scheduling) and the middleware's receive threads; where
+    SCHED_FIFO is refused the node says so and runs on. Both outcomes are checked: this machine
+    may or may not grant it."""
     ctx = Context()
     rclpy.init(context=ctx)
     try:
@@ -952,13 +955,19 @@ def test_realtime_priority_puts_the_spinning_thread_under_sched_fifo_or_warns():
             seen['policy'] = os.sched_getscheduler(0)
             seen['prio'] = os.sched_getparam(0).sched_priority
 
+        receivers = receive_threads()
         th = threading.Thread(target=worker)
         th.start()
         th.join()
         assert os.sched_getscheduler(0) == os.SCHED_OTHER        # this thread untouched
         if seen['ok']:
             assert seen['policy'] == os.SCHED_FIFO and seen['prio'] == 5
-            assert node.scheduling == 'SCHED_FIFO 5'
+            # and with it the middleware threads that hand it its messages
+            assert receivers and all(os.sched_getscheduler(tid) == os.SCHED_FIFO
+                                     for tid in receivers)
+            assert node.scheduling == f'SCHED_FIFO 5 (+{len(receivers)} middleware receive threads)'
+            for tid in receivers:                                 # back to normal for the rest
+                os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
         else:
             assert seen['policy'] == os.SCHED_OTHER and 'refused' in node.scheduling
 

@@ -358,6 +358,47 @@ def _trajectory(names, stamp_s, times, efforts=None):
     return msg
 
 
+def test_learned_feedforward_is_taken_best_effort_and_reuse_is_counted(ros):
+    """A step that applies the feedforward an earlier step applied already counts as
+    ``repeated_feedforward``; the feedforward subscription is best effort (so a lost sample
+    never holds back the newer ones): a best-effort publisher, which a reliable subscription
+    would refuse, reaches it."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    ctrl = ros.add(TorqueControllerNode(context=ros.context, parameter_overrides=[
+        Parameter('joint_states_topic', value='/t9/joint_states'),
+        Parameter('command_topic', value='/t9/commands'),
+        Parameter('feedforward_topic', value='/t9/feedforward'),
+        Parameter('feedforward_timeout_s', value=30.0),     # wall clock: not under test here
+        Parameter('mode', value='learned')]))
+    steps, ffs = [], []
+    ctrl.add_step_observer(steps.append)
+    ctrl.add_feedforward_observer(ffs.append)
+
+    def step(stamp_s):
+        return _control_step(ctrl, steps, stamp_s)
+
+    first = np.arange(1.0, 7.0)
+    ctrl._on_feedforward(Float64MultiArray(data=first.tolist()))
+    np.testing.assert_allclose(step(1.0).feedforward, first)
+    assert ctrl.counters['repeated_feedforward'] == 0
+    np.testing.assert_allclose(step(1.002).feedforward, first)
+    np.testing.assert_allclose(step(1.004).feedforward, first)
+    assert ctrl.counters['repeated_feedforward'] == 2
+    ctrl._on_feedforward(Float64MultiArray(data=(2 * first).tolist()))
+    np.testing.assert_allclose(step(1.006).feedforward, 2 * first)
+    assert ctrl.counters['repeated_feedforward'] == 2 and ctrl.counters['stale_feedforward'] == 0
+
+    node = ros.add(rclpy.create_node('ff_probe', context=ros.context))
+    pub = node.create_publisher(Float64MultiArray, '/t9/feedforward',
+                                QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
+    assert ros.wait_for(lambda: pub.get_subscription_count() == 1)   # QoS compatible: matched
+    third = 3 * first
+    assert ros.wait_for(lambda: (pub.publish(Float64MultiArray(data=third.tolist())),
+                                 any(np.array_equal(f, third) for f in ffs))[1])
+    np.testing.assert_allclose(step(1.008).feedforward, third)
+
+
 def test_trajectory_mode_adds_the_interpolated_point_efforts(ros):
     """Mode 'trajectory' (JTC-like): the point efforts of the newest annotated trajectory,
     joints by name, times = header.stamp + time_from_start on the joint-state clock, linearly

@@ -1,24 +1,13 @@
-"""trainer_setup: the trainer resumed by the checkpoint_mismatch rule, renice, SCHED_FIFO."""
+"""trainer_setup: the trainer resumed by the checkpoint_mismatch rule, renice."""
 import os
 
 import pytest
+from conftest import RecordingLog as Log
 
 from invdyn_ros.errors import CheckpointError
 from invdyn_ros.learning.training import make_trainer
 from invdyn_ros.pipeline.pipeline import Pipeline, PipelineConfig
-from invdyn_ros.ros.trainer_setup import (realtime_priority, renice_trainer, start_trainer,
-                                          trainer_options)
-
-
-class Log:
-    def __init__(self):
-        self.lines = []
-
-    def info(self, text):
-        self.lines.append(('info', text))
-
-    def warning(self, text):
-        self.lines.append(('warning', text))
+from invdyn_ros.ros.trainer_setup import renice_trainer, start_trainer, trainer_options
 
 
 def config(names):
@@ -74,16 +63,3 @@ def test_renice_is_only_for_a_process_trainer_with_a_nice_level():
     renice_trainer('process', 0, log=log)          # trainer_nice 0: left alone
     renice_trainer('process', 10, log=log)         # no worker process running: nothing to do
     assert log.lines == []
-
-
-def test_realtime_priority_zero_is_normal_and_a_refusal_is_a_warning(monkeypatch):
-    log = Log()
-    assert realtime_priority(0, log) == (False, 'normal') and log.lines == []
-
-    def refuse(*args):
-        raise PermissionError(1, 'Operation not permitted')
-
-    monkeypatch.setattr(os, 'sched_setscheduler', refuse)
-    assert realtime_priority(50, log) == (False, 'normal (SCHED_FIFO 50 refused)')
-    ((level, text),) = log.lines
-    assert level == 'warning' and 'SCHED_FIFO refused' in text and 'rtprio' in text

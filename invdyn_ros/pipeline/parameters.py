@@ -295,8 +295,9 @@ PARAMETERS: dict[str, Param] = {p.name: p for p in (
           'the control loop preempts training when they share a core', lo=0, hi=19),
     _node('realtime_priority', 'int', 0,
           'SCHED_FIFO priority (1..99) of the control-loop thread (the one that runs the '
-          'callbacks); 0 = normal scheduling. Needs CAP_SYS_NICE or an rtprio limit; if refused '
-          'the node warns and runs normally', lo=0, hi=99),
+          "callbacks) and of the middleware's receive threads that hand it its messages; 0 = "
+          'normal scheduling. Needs CAP_SYS_NICE or an rtprio limit; if refused the node warns '
+          'and runs normally', lo=0, hi=99),
     _p('prior', 'choice', 'none',
        'physics prior: none (black-box networks only) | rnea (the URDF model with '
        'online-identified parameters; the primary network learns the residual, the second '

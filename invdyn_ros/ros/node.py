@@ -56,7 +56,9 @@ Topics (``~`` = the node's name, ``/invdyn_node`` by default)
         ``name = joint_names``, the *filtered* position / velocity (they describe the robot
         ``filter_delay_s`` before the stamp, see ``estimation``), effort = the predicted torque for
         that state (N m, clamped to ``torque_limits``).
-    out ``~/feedforward`` (std_msgs/Float64MultiArray, reliable, depth 10), for a
+    out ``~/feedforward`` (std_msgs/Float64MultiArray, reliable, depth 10; a controller of our
+        own subscribes best effort, depth 1: a reliable reader holds every newer sample back
+        behind a lost one until it is repaired), for a
         ForwardCommandController with ``interface_name: effort``: the prediction for the newest
         reference if one arrived within ``stale_timeout_s`` (published when the reference arrives),
         otherwise for the measured state (published with each joint state). Zeros while not
@@ -100,8 +102,9 @@ thread; on SIGINT / SIGTERM it stops spinning, publishes zero feedforward, write
 checkpoint and shuts the trainer down. The trainer process cannot outlive the node (it gets
 SIGKILL when the node dies, ``PR_SET_PDEATHSIG``, and checks its parent on every loop). The trainer process runs at ``trainer_nice`` so a shared
 core serves the control loop first; ``realtime_priority`` > 0 puts the spinning thread under
-SCHED_FIFO (:meth:`InvdynNode.apply_realtime_priority`). Nothing on the per-message path logs: warnings about rejected
-input come from the diagnostics timer (at most one per period).
+SCHED_FIFO, and the middleware's receive threads with it (:meth:`InvdynNode.
+apply_realtime_priority`, :mod:`invdyn_ros.pipeline.scheduling`). Nothing on the per-message path
+logs: warnings about rejected input come from the diagnostics timer (at most one per period).
 
 Latency: the callback publishes ``~/predicted_effort`` as soon as the torque is known
 (``Pipeline.process(defer=True)``); the feedforward, the learning bookkeeping
@@ -135,6 +138,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from invdyn_ros.errors import CheckpointError, ConfigError, InvdynError
 from invdyn_ros.pipeline.pipeline import Pipeline, PipelineConfig
+from invdyn_ros.pipeline.scheduling import raise_receive_threads, realtime_priority
 from invdyn_ros.ros import node_main
 from invdyn_ros.ros.checkpoint_service import CheckpointService
 from invdyn_ros.ros.feedforward_gate import NOTHING, REFERENCE_PRIOR, ZEROS, FeedforwardGate
@@ -148,8 +152,7 @@ from invdyn_ros.ros.node_settings import (NodeSettings, needs_robot_model, posit
                                           process_settings, ros_args_error)
 from invdyn_ros.ros.robot_description import wait_for_robot_description
 from invdyn_ros.ros.serialized import SerializedJointState
-from invdyn_ros.ros.trainer_setup import (realtime_priority, renice_trainer, start_trainer,
-                                          trainer_options)
+from invdyn_ros.ros.trainer_setup import renice_trainer, start_trainer, trainer_options
 from invdyn_ros.ros.trajectory_msgs_io import TrajectoryRelay
 from invdyn_ros.stages import kernels
 from invdyn_ros.stages.joint_state import JointStateRule, Rejection
@@ -412,10 +415,16 @@ class InvdynNode(LifecycleNode):
 
     def apply_realtime_priority(self) -> bool:
         """Put the calling thread (call it from the thread that spins the executor) under
-        SCHED_FIFO at ``realtime_priority`` (:func:`~invdyn_ros.ros.trainer_setup.
-        realtime_priority`; refused: a warning, normal scheduling). The trainer worker
-        (already started) keeps normal scheduling. Returns whether the priority is in effect."""
-        ok, scheduling = realtime_priority(self.realtime_priority, self.get_logger())
+        SCHED_FIFO at ``realtime_priority`` (:func:`~invdyn_ros.pipeline.scheduling.
+        realtime_priority`; refused: a warning, normal scheduling), and with it the middleware's
+        receive threads, which hand it its messages (:func:`~invdyn_ros.pipeline.scheduling.
+        raise_receive_threads`; ``scheduling`` then says how many). The trainer worker (already
+        started) keeps normal scheduling. Returns whether the priority is in effect."""
+        log = self.get_logger()
+        ok, scheduling = realtime_priority(self.realtime_priority, log)
+        if ok:
+            raised = raise_receive_threads(self.realtime_priority, log)
+            scheduling += f' (+{len(raised)} middleware receive threads)'
         if self.realtime_priority:
             self.scheduling = scheduling
         return ok

@@ -1,7 +1,6 @@
 """Starting the node's trainer and shaping its process, without ROS: :func:`start_trainer`
 (resumed from the checkpoint, the ``checkpoint_mismatch`` rule), :func:`renice_trainer` (the
-training worker behind the control loop on a shared core), :func:`realtime_priority`
-(SCHED_FIFO for the thread that spins the executor). ``log`` is any logger with ``info`` and
+training worker behind the control loop on a shared core). ``log`` is any logger with ``info`` and
 ``warning`` (the node passes its rclpy logger).
 """
 from __future__ import annotations
@@ -104,22 +103,3 @@ def renice_trainer(kind: str, trainer_nice: int, nice: int | None = None,
             except OSError as exc:
                 if nice is None and log is not None:
                     log.warning(f'could not renice the trainer: {exc}')
-
-
-def realtime_priority(prio: int, log: Any) -> tuple[bool, str]:
-    """(in effect, scheduling): put the calling thread under SCHED_FIFO at ``prio`` (0: normal
-    scheduling, nothing done), like ros2_control's control loop: a waking callback then
-    preempts the trainer, a benchmark's publisher and any other normal process at once.
-    Refused (no CAP_SYS_NICE / rtprio limit, not Linux): a warning, and normal scheduling."""
-    if prio == 0:
-        return False, 'normal'
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(prio))
-    except (AttributeError, OSError) as exc:
-        log.warning(f'realtime_priority {prio}: SCHED_FIFO refused ({exc}); running with normal '
-                    'scheduling. Grant it with CAP_SYS_NICE or an rtprio limit '
-                    '(/etc/security/limits.conf: <user> - rtprio 99).')
-        return False, f'normal (SCHED_FIFO {prio} refused)'
-    scheduling = f'SCHED_FIFO {prio}'
-    log.info(f'control loop thread runs under {scheduling}')
-    return True, scheduling

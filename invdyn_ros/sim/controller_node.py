@@ -8,8 +8,10 @@ Each valid ``/joint_states`` message is one control step at its stamp ``t``:
    back asynchronously; the answer to this step's reference arrives after this step's command is
    out, so it is requested one period early and is on hand when the next step needs it;
 2. the feedforward by ``mode``: ``pd`` none; ``learned`` the newest ``/invdyn_node/feedforward``
-   (Float64MultiArray) if it is valid and younger than ``feedforward_timeout_s`` (wall clock;
-   stale -> none, counted); ``trajectory`` the point efforts of the newest annotated
+   (Float64MultiArray, subscribed best effort: ``FEEDFORWARD_QOS``) if it is valid and younger
+   than ``feedforward_timeout_s`` (wall clock; stale -> none, counted; one applied again because
+   no newer one came since the previous step: counted as ``repeated_feedforward``);
+   ``trajectory`` the point efforts of the newest annotated
    trajectory_msgs/JointTrajectory on ``trajectory_topic`` (invdyn_node's ``~/trajectory_out``),
    linearly interpolated at ``t`` as joint_trajectory_controller with an effort interface adds
    them (``TrajectoryFollower``; its points' times are ``header.stamp + time_from_start`` on the
@@ -42,6 +44,7 @@ from typing import Any, Callable
 
 import numpy as np
 from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from invdyn_ros.errors import ConfigError
 # at start-up, not in the trajectory callback: their first import (scipy.interpolate) took
@@ -59,6 +62,9 @@ from invdyn_ros.sim.trajectory import FourierTrajectory, SwitchedTrajectory
 from invdyn_ros.stages.joint_state import JointStateRule, Rejection
 
 MODES = ('pd', 'learned', 'trajectory', 'ideal')
+#: QoS of the learned feedforward subscription (see where it is created)
+FEEDFORWARD_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
+                             history=HistoryPolicy.KEEP_LAST)
 REFERENCES = ('primary', 'unseen')
 #: Default offset of the unseen reference's centre from the primary's (rad, every joint): with the
 #: primary's ~1 rad amplitude, most of the unseen motion lies outside the poses of the primary.
@@ -200,11 +206,12 @@ class TorqueControllerNode(Node):
 
         self._feedforward: np.ndarray | None = None
         self._feedforward_wall = -np.inf
+        self._feedforward_used_wall = -np.inf   # the reception time of the last one applied
         self._step_observers: list[Callable[[ControlStep], None]] = []
         self._feedforward_observers: list[Callable[[np.ndarray], None]] = []
         self.counters = {'steps': 0, 'rejected_states': 0, 'rejected_feedforward': 0,
-                         'stale_feedforward': 0, 'rejected_mode': 0, 'rejected_payload': 0,
-                         'trajectories': 0, 'rejected_trajectories': 0,
+                         'stale_feedforward': 0, 'repeated_feedforward': 0, 'rejected_mode': 0,
+                         'rejected_payload': 0, 'trajectories': 0, 'rejected_trajectories': 0,
                          'trajectories_without_effort': 0, 'steps_without_trajectory_effort': 0,
                          'reference_switches': 0, 'rejected_reference': 0,
                          'failed_reference_switches': 0}
@@ -221,8 +228,13 @@ class TorqueControllerNode(Node):
         self.error_pub = self.create_publisher(Float64MultiArray, '~/tracking_error', 10)
         self.create_subscription(JointState, param_str(self, 'joint_states_topic'),
                                  self._on_joint_states, 10)
+        # Best effort, newest only: the feedforward is a stream in which only the newest sample
+        # matters. A reliable subscription holds back every newer sample behind a lost one until
+        # Fast DDS repairs it (~100 ms measured in the demo: 10 held samples arriving in a burst),
+        # and the controller meanwhile applies the feedforward of 20-50 steps ago. Best effort
+        # matches invdyn_node's reliable publisher.
         self.create_subscription(Float64MultiArray, param_str(self, 'feedforward_topic'),
-                                 self._on_feedforward, 10)
+                                 self._on_feedforward, FEEDFORWARD_QOS)
         self.create_subscription(String, '~/mode', self._on_mode_topic, 10)
         from trajectory_msgs.msg import JointTrajectory
         self.create_subscription(JointTrajectory, param_str(self, 'trajectory_topic'),
@@ -437,6 +449,9 @@ class TorqueControllerNode(Node):
             if self._feedforward is not None and \
                     time.monotonic() - self._feedforward_wall < self.feedforward_timeout_s:
                 ff = self._feedforward
+                if self._feedforward_wall == self._feedforward_used_wall:
+                    self.counters['repeated_feedforward'] += 1
+                self._feedforward_used_wall = self._feedforward_wall
             else:
                 self.counters['stale_feedforward'] += 1
         elif mode == 'trajectory':

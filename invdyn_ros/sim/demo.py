@@ -71,7 +71,10 @@ a real robot. It is measured over the learned phase's measure window.
 Feedforward error (``feedforward_error_rms_<phase>``, N m): per control step of a phase with
 learned feedforward, the feedforward the controller actually applied (zero when it had none)
 minus the true-model feedforward for the same reference: the learned model's error where it
-matters, in the loop.
+matters, in the loop. ``feedforward_repeated_fraction_<phase>``: the share of the phase's steps
+that applied the feedforward of the step before (no newer answer had arrived: it is one period
+late or more), ``feedforward_longest_repeat_<phase>``: the longest run of steps on one
+feedforward (:func:`~invdyn_ros.sim.demo_metrics.repeated_runs`).
 
 learning_seconds: motion time at which the node became ready: the stamp of the sample that made
 it ready, from its first ready ``/diagnostics`` report (``ready_since``; the report's arrival,

@@ -1,7 +1,7 @@
 """The demo's metrics: tracking RMS over whole periods, prediction nMSE, the payload change's
-jump and recovery, the time the node was not ready, and how far the unseen reference is from the
-primary one (definitions: :mod:`invdyn_ros.sim.demo`). Pure functions of recorded arrays in
-motion-time seconds. ROS-free.
+jump and recovery, the time the node was not ready, how far the unseen reference is from the
+primary one, and the runs of steps that applied the same feedforward (definitions:
+:mod:`invdyn_ros.sim.demo`). Pure functions of recorded arrays in motion-time seconds. ROS-free.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from invdyn_ros.stages.readiness import window_nmse, window_sums
 __all__ = ['tracking_rms', 'prediction_nmse', 'rolling_nmse', 'payload_change_metrics',
            'not_ready_seconds', 'reference_distance', 'MIN_TORQUE_STD', 'rolling_rms',
            'holds_from', 'error_recovery', 'RECOVERY_WINDOW_S', 'RECOVERY_LEVEL_S',
-           'RECOVERY_SKIP_S']
+           'RECOVERY_SKIP_S', 'repeated_runs']
 
 #: Floor of a torque std used to normalise errors (N m): a joint that barely moves must not turn
 #: a microscopic error into a huge nMSE.
@@ -183,6 +183,20 @@ def payload_change_metrics(t: np.ndarray, applied: np.ndarray, predicted: np.nda
         'error_rms_first_within_s': rms['first_within_s'],
         'error_rms_stays_within_s': rms['stays_within_s'],
     }
+
+
+def repeated_runs(ff: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Lengths (steps, each >= 2) of the runs of consecutive control steps that applied the same
+    feedforward: ``ff`` (N, n) per step, ``present`` (N,) whether the step had one. A run of k
+    steps applied its feedforward k - 1 times after the step it came for (the answer to a
+    reference comes one period ahead; when none newer has arrived, the controller applies the one
+    it has again), so ``sum(runs - 1)`` is the number of repeated steps."""
+    present = np.asarray(present, dtype=bool)
+    if len(ff) < 2:
+        return np.zeros(0, dtype=int)
+    same = np.all(ff[1:] == ff[:-1], axis=1) & present[1:] & present[:-1]
+    edges = np.diff(np.concatenate([[0], same.astype(np.int8), [0]]))
+    return np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1) + 1
 
 
 def not_ready_seconds(events: Sequence[tuple[float, bool]], t0: float, t1: float) -> float:

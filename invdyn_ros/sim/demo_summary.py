@@ -14,7 +14,8 @@ import numpy as np
 
 from invdyn_ros.atomic import atomic_write_text
 from invdyn_ros.sim.demo_metrics import (_window, not_ready_seconds, payload_change_metrics,
-                                         prediction_nmse, rolling_nmse, tracking_rms)
+                                         prediction_nmse, repeated_runs, rolling_nmse,
+                                         tracking_rms)
 from invdyn_ros.sim.demo_recorder import RecordedRun
 from invdyn_ros.sim.demo_schedule import UNSEEN_PHASES, DemoError, Schedule
 
@@ -103,6 +104,10 @@ def build_summary(run: RecordedRun, schedule: Schedule, *, rate_hz: float,
                     np.sqrt(np.mean(diff ** 2, axis=0)))
                 summary[f'feedforward_missing_fraction_{phase.name}'] = float(
                     1.0 - np.mean(run.ff_present[sel]))
+                runs = repeated_runs(run.ff_used[sel], run.ff_present[sel])
+                summary[f'feedforward_repeated_fraction_{phase.name}'] = float(
+                    np.sum(runs - 1) / np.sum(sel))
+                summary[f'feedforward_longest_repeat_{phase.name}'] = int(runs.max(initial=1))
         summary['units']['feedforward_error_rms'] = 'N m (learned minus true-model feedforward)'
     if 'payload' in rms:
         summary['tracking_rms_payload'] = _finite_list(rms['payload'])
