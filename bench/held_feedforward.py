@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Recorder, format_machine, machine_info, save_results  # noqa: E402
+from common import (Recorder, format_machine, format_table, machine_info,  # noqa: E402
+                    save_results)
 
 from invdyn_ros.sim.demo_metrics import repeated_runs  # noqa: E402
 
@@ -60,18 +61,9 @@ def main(argv: list[str] | None = None) -> int:
             'longest_ms', 'missed_by_stamp_gap', 'sim_rate_hz', 'learned_over_ideal',
             'learned_over_ideal_unseen')
     reports = [report(folder) for folder in args.folders]
-    rows = []
-    for folder, r in zip(args.folders, reports):
-        cells = [folder.name]
-        for c in cols:
-            v = r.get(c)
-            cells.append('-' if v is None else f'{v:.3g}' if isinstance(v, float) else str(v))
-        rows.append(cells + [str(r.get('scheduling', ''))])
-    header = ['run', *cols, 'scheduling']
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    for line in [header, ['-' * w for w in widths], *rows]:
-        out('  '.join(str(x).ljust(w) if i in (0, len(line) - 1) else str(x).rjust(w)
-                      for i, (x, w) in enumerate(zip(line, widths))).rstrip())
+    rows = [[folder.name, *(r.get(c) for c in cols), r.get('scheduling', '')]
+            for folder, r in zip(args.folders, reports)]
+    out(format_table(['run', *cols, 'scheduling'], rows, floatfmt='.3g'))
     out('runs_ge5 / runs_ge10: runs of >= 5 / >= 10 control steps applying the same learned '
         'feedforward; longest: the longest such run (steps, simulated ms); repeated_steps: steps '
         'that applied the feedforward of the step before.')

@@ -25,7 +25,8 @@ plus message handling must stay well under 1 ms per sample, or joint states are 
 Usage::
 
     .venv/bin/python bench/stream_advance.py [--samples 5000] [--finish-samples 10000] [--save NAME]
-    .venv/bin/python bench/stream_advance.py --hidden 32 --window 5 --finish-samples 0   # the demo's
+    # the demo's networks:
+    .venv/bin/python bench/stream_advance.py --hidden 32 --window 5 --finish-samples 0
 """
 from __future__ import annotations
 
@@ -171,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     rows, data = [], {}
     for kind in ('lstm', 'gru') if args.samples > 0 else ():
         r = time_advance(kind, args.samples, args.hidden, args.window)
-        rows.append([f'{kind} {args.hidden} x 2: advance {args.window} chains', float(np.median(r['numpy'])),
-                     float(np.median(r['torch'])), float(np.percentile(r['numpy'], 99)),
+        rows.append([f'{kind} {args.hidden} x 2: advance {args.window} chains',
+                     float(np.median(r['numpy'])), float(np.median(r['torch'])), float(np.percentile(r['numpy'], 99)),
                      float(np.percentile(r['torch'], 99)), r['max_state_difference']])
         data[kind] = dict(zip(['numpy_p50_us', 'torch_p50_us', 'numpy_p99_us', 'torch_p99_us',
                                'max_state_difference'], rows[-1][1:]))

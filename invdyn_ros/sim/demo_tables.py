@@ -62,11 +62,9 @@ def _table_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]], li
         *([f'learned feedforward error vs true model (RMS, N m): ' + ', '.join(
             f'{v:.3f}' for v in summary['feedforward_error_rms_learned']) +
            f'; steps without feedforward: '
-           f'{100 * summary["feedforward_missing_fraction_learned"]:.1f} %'
-           + (f', repeating the step before\'s: '
-              f'{100 * summary["feedforward_repeated_fraction_learned"]:.1f} % (longest run '
-              f'{summary["feedforward_longest_repeat_learned"]} steps)'
-              if 'feedforward_repeated_fraction_learned' in summary else '')]
+           f'{100 * summary["feedforward_missing_fraction_learned"]:.1f} %, repeating the step '
+           f'before\'s: {100 * summary["feedforward_repeated_fraction_learned"]:.1f} % (longest '
+           f'run {summary["feedforward_longest_repeat_learned"]} steps)']
           if 'feedforward_error_rms_learned' in summary else []),
         f'simulator: {summary["sim_rate_hz"]:.0f} periods/s achieved '
         f'({summary["real_time_factor"]:.2f}x real time)',
