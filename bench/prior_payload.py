@@ -12,6 +12,7 @@ error stays within ``--within`` x its level over the last 5 s before the change
 (``demo_metrics.error_recovery``, the rule ``invdyn_demo --payload-change`` reports as well)::
 
     .venv/bin/python bench/prior_payload.py [--before-s 30] [--after-s 30] [--payload 3] [--control]
+        [--set identification_memory_s=30 ...]
 
 ``--control`` runs the same arm and motion once more, carrying the payload from the start: the
 loaded arm's own error level (more torque, more error) second by second, beside the run with the
@@ -74,6 +75,9 @@ def rolling_error(args: argparse.Namespace, out: Recorder, T: np.ndarray, Q: np.
                                                          0.25, args.seed))
     if args.prior == 'none':
         params.pop('robot_description')
+    for item in args.set:
+        name, _, value = item.partition('=')
+        params[name] = yaml.safe_load(value)
     cfg = PipelineConfig.from_params(params)
     t0 = time.perf_counter()
     err = np.full(TAU.shape, np.nan)
@@ -99,6 +103,8 @@ def main() -> None:
     ap.add_argument('--control', action='store_true',
                     help='also run the same arm and motion with the payload from the start: the '
                          'error level the loaded arm has anyway, second by second')
+    ap.add_argument('--set', action='append', default=[], metavar='NAME=VALUE',
+                    help='a node parameter on top of ur5.yaml\'s (YAML value)')
     ap.add_argument('--save', default='prior_payload')
     args = ap.parse_args()
     out = Recorder()

@@ -315,9 +315,9 @@ PARAMETERS: dict[str, Param] = {p.name: p for p in (
        'gravity in the URDF base frame (m/s^2; a wall or ceiling mount differs)', length=3),
     _p('identify', 'bool', True,
        'identify the model\'s inertial and friction parameters online'),
-    _p('identification_memory_s', 'float', 5.0,
-       'time constant of the identification\'s forgetting (s): how fast it follows a payload '
-       'change', **POSITIVE),
+    _p('identification_memory_s', 'float', 30.0,
+       'time constant of the identification\'s forgetting (s): how fast it follows slow changes '
+       '(a payload change is detected and released at once)', **POSITIVE),
     _p('identification_regularization', 'float', 0.01,
        'pull toward the URDF\'s nominal parameters ((N m)^2 per squared relative deviation)',
        **POSITIVE),

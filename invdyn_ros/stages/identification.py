@@ -10,8 +10,9 @@ regression toward the URDF's nominal values ``theta0``::
 with the sufficient statistics updated per sample (``A <- lambda A + Y'Y``, ``b <- lambda b + Y'tau``)
 and the normal equations solved every ``solve_every`` samples (every ``YOUNG_SOLVE_EVERY`` while
 the fit is young, see below). ``lambda = 1 - 1 / (memory_s * rate)``:
-the fit forgets with a time constant of ``memory_s`` seconds, so it follows a payload change within a
-few time constants, while the regularization (``rho``, constant, never forgotten, so there is no
+the fit forgets with a time constant of ``memory_s`` seconds, so it follows slow changes within a
+few time constants (a payload change is detected and handled at once: "Outliers" below), while the
+regularization (``rho``, constant, never forgotten, so there is no
 covariance wind-up) keeps directions the motion does not excite at their nominal values instead of
 letting them drift. ``s_i`` is the parameter's own scale (:attr:`RobotModel.param_scale`), so ``rho``
 prices *relative* deviations: a parameter 100 % off its nominal value costs as much as ``rho`` (N m)²
@@ -114,7 +115,7 @@ class OnlineIdentification:
     scales of the Coulomb sign to choose among (module docstring); None keeps the prior's.
     """
 
-    def __init__(self, prior: PhysicsPrior, memory_s: float = 5.0, regularization: float = 0.1,
+    def __init__(self, prior: PhysicsPrior, memory_s: float = 30.0, regularization: float = 0.1,
                  rate_hz: float = 1000.0, solve_every: int = 50,
                  coulomb_velocities: Sequence[float] | None = None) -> None:
         self.prior = prior

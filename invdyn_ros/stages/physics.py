@@ -89,7 +89,8 @@ class PhysicsConfig:
     last joint's body as a point mass. ``gravity``: the gravity vector in the URDF's base frame
     (m/s², ``[0, 0, -9.81]`` for an upright arm). ``identify``: fit the parameters online
     (:mod:`identification`); ``identification_memory_s``: the time constant of its exponential
-    forgetting (how fast it follows a payload change); ``identification_regularization``: how
+    forgetting (how fast it follows slow changes; a payload change is detected and released at
+    once); ``identification_regularization``: how
     strongly the fit is pulled to the URDF's nominal values: a parameter 100 % off costs as much as
     this many (N m)² of squared torque error per sample, so poorly excited parameters stay put.
     ``identification_cutoff_hz``: the cutoff of the identification's own estimator, which keeps
@@ -115,7 +116,7 @@ class PhysicsConfig:
     payload_com: tuple = (0.0, 0.0, 0.0)
     gravity: tuple = (0.0, 0.0, -9.81)
     identify: bool = True
-    identification_memory_s: float = 5.0
+    identification_memory_s: float = 30.0
     identification_regularization: float = 0.1
     identification_cutoff_hz: float = 10.0
     coulomb_velocity: float = 0.0
