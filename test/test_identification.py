@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from invdyn_ros.pipeline.parameters import PARAMETERS
 from invdyn_ros.sim.arm import ArmConfig, SimulatedArm, find_robot_urdf, perturbed_urdf_model
 from invdyn_ros.sim.trajectory import FourierTrajectory
 from invdyn_ros.stages.identification import COULOMB_VELOCITY_CANDIDATES, OnlineIdentification
@@ -13,6 +14,8 @@ from invdyn_ros.stages.physics import PhysicsPrior, RobotModel
 UR5 = ['shoulder_pan_joint', 'shoulder_lift_joint', 'elbow_joint', 'wrist_1_joint',
        'wrist_2_joint', 'wrist_3_joint']
 RATE = 100.0
+#: The node's default identification memory (s).
+DEFAULT_MEMORY_S = PARAMETERS['identification_memory_s'].default
 
 
 def motion(seed, seconds, rate=RATE, **kw):
@@ -148,10 +151,10 @@ def test_a_burst_of_inconsistent_samples_does_not_move_the_parameters(arm, monke
 def test_a_payload_change_releases_the_flange_body_and_keeps_the_rest(arm, monkeypatch):
     """A lasting jump of the error is a change of the dynamics, most often a payload: the old
     statistics then say nothing more about the flange body and keep (at CHANGE_FORGET) what they
-    say about everything else. With a long memory (20 s) the fit is back near its level before the
-    change within 1-2 s; forgetting every statistic instead (the earlier rule, x 0.02) leaves it
-    fitting a second of motion for all 78 parameters, and not releasing anything leaves it far
-    off for seconds."""
+    say about everything else. With the node's default memory (30 s: long, because this rule
+    follows payloads) the fit is back near its level before the change within 1-2 s; forgetting
+    every statistic instead (the earlier rule, x 0.02) leaves it fitting a second of motion for
+    all 78 parameters, and not releasing anything leaves it far off for seconds."""
     import invdyn_ros.stages.identification as identification
     q, qd, qdd = motion(4, 40.0)
     half = len(q) // 2
@@ -163,7 +166,8 @@ def test_a_payload_change_releases_the_flange_body_and_keeps_the_rest(arm, monke
 
     def run():
         prior = PhysicsPrior(RobotModel(find_robot_urdf('ur5').read_text(), UR5))
-        ident = OnlineIdentification(prior, memory_s=20.0, regularization=0.01, rate_hz=RATE)
+        ident = OnlineIdentification(prior, memory_s=DEFAULT_MEMORY_S, regularization=0.01,
+                                     rate_hz=RATE)
         err = np.zeros(len(q))
         for i in range(len(q)):
             err[i] = np.sqrt(np.mean((prior.predict(q[i], qd[i], qdd[i]) - tau[i]) ** 2))
