@@ -173,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     for kind in ('lstm', 'gru') if args.samples > 0 else ():
         r = time_advance(kind, args.samples, args.hidden, args.window)
         rows.append([f'{kind} {args.hidden} x 2: advance {args.window} chains',
-                     float(np.median(r['numpy'])), float(np.median(r['torch'])), float(np.percentile(r['numpy'], 99)),
-                     float(np.percentile(r['torch'], 99)), r['max_state_difference']])
+                     float(np.median(r['numpy'])), float(np.median(r['torch'])),
+                     float(np.percentile(r['numpy'], 99)), float(np.percentile(r['torch'], 99)),
+                     r['max_state_difference']])
         data[kind] = dict(zip(['numpy_p50_us', 'torch_p50_us', 'numpy_p99_us', 'torch_p99_us',
                                'max_state_difference'], rows[-1][1:]))
     if rows:
