@@ -19,6 +19,7 @@ from invdyn_ros.errors import ConfigError
 from invdyn_ros.pipeline.config import PipelineConfig
 from invdyn_ros.pipeline.parameters import (NODE_ONLY_PARAMETERS, PARAMETER_DOCS, PARAMETERS,
                                             PIPELINE_PARAMETERS, Param, check_all, markdown_table)
+from invdyn_ros.stages.physics import PhysicsConfig
 
 NAMES = ['a', 'b']
 PIPELINE = [p for p in PARAMETERS.values() if not p.node_only]
@@ -111,8 +112,8 @@ def test_list_rules_and_integral_floats():
 
 
 def test_config_defaults_are_the_tables():
-    """PipelineConfig's own field defaults (used when code builds it directly) come from the
-    table, and from_params without values gives the same config."""
+    """PipelineConfig's and PhysicsConfig's own field defaults (used when code builds them
+    directly) come from the table, and from_params without values gives the same config."""
     fields = {f.name: f.default for f in dataclasses.fields(PipelineConfig)
               if f.default is not dataclasses.MISSING}
     shared = set(fields) & set(PARAMETERS)
@@ -126,6 +127,13 @@ def test_config_defaults_are_the_tables():
     assert cfg.filter.cutoff_hz == PARAMETERS['filter_cutoff_hz'].default
     assert cfg.physics.identification_regularization == \
         PARAMETERS['identification_regularization'].default
+    # PhysicsConfig's own defaults (a PipelineConfig built without from_params) too
+    physics = {f.name: f.default for f in dataclasses.fields(PhysicsConfig)
+               if f.default is not dataclasses.MISSING and f.name in PARAMETERS}
+    assert len(physics) >= 8, physics
+    for name, default in physics.items():
+        expected = PARAMETERS[name].default
+        assert (list(default) if isinstance(default, tuple) else default) == expected, name
 
 
 # ----------------------------------------------------------------------------- outputs

@@ -115,7 +115,7 @@ class OnlineIdentification:
     scales of the Coulomb sign to choose among (module docstring); None keeps the prior's.
     """
 
-    def __init__(self, prior: PhysicsPrior, memory_s: float = 30.0, regularization: float = 0.1,
+    def __init__(self, prior: PhysicsPrior, memory_s: float = 30.0, regularization: float = 0.01,
                  rate_hz: float = 1000.0, solve_every: int = 50,
                  coulomb_velocities: Sequence[float] | None = None) -> None:
         self.prior = prior

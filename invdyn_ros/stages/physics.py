@@ -117,7 +117,7 @@ class PhysicsConfig:
     gravity: tuple = (0.0, 0.0, -9.81)
     identify: bool = True
     identification_memory_s: float = 30.0
-    identification_regularization: float = 0.1
+    identification_regularization: float = 0.01
     identification_cutoff_hz: float = 10.0
     coulomb_velocity: float = 0.0
     residual_trust_distance: float = 0.5
