@@ -4,6 +4,7 @@ service of a running node), ``invdyn_node --help`` and the README's table."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import re
 import time
 
@@ -19,6 +20,7 @@ from invdyn_ros.errors import ConfigError
 from invdyn_ros.pipeline.config import PipelineConfig
 from invdyn_ros.pipeline.parameters import (NODE_ONLY_PARAMETERS, PARAMETER_DOCS, PARAMETERS,
                                             PIPELINE_PARAMETERS, Param, check_all, markdown_table)
+from invdyn_ros.stages.identification import OnlineIdentification
 from invdyn_ros.stages.physics import PhysicsConfig
 
 NAMES = ['a', 'b']
@@ -112,8 +114,8 @@ def test_list_rules_and_integral_floats():
 
 
 def test_config_defaults_are_the_tables():
-    """PipelineConfig's and PhysicsConfig's own field defaults (used when code builds them
-    directly) come from the table, and from_params without values gives the same config."""
+    """PipelineConfig's and PhysicsConfig's own field defaults and OnlineIdentification's (used
+    when code builds them directly) come from the table, and from_params without values gives the same config."""
     fields = {f.name: f.default for f in dataclasses.fields(PipelineConfig)
               if f.default is not dataclasses.MISSING}
     shared = set(fields) & set(PARAMETERS)
@@ -134,6 +136,10 @@ def test_config_defaults_are_the_tables():
     for name, default in physics.items():
         expected = PARAMETERS[name].default
         assert (list(default) if isinstance(default, tuple) else default) == expected, name
+    # and OnlineIdentification's own (code that builds it directly, e.g. the timing benches)
+    ident = inspect.signature(OnlineIdentification).parameters
+    assert ident['memory_s'].default == PARAMETERS['identification_memory_s'].default
+    assert ident['regularization'].default == PARAMETERS['identification_regularization'].default
 
 
 # ----------------------------------------------------------------------------- outputs

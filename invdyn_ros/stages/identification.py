@@ -70,7 +70,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from invdyn_ros.stages.physics import FRICTION_PER_JOINT, PARAMS_PER_BODY, PhysicsPrior
+from invdyn_ros.stages.physics import (FRICTION_PER_JOINT, PARAMS_PER_BODY, PhysicsConfig,
+                                      PhysicsPrior)
 
 __all__ = ['OnlineIdentification', 'OUTLIER_SIGMAS', 'OUTLIER_ACCEPT_S', 'SCALE_MEMORY_S',
            'CHANGE_FORGET', 'YOUNG_SOLVE_EVERY', 'COULOMB_VELOCITY_CANDIDATES',
@@ -115,7 +116,9 @@ class OnlineIdentification:
     scales of the Coulomb sign to choose among (module docstring); None keeps the prior's.
     """
 
-    def __init__(self, prior: PhysicsPrior, memory_s: float = 30.0, regularization: float = 0.01,
+    def __init__(self, prior: PhysicsPrior,
+                 memory_s: float = PhysicsConfig.identification_memory_s,
+                 regularization: float = PhysicsConfig.identification_regularization,
                  rate_hz: float = 1000.0, solve_every: int = 50,
                  coulomb_velocities: Sequence[float] | None = None) -> None:
         self.prior = prior
