@@ -90,13 +90,14 @@ def run(duration: float, overrides: dict | None, noise: dict,
     dt = arm.config.dt
     steps = int(round(duration / dt))
     n = arm.n
-    out = {k: np.zeros((steps, n)) for k in ('q_d', 'qd_d', 'q', 'q_m', 'ff', 'ideal')}
+    out = {k: np.zeros((steps, n)) for k in ('q_d', 'qd_d', 'q', 'q_m', 'ff', 'ideal', 'model')}
     out['source'] = np.zeros(steps, dtype=np.int8)     # 0 zeros, 1 prior alone, 2 learned
     pl = None
     if overrides is not None:
         cfg = pipeline_config(arm, overrides)
         pl = Pipeline(cfg, make_trainer(cfg, 'inline'))
     ff, source, ff_time = np.zeros(n), 0, 0.0
+    model = np.zeros(n)       # the identified model alone at the reference (zeros without one)
     previous = np.zeros(n)
     try:
         for k in range(steps):
@@ -108,7 +109,7 @@ def run(duration: float, overrides: dict | None, noise: dict,
             tau = controller.compute(q_d, qd_d, q_m, qd_m, applied)
             q, _ = arm.true_state()
             out['q_d'][k], out['qd_d'][k], out['q'][k], out['q_m'][k] = q_d, qd_d, q, q_m
-            out['ff'][k], out['ideal'][k] = applied, ideal
+            out['ff'][k], out['ideal'][k], out['model'][k] = applied, ideal, model
             out['source'][k] = 2 if pl is None else source
             arm.step(previous)                         # the command of the period before
             previous = tau
@@ -121,9 +122,11 @@ def run(duration: float, overrides: dict | None, noise: dict,
                 pl.process(t, q_m, qd_m, tau_m)
                 pl.finish()
                 torque = pl.predict_reference(*traj.sample(t + dt), stamp=t + dt)
+                prior = pl.prior_torque(reference=True)
+                model = np.zeros(n) if prior is None else prior
                 if pl.ready and torque is not None:
                     ff, source = torque, 2
-                elif pl.fallback_ready and (prior := pl.prior_torque(reference=True)) is not None:
+                elif pl.fallback_ready and prior is not None:
                     ff, source = prior, 1
                 else:
                     ff, source = np.zeros(n), 0
@@ -175,7 +178,8 @@ def main() -> int:
                          'error around it')
     ap.add_argument('--label', default='')
     ap.add_argument('--arrays', default=None, metavar='FILE.npz',
-                    help='also save the learned run (t, q_d, qd_d, q, q_m, ff, ideal, source)')
+                    help='also save the learned run (t, q_d, qd_d, q, q_m, ff, ideal, source, '
+                         'model: the identified model alone at the reference)')
     args = ap.parse_args()
     torch.set_num_threads(1)
     overrides = {'updates_per_sample': args.updates_per_sample}

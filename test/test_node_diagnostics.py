@@ -120,6 +120,8 @@ def test_with_a_prior_the_residual_gate_and_what_each_joint_uses():
     values = dict(the_status(snapshot(stats, joint_names=names)).values)
     assert values['physics.residual_gate'] == '0,1,0,0,1,0'
     assert len(values['physics.residual_error_rms'].split(',')) == 6
+    weights = [float(w) for w in values['physics.identification_weights'].split(',')]
+    assert len(weights) == 6 and min(weights) == 1.0     # the joint whose torque varies most
     assert stats['physics']['trust'] > 0.0                  # on the visited region
     expected = ['gru' if c else 'rnea+lstm' if j in (1, 4) else 'rnea'
                 for j, c in enumerate(chosen)]

@@ -62,6 +62,7 @@ def run_physics(model: str, ref: ReferenceStates, protocol: str, train_mask: np.
     det = {'parameters': stage.prior.report()}
     if stage.identification is not None:
         det['identification'] = dict(stage.identification.counters)
+        det['identification_weights'] = stage.identification.joint_weights.tolist()
     return pred, t1 - t0, t2 - t1, det
 
 

@@ -319,7 +319,9 @@ PARAMETERS: dict[str, Param] = {p.name: p for p in (
        'time constant of the identification\'s forgetting (s): how fast it follows slow changes '
        '(a payload change is detected and released at once)', **POSITIVE),
     _p('identification_regularization', 'float', 0.01,
-       'pull toward the URDF\'s nominal parameters ((N m)^2 per squared relative deviation)',
+       'pull toward the URDF\'s nominal parameters ((N m)^2 per squared relative deviation, '
+       'for the joint whose torque varies most; another joint\'s errors weigh more by that '
+       'torque variance over its own, at most 100x)',
        **POSITIVE),
     _p('identification_cutoff_hz', 'float', 10.0,
        'low-pass cutoff (Hz) of the states and torques the identification fits: an estimator of '

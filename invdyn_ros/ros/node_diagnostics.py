@@ -168,6 +168,9 @@ def _physics_values(phys: dict[str, Any] | None, joint_names: list[str]) -> list
                for j in joint_names]
     if 'identification' in phys:
         values.append(('physics.identification', phys['identification']))
+    if 'identification_weights' in phys:
+        values.append(('physics.identification_weights',
+                       ','.join(f'{w:.3g}' for w in phys['identification_weights'])))
     return values
 
 

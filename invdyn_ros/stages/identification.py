@@ -5,9 +5,10 @@ The model's torque is linear in its parameters, ``tau = Y(q, qd, qdd) @ theta``
 per joint). :class:`OnlineIdentification` fits ``theta`` by exponentially weighted ridge
 regression toward the URDF's nominal values ``theta0``::
 
-    theta = argmin  sum_k lambda^(N-k) (|Y_k theta - tau_k|^2 + rho * sum_i ((theta_i - theta0_i) / s_i)^2)
+    theta = argmin  sum_k lambda^(N-k) (|Y_k theta - tau_k|_W^2 + rho * sum_i ((theta_i - theta0_i) / s_i)^2)
 
-with the sufficient statistics updated per sample (``A <- lambda A + Y'Y``, ``b <- lambda b + Y'tau``)
+with the sufficient statistics updated per sample (``A <- lambda A + Y'WY``,
+``b <- lambda b + Y'W tau``; ``W`` the joints' weights, below)
 and the normal equations solved every ``solve_every`` samples (every ``YOUNG_SOLVE_EVERY`` while
 the fit is young, see below). ``lambda = 1 - 1 / (memory_s * rate)``:
 the fit forgets with a time constant of ``memory_s`` seconds, so it follows slow changes within a
@@ -18,6 +19,20 @@ letting them drift. ``s_i`` is the parameter's own scale (:attr:`RobotModel.para
 prices *relative* deviations: a parameter 100 % off its nominal value costs as much as ``rho`` (N m)²
 of squared torque error on every sample. The penalty is weighted like the data, so the balance
 between data and prior is the same after 10 samples and after 10 hours.
+
+Joint weights: ``W = diag(w)``, ``w_j = max_k var_k / var_j`` (at most ``JOINT_WEIGHT_MAX``),
+``var_j`` the variance of joint j's torque over ``memory_s``: the fit minimizes each joint's error
+relative to the size of its torque (as the nMSE scores it), not the absolute error that the big
+joints dominate. The joint whose torque varies most keeps weight 1, so ``rho`` means for it what it
+meant before. Weighted alike, a light joint's parameters were hardly identified: the demo's wrist 3
+(its body's inertia moves ~0.04 N m, the shoulder's tens) stayed near the perturbed URDF's inertia,
+23 % low, because a 100 % error of it explains less squared torque (~0.001 (N m)^2 per sample)
+than ``rho`` (0.01) charges for it. The cap keeps a light joint's noise from outweighing the
+regularization (the weight multiplies its noise too). Measured (README, "Joint weights in the
+identification"): the demo's deterministic loop tracks at 1.26x the true model instead of 1.38x
+(wrist 3 at 0.16 instead of 0.25 mrad), and the identified model's held-out error on the real
+recordings falls (UR10 1.56 -> 0.72 avg nMSE, Baxter 0.82 -> 0.65); on raw torques with 0.2 N m of
+noise on every joint and no filter, some joints get worse.
 
 Unlike recursive least squares, nothing here can become indefinite: ``A + R`` is positive definite
 by construction, and a solve that fails (or gives a non-finite result) keeps the previous parameters
@@ -99,6 +114,10 @@ YOUNG_SOLVE_EVERY = 10
 INCONSISTENT_BOOSTS = (1.0, 10.0, 100.0, 1000.0)
 #: Memory (s) of the running error scale behind the outlier test.
 SCALE_MEMORY_S = 1.0
+#: The largest weight of a joint's rows in the fit (module docstring, "Joint weights"): the
+#: variance ratio of its torque to the largest one's at most; 1 = all joints weighted alike
+#: (the rule before stop 33).
+JOINT_WEIGHT_MAX = 100.0
 #: Samples accepted unconditionally at the start (to measure the scale).
 _WARMUP_SAMPLES = 20
 #: Floor of the error scale (N m)^2: a model exact to rounding must not reject its next sample.
@@ -168,6 +187,11 @@ class OnlineIdentification:
         self.lam = 1.0
         self._mature_weight = 0.0
         self._e2 = np.zeros(prior.robot.n)     # running mean square of the accepted errors
+        # the joints' weights: running mean and mean square of the fitted torques over memory_s
+        self._tau_m1 = np.zeros(prior.robot.n)
+        self._tau_m2 = np.zeros(prior.robot.n)
+        self._tau_updates = 0
+        self._w = np.ones(prior.robot.n)
         self._scale_updates = 0
         self._outliers_in_row = 0
         self._mass_nominal = robot.body_parameters(self.theta0)[:, 0] > 0
@@ -200,6 +224,11 @@ class OnlineIdentification:
         self._scale_updates += 1
         self._e2 += max(1.0 / self._scale_updates, self._scale_alpha) * (e2 - self._e2)
         return False
+
+    def _set_weights(self) -> None:
+        """The joints' weights from their torques' variances (module docstring)."""
+        var = np.maximum(self._tau_m2 - self._tau_m1 * self._tau_m1, _SCALE_FLOOR)
+        np.minimum(var.max() / var, max(JOINT_WEIGHT_MAX, 1.0), out=self._w)
 
     def _release_flange(self) -> None:
         """After a change: marginalize the flange body's parameters out of the statistics (the
@@ -234,6 +263,11 @@ class OnlineIdentification:
         Y = self.prior.regressor(q, qd, qdd)
         if self._outlier(tau - Y @ self.prior.theta):
             return False
+        self._tau_updates += 1
+        a = max(1.0 / self._tau_updates, 1.0 - self.lam)
+        self._tau_m1 += a * (tau - self._tau_m1)
+        self._tau_m2 += a * (tau * tau - self._tau_m2)
+        self._set_weights()
         if self._inv_widths is not None:          # the candidates' Coulomb columns
             Ya = self._Ya
             Ya[:, :Y.shape[1]] = Y
@@ -241,11 +275,13 @@ class OnlineIdentification:
             Y = Ya
         lam = self.lam
         A, b = self._A, self._b
+        w = self._w
+        wY = w[:, None] * Y
         A *= lam
-        A += Y.T @ Y
+        A += Y.T @ wY
         b *= lam
-        b += Y.T @ tau
-        self._tt = lam * self._tt + float(tau @ tau)
+        b += wY.T @ tau
+        self._tt = lam * self._tt + float(tau @ (w * tau))
         self._weight = lam * self._weight + 1.0
         self.counters['samples'] += 1
         self._since_solve += 1
@@ -313,11 +349,18 @@ class OnlineIdentification:
     def effective_samples(self) -> float:
         return self._weight
 
+    @property
+    def joint_weights(self) -> np.ndarray:
+        """Each joint's weight in the fit now (n,): 1 for the joint whose torque varies most."""
+        return self._w.copy()
+
     def state_dict(self) -> dict[str, Any]:
         """Plain arrays (checkpoint): the statistics and the current parameters."""
         return {'A': self._A.copy(), 'b': self._b.copy(), 'weight': self._weight,
                 'tt': self._tt, 'theta': np.array(self.prior.theta), 'theta0': self.theta0.copy(),
-                'coulomb_velocity': self.prior.coulomb_velocity}
+                'coulomb_velocity': self.prior.coulomb_velocity,
+                'tau_moments': np.stack((self._tau_m1, self._tau_m2)),
+                'tau_updates': self._tau_updates}
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
         """Resume from :meth:`state_dict`; raises ValueError if it belongs to another model.
@@ -349,6 +392,11 @@ class OnlineIdentification:
             self._b[:] = b
             self._weight = float(d.get('weight', 0.0))
             self._tt = float(d.get('tt', 0.0))
+        moments = np.asarray(d.get('tau_moments', ()), dtype=np.float64)
+        if moments.shape == (2, self._tau_m1.size) and np.isfinite(moments).all():
+            self._tau_m1[:], self._tau_m2[:] = moments  # the joints' weights (older sets: anew)
+            self._tau_updates = int(d.get('tau_updates', 0))
+            self._set_weights()
         if index != self.width_index:
             self.width_index = index
             self.prior.set_coulomb_velocity(self.widths[index])

@@ -92,7 +92,9 @@ class PhysicsConfig:
     forgetting (how fast it follows slow changes; a payload change is detected and released at
     once); ``identification_regularization``: how
     strongly the fit is pulled to the URDF's nominal values: a parameter 100 % off costs as much as
-    this many (N m)² of squared torque error per sample, so poorly excited parameters stay put.
+    this many (N m)² of squared torque error per sample (of the joint whose torque varies most;
+    the others' errors weigh more: :mod:`identification`, "Joint weights"), so poorly excited
+    parameters stay put.
     ``identification_cutoff_hz``: the cutoff of the identification's own estimator, which keeps
     acceleration noise out of its regressor (errors in variables; the pipeline builds it:
     ``PipelineConfig.identification_filter``, README "What it was").

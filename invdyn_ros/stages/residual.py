@@ -320,6 +320,7 @@ class PhysicsStage:
                                'parameters': self.prior.report()}
         if self.identification is not None:
             out['identification'] = dict(self.identification.counters)
+            out['identification_weights'] = self.identification.joint_weights.tolist()
         return out
 
     def state_dict(self) -> dict[str, Any]:
