@@ -20,7 +20,7 @@ from invdyn_ros.errors import ConfigError
 from invdyn_ros.pipeline.config import PipelineConfig
 from invdyn_ros.pipeline.parameters import (NODE_ONLY_PARAMETERS, PARAMETER_DOCS, PARAMETERS,
                                             PIPELINE_PARAMETERS, Param, check_all, markdown_table)
-from invdyn_ros.stages.identification import OnlineIdentification
+from invdyn_ros.stages.identification import JOINT_WEIGHT_MAX, OnlineIdentification
 from invdyn_ros.stages.physics import PhysicsConfig
 
 NAMES = ['a', 'b']
@@ -115,7 +115,8 @@ def test_list_rules_and_integral_floats():
 
 def test_config_defaults_are_the_tables():
     """PipelineConfig's and PhysicsConfig's own field defaults and OnlineIdentification's (used
-    when code builds them directly) come from the table, and from_params without values gives the same config."""
+    when code builds them directly) come from the table, and from_params without values gives the
+    same config."""
     fields = {f.name: f.default for f in dataclasses.fields(PipelineConfig)
               if f.default is not dataclasses.MISSING}
     shared = set(fields) & set(PARAMETERS)
@@ -140,6 +141,8 @@ def test_config_defaults_are_the_tables():
     ident = inspect.signature(OnlineIdentification).parameters
     assert ident['memory_s'].default == PARAMETERS['identification_memory_s'].default
     assert ident['regularization'].default == PARAMETERS['identification_regularization'].default
+    # the regularization's description names the joint weights' cap
+    assert f'at most {JOINT_WEIGHT_MAX:g}x' in PARAMETERS['identification_regularization'].doc
 
 
 # ----------------------------------------------------------------------------- outputs

@@ -90,7 +90,7 @@ from invdyn_ros.stages.physics import (FRICTION_PER_JOINT, PARAMS_PER_BODY, Phys
 
 __all__ = ['OnlineIdentification', 'OUTLIER_SIGMAS', 'OUTLIER_ACCEPT_S', 'SCALE_MEMORY_S',
            'CHANGE_FORGET', 'YOUNG_SOLVE_EVERY', 'COULOMB_VELOCITY_CANDIDATES',
-           'SELECT_EVERY_SOLVES', 'WIDTH_HYSTERESIS']
+           'SELECT_EVERY_SOLVES', 'WIDTH_HYSTERESIS', 'JOINT_WEIGHT_MAX']
 
 #: The Coulomb sign's velocity scales (rad/s) chosen among when ``coulomb_velocity`` is 0
 #: ("identified"): log-spaced from 4 mrad/s to 0.2 rad/s, neighbours 1.75x apart.
@@ -114,9 +114,9 @@ YOUNG_SOLVE_EVERY = 10
 INCONSISTENT_BOOSTS = (1.0, 10.0, 100.0, 1000.0)
 #: Memory (s) of the running error scale behind the outlier test.
 SCALE_MEMORY_S = 1.0
-#: The largest weight of a joint's rows in the fit (module docstring, "Joint weights"): the
-#: variance ratio of its torque to the largest one's at most; 1 = all joints weighted alike
-#: (the rule before stop 33).
+#: The cap of a joint's weight in the fit (module docstring, "Joint weights": the largest torque
+#: variance over the joint's own); 1 = all joints weighted alike (the rule before stop 33). The
+#: description of ``identification_regularization`` names it (test_parameters checks).
 JOINT_WEIGHT_MAX = 100.0
 #: Samples accepted unconditionally at the start (to measure the scale).
 _WARMUP_SAMPLES = 20
