@@ -31,8 +31,9 @@ than ``rho`` (0.01) charges for it. The cap keeps a light joint's noise from out
 regularization (the weight multiplies its noise too). Measured (README, "Joint weights in the
 identification"): the demo's deterministic loop tracks at 1.26x the true model instead of 1.38x
 (wrist 3 at 0.16 instead of 0.25 mrad), and the identified model's held-out error on the real
-recordings falls (UR10 1.56 -> 0.72 avg nMSE, Baxter 0.82 -> 0.65); on raw torques with 0.2 N m of
-noise on every joint and no filter, some joints get worse.
+recordings falls on average (UR10 1.56 -> 0.72 avg nMSE, Baxter 0.82 -> 0.65; three of Baxter's
+seven joints worse); on raw torques with 0.2 N m of noise on every joint and no filter, some
+joints get worse.
 
 Unlike recursive least squares, nothing here can become indefinite: ``A + R`` is positive definite
 by construction, and a solve that fails (or gives a non-finite result) keeps the previous parameters
