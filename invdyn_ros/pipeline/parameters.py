@@ -29,7 +29,9 @@ import numpy as np
 from invdyn_ros.errors import ConfigError
 from invdyn_ros.learning.models import MODEL_KINDS
 from invdyn_ros.learning.training import TRAINER_KINDS
-from invdyn_ros.stages.physics import FEEDFORWARD_FALLBACKS, FEEDFORWARD_MODES, PRIORS
+from invdyn_ros.stages.identification import COULOMB_VELOCITY_CANDIDATES, JOINT_WEIGHT_MAX
+from invdyn_ros.stages.physics import (FEEDFORWARD_FALLBACKS, FEEDFORWARD_MODES,
+                                       FIXED_COULOMB_VELOCITY, PRIORS)
 
 __all__ = ['Param', 'PARAMETERS', 'PIPELINE_PARAMETERS', 'NODE_ONLY_PARAMETERS', 'PARAMETER_DOCS',
            'EFFORT_LABELS', 'check_all', 'descriptor_fields', 'help_lines', 'markdown_table']
@@ -321,7 +323,7 @@ PARAMETERS: dict[str, Param] = {p.name: p for p in (
     _p('identification_regularization', 'float', 0.01,
        'pull toward the URDF\'s nominal parameters ((N m)^2 per squared relative deviation, '
        'for the joint whose torque varies most; another joint\'s errors weigh more by that '
-       'torque variance over its own, at most 100x)',
+       f'torque variance over its own, at most {JOINT_WEIGHT_MAX:g}x)',
        **POSITIVE),
     _p('identification_cutoff_hz', 'float', 10.0,
        'low-pass cutoff (Hz) of the states and torques the identification fits: an estimator of '
@@ -330,7 +332,9 @@ PARAMETERS: dict[str, Param] = {p.name: p for p in (
        **NON_NEGATIVE),
     _p('coulomb_velocity', 'float', 0.0,
        'velocity scale (rad/s) of the smooth Coulomb friction sign tanh(qd / v); 0: identified '
-       '(chosen among 4 mrad/s .. 0.2 rad/s by the fit; 0.05 when identify is false)',
+       f'(chosen among {1e3 * min(COULOMB_VELOCITY_CANDIDATES):g} mrad/s .. '
+       f'{max(COULOMB_VELOCITY_CANDIDATES):g} rad/s by the fit; {FIXED_COULOMB_VELOCITY:g} when '
+       'identify is false)',
        **NON_NEGATIVE),
     _p('residual_trust_distance', 'float', 0.5,
        'distance (std of the visited states) beyond which the learned residual fades toward the '

@@ -117,7 +117,7 @@ INCONSISTENT_BOOSTS = (1.0, 10.0, 100.0, 1000.0)
 SCALE_MEMORY_S = 1.0
 #: The cap of a joint's weight in the fit (module docstring, "Joint weights": the largest torque
 #: variance over the joint's own); 1 = all joints weighted alike (the rule before stop 33). The
-#: description of ``identification_regularization`` names it (test_parameters checks).
+#: description of ``identification_regularization`` quotes it.
 JOINT_WEIGHT_MAX = 100.0
 #: Samples accepted unconditionally at the start (to measure the scale).
 _WARMUP_SAMPLES = 20
