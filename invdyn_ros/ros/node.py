@@ -6,119 +6,30 @@ Start it next to a robot driver::
     ros2 launch invdyn_ros invdyn.launch.py config:=/path/to/ur5.yaml \\
         feedforward_topic:=/effort_controller/commands
 
+What it offers (topics, QoS, services, lifecycle, checkpoints, signals, parameters) is described in
+one place for users: the README's "Interface of ``invdyn_node``" and "Lifecycle" sections, whose
+parameter table is generated from :data:`invdyn_ros.pipeline.parameters.PARAMETERS` (also
+``invdyn_node --help``). How it is built: ``docs/API.md`` ("``ros/node.py``").
+
 The node is a thin translator around :class:`invdyn_ros.pipeline.pipeline.Pipeline` (all numerics
-live there, ROS-free, shared with the offline evaluator): it orders and checks joint states by the
-one rule of :mod:`invdyn_ros.stages.joint_state` (the bag reader uses the same), calls the pipeline,
-and publishes. What is not the node's own wiring lives beside it: which command
-``~/feedforward`` carries (:mod:`invdyn_ros.ros.feedforward_gate`), the ``/diagnostics`` status and
-its log lines (:mod:`invdyn_ros.ros.node_diagnostics`), the node's parameter checks
-(:mod:`invdyn_ros.ros.node_settings`), the trainer's start and the process priorities
-(:mod:`invdyn_ros.ros.trainer_setup`), the process around the node (:mod:`invdyn_ros.ros.node_main`:
-arguments, signals, executor loop, exit code), all ROS-free and unit-tested; and the rclpy pieces
-it uses: the parameters' declaration (:mod:`invdyn_ros.ros.node_parameters`), the pre-built
-messages (:mod:`invdyn_ros.ros.serialized` for ``~/predicted_effort``,
-:mod:`invdyn_ros.ros.node_messages` for the others), the ``robot_description`` wait
-(:mod:`invdyn_ros.ros.robot_description`), the checkpoint service
-(:mod:`invdyn_ros.ros.checkpoint_service`), the trajectory relay
-(:mod:`invdyn_ros.ros.trajectory_msgs_io`).
+live there, ROS-free, shared with the offline evaluator): a managed node
+(``rclpy.lifecycle.LifecycleNode``) that orders and checks joint states by the one rule of
+:mod:`invdyn_ros.stages.joint_state`, calls the pipeline, and publishes pre-built messages. What is
+not its own wiring lives beside it: ``~/feedforward``'s rule (:mod:`~invdyn_ros.ros.feedforward_gate`),
+``/diagnostics`` and its log lines (:mod:`~invdyn_ros.ros.node_diagnostics`), the parameter checks
+(:mod:`~invdyn_ros.ros.node_settings`, :mod:`~invdyn_ros.ros.node_parameters`), the trainer's start
+(:mod:`~invdyn_ros.ros.trainer_setup`), the process (:mod:`~invdyn_ros.ros.node_main`: arguments,
+signals, executor loop, exit codes), the messages (:mod:`~invdyn_ros.ros.serialized`,
+:mod:`~invdyn_ros.ros.node_messages`), the ``robot_description`` wait
+(:mod:`~invdyn_ros.ros.robot_description`), the checkpoint service
+(:mod:`~invdyn_ros.ros.checkpoint_service`) and the trajectory relay
+(:mod:`~invdyn_ros.ros.trajectory_msgs_io`).
 
-Lifecycle: a managed node (``rclpy.lifecycle.LifecycleNode``; ``~/change_state``,
-``~/get_state``, ... as every managed node). ``autostart: true`` (the default) configures and
-activates it at start-up, so ``ros2 run`` and the launch file work without a lifecycle manager;
-``autostart: false`` leaves it unconfigured (nothing held but its parameters and the lifecycle
-services) until a manager, ``ros2 lifecycle set`` or ``invdyn.launch.py lifecycle:=launch``
-drives it:
-
-- configure: parameters validated, the URDF (waiting for ``robot_description`` if needed), the
-  checkpoint resumed, the trainer started, topics / service / timers created. A failure leaves
-  the node unconfigured with nothing held (logged; with autostart it ends the process as below).
-- activate: ``~/feedforward`` carries the learned torque (zeros until ready, as always).
-- deactivate: ``~/feedforward`` is zero (published at once and with every joint state; the
-  watchdog goes on), ``~/trajectory_out`` passes trajectories through unchanged; prediction,
-  learning, ``~/predicted_effort`` and ``/diagnostics`` (WARN, ``lifecycle_active`` false) go on.
-- cleanup / shutdown: zero feedforward, the final checkpoint, the trainer stopped and joined,
-  everything configure created destroyed. SIGINT / SIGTERM run the shutdown transition.
-
-Topics (``~`` = the node's name, ``/invdyn_node`` by default)
-    in  ``joint_states`` (sensor_msgs/JointState, sensor-data QoS): ordered by name into
-        ``joint_names``; extra joints are ignored. Empty velocity: differentiated from positions.
-        Empty effort: predicted, not learned from. ``header.stamp`` must be set (it is the time axis
-        of the filters and is copied to the outputs).
-    in  ``~/reference`` (trajectory_msgs/JointTrajectoryPoint, best effort so any publisher
-        matches): desired positions, velocities, accelerations in ``joint_names`` order.
-    in  ``~/trajectory_in`` (trajectory_msgs/JointTrajectory, reliable) -> out
-        ``~/trajectory_out`` (reliable; remap it to joint_trajectory_controller's
-        ``~/joint_trajectory``): the same trajectory with every point's ``effort`` = the learned
-        feedforward for its desired state (``trajectory_feedforward``; passed through unchanged
-        with a warning until ready, dropped with a warning if malformed), computed in the
-        relay's own thread on the model as frozen at arrival (``trajectory_msgs_io``).
-    out ``~/predicted_effort`` (sensor_msgs/JointState, reliable, depth 10): stamp of the input,
-        ``name = joint_names``, the *filtered* position / velocity (they describe the robot
-        ``filter_delay_s`` before the stamp, see ``estimation``), effort = the predicted torque for
-        that state (N m, clamped to ``torque_limits``).
-    out ``~/feedforward`` (std_msgs/Float64MultiArray, reliable, depth 10; a controller of our
-        own subscribes best effort, depth 1: a reliable reader holds every newer sample back
-        behind a lost one until it is repaired), for a
-        ForwardCommandController with ``interface_name: effort``: the prediction for the newest
-        reference if one arrived within ``stale_timeout_s`` (published when the reference arrives),
-        otherwise for the measured state (published with each joint state). Zeros while not
-        ready, and zeros (repeated by a watchdog) once no valid joint state arrived for
-        ``stale_timeout_s``, so a controller holding the last command holds zero.
-    out ``~/identifier`` (Float64MultiArray, every ``aux_decimation`` outputs): a (3, n) row-major
-        array; ``layout.dim[0].label`` names the rows ``active,std_<a>,std_<b>``: the active
-        network per joint (0 = ``model``, 1 = ``second_model``) and the rolling error spreads of
-        both networks (N m); ``layout.dim[1].label`` lists the joint names.
-    out ``~/uncertainty`` (Float64MultiArray, every ``aux_decimation`` outputs): per joint
-        ``max(std_active, |pred_a - pred_b|)`` (N m).
-    out ``/diagnostics`` (diagnostic_msgs/DiagnosticArray, every ``diagnostics_period_s``): input
-        rate, callback latency p50 / p99 / max (µs, from callback entry to the predicted-effort
-        publication, ``time.perf_counter``; with ``executor: single`` also from the middleware's
-        reception of the message), the scheduling of the control loop, received / rejected /
-        dropped counts by reason, buffer fill, training loss, recent nMSE, ready (``ready_since``:
-        the input stamp of the sample that made it ready), the active network per joint.
-
-Checkpoints: one set per ``checkpoint_path`` prefix, a file per network (``<prefix>.<network>.pt``)
-and ``<prefix>.manifest.json`` (sha256, size, model kind of each file, the joint names) written
-last: a save is atomic as a whole (:mod:`invdyn_ros.learning.checkpoints`). Service
-``~/save_checkpoint`` (std_srvs/Trigger) writes one in the background and answers when it is done:
-``success`` is the real outcome (``false`` with the reason, e.g. a full disk; the previous set is
-kept and /diagnostics turns WARN until a save succeeds). With ``executor: events`` the control loop
-keeps running meanwhile; with ``single`` rclpy's executor cannot, so the loop waits for the save. A
-checkpoint is also written every ``checkpoint_period_s`` and on shutdown (SIGINT or SIGTERM, to
-the node or to its process group: the trainer process ignores both and is stopped by the node
-after the final save; a stop takes well under 2 s), and resumed at start-up, its checksums
-verified. A checkpoint that does not fit the robot (joint names or count, networks) or fails its
-checksums is never renamed, deleted or overwritten: the node exits with code 2 and a one-line
-message naming the path and the mismatch, unless ``checkpoint_mismatch: fresh`` (then it learns
-anew under ``<prefix>-<robot id>`` beside it and resumes from there on later starts). Debris of
-interrupted saves (temp and staged files) is removed at start-up. Old sets without a manifest
-still load (logged as unverified).
-
-Threads and processes: the learners train in their own process (``trainer: process``,
-:class:`~invdyn_ros.learning.training.ProcessTrainer`) so training never blocks the subscriber;
-``trainer: thread`` exists for comparison (bench/latency.py). The executor is rclpy's
-``EventsExecutor`` (``executor: events``; ``single`` = SingleThreadedExecutor), spun by the main
-thread; on SIGINT / SIGTERM it stops spinning, publishes zero feedforward, writes the final
-checkpoint and shuts the trainer down. The trainer process cannot outlive the node (it gets
-SIGKILL when the node dies, ``PR_SET_PDEATHSIG``, and checks its parent on every loop). The trainer process runs at ``trainer_nice`` so a shared
-core serves the control loop first; ``realtime_priority`` > 0 puts the spinning thread under
-SCHED_FIFO, and the middleware's receive threads with it (:meth:`InvdynNode.
-apply_realtime_priority`, :mod:`invdyn_ros.pipeline.scheduling`). Nothing on the per-message path
-logs: warnings about rejected input come from the diagnostics timer (at most one per period).
-
-Latency: the callback publishes ``~/predicted_effort`` as soon as the torque is known
-(``Pipeline.process(defer=True)``); the feedforward, the learning bookkeeping
-(``Pipeline.finish``) and the auxiliary topics follow. ``callback_latency_*`` in /diagnostics is
-that interval in wall-clock time (until ``publish()`` returned), ``callback_cpu_*`` the same
-interval in CPU time, ``callback_handoff_*`` the wall time until ``publish()`` is called (without
-the middleware's own delivery cost).
-
-Parameters: see :data:`invdyn_ros.pipeline.parameters.PARAMETERS` (or ``invdyn_node --help``), with
-``autostart``. All are read-only, declared and checked at construction (the table's types and
-ranges; ``executor`` and ``realtime_priority`` shape the process), the pipeline config and the
-rest built at configure. Invalid values stop the node at start-up with exit code 2 and a
-message that names the parameter (with ``autostart: false``: at construction, or a failed
-configure).
+Latency: the joint-state callback publishes ``~/predicted_effort`` as soon as the torque is known
+(``Pipeline.process(defer=True)``); the feedforward, the learning bookkeeping (``Pipeline.finish``)
+and the auxiliary topics follow. Nothing on the per-message path logs: warnings about rejected
+input come from the diagnostics timer, at most one line per period (the counts that grew, with
+their reasons).
 """
 from __future__ import annotations
 
