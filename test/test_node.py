@@ -749,13 +749,14 @@ PANDA = [f'panda_joint{i}' for i in range(1, 8)]
 
 @pytest.mark.parametrize('config, names, rate', [('kuka_lwr.yaml', KUKA, 1000.0),
                                                  ('ur5.yaml', UR5, 500.0),
+                                                 ('ur10.yaml', UR5, 125.0),
                                                  ('franka.yaml', PANDA, 1000.0)])
 def test_starts_from_config_files_as_the_launch_file_passes_them(tmp_path, config, names, rate):
     """``--params-file`` + the two remappings of launch/invdyn.launch.py; HOME is a temp dir, so
     the configs' ``~/.ros/invdyn/...`` checkpoints land there (a damaged one: test_faults.py).
-    The configs ask for the physics prior: the URDF comes from the robot_description topic (UR5,
-    as a driver's robot_state_publisher would publish it) or from urdf_path (KUKA: a 7-link arm
-    with its joint names; Franka: example-robot-data's panda.urdf, fingers locked)."""
+    The configs ask for the physics prior: the URDF comes from the robot_description topic (UR5 and
+    UR10, as a driver's robot_state_publisher would publish it) or from urdf_path (KUKA: a 7-link
+    arm with its joint names; Franka: example-robot-data's panda.urdf, fingers locked)."""
     from invdyn_ros.sim.arm import find_robot_urdf
     stem = Path(config).stem
     ckpt_dir = tmp_path / '.ros' / 'invdyn'
@@ -763,8 +764,8 @@ def test_starts_from_config_files_as_the_launch_file_passes_them(tmp_path, confi
             str(REPO / 'config' / config), '-r', 'joint_states:=/robot/joint_states',
             '-r', '~/feedforward:=/effort_controller/commands']
     desc = None
-    if config == 'ur5.yaml':
-        desc = DescriptionPublisher(find_robot_urdf('ur5').read_text())
+    if config in ('ur5.yaml', 'ur10.yaml'):
+        desc = DescriptionPublisher(find_robot_urdf(stem).read_text())
     elif config == 'kuka_lwr.yaml':
         (tmp_path / 'kuka.urdf').write_text(serial_arm_urdf(KUKA))
         args += ['-p', f'urdf_path:={tmp_path / "kuka.urdf"}']

@@ -245,7 +245,9 @@ PARAMETERS: dict[str, Param] = {p.name: p for p in (
        'larger |effort * effort_scale| (N m or N) is rejected as corrupt', **POSITIVE),
     _p('dual_enabled', 'bool', True,
        'run two networks and pick per joint the one with the smaller error'),
-    _p('dual_window', 'int', 200, 'samples in the rolling identification-error window', lo=2),
+    _p('dual_window', 'int', 200,
+       'samples in the rolling identification-error window; the shipped configs: 1 s at their '
+       'rate (a longer window chose the better network too late on the real recordings)', lo=2),
     _p('dual_hysteresis', 'float', 0.1,
        'switch only when the other error std is this fraction smaller',
        lo=0.0, hi=1.0, hi_open=True),
