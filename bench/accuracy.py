@@ -33,11 +33,11 @@ Butterworth filter on every channel). Huang et al. score against the raw measure
 KUKA-I the raw-vs-filtered difference (sensor noise) adds ~0.01-0.02 to every model's nMSE (see
 bench/results/kuka_core.txt for both columns with the offline KUKA benchmark).
 
-Settings (``BENCH_PARAMS``, node parameter names): Butterworth order 2 at 10 Hz (these sets are
-100-125 Hz; the node's default 30 Hz is for 500 Hz-1 kHz arms), Adam learning rate 1e-2, 20 extra
-epochs (both as chosen for bench/kuka_core.py on a validation split inside KUKA trajectories 1-8),
-everything else the node's defaults (window 10, batch 128, 2 x 64 units, buffer 20,000, 0.1 updates
-per sample online, dual identifier window 200, hysteresis 0.1). GP: 1,000 training points
+Settings (``common.DATASET_PARAMS``, node parameter names): Butterworth order 2 at 10 Hz (these sets
+are 100-125 Hz; the node's default 30 Hz is for 500 Hz-1 kHz arms), Adam learning rate 1e-2, 20
+extra epochs (both as chosen for bench/kuka_core.py on a validation split inside KUKA trajectories
+1-8), everything else the node's defaults (window 10, batch 128, 2 x 64 units, buffer 20,000, 0.1
+updates per sample online, dual identifier window 200, hysteresis 0.1). GP: 1,000 training points
 (hyperparameters on 300), refit every 500 samples in prequential. Seed 0.
 
 Budget: ``--budget-min`` (default 25): a run is not started once the elapsed time is above it;
@@ -69,8 +69,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the checkout, n
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-from bench.common import (Recorder, format_machine, format_table, machine_info,  # noqa: E402
-                          require_datasets_dir, results_dir, save_results)
+from bench.common import (DATASET_PARAMS, Recorder, format_machine, format_table,  # noqa: E402
+                          machine_info, require_datasets_dir, results_dir, save_results)
 
 #: Huang et al. 2024, Table 4: average nMSE over the 7 joints on KUKA-I (trajectories 9-10).
 HUANG_TABLE4 = {'lstm': 0.1283, 'gru': 0.0613, 'rnn': 0.1810, 'mlp': 0.1281, 'transformer': 0.1035,
@@ -81,11 +81,6 @@ PROTOCOLS = ('split', 'prequential')
 #: Execution order (most important and cheapest first, so a budget cuts the least useful runs).
 RUN_ORDER = ('naive', 'lstm', 'gru', 'dual', 'mlp', 'gp', 'va_sta_reslstm')
 KUKA_TRAIN_SAMPLES = 16052
-BENCH_PARAMS: dict[str, Any] = {
-    'filter_order': 2,
-    'filter_cutoff_hz': 10.0,
-    'learning_rate': 1e-2,
-}
 DEFAULT_EPOCHS = 20
 
 
@@ -227,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     out('command: python bench/accuracy.py ' + ' '.join(argv if argv is not None
                                                         else sys.argv[1:]))
     root = require_datasets_dir(args.data_dir)
-    params = dict(BENCH_PARAMS)
+    params = dict(DATASET_PARAMS)
     settings = {'params': params, 'epochs': args.epochs, 'seed': args.seed}
     out(f'invdyn_eval settings: --epochs {args.epochs} --seed {args.seed} --config with {params} '
         f'(other parameters: the node defaults)')

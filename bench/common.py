@@ -29,9 +29,16 @@ from invdyn_ros.offline.datasets import find_datasets_dir  # noqa: E402
 # jsonable: one definition for metrics.json and bench results.
 from invdyn_ros.offline.evaluation import jsonable  # noqa: E402,F401
 
-__all__ = ['REPO', 'cpu_model', 'machine_info', 'format_machine', 'require_datasets_dir',
-           'format_table', 'results_dir', 'jsonable', 'save_results', 'Recorder',
-           'private_ros_env', 'spin_in_background', 'stop_node_process']
+__all__ = ['REPO', 'DATASET_PARAMS', 'cpu_model', 'machine_info', 'format_machine',
+           'require_datasets_dir', 'format_table', 'results_dir', 'jsonable', 'save_results',
+           'Recorder', 'private_ros_env', 'spin_in_background', 'stop_node_process']
+
+#: The pipeline settings of the benches on the recorded datasets (node parameter names): Butterworth
+#: order 2 at 10 Hz (these sets are 100-125 Hz) and Adam learning rate 1e-2, the rest the node's
+#: defaults. Chosen for bench/kuka_core.py; why: bench/accuracy.py's docstring. Used by
+#: accuracy.py, prior_datasets.py, lstm_real_arms.py and dual_window.py.
+DATASET_PARAMS: dict[str, Any] = {'filter_order': 2, 'filter_cutoff_hz': 10.0,
+                                  'learning_rate': 1e-2}
 
 
 def cpu_model() -> str:

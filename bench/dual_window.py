@@ -40,16 +40,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from common import (REPO, Recorder, format_machine, format_table, machine_info,  # noqa: E402
-                    require_datasets_dir, save_results)
+from common import (DATASET_PARAMS, REPO, Recorder, format_machine, format_table,  # noqa: E402
+                    machine_info, require_datasets_dir, save_results)
 from prior_datasets import robots_of  # noqa: E402
 
 from invdyn_ros.offline.eval_networks import run_network  # noqa: E402
 from invdyn_ros.offline.eval_stream import as_stream  # noqa: E402
 from invdyn_ros.stages.identifier import DualIdentifier  # noqa: E402
 
-#: bench/prior_datasets.py's pipeline settings
-BENCH_PARAMS = {'filter_order': 2, 'filter_cutoff_hz': 10.0, 'learning_rate': 1e-2}
 #: The shipped config of each dataset's robot
 CONFIGS = {'ur10': 'config/ur10.yaml'}
 #: A config's parameters the offline run sets itself or leaves out (the node's own ones are
@@ -67,7 +65,7 @@ def params_for(key: str, which: str, urdf: str, extra: dict) -> tuple[dict, str]
             params.pop(name, None)
         source = CONFIGS[key]
     else:
-        params, source = dict(BENCH_PARAMS), 'bench/prior_datasets.py settings'
+        params, source = dict(DATASET_PARAMS), 'bench/prior_datasets.py settings'
     params.update(urdf_path=urdf, prior='rnea', second_model='lstm', **extra)
     return params, source
 

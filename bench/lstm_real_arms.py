@@ -33,12 +33,11 @@ import time
 
 import numpy as np
 
-from common import (Recorder, format_machine, format_table, machine_info, require_datasets_dir,
-                    results_dir, save_results)
+from common import (DATASET_PARAMS, Recorder, format_machine, format_table, machine_info,
+                    require_datasets_dir, results_dir, save_results)
 from invdyn_ros.offline.datasets import load_baxter, load_ur10
 from invdyn_ros.offline.evaluation import evaluate, jsonable
 
-BASE = {'filter_order': 2, 'filter_cutoff_hz': 10.0, 'learning_rate': 1e-2}
 BASE_EPOCHS = 10
 
 #: name -> (model, parameter overrides, epochs, seed)
@@ -93,7 +92,7 @@ def main() -> None:
     recs = {d: load(d, data_dir) for d in datasets}
     out = Recorder()
     out(format_machine(machine_info()))
-    out(f'base settings {BASE}, {BASE_EPOCHS} extra epochs, split 80/20; '
+    out(f'base settings {DATASET_PARAMS}, {BASE_EPOCHS} extra epochs, split 80/20; '
         f'datasets {datasets}')
     t_start = time.perf_counter()
     skipped = []
@@ -108,7 +107,7 @@ def main() -> None:
                 continue
             t0 = time.perf_counter()
             report = evaluate(recs[d], [model], protocol='split', train_fraction=0.8,
-                              params={**BASE, **over}, seed=seed, epochs=epochs)
+                              params={**DATASET_PARAMS, **over}, seed=seed, epochs=epochs)
             r = report.results[0]
             runs[key] = {'dataset': d, 'variant': v, 'model': model, 'overrides': over,
                          'epochs': epochs, 'seed': seed, 'nmse': list(map(float, r.nmse)),

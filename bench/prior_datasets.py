@@ -29,8 +29,8 @@ import time
 
 import numpy as np
 
-from common import (Recorder, format_machine, format_table, machine_info, require_datasets_dir,
-                    save_results)
+from common import (DATASET_PARAMS, Recorder, format_machine, format_table, machine_info,
+                    require_datasets_dir, save_results)
 from invdyn_ros.offline.datasets import load_baxter, load_ur10
 from invdyn_ros.offline.evaluation import evaluate
 from invdyn_ros.sim.arm import find_robot_urdf
@@ -48,8 +48,7 @@ def network_label(name: str, names: list[str]) -> str:
 
 def run(out: Recorder, name: str, rec, urdf: str, extra: dict, models: str, epochs: int,
         seed: int, protocol: str, second_model: str, coulomb_velocity: float = 0.0) -> dict:
-    params = {'filter_order': 2, 'filter_cutoff_hz': 10.0, 'learning_rate': 1e-2,
-              'urdf_path': urdf, 'prior': 'rnea', 'second_model': second_model,
+    params = {**DATASET_PARAMS, 'urdf_path': urdf, 'prior': 'rnea', 'second_model': second_model,
               'coulomb_velocity': coulomb_velocity, **extra}
     t0 = time.perf_counter()
     report = evaluate(rec, models, protocol=protocol, train_fraction=0.8, params=params,
