@@ -59,11 +59,7 @@ def run_physics(model: str, ref: ReferenceStates, protocol: str, train_mask: np.
         test = ref.valid & ~train_mask
         pred[test] = stage.prior.predict_many(q[test], qd[test], qdd[test])
     t2 = time.perf_counter()
-    det = {'parameters': stage.prior.report()}
-    if stage.identification is not None:
-        det['identification'] = dict(stage.identification.counters)
-        det['identification_weights'] = stage.identification.joint_weights.tolist()
-    return pred, t1 - t0, t2 - t1, det
+    return pred, t1 - t0, t2 - t1, stage.model_report()
 
 
 def run_baseline(model: str, ref: ReferenceStates, protocol: str, train_mask: np.ndarray,

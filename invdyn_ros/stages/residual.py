@@ -312,16 +312,21 @@ class PhysicsStage:
     def gravity(self, q: np.ndarray) -> np.ndarray:
         return self.prior.gravity(q)
 
-    def stats(self) -> dict[str, Any]:
-        out: dict[str, Any] = {'trust': self.trust, 'visited': len(self.region),
-                               'prior_error_rms': np.sqrt(self._err2).tolist(),
-                               'residual_error_rms': np.sqrt(self._err2_comb).tolist(),
-                               'residual_gate': self.gate.tolist(),
-                               'parameters': self.prior.report()}
+    def model_report(self) -> dict[str, Any]:
+        """The model's part of :meth:`stats` (also the evaluator's details of ``rnea`` /
+        ``identified``): its parameters and, when identified, the fit's counters and joint
+        weights."""
+        out: dict[str, Any] = {'parameters': self.prior.report()}
         if self.identification is not None:
             out['identification'] = dict(self.identification.counters)
             out['identification_weights'] = self.identification.joint_weights.tolist()
         return out
+
+    def stats(self) -> dict[str, Any]:
+        return {'trust': self.trust, 'visited': len(self.region),
+                'prior_error_rms': np.sqrt(self._err2).tolist(),
+                'residual_error_rms': np.sqrt(self._err2_comb).tolist(),
+                'residual_gate': self.gate.tolist(), **self.model_report()}
 
     def state_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {'theta': np.array(self.prior.theta), 'err2': self._err2.copy(),
